@@ -1,0 +1,435 @@
+"""SE-CAI: Siamese ESM-2 Cross-Attention Interaction model.
+
+Read top to bottom, a batch goes:
+
+1. `encode`: ONE call of the shared ESM-2 on the batch's distinct sequences -> per-residue
+   states. One call (not one for A and one for B) is what keeps DeepSpeed ZeRO-2 and
+   activation checkpointing correct for a siamese model, and encodes a protein that occurs
+   in several pairs only once.
+2. `CrossAttention`: A's residues attend to B's (A->B) and B's to A's (B->A) with shared
+   W_Q, W_K, W_V, through `F.scaled_dot_product_attention` (flash kernels on GPU).
+3. `masked_max_mean`: max- and mean-pool each direction over real residues only.
+4. `PairHead`: v = [v_A, v_B, v_A - v_B, v_A * v_B] -> Linear -> BatchNorm -> GELU ->
+   Dropout -> Linear -> one logit per pair.
+
+Residues only: `<cls>`, `<eos>` and padding are masked out of cross-attention keys and of
+pooling. They carry no residue of the partner protein, and counting them would let the
+sequence length leak into the pooled vector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import EsmConfig, EsmModel
+
+CONFIG_NAME = "secai_config.json"
+HEAD_WEIGHTS_NAME = "secai_head.safetensors"
+ADAPTER_DIR = "adapter"
+BASE_ENCODER_DIR = "base_encoder"
+
+
+@dataclass
+class SECAIConfig:
+    """Everything needed to rebuild the model; saved as JSON beside the weights.
+
+    `encoder` is a Hub name or local path of an ESM-2 checkpoint (`EsmModel` weights);
+    `encoder_config` is used instead when the encoder is built from a config (tests, or
+    random-weight shapes for benchmarks).
+    """
+
+    encoder: str | None = "facebook/esm2_t33_650M_UR50D"
+    encoder_config: dict | None = None
+    cross_attention_heads: int = 8
+    head_hidden: int = 512
+    head_dropout: float = 0.1
+    # "average": logits of (A,B) and (B,A) averaged, so score(A,B) == score(B,A) exactly.
+    # "none": the raw order-dependent head (v_A - v_B is antisymmetric).
+    symmetric: str = "average"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    freeze_encoder: bool = False  # no LoRA; only cross-attention and head train
+    activation_checkpointing: bool = False
+    sync_batchnorm: bool = False
+    decision_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.symmetric not in ("average", "none"):
+            raise ValueError(f"symmetric must be 'average' or 'none', got {self.symmetric!r}")
+        if (self.encoder is None) == (self.encoder_config is None):
+            raise ValueError("give exactly one of `encoder` (name or path) or `encoder_config`")
+
+
+def residue_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """True at residue positions: the attention mask less `<cls>` (first) and `<eos>` (last)."""
+    mask = attention_mask.bool().clone()
+    lengths = mask.sum(dim=1)
+    mask[:, 0] = False
+    mask[torch.arange(mask.shape[0], device=mask.device), lengths - 1] = False
+    return mask
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from a query protein's residues to a key protein's residues.
+
+    The same W_Q, W_K, W_V serve both directions (A->B and B->A): the model is siamese here
+    too. d_k = d / heads. Padding (and `<cls>`/`<eos>`) of the key protein is masked.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"encoder width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.w_q = nn.Linear(dim, dim)
+        # No key bias: it adds the same q.b to every logit of a query, which softmax ignores.
+        self.w_k = nn.Linear(dim, dim, bias=False)
+        self.w_v = nn.Linear(dim, dim)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+        return x.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)
+
+    def forward(
+        self, query_states: torch.Tensor, key_states: torch.Tensor, key_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(P, Lq, d), (P, Lk, d), (P, Lk) bool -> (P, Lq, d)."""
+        q = self._split_heads(self.w_q(query_states))
+        k = self._split_heads(self.w_k(key_states))
+        v = self._split_heads(self.w_v(key_states))
+        # Boolean mask, True = attend; broadcast over heads and query positions.
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        batch, _, length, _ = attended.shape
+        return attended.transpose(1, 2).reshape(batch, length, -1)
+
+
+def masked_max_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[max, mean] over the positions where `mask` is True: (P, L, d), (P, L) -> (P, 2d)."""
+    mask = mask.unsqueeze(-1)
+    lowest = torch.finfo(states.dtype).min
+    maxed = states.masked_fill(~mask, lowest).amax(dim=1)
+    count = mask.sum(dim=1).clamp(min=1).to(states.dtype)
+    mean = states.masked_fill(~mask, 0.0).sum(dim=1) / count
+    return torch.cat([maxed, mean], dim=-1)
+
+
+class PairHead(nn.Module):
+    """Linear -> BatchNorm1d -> GELU -> Dropout -> Linear on v = [v_A, v_B, v_A-v_B, v_A*v_B].
+
+    BatchNorm rule: in training, a batch of fewer than two rows (one pair, not symmetrised)
+    has no batch variance, so it is normalised with the running statistics instead, and the
+    running statistics are left unchanged. Each rank normalises its own micro-batch (uneven
+    sizes are fine); `sync_batchnorm=True` makes statistics global across GPUs.
+    """
+
+    def __init__(self, pooled_dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4 * pooled_dim, hidden)
+        self.norm = nn.BatchNorm1d(hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, v_a: torch.Tensor, v_b: torch.Tensor) -> torch.Tensor:
+        pair_vector = torch.cat([v_a, v_b, v_a - v_b, v_a * v_b], dim=-1)
+        hidden = self.fc1(pair_vector)
+        if self.training and hidden.shape[0] < 2:
+            hidden = F.batch_norm(
+                hidden, self.norm.running_mean, self.norm.running_var,
+                self.norm.weight, self.norm.bias, training=False, eps=self.norm.eps,
+            )  # fmt: skip
+        else:
+            hidden = self.norm(hidden)
+        return self.fc2(self.dropout(F.gelu(hidden))).squeeze(-1)
+
+
+def build_encoder(config: SECAIConfig) -> nn.Module:
+    """The ESM-2 encoder, with LoRA on `config.lora_target_modules` unless frozen.
+
+    The base weights are always frozen; LoRA (peft) adds the only trainable encoder weights.
+    """
+    if config.encoder_config is not None:
+        encoder = EsmModel(EsmConfig(**config.encoder_config), add_pooling_layer=False)
+    else:
+        # Same call for a Hub name and a local folder; weights load from safetensors.
+        encoder = EsmModel.from_pretrained(
+            config.encoder, add_pooling_layer=False, use_safetensors=True
+        )
+    encoder.requires_grad_(False)
+    if config.activation_checkpointing:
+        # Non-reentrant: correct with frozen inputs and with ZeRO-2's gradient hooks.
+        # transformers 5 renamed gradient_checkpointing_enable (the old name still works,
+        # with a deprecation warning); 4.x has only the old one.
+        kwargs = {"use_reentrant": False}
+        if hasattr(encoder, "activation_checkpointing_enable"):
+            encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if config.freeze_encoder:
+        return encoder
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        bias="none",
+    )
+    return get_peft_model(encoder, lora)
+
+
+class SECAI(nn.Module):
+    """Siamese ESM-2 encoder + bidirectional cross-attention + pair head. Returns logits."""
+
+    def __init__(self, config: SECAIConfig, encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder if encoder is not None else build_encoder(config)
+        dim = self.encoder.config.hidden_size
+        self.cross_attention = CrossAttention(dim, config.cross_attention_heads)
+        self.head = PairHead(2 * dim, config.head_hidden, config.head_dropout)
+        if config.sync_batchnorm:
+            self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last-layer per-residue states of the distinct sequences: (U, L, d)."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def pair_logits(
+        self,
+        states: torch.Tensor,
+        mask: torch.Tensor,
+        index_a: torch.Tensor,
+        index_b: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits of pairs (index_a[i], index_b[i]) from already encoded states.
+
+        `states` (U, L, d) and `mask` (U, L, True at residues) may come from `encode` or
+        from a cache of per-residue states (prediction, frozen-encoder training).
+        """
+        states_a, mask_a = states[index_a], mask[index_a]
+        states_b, mask_b = states[index_b], mask[index_b]
+        a_to_b = self.cross_attention(states_a, states_b, mask_b)  # A's residues read B
+        b_to_a = self.cross_attention(states_b, states_a, mask_a)  # B's residues read A
+        v_a = masked_max_mean(a_to_b, mask_a)
+        v_b = masked_max_mean(b_to_a, mask_b)
+        if self.config.symmetric == "none":
+            return self.head(v_a, v_b)
+        # Both orders in one head call (BatchNorm sees the same rows either way), then the
+        # mean of the two logits: addition commutes, so score(A,B) == score(B,A) exactly.
+        both = self.head(torch.cat([v_a, v_b]), torch.cat([v_b, v_a]))
+        forward, backward = both.chunk(2)
+        return (forward + backward) / 2
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        index_a: torch.Tensor,
+        index_b: torch.Tensor,
+        **_: object,
+    ) -> torch.Tensor:
+        """Batch from `data.collate_pairs` -> one logit per pair (P,)."""
+        states = self.encode(input_ids, attention_mask)
+        return self.pair_logits(states, residue_mask(attention_mask), index_a, index_b)
+
+    @torch.no_grad()
+    def predict_proba(self, batch: dict) -> torch.Tensor:
+        """P(interact) per pair, in eval mode (dropout off, BatchNorm running statistics)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.sigmoid(self(**batch).float())
+        finally:
+            self.train(was_training)
+
+    # ---- what trains, and how it is saved ---------------------------------------------
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Cross-attention and head weights (+ BatchNorm buffers): what is not the encoder."""
+        return {
+            f"{name}.{key}": value
+            for name in ("cross_attention", "head")
+            for key, value in getattr(self, name).state_dict().items()
+        }
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write the peft adapter, cross-attention + head (safetensors) and the JSON config.
+
+        A model whose encoder was built from a config (no pretrained checkpoint to name) also
+        gets its base encoder weights saved, so the folder reloads anywhere.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
+        save_file(tensors, directory / HEAD_WEIGHTS_NAME)
+        if isinstance(self.encoder, PeftModel):
+            self.encoder.save_pretrained(directory / ADAPTER_DIR)
+        config = asdict(self.config)
+        if config["encoder_config"] is not None:
+            base = (
+                self.encoder.get_base_model()
+                if isinstance(self.encoder, PeftModel)
+                else self.encoder
+            )
+            # Save the base without LoRA layers: unload() would merge, so save a clean copy.
+            clean = EsmModel(EsmConfig(**config["encoder_config"]), add_pooling_layer=False)
+            clean.load_state_dict(_base_weights(base), strict=True)
+            clean.save_pretrained(directory / BASE_ENCODER_DIR)
+            config["encoder"], config["encoder_config"] = BASE_ENCODER_DIR, None
+        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, is_trainable: bool = False) -> SECAI:
+        """Rebuild a saved model. Reads JSON and safetensors only; nothing is unpickled.
+
+        The model is built exactly as for training (`build_encoder`), then the adapter and
+        head weights are loaded into it; `is_trainable=False` returns it in eval mode.
+        """
+        directory = Path(directory)
+        config_path = directory / CONFIG_NAME
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path}: no SE-CAI config here")
+        config = SECAIConfig(**json.loads(config_path.read_text()))
+        bundled_base = config.encoder == BASE_ENCODER_DIR
+        if bundled_base:
+            config.encoder = str(directory / BASE_ENCODER_DIR)
+        model = cls(config)
+        if bundled_base:  # re-saving must bundle the base again, not point into this folder
+            model.config.encoder_config = json.loads(model.encoder.config.to_json_string())
+            model.config.encoder = None
+        if not config.freeze_encoder:
+            adapter = load_file(directory / ADAPTER_DIR / "adapter_model.safetensors")
+            result = set_peft_model_state_dict(model.encoder, adapter)
+            if result.unexpected_keys:
+                raise ValueError(f"{directory / ADAPTER_DIR}: unexpected adapter weights "
+                                 f"{result.unexpected_keys[:3]}")  # fmt: skip
+        weights = load_file(directory / HEAD_WEIGHTS_NAME)
+        for name in ("cross_attention", "head"):
+            prefix = f"{name}."
+            part = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+            getattr(model, name).load_state_dict(part, strict=True)
+        if not is_trainable:
+            model.requires_grad_(False)
+            model.eval()
+        return model
+
+
+def _base_weights(base: nn.Module) -> dict[str, torch.Tensor]:
+    """The plain EsmModel state dict of a (possibly LoRA-wrapped) base: LoRA tensors dropped."""
+    weights = {}
+    for key, value in base.state_dict().items():
+        if "lora_" in key:
+            continue
+        weights[key.replace(".base_layer.", ".")] = value
+    return weights
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def lora_parameter_count(config: EsmConfig, r: int, target_modules: list[str]) -> int:
+    """Closed form: each targeted d x d projection in each layer gets A (r x d) + B (d x r)."""
+    d = config.hidden_size
+    per_layer = sum(r * (d + d) for name in target_modules if name in ("query", "key", "value"))
+    return config.num_hidden_layers * per_layer
+
+
+def esm2_650m_config() -> dict:
+    """The shape of facebook/esm2_t33_650M_UR50D (no weights)."""
+    return {
+        "vocab_size": 33,
+        "hidden_size": 1280,
+        "num_hidden_layers": 33,
+        "num_attention_heads": 20,
+        "intermediate_size": 5120,
+        "max_position_embeddings": 1026,
+        "position_embedding_type": "rotary",
+        "pad_token_id": 1,
+        "mask_token_id": 32,
+        "token_dropout": True,
+        "emb_layer_norm_before": False,
+        "layer_norm_eps": 1e-5,
+    }
+
+
+def tiny_esm2_config(hidden: int = 32, layers: int = 2, heads: int = 2) -> dict:
+    """A tiny ESM-2 shape for tests and the CPU default run."""
+    return {
+        "vocab_size": 33,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": 4 * hidden,
+        "max_position_embeddings": 1026,
+        "position_embedding_type": "rotary",
+        "pad_token_id": 1,
+        "mask_token_id": 32,
+        "token_dropout": True,
+        "emb_layer_norm_before": False,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
+
+
+def _fmt_share(part: int, whole: int) -> str:
+    return f"{part:,} ({100 * part / whole:.3f}% of {whole:,})"
+
+
+def parameter_report(encoder_config: dict, lora_r: int = 8, cross_attention_heads: int = 20,
+                     head_hidden: int = 512) -> str:  # fmt: skip
+    """Trainable-parameter table for a shape, built on the meta device (no weights)."""
+    config = SECAIConfig(
+        encoder=None, encoder_config=encoder_config, lora_r=lora_r,
+        cross_attention_heads=cross_attention_heads, head_hidden=head_hidden,
+    )  # fmt: skip
+    with torch.device("meta"):
+        model = SECAI(config)
+    esm_total = sum(p.numel() for n, p in model.encoder.named_parameters() if "lora_" not in n)
+    lora = sum(p.numel() for n, p in model.encoder.named_parameters() if "lora_" in n)
+    closed_form = lora_parameter_count(
+        EsmConfig(**encoder_config), lora_r, config.lora_target_modules
+    )
+    cross = sum(p.numel() for p in model.cross_attention.parameters())
+    head = sum(p.numel() for p in model.head.parameters())
+    trainable, total = count_parameters(model)
+    lines = [
+        f"ESM-2 base (frozen):        {esm_total:,}",
+        f"LoRA r={lora_r} on {'/'.join(config.lora_target_modules)}:  "
+        f"{_fmt_share(lora, esm_total)} of ESM-2; closed form {closed_form:,}",
+        f"cross-attention:            {cross:,}",
+        f"pair head:                  {head:,}",
+        f"trainable total:            {_fmt_share(trainable, total)}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Print SE-CAI's trainable parameters for an ESM-2 shape (meta device)."
+    )
+    parser.add_argument("--shape", choices=["650M", "tiny"], default="650M")
+    parser.add_argument("--lora_r", type=int, default=8)
+    parser.add_argument("--cross_attention_heads", type=int, default=None)
+    args = parser.parse_args(argv)
+    shape = esm2_650m_config() if args.shape == "650M" else tiny_esm2_config()
+    heads = args.cross_attention_heads or shape["num_attention_heads"]
+    print(f"SE-CAI on the ESM-2 {args.shape} shape")
+    print(parameter_report(shape, lora_r=args.lora_r, cross_attention_heads=heads))
+
+
+if __name__ == "__main__":
+    main()

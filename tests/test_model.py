@@ -1,0 +1,240 @@
+"""SE-CAI model: masking, cross-attention, pooling, dedup, symmetry, LoRA, save/load."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ppi_dist.data import Pair, collate_pairs
+from ppi_dist.model import (
+    SECAI,
+    CrossAttention,
+    SECAIConfig,
+    esm2_650m_config,
+    lora_parameter_count,
+    masked_max_mean,
+    residue_mask,
+)
+from ppi_dist.model import main as parameter_report_main
+from ppi_dist.sequences import tokenize
+from tests.conftest import SHARED, random_pairs, tiny_model
+
+
+def _pad_more(batch: dict, extra: int) -> dict:
+    """The same batch with `extra` more padding columns."""
+    padded = dict(batch)
+    pad_ids = torch.full((batch["input_ids"].shape[0], extra), 1, dtype=torch.long)
+    padded["input_ids"] = torch.cat([batch["input_ids"], pad_ids], dim=1)
+    padded["attention_mask"] = torch.cat([batch["attention_mask"], torch.zeros_like(pad_ids)], 1)
+    return padded
+
+
+def test_residue_mask_drops_cls_eos_and_padding():
+    _, attention_mask = tokenize(["ACD", "A"])
+    assert residue_mask(attention_mask).tolist() == [
+        [False, True, True, True, False],
+        [False, True, False, False, False],
+    ]
+
+
+def test_padding_does_not_change_probabilities(model, batch):
+    probabilities = model.predict_proba(batch)
+    assert torch.allclose(model.predict_proba(_pad_more(batch, 37)), probabilities, atol=1e-5)
+    # A longer partner in the batch pads every other sequence further.
+    longer = [*random_pairs(6), Pair("long", "P1", "M" * 90, "ACDEFGHIK", 1.0)]
+    longer_probabilities = model.predict_proba(collate_pairs(longer))[:6]
+    assert (longer_probabilities - probabilities).abs().max() <= 1e-5
+
+
+def _reference_attention(q_states, k_states, key_mask, module: CrossAttention):
+    """softmax(Q K^T / sqrt(d_k)) V, written out, with -inf at masked keys."""
+    heads = module.heads
+    p, lq, d = q_states.shape
+    dk = d // heads
+    q = module.w_q(q_states).view(p, lq, heads, dk).transpose(1, 2)
+    k = module.w_k(k_states).view(p, -1, heads, dk).transpose(1, 2)
+    v = module.w_v(k_states).view(p, -1, heads, dk).transpose(1, 2)
+    logits = q @ k.transpose(-1, -2) / math.sqrt(dk)
+    logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    weights = torch.softmax(logits, dim=-1)
+    return (weights @ v).transpose(1, 2).reshape(p, lq, d), weights
+
+
+def test_cross_attention_matches_reference_and_ignores_masked_keys():
+    torch.manual_seed(0)
+    module = CrossAttention(dim=32, heads=4)
+    q_states, k_states = torch.randn(3, 7, 32), torch.randn(3, 11, 32)
+    key_mask = torch.ones(3, 11, dtype=torch.bool)
+    key_mask[0, 5:] = False
+    key_mask[2, :2] = False
+    out = module(q_states, k_states, key_mask)
+    reference, weights = _reference_attention(q_states, k_states, key_mask, module)
+    assert torch.allclose(out, reference, atol=1e-5)
+    assert torch.all(weights[~key_mask[:, None, None, :].expand_as(weights)] == 0)
+    # Changing a masked key changes nothing.
+    k_changed = k_states.clone()
+    k_changed[0, 5:] = 1e4
+    assert torch.allclose(module(q_states, k_changed, key_mask), out, atol=1e-6)
+
+
+def test_pooling_ignores_padding():
+    torch.manual_seed(0)
+    states = torch.randn(2, 6, 4)
+    mask = torch.tensor([[0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    pooled = masked_max_mean(states, mask)
+    poisoned = states.clone()
+    poisoned[~mask] = 1e9
+    assert torch.equal(masked_max_mean(poisoned, mask), pooled)
+    real = states[0, 1:4]
+    assert torch.allclose(pooled[0], torch.cat([real.amax(0), real.mean(0)]))
+
+
+def test_repeated_protein_is_encoded_once(model):
+    hub = "MKTAYIAKQRQISFVKSHFSRQ"
+    pairs = [Pair("hub", f"P{i}", hub, s, 1.0) for i, s in enumerate(["ACDE", "WWYY", "KLMN"])]
+    pairs.append(Pair("P0", "hub", "ACDE", hub, 0.0))
+    batch = collate_pairs(pairs)
+    seen = []
+    handle = model.encoder.register_forward_pre_hook(
+        lambda _m, args, kwargs: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    deduplicated = model.predict_proba(batch)
+    handle.remove()
+    assert seen == [4]  # hub, ACDE, WWYY, KLMN: four distinct sequences for eight slots
+
+    # Reference: every occurrence encoded separately, one row per slot.
+    sequences = [s for p in pairs for s in (p.sequence_a, p.sequence_b)]
+    input_ids, attention_mask = tokenize(sequences)
+    every_occurrence = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "index_a": torch.arange(0, 8, 2),
+        "index_b": torch.arange(1, 8, 2),
+    }
+    assert torch.allclose(model.predict_proba(every_occurrence), deduplicated, atol=1e-6)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_symmetric_option_scores_both_orders_equally(training):
+    model = tiny_model(head_dropout=0.0)
+    model.train(training)
+    pairs = random_pairs(8, seed=3)
+    swapped = [Pair(p.protein_b, p.protein_a, p.sequence_b, p.sequence_a, p.label) for p in pairs]
+    with torch.no_grad():
+        forward, backward = model(**collate_pairs(pairs)), model(**collate_pairs(swapped))
+    assert (forward - backward).abs().max() <= 1e-6
+
+
+def test_order_dependent_head_is_not_symmetric():
+    model = tiny_model(symmetric="none").eval()
+    pairs = random_pairs(8, seed=3)
+    swapped = [Pair(p.protein_b, p.protein_a, p.sequence_b, p.sequence_a, p.label) for p in pairs]
+    with torch.no_grad():
+        difference = model(**collate_pairs(pairs)) - model(**collate_pairs(swapped))
+    assert difference.abs().max() > 1e-4
+
+
+def test_batchnorm_with_a_single_pair_in_training():
+    model = tiny_model(symmetric="none").train()
+    running_mean = model.head.norm.running_mean.clone()
+    logits = model(**collate_pairs(random_pairs(1)))
+    assert logits.shape == (1,) and torch.isfinite(logits).all()
+    assert torch.equal(model.head.norm.running_mean, running_mean)
+
+
+def _step(model: SECAI, batch: dict) -> None:
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    logits = model(**batch)
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"]).backward()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_one_step_changes_only_lora_cross_attention_and_head(checkpointing, batch):
+    model = tiny_model(activation_checkpointing=checkpointing).train()
+    assert model.encoder.get_base_model().encoder.gradient_checkpointing == checkpointing
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    _step(model, batch)
+    # LoRA B starts at zero, so A's gradient is zero on the first step; B's must not be.
+    lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
+    assert lora_b and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b.values())
+    model.zero_grad()
+    _step(model, batch)  # now B != 0, so A learns too
+    lora_a = {n: p for n, p in model.named_parameters() if "lora_A" in n}
+    assert lora_a and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_a.values())
+
+    for name, param in model.named_parameters():
+        trainable = "lora_" in name or name.startswith(("cross_attention.", "head."))
+        assert param.requires_grad == trainable, name
+        if trainable and param.grad is not None:
+            assert not torch.equal(param, before[name]), f"{name} did not change"
+        if not trainable:
+            assert torch.equal(param, before[name]), f"frozen {name} changed"
+
+
+def test_parameter_report_for_the_650m_shape(capsys):
+    parameter_report_main(["--shape", "650M", "--lora_r", "8"])
+    printed = capsys.readouterr().out
+    from transformers import EsmConfig
+
+    closed_form = lora_parameter_count(EsmConfig(**esm2_650m_config()), 8, ["query", "value"])
+    assert closed_form == 33 * 2 * 8 * (1280 + 1280)
+    assert f"LoRA r=8 on query/value:  {closed_form:,}" in printed
+    assert "ESM-2 base (frozen):        649,400,981" in printed
+
+
+def test_save_and_load_round_trip_without_unpickling(tmp_path, batch, monkeypatch):
+    model = tiny_model().train()
+    _step(model, batch)
+    _step(model, batch)  # non-zero LoRA B, moved BatchNorm statistics
+    model.config.decision_threshold = 0.37
+    expected = model.predict_proba(batch)
+    model.save_pretrained(tmp_path)
+
+    saved = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert "adapter/adapter_model.safetensors" in saved
+    assert "secai_head.safetensors" in saved
+    assert not [name for name in saved if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("torch.load called: loading must not unpickle")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    loaded = SECAI.from_pretrained(tmp_path)
+    assert loaded.config.decision_threshold == 0.37
+    assert torch.equal(loaded.predict_proba(batch), expected)
+
+
+def test_frozen_encoder_has_no_lora_and_round_trips(tmp_path, batch):
+    model = tiny_model(freeze_encoder=True)
+    assert not [n for n, _ in model.named_parameters() if "lora_" in n]
+    model.save_pretrained(tmp_path)
+    assert torch.equal(
+        SECAI.from_pretrained(tmp_path).predict_proba(batch), model.predict_proba(batch)
+    )
+
+
+ESM2_8M = SHARED / "models" / "esm2_t6_8M"
+
+
+@pytest.mark.skipif(not ESM2_8M.is_dir(), reason=f"{ESM2_8M} not present")
+def test_real_8m_encoder_loads_by_path_like_a_hub_name(batch):
+    model = SECAI(SECAIConfig(encoder=str(ESM2_8M), cross_attention_heads=4, head_hidden=16))
+    assert model.encoder.config.hidden_size == 320
+    assert model.encoder.config.num_hidden_layers == 6
+    probabilities = model.predict_proba(batch)
+    assert probabilities.shape == (6,) and torch.all((probabilities > 0) & (probabilities < 1))
+
+
+def test_reloaded_model_saves_again_to_a_portable_folder(tmp_path, batch):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "first")
+    reloaded = SECAI.from_pretrained(tmp_path / "first")
+    reloaded.save_pretrained(tmp_path / "second")
+    import shutil
+
+    shutil.rmtree(tmp_path / "first")
+    again = SECAI.from_pretrained(tmp_path / "second")
+    assert torch.equal(again.predict_proba(batch), model.predict_proba(batch))
