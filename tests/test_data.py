@@ -1,0 +1,407 @@
+"""Pair data: sources, bad input, batching, sharding over ranks and resuming."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from ppi_dist import data
+from ppi_dist.data import DataError, PairBatches, PairSource, read_fasta
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+LETTERS = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def random_protein(rng: random.Random, length: int) -> str:
+    return "".join(rng.choice(LETTERS) for _ in range(length))
+
+
+@pytest.fixture
+def proteome(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """40 proteins of 5 to 60 residues in a FASTA file (60-column lines, like the real ones)."""
+    rng = random.Random(0)
+    sequences = {f"P{i:03d}": random_protein(rng, rng.randint(5, 60)) for i in range(40)}
+    fasta = tmp_path / "seqs.fasta"
+    fasta.write_text("".join(f">{k} some protein\n{v}\n" for k, v in sequences.items()))
+    return fasta, sequences
+
+
+def all_pairs(n: int = 200, seed: int = 1) -> list[tuple[str, str, int]]:
+    rng = random.Random(seed)
+    return [(f"P{rng.randrange(40):03d}", f"P{rng.randrange(40):03d}", i % 2) for i in range(n)]
+
+
+def write_tsv(path: Path, rows: list, header: str = "protein_a\tprotein_b\tlabel") -> Path:
+    path.write_text(header + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    return path
+
+
+def seen_pairs(batches) -> list[tuple[str, str, float]]:
+    """(a, b, label) of the real (weight 1) pairs of some batches."""
+    out = []
+    for batch in batches:
+        for a, b, label, weight in zip(
+            batch["protein_a"], batch["protein_b"], batch["labels"], batch["weight"], strict=True
+        ):
+            if weight == 1.0:
+                out.append((a, b, float(label)))
+    return out
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_formats_gzip_glob_and_inline_sequences_give_the_same_pairs(tmp_path, proteome):
+    fasta, sequences = proteome
+    rows = all_pairs(30)
+    expected = sorted((a, b, float(y)) for a, b, y in rows)
+    tsv = write_tsv(tmp_path / "p.tsv", rows)
+    (tmp_path / "p.csv").write_text(tsv.read_text().replace("\t", ","))
+    with gzip.open(tmp_path / "p.tsv.gz", "wt") as f:
+        f.write(tsv.read_text())
+    (tmp_path / "p.jsonl").write_text(
+        "".join(json.dumps({"protein_a": a, "protein_b": b, "label": y}) + "\n" for a, b, y in rows)
+    )
+    table = {"protein_a": [r[0] for r in rows], "protein_b": [r[1] for r in rows]}
+    pq.write_table(pa.table({**table, "label": [r[2] for r in rows]}), tmp_path / "p.parquet")
+    inline = tmp_path / "inline.tsv"
+    write_tsv(
+        inline,
+        [(a, b, sequences[a].lower(), sequences[b] + "*", y) for a, b, y in rows],
+        header="protein_a\tprotein_b\tsequence_a\tsequence_b\tlabel",
+    )
+    for name in ["p.tsv", "p.csv", "p.tsv.gz", "p.jsonl", "p.parquet"]:
+        source = PairSource(tmp_path / name, fasta=fasta)
+        got = [(r.protein_a, r.protein_b, r.label) for r in source.pair_rows()]
+        assert sorted(got) == expected, name
+        assert source.report.rows == 30
+    rows_inline = list(PairSource(inline).pair_rows())
+    assert [(r.protein_a, r.protein_b, r.label) for r in rows_inline] == [
+        (a, b, float(y)) for a, b, y in rows
+    ]
+    assert rows_inline[0].sequence_a == sequences[rows[0][0]]  # upper-cased, `*` stripped
+    # a glob over two halves, and a list of files
+    write_tsv(tmp_path / "half1.tsv", rows[:10])
+    write_tsv(tmp_path / "half2.tsv", rows[10:])
+    for spec in [str(tmp_path / "half*.tsv"), [tmp_path / "half1.tsv", tmp_path / "half2.tsv"]]:
+        source = PairSource(spec, fasta=fasta)
+        assert [(r.protein_a, r.protein_b) for r in source.pair_rows()] == [r[:2] for r in rows]
+
+
+def test_crlf_bom_renamed_columns_and_unlabeled(tmp_path, proteome):
+    fasta, _ = proteome
+    path = tmp_path / "p.tsv"
+    path.write_bytes(b"\xef\xbb\xbfA\tB\ty\r\nP001\tP002\t1\r\nP003\tP004\t0\r\n")
+    source = PairSource(path, fasta, columns={"protein_a": "A", "protein_b": "B", "label": "y"})
+    assert [(r.protein_a, r.protein_b, r.label) for r in source.pair_rows()] == [
+        ("P001", "P002", 1.0),
+        ("P003", "P004", 0.0),
+    ]
+    unlabeled = write_tsv(tmp_path / "u.tsv", [("P001", "P002")], header="protein_a\tprotein_b")
+    batch = next(iter(PairBatches(PairSource(unlabeled, fasta), training=False)))
+    assert "labels" not in batch and batch["protein_a"] == ["P001"]
+
+
+def test_uniprot_headers_and_duplicate_identical_records(tmp_path):
+    fasta = tmp_path / "s.fasta.gz"
+    with gzip.open(fasta, "wt") as f:
+        f.write(">sp|P12345|ABC_HUMAN Some protein\nMKT\nLLV\n>P2\nmkty*\n>P2 again\nMKTY\n")
+    assert read_fasta(fasta) == {"P12345": "MKTLLV", "P2": "MKTY"}
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def error_of(source: PairSource) -> str:
+    with pytest.raises(DataError) as caught:
+        source.validate()
+    return str(caught.value)
+
+
+def test_missing_columns(tmp_path, proteome):
+    fasta, _ = proteome
+    path = write_tsv(tmp_path / "p.tsv", [("P001", "P002", 1)], header="protein_a\tprot_b\tlabel")
+    assert error_of(PairSource(path, fasta)).startswith(f"{path}:1: field 'protein_b': missing")
+    path = write_tsv(tmp_path / "q.tsv", [("P001", "P002", 1)], header="protein_a\tprotein_b\tlbl")
+    message = error_of(PairSource(path, fasta, labeled=True))
+    assert message.startswith(f"{path}:1: field 'label': missing column")
+    assert "'lbl'" in message  # shows what the header has
+    inline = write_tsv(tmp_path / "i.tsv", [("P001", "P002", 1)])  # no FASTA, no sequences
+    assert error_of(PairSource(inline)).startswith(f"{inline}:1: field 'sequence_a': missing")
+
+
+def test_identifier_absent_from_fasta(tmp_path, proteome):
+    fasta, _ = proteome
+    path = write_tsv(tmp_path / "p.tsv", [("P001", "P002", 1), ("P003", "Q99999", 0)])
+    assert error_of(PairSource(path, fasta)) == (
+        f"{path}:3: field 'protein_b': identifier 'Q99999' is not in {fasta}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fasta_text", "line", "field", "problem"),
+    [
+        (">P001\nMKT\n>P002\nMKV\n>P001\nMKA\n", 5, "id", "duplicate identifier 'P001'"),
+        (">P001\nMKT\n>P002\n>P003\nMKV\n", 3, "sequence", "record has no sequence"),
+        (">P001\nMKT\n>P002\nMK1V\n", 3, "sequence", "invalid residue '1'"),
+    ],
+)
+def test_bad_fasta_records(tmp_path, fasta_text, line, field, problem):
+    fasta = tmp_path / "s.fasta"
+    fasta.write_text(fasta_text)
+    path = write_tsv(tmp_path / "p.tsv", [("P001", "P001", 1)])
+    message = error_of(PairSource(path, fasta))
+    assert message.startswith(f"{fasta}:{line}: field '{field}': {problem}")
+
+
+@pytest.mark.parametrize(
+    ("sequence", "problem"),
+    [("", "empty sequence"), ("MKTJ", "invalid residue 'J'"), ("MK-T", "invalid residue '-'")],
+)
+def test_bad_inline_sequences(tmp_path, sequence, problem):
+    header = "protein_a\tprotein_b\tsequence_a\tsequence_b\tlabel"
+    rows = [("A", "B", "MKT", "mkv", 1), ("A", "C", "MKT", sequence, 0)]
+    path = write_tsv(tmp_path / "p.tsv", rows, header=header)
+    assert error_of(PairSource(path)).startswith(f"{path}:3: field 'sequence_b': {problem}")
+
+
+@pytest.mark.parametrize("label", ["1.0", "yes", "", "2", "-1", "true"])
+def test_labels_must_be_0_or_1(tmp_path, proteome, label):
+    fasta, _ = proteome
+    path = write_tsv(tmp_path / "p.tsv", [("P001", "P002", 1), ("P001", "P003", label)])
+    assert error_of(PairSource(path, fasta)) == (
+        f"{path}:3: field 'label': expected 0 or 1, got {label!r}"
+    )
+
+
+def test_jsonl_labels_and_missing_fields(tmp_path, proteome):
+    fasta, _ = proteome
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"protein_a": "P001", "protein_b": "P002", "label": 1}\n')
+    with path.open("a") as f:
+        f.write('{"protein_a": "P001", "protein_b": "P002", "label": true}\n')
+    assert error_of(PairSource(path, fasta)) == (
+        f"{path}:2: field 'label': expected 0 or 1, got True"
+    )
+    path.write_text('{"protein_a": "P001", "protein_b": "P002", "label": 1}\n{"protein_a": "P1"}\n')
+    assert error_of(PairSource(path, fasta)) == f"{path}:2: field 'protein_b': missing"
+
+
+def test_blank_and_ragged_lines(tmp_path, proteome):
+    fasta, _ = proteome
+    path = tmp_path / "p.tsv"
+    path.write_text("protein_a\tprotein_b\tlabel\nP001\tP002\t1\n\nP003\tP004\t0\n")
+    assert error_of(PairSource(path, fasta)) == f"{path}:3: blank line"
+    path.write_text("protein_a\tprotein_b\tlabel\nP001\tP002\t1\nP003\tP004\n")
+    assert error_of(PairSource(path, fasta)).startswith(
+        f"{path}:3: 2 fields where the header has 3"
+    )
+    path.write_text("protein_a\tprotein_b\tlabel\nP001\tP002\t1\t7\n")
+    assert error_of(PairSource(path, fasta)).startswith(
+        f"{path}:2: 4 fields where the header has 3"
+    )
+
+
+def test_empty_files(tmp_path, proteome):
+    fasta, _ = proteome
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    assert error_of(PairSource(empty, fasta)).startswith(f"{empty}: empty file")
+    header_only = write_tsv(tmp_path / "h.tsv", [])
+    assert error_of(PairSource(header_only, fasta)) == f"{header_only}:2: no pairs after the header"
+    no_records = tmp_path / "none.fasta"
+    no_records.write_text("\n")
+    path = write_tsv(tmp_path / "p.tsv", [("P001", "P002", 1)])
+    assert error_of(PairSource(path, no_records)) == f"{no_records}: no FASTA records"
+
+
+def test_truncated_gzip(tmp_path, proteome):
+    fasta, _ = proteome
+    whole = gzip.compress(write_tsv(tmp_path / "p.tsv", all_pairs(2000)).read_bytes())
+    path = tmp_path / "p.tsv.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    message = error_of(PairSource(path, fasta))
+    assert message.startswith(f"{path}:") and "gzip file is truncated" in message
+    line = int(message.split(":")[1])
+    assert 2 < line < 2002  # the line where the data stops
+
+
+def test_unreadable_paths(tmp_path, proteome, monkeypatch):
+    fasta, _ = proteome
+    missing = tmp_path / "nope.tsv"
+    assert error_of(PairSource(missing, fasta)) == f"{missing}: file not found"
+    folder = tmp_path / "folder.tsv"
+    folder.mkdir()
+    assert error_of(PairSource(folder, fasta)) == f"{folder}: is a directory, expected a file"
+    path = write_tsv(tmp_path / "p.tsv", [("P001", "P002", 1)])
+    assert (
+        error_of(PairSource(path, tmp_path / "x.fasta"))
+        == f"{tmp_path / 'x.fasta'}: file not found"
+    )
+
+    # Tests may run as root, which chmod cannot lock out: make `open` refuse instead.
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data, "open", refuse, raising=False)
+    assert error_of(PairSource(path, fasta)) == f"{fasta}: permission denied"
+
+
+def test_skip_bad_rows_reports_exact_counts(tmp_path, proteome, caplog):
+    fasta, _ = proteome
+    with fasta.open("a") as f:
+        f.write(">BAD1\nMKJ\n>EMPTY\n")
+    good = all_pairs(50)
+    path = tmp_path / "p.tsv"
+    lines = ["protein_a\tprotein_b\tlabel"] + ["\t".join(map(str, r)) for r in good]
+    bad_lines = {
+        5: "P001\tP002\tyes",
+        9: "P001\tP002\t1.0",
+        12: "",
+        20: "P001\tP002",
+        21: "P001\tQ0000\t1",
+        30: "BAD1\tP002\t0",
+        31: "EMPTY\tP002\t0",
+        40: "\tP002\t1",
+    }
+    for line, text in sorted(bad_lines.items()):
+        lines.insert(line - 1, text)
+    path.write_text("\r\n".join(lines) + "\r\n")
+    source = PairSource(path, fasta, skip_bad_rows=True)
+    report = source.validate()
+    assert report.rows == 50
+    assert dict(report.skipped) == {
+        "bad label": 2,
+        "blank line": 1,
+        "ragged line": 1,
+        "unknown identifier": 1,
+        "unusable sequence": 2,
+        "bad identifier": 1,
+    }
+    assert report.first_skipped["bad label"] == (
+        f"{path}:5: field 'label': expected 0 or 1, got 'yes'"
+    )
+    assert "skipped 8 of 58 rows" in caplog.text
+    # the stream drops exactly those rows, nothing else
+    assert [(r.protein_a, r.protein_b, r.label) for r in source.pair_rows()] == [
+        (a, b, float(y)) for a, b, y in good
+    ]
+    # strict mode stops at the first problem instead: the bad FASTA record
+    assert error_of(PairSource(path, fasta)).startswith(
+        f"{fasta}:81: field 'sequence': invalid residue 'J'"
+    )
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def bernett_like_source(tmp_path: Path, n: int = 300) -> PairSource:
+    """Proteins of 5 to 120 residues (cropped to 64) so that crops and budgets matter."""
+    rng = random.Random(3)
+    sequences = {f"P{i:03d}": random_protein(rng, rng.randint(5, 120)) for i in range(60)}
+    fasta = tmp_path / "s.fasta"
+    fasta.write_text("".join(f">{k}\n{v}\n" for k, v in sequences.items()))
+    rows = [(f"P{rng.randrange(60):03d}", f"P{rng.randrange(60):03d}", i % 2) for i in range(n)]
+    return PairSource(write_tsv(tmp_path / "pairs.tsv", rows), fasta, max_residues=64)
+
+
+def test_token_budget_batches_respect_the_budget_and_cover_the_file(tmp_path):
+    source = bernett_like_source(tmp_path)
+    batches = list(PairBatches(source, seed=0, max_tokens=600, max_pairs=8, sort_buffer=64))
+    for batch in batches:
+        assert batch["input_ids"].numel() <= 600
+        assert len(batch["protein_a"]) <= 8
+        assert batch["input_ids"].shape[1] <= 64 + 2
+        assert len(set(map(tuple, batch["input_ids"].tolist()))) == batch["input_ids"].shape[0]
+        assert torch.equal(batch["weight"], torch.ones(len(batch["protein_a"])))
+    rows = [(r.protein_a, r.protein_b, r.label) for r in source.pair_rows()]
+    assert sorted(seen_pairs(batches)) == sorted(rows)
+    fixed = list(PairBatches(source, seed=0, batch_size=32))
+    assert [len(b["protein_a"]) for b in fixed] == [32] * 9 + [12]
+    padded = sum(b["input_ids"].numel() for b in batches)
+    assert padded / sum(b["attention_mask"].sum().item() for b in batches) < 1.5
+
+
+def test_crops_random_in_training_centred_in_evaluation(tmp_path):
+    source = bernett_like_source(tmp_path)
+    source.validate()
+    full = source.sequences
+    for training in (True, False):
+        for batch in PairBatches(source, seed=0, training=training, max_tokens=2000):
+            for row, protein in enumerate(batch["protein_a"]):
+                ids = batch["input_ids"][batch["index_a"][row]]
+                n = int(batch["attention_mask"][batch["index_a"][row]].sum()) - 2
+                sequence = full[protein]
+                assert n == min(len(sequence), 64)
+                if not training and len(sequence) > 64:
+                    start = (len(sequence) - 64) // 2
+                    assert torch.equal(
+                        ids[1 : n + 1], data.tokenize([sequence[start:][:64]])[0][0, 1:-1]
+                    )
+
+
+def test_two_ranks_cover_the_file_once_and_shuffle_per_epoch(tmp_path):
+    source = bernett_like_source(tmp_path, n=301)
+    rows = sorted((r.protein_a, r.protein_b, r.label) for r in source.pair_rows())
+    for kwargs in ({"max_tokens": 600}, {"batch_size": 7}):
+        ranks = [PairBatches(source, rank=r, world_size=2, seed=5, **kwargs) for r in (0, 1)]
+        epoch_1 = [list(ranks[r]) for r in (0, 1)]
+        assert len(epoch_1[0]) == len(epoch_1[1])  # same number of steps on both ranks
+        union = seen_pairs(epoch_1[0]) + seen_pairs(epoch_1[1])
+        assert sorted(union) == rows  # every pair exactly once; padding has weight 0
+        epoch_2 = [list(ranks[r]) for r in (0, 1)]  # moved on to epoch 1 by itself
+        assert sorted(seen_pairs(epoch_2[0]) + seen_pairs(epoch_2[1])) == rows
+        assert seen_pairs(epoch_2[0]) != seen_pairs(epoch_1[0])
+        again = PairBatches(source, rank=0, world_size=2, seed=5, **kwargs)
+        again.set_epoch(1)
+        assert seen_pairs(again) == seen_pairs(epoch_2[0])  # repeats across runs
+
+
+def test_padding_batch_when_batches_do_not_divide(tmp_path):
+    source = bernett_like_source(tmp_path, n=21)
+    ranks = [list(PairBatches(source, rank=r, world_size=2, batch_size=7)) for r in (0, 1)]
+    assert [len(r) for r in ranks] == [2, 2]  # 3 batches of 7: rank 1 gets one padding batch
+    assert ranks[1][1]["weight"].sum() == 0 and ranks[0][1]["weight"].sum() == 7
+
+
+def test_resume_continues_with_the_exact_next_batch(tmp_path):
+    source = bernett_like_source(tmp_path)
+    options = {"rank": 1, "world_size": 2, "seed": 11, "max_tokens": 600, "sort_buffer": 50}
+    uninterrupted = PairBatches(source, **options)
+    uninterrupted.set_epoch(3)
+    expected = list(uninterrupted)
+
+    interrupted = PairBatches(source, **options)
+    interrupted.set_epoch(3)
+    iterator = iter(interrupted)
+    for _ in range(4):
+        next(iterator)
+    state = interrupted.state_dict()
+    resumed = PairBatches(source, **options)
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert len(rest) == len(expected) - 4
+    for got, want in zip(rest, expected[4:], strict=True):
+        for key in ("input_ids", "attention_mask", "index_a", "index_b", "labels", "weight"):
+            assert torch.equal(got[key], want[key]), key
+        assert got["protein_a"] == want["protein_a"]
+    assert resumed.state_dict() == {"epoch": 4, "batches_done": 0, "seed": 11}
+
+
+@pytest.mark.slow
+def test_bernett_train_validates_and_batches(tmp_path):
+    bernett = SHARED / "data" / "bernett-gold"
+    if not bernett.exists():
+        pytest.skip(f"shared data not found at {bernett}")
+    source = PairSource(bernett / "valid.tsv", bernett / "sequences.fasta")
+    assert source.validate().rows == 59_260
+    batch = next(iter(PairBatches(source, seed=0, max_tokens=8192)))
+    assert batch["input_ids"].numel() <= 8192 and batch["input_ids"].shape[1] <= 1024
