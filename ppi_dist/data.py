@@ -341,6 +341,8 @@ class PairSource:
             window in evaluation; see `sequences.crop`).
         skip_bad_rows: skip bad rows (and FASTA records) instead of stopping at the first,
             and report exact counts per reason.
+        with_sequences: False reads identifiers and labels only (rows get empty sequences),
+            for tools like the leakage audit.
         split: split name for a dataset name.
     """
 
@@ -354,6 +356,7 @@ class PairSource:
         max_residues: int = ESM2_MAX_RESIDUES,
         skip_bad_rows: bool = False,
         split: str = "train",
+        with_sequences: bool = True,
     ):
         self.columns = Columns(**columns) if isinstance(columns, dict) else columns or Columns()
         self.fasta = str(fasta) if fasta is not None else None
@@ -361,6 +364,7 @@ class PairSource:
         self.max_residues = max_residues
         self.skip_bad_rows = skip_bad_rows
         self.split = split
+        self.with_sequences = with_sequences
         self.files, self.dataset_name = _resolve(pair_files)
         formats = {_format_of(f) for f in self.files} if self.files else {None}
         if len(formats) > 1:
@@ -383,7 +387,7 @@ class PairSource:
         """Check every row once (cached); raise a located DataError or count skipped rows."""
         if self.report is not None:
             return self.report
-        if self.fasta is not None:
+        if self.fasta is not None and self.with_sequences:
             self.sequences, self.bad_sequences = _read_fasta(self.fasta, self.skip_bad_rows)
         report = ValidationReport()
         for name, records in self._located_records():
@@ -451,7 +455,7 @@ class PairSource:
             if self.labeled is None:
                 self._has_label = c.label in names
             wanted = [c.protein_a, c.protein_b]
-            if self.fasta is None:
+            if self.fasta is None and self.with_sequences:
                 wanted += [c.sequence_a, c.sequence_b]
             self._wanted = [*wanted, c.label] if self._has_label else wanted
         missing = [c for c in self._wanted if c not in names]
@@ -509,7 +513,9 @@ class PairSource:
         c = self.columns
         protein_a = _identifier(record[c.protein_a], c.protein_a)
         protein_b = _identifier(record[c.protein_b], c.protein_b)
-        if self.sequences is not None:
+        if not self.with_sequences:
+            sequence_a = sequence_b = ""
+        elif self.sequences is not None:
             sequence_a = self._lookup(protein_a, c.protein_a)
             sequence_b = self._lookup(protein_b, c.protein_b)
         else:
