@@ -1,0 +1,245 @@
+"""Prediction: all-vs-all, A x B and pair files equal pair-by-pair scoring; resume; ranks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from ppi_dist.data import Pair, collate_pairs
+from ppi_dist.predict import AllPairsPlan, finalize, predict
+from ppi_dist.predict import main as predict_main
+from tests.conftest import REPO, random_sequence, tiny_model
+
+
+def _write_fasta(path, proteins: dict[str, str]) -> None:
+    path.write_text("".join(f">{p} some description\n{s}\n" for p, s in proteins.items()))
+
+
+def _proteins(n: int, seed: int = 0, prefix: str = "P") -> dict[str, str]:
+    rng = random.Random(seed)
+    return {f"{prefix}{i:02d}": random_sequence(rng, 6, 50) for i in range(n)}
+
+
+def _read_tsv(path) -> list[dict]:
+    lines = path.read_text().splitlines()
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+
+
+def _one_by_one(model, sequences: dict[str, str], a: str, b: str) -> float:
+    """The reference: the full model on a batch of exactly this pair."""
+    batch = collate_pairs([Pair(a, b, sequences[a], sequences[b])])
+    return float(model.predict_proba(batch)[0])
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    model = tiny_model()
+    # A non-trivial head: random BatchNorm statistics so probabilities spread out.
+    model.head.norm.running_mean.normal_()
+    model.head.norm.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def test_all_vs_all_equals_pair_by_pair_and_names_each_pair_once(model, tmp_path):
+    proteins = _proteins(11)
+    _write_fasta(tmp_path / "p.fasta", proteins)
+    out = tmp_path / "scores.tsv"
+    summary = predict(
+        model, out, fasta=tmp_path / "p.fasta", tile=3, cache_dtype="float32", progress=False
+    )
+    rows = _read_tsv(out)
+    assert summary["complete"] and summary["rows_written"] == len(rows) == 55
+    seen = [(r["protein_a"], r["protein_b"]) for r in rows]
+    assert sorted(seen) == list(itertools.combinations(proteins, 2))  # once each, FASTA order
+    for row in rows:
+        expected = _one_by_one(model, proteins, row["protein_a"], row["protein_b"])
+        assert abs(float(row["probability"]) - expected) <= 1e-5
+        assert row["predicted"] == str(int(float(row["probability"]) >= 0.5))
+        assert "label" not in row
+    assert not (tmp_path / "scores.tsv.partial").exists()
+
+
+def test_include_self_and_fp16_cache_is_close(model, tmp_path):
+    proteins = _proteins(6)
+    _write_fasta(tmp_path / "p.fasta", proteins)
+    out = tmp_path / "s.tsv"
+    predict(model, out, fasta=tmp_path / "p.fasta", include_self=True, tile=4, progress=False)
+    rows = _read_tsv(out)
+    assert len(rows) == 21
+    assert sum(r["protein_a"] == r["protein_b"] for r in rows) == 6
+    for row in rows:  # fp16 states (the default) stay close to the fp32 model
+        expected = _one_by_one(model, proteins, row["protein_a"], row["protein_b"])
+        assert abs(float(row["probability"]) - expected) <= 2e-3
+
+
+def test_two_sets_score_every_cross_pair(model, tmp_path):
+    set_a, set_b = _proteins(4, seed=1, prefix="A"), _proteins(5, seed=2, prefix="B")
+    set_b["A01"] = set_a["A01"]  # a protein in both sets: no (A01, A01) pair
+    _write_fasta(tmp_path / "a.fasta", set_a)
+    _write_fasta(tmp_path / "b.fasta", set_b)
+    out = tmp_path / "x.parquet"
+    predict(
+        model,
+        out,
+        fasta=tmp_path / "a.fasta",
+        fasta_b=tmp_path / "b.fasta",
+        tile=2,
+        cache_dtype="float32",
+        progress=False,
+    )
+    table = pq.read_table(out).to_pylist()
+    expected_pairs = {(a, b) for a in set_a for b in set_b if a != b}
+    assert {(r["protein_a"], r["protein_b"]) for r in table} == expected_pairs
+    assert len(table) == len(expected_pairs) == 23
+    both = set_a | set_b
+    for row in table:
+        expected = _one_by_one(model, both, row["protein_a"], row["protein_b"])
+        assert abs(row["probability"] - expected) <= 1e-5
+
+
+def test_pair_file_keeps_order_and_labels(model, tmp_path):
+    proteins = _proteins(8)
+    _write_fasta(tmp_path / "p.fasta", proteins)
+    rng = random.Random(3)
+    ids = list(proteins)
+    pairs = [(rng.choice(ids), rng.choice(ids), rng.randint(0, 1)) for _ in range(30)]
+    lines = ["protein_a\tprotein_b\tlabel", *(f"{a}\t{b}\t{y}" for a, b, y in pairs)]
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "pred.tsv"
+    predict(
+        model,
+        out,
+        pairs=tmp_path / "pairs.tsv",
+        fasta=tmp_path / "p.fasta",
+        chunk_pairs=7,
+        cache_dtype="float32",
+        threshold=0.3,
+        progress=False,
+    )
+    rows = _read_tsv(out)
+    assert [(r["protein_a"], r["protein_b"], int(r["label"])) for r in rows] == pairs
+    for row in rows:
+        p = float(row["probability"])
+        assert abs(p - _one_by_one(model, proteins, row["protein_a"], row["protein_b"])) <= 1e-5
+        assert row["predicted"] == str(int(p >= 0.3))
+
+
+def test_top_k_and_min_prob(model, tmp_path):
+    proteins = _proteins(10)
+    _write_fasta(tmp_path / "p.fasta", proteins)
+    fasta = tmp_path / "p.fasta"
+    predict(model, tmp_path / "all.tsv", fasta=fasta, tile=3, progress=False)
+    everything = _read_tsv(tmp_path / "all.tsv")
+    ranked = sorted(everything, key=lambda r: -float(r["probability"]))
+    predict(model, tmp_path / "top.tsv", fasta=fasta, tile=3, top_k=7, progress=False)
+    top = _read_tsv(tmp_path / "top.tsv")
+    assert [float(r["probability"]) for r in top] == [float(r["probability"]) for r in ranked[:7]]
+    cut = float(ranked[20]["probability"])
+    predict(model, tmp_path / "min.tsv", fasta=fasta, tile=3, min_prob=cut, progress=False)
+    kept = _read_tsv(tmp_path / "min.tsv")
+    assert kept == [r for r in everything if float(r["probability"]) >= cut]
+
+
+def test_interrupted_run_resumes_to_the_same_output(model, tmp_path):
+    proteins = _proteins(13)
+    _write_fasta(tmp_path / "p.fasta", proteins)
+    fasta = tmp_path / "p.fasta"
+    predict(model, tmp_path / "whole.tsv", fasta=fasta, tile=3, progress=False)
+    out = tmp_path / "resumed.tsv"
+    first = predict(model, out, fasta=fasta, tile=3, max_chunks=4, progress=False)
+    assert not first["complete"] and not out.exists()
+    progress = json.loads((tmp_path / "resumed.tsv.partial" / "rank0-of-1.json").read_text())
+    assert progress["next_chunk"] == 4 and not progress["done"]
+    # A crash mid-chunk leaves half-written rows after the recorded size: they are dropped.
+    with open(tmp_path / "resumed.tsv.partial" / "rank0-of-1.tsv", "a") as handle:
+        handle.write("4\tP00\tP99\t0.5\t1\t\n5\tP0")
+    second = predict(model, out, fasta=fasta, tile=3, max_chunks=3, progress=False)
+    assert not second["complete"]
+    third = predict(model, out, fasta=fasta, tile=3, progress=False)
+    assert third["complete"]
+    assert out.read_text() == (tmp_path / "whole.tsv").read_text()
+    # Other options against the same progress files are refused.
+    predict(model, tmp_path / "x.tsv", fasta=fasta, tile=3, max_chunks=1, progress=False)
+    with pytest.raises(RuntimeError, match="other inputs"):
+        predict(model, tmp_path / "x.tsv", fasta=fasta, tile=4, progress=False)
+    with pytest.raises(FileExistsError):
+        predict(model, out, fasta=fasta, tile=3, progress=False)
+
+
+def test_ranks_score_disjoint_slices_that_merge_to_the_single_run(model, tmp_path):
+    proteins = _proteins(12)
+    _write_fasta(tmp_path / "p.fasta", proteins)
+    fasta = tmp_path / "p.fasta"
+    predict(model, tmp_path / "one.tsv", fasta=fasta, tile=2, progress=False)
+    out = tmp_path / "three.tsv"
+    for rank in range(3):  # what `accelerate launch` runs, one process per rank
+        summary = predict(model, out, fasta=fasta, tile=2, rank=rank, world_size=3, progress=False)
+        assert summary["complete"]
+    parts = [(out.parent / "three.tsv.partial" / f"rank{r}-of-3.tsv").read_text() for r in range(3)]
+    chunks = [{int(line.split("\t")[0]) for line in p.splitlines()} for p in parts]
+    assert all(c == {k for k in range(21) if k % 3 == r} for r, c in enumerate(chunks))
+    finalize(out, 3, _options_of(model), has_labels=False)
+    assert out.read_text() == (tmp_path / "one.tsv").read_text()
+
+
+def _options_of(model):
+    from ppi_dist.predict import PredictOptions
+
+    return PredictOptions(threshold=model.config.decision_threshold, tile=2)
+
+
+def test_plan_counts_and_orientation():
+    lengths = {p: len(p) + i for i, p in enumerate(["z", "y", "x", "w", "v"])}
+    plan = AllPairsPlan(lengths, list(lengths), tile=2)
+    pairs = [pair for c in range(plan.num_chunks) for pair in plan.pairs_of(c)]
+    assert len(pairs) == plan.total_pairs == 10
+    order = list(lengths)
+    assert all(order.index(a) < order.index(b) for a, b, _ in pairs)
+
+
+def test_cli_on_a_saved_model_in_a_fresh_process(model, tmp_path):
+    model.save_pretrained(tmp_path / "model")
+    proteins = _proteins(5)
+    _write_fasta(tmp_path / "p.fasta", proteins)
+    out = tmp_path / "cli.tsv"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ppi_dist.predict",
+            "--model",
+            str(tmp_path / "model"),
+            "--fasta",
+            str(tmp_path / "p.fasta"),
+            "--out",
+            str(out),
+            "--cache_dtype",
+            "float32",
+            "--no_progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["rows_written"] == 10
+    for row in _read_tsv(out):
+        expected = _one_by_one(model, proteins, row["protein_a"], row["protein_b"])
+        assert abs(float(row["probability"]) - expected) <= 1e-5
+
+
+def test_cli_refuses_bad_arguments(tmp_path):
+    with pytest.raises(SystemExit):
+        predict_main(["--model", str(tmp_path), "--out", "x.tsv", "--bogus"])
+    with pytest.raises(ValueError, match="output must end"):
+        predict(tiny_model(), tmp_path / "x.csv", fasta=tmp_path / "p.fasta")
