@@ -1,0 +1,395 @@
+"""The model folder users download: weights, model card, training config, metrics; and the Hub.
+
+A saved folder (`save_for_hub`)::
+
+    secai_config.json          model config (decision_threshold included)
+    secai_head.safetensors     cross-attention + pair head
+    adapter/                   LoRA adapter (peft), unless the encoder was frozen
+    base_encoder/              ESM-2 weights, when the encoder was built from a config
+                               or merged (`export_merged`)
+    training_config.json       the run's settings (credentials removed)
+    metrics.json               the run's metrics per split
+    README.md                  model card with Hub metadata (YAML front matter)
+
+Loading (`load_model`) takes a local folder or a Hub repo id (`snapshot_download`, then
+`SECAI.from_pretrained`); only JSON, safetensors and text are fetched, nothing is unpickled
+and no remote code runs. Pushing (`push_folder`) uses `huggingface_hub.HfApi` with the token
+from `HF_TOKEN` or the cached login; the token is never printed, logged or written.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ppi_dist.model import CONFIG_NAME, SECAI
+
+logger = logging.getLogger(__name__)
+
+CARD_NAME = "README.md"
+TRAINING_CONFIG_NAME = "training_config.json"
+METRICS_NAME = "metrics.json"
+# What a model folder may hold; downloads fetch nothing else (no pickles, no code).
+ALLOWED_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt", "*.png"]
+# Keys dropped from a training config before it is written or shown in the card.
+_SECRET_KEY = re.compile(r"token|password|secret|api_key|credential", re.IGNORECASE)
+# Metrics listed in the card (and the Hub model-index), in this order.
+CARD_METRICS = {
+    "auroc": "AUROC", "aupr": "AUPR", "accuracy": "Accuracy", "precision": "Precision",
+    "recall": "Recall", "f1": "F1", "mcc": "MCC", "score": "Weighted score",
+    "threshold": "Threshold", "all_positive_score": "Score of 'all interact'",
+    "all_negative_score": "Score of 'none interact'", "n": "Pairs",
+    "positive_fraction": "Positive fraction",
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def safe_join(folder: str | Path, name: str) -> Path:
+    """`folder / name`, refusing names that leave `folder` (absolute, `..`, symlinks out)."""
+    root = Path(folder).resolve()
+    if not name or Path(name).is_absolute() or "\\" in name:
+        raise ValueError(f"{name!r}: not a relative file name")
+    target = (root / name).resolve()
+    if target != root and root not in target.parents:
+        raise ValueError(f"{name!r} leaves the folder {root}")
+    return target
+
+
+def scrub_secrets(value: Any) -> Any:
+    """A copy of a (nested) config with credential-like keys removed."""
+    if isinstance(value, Mapping):
+        return {k: scrub_secrets(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
+    if isinstance(value, list | tuple):
+        return [scrub_secrets(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- model card
+
+
+def _base_model_of(model: SECAI) -> str | None:
+    """The encoder's Hub name, when the model was built from one (not a local path)."""
+    name = model.config.encoder
+    if name and not Path(name).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        return name
+    return None
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def card_metadata(
+    *,
+    base_model: str | None,
+    metrics: Mapping[str, Mapping[str, float]],
+    datasets: list[str] | None = None,
+    model_name: str = "SE-CAI",
+    library_name: str = "peft",
+    dataset_names: Mapping[str, str] | None = None,
+) -> dict:
+    """The Hub metadata block: base model, tags, datasets and a model-index of the metrics."""
+    metadata: dict[str, Any] = {
+        "library_name": library_name,
+        "license": "apache-2.0",
+        "tags": [
+            "protein",
+            "protein-protein-interaction",
+            "ppi",
+            "esm2",
+            "lora",
+            "cross-attention",
+            "biology",
+            "ppi_dist",
+        ],
+        "pipeline_tag": "text-classification",
+    }
+    if base_model:
+        metadata["base_model"] = base_model
+    if datasets:
+        metadata["datasets"] = list(datasets)
+    results = []
+    for split, values in metrics.items():
+        listed = [
+            {"type": key, "name": CARD_METRICS[key], "value": round(float(values[key]), 6)}
+            for key in ("auroc", "aupr", "accuracy", "precision", "recall", "f1", "mcc")
+            if key in values and values[key] == values[key]  # skip NaN
+        ]
+        if listed:
+            dataset = (dataset_names or {}).get(split, split)
+            results.append({
+                "task": {"type": "text-classification",
+                         "name": "Protein-protein interaction prediction"},
+                "dataset": {"name": dataset, "type": dataset, "split": split},
+                "metrics": listed,
+            })  # fmt: skip
+    if results:
+        metadata["model-index"] = [{"name": model_name, "results": results}]
+    return metadata
+
+
+def render_model_card(
+    *,
+    base_model: str | None,
+    metrics: Mapping[str, Mapping[str, float]],
+    data: Mapping[str, str] | None = None,
+    datasets: list[str] | None = None,
+    training_config: Mapping[str, Any] | None = None,
+    repo_id: str | None = None,
+    model_name: str = "SE-CAI",
+    merged: bool = False,
+    images: list[str] | None = None,
+) -> str:
+    """The model card text: YAML front matter, then metrics, data, use, caveats, loading.
+
+    `metrics`: split name -> metric values (e.g. `ThresholdResult.summary()`).
+    `data`: split name -> where that split came from (free text: file, dataset, block).
+    """
+    metadata = card_metadata(base_model=base_model, metrics=metrics, datasets=datasets,
+                             model_name=model_name, library_name="ppi_dist" if merged else "peft",
+                             dataset_names=data)  # fmt: skip
+    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
+    lines = [f"---\n{front}---", "", f"# {model_name}: siamese ESM-2 cross-attention PPI model", ""]
+    lines += [
+        "Predicts whether two proteins interact from their sequences alone. Both proteins go "
+        f"through the same ESM-2 encoder (`{base_model or 'ESM-2'}`"
+        + (", LoRA merged into it" if merged else ", fine-tuned with LoRA")
+        + "); their residues attend to each other (bidirectional cross-attention), are "
+        "max- and mean-pooled, and a small head gives one probability per pair, symmetric in "
+        "the two proteins.",
+        "",
+        "## Metrics",
+        "",
+    ]
+    if metrics:
+        splits = list(metrics)
+        keys = [k for k in CARD_METRICS if any(k in metrics[s] for s in splits)]
+        lines.append("| metric | " + " | ".join(splits) + " |")
+        lines.append("| --- |" + " --- |" * len(splits))
+        for key in keys:
+            cells = [_format_value(metrics[s][key]) if key in metrics[s] else "" for s in splits]
+            lines.append(f"| {CARD_METRICS[key]} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append(
+            "The threshold was chosen on validation by the weighted score (accuracy, precision, "
+            "recall, F1); the rows 'all interact' / 'none interact' are what the trivial "
+            "predictors score on the same pairs. A weighted score near those is no evidence of "
+            "a working model: judge it by AUROC, AUPR and MCC."
+        )
+    else:
+        lines.append("No evaluation was recorded for this run.")
+    lines += ["", "## Data", ""]
+    if data:
+        lines += [f"- **{split}**: {where}" for split, where in data.items()]
+    else:
+        lines.append("Not recorded.")
+    if images:
+        lines += ["", "## Curves", ""]
+        lines += [f"![{Path(image).stem}]({image})" for image in images]
+    lines += [
+        "",
+        "## Intended use and limits",
+        "",
+        "Ranking candidate protein pairs for follow-up (screening, all-vs-all over a "
+        "proteome), not as evidence of an interaction. Sequences longer than 1,022 residues "
+        "are cropped to their central 1,022.",
+        "",
+        "**Leakage caveat.** Random pair splits leak: most test proteins then also occur in "
+        "training, and sequence models score highly by recognising proteins rather than "
+        "interactions (published models drop from about 0.9 accuracy on random splits to "
+        "near chance on protein-disjoint ones). Only a protein-disjoint evaluation, such as "
+        "the Bernett et al. 2024 gold standard, says how the model does on new proteins. "
+        "Compare every figure with the trivial baselines above.",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "from ppi_dist.hub import load_model",
+        f'model = load_model("{repo_id or "path/or/repo-id"}")  # download + from_pretrained',
+        "```",
+        "",
+        "Score pairs, or all pairs of a FASTA file (each protein encoded once):",
+        "",
+        "```bash",
+        f"python -m ppi_dist.predict --model {repo_id or 'path/or/repo-id'} "
+        "--fasta proteins.fasta --out scores.tsv",
+        "```",
+    ]
+    if merged:
+        lines += ["", "LoRA is merged into `base_encoder/`: loading needs no peft adapter."]
+    if training_config:
+        shown = json.dumps(scrub_secrets(dict(training_config)), indent=2, default=str)
+        lines += ["", "## Training configuration", "", "```json", shown, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_card_metadata(text: str) -> dict:
+    """The YAML front matter of a model card."""
+    match = re.match(r"---\n(.*?)\n---\n", text, re.DOTALL)
+    if match is None:
+        raise ValueError("no YAML front matter")
+    return yaml.safe_load(match.group(1))
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_for_hub(
+    model: SECAI,
+    folder: str | Path,
+    *,
+    metrics: Mapping[str, Mapping[str, float]] | None = None,
+    training_config: Mapping[str, Any] | None = None,
+    data: Mapping[str, str] | None = None,
+    datasets: list[str] | None = None,
+    base_model: str | None = None,
+    repo_id: str | None = None,
+    images: list[str | Path] | None = None,
+    merged: bool = False,
+) -> Path:
+    """Save model + card + training config + metrics into `folder` (ready to push).
+
+    Args:
+        metrics: split -> metric values, e.g. {"validation": result.summary(), "test": ...}.
+        training_config: the run's settings (keys that look like credentials are dropped).
+        data: split -> description of the data (file names, dataset, protein-disjoint...).
+        datasets: Hub dataset ids for the card's metadata.
+        base_model: the ESM-2 Hub name; default: the model's encoder name if it is one.
+        images: PNGs (e.g. from `plots.plot_evaluation`) copied to `plots/` and shown.
+        merged: `export_merged` instead of `save_pretrained` (LoRA merged, no peft needed).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    base_model = base_model or _base_model_of(model)
+    if merged:
+        export_merged(model, folder)
+    else:
+        model.save_pretrained(folder)
+    metrics = {split: dict(values) for split, values in (metrics or {}).items()}
+    (folder / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    clean_config = scrub_secrets(dict(training_config or {}))
+    (folder / TRAINING_CONFIG_NAME).write_text(
+        json.dumps(clean_config, indent=2, default=str) + "\n"
+    )
+    shown = []
+    for image in images or []:
+        name = f"plots/{Path(image).name}"
+        target = safe_join(folder, name)
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(image, target)
+        shown.append(name)
+    card = render_model_card(base_model=base_model, metrics=metrics, data=data,
+                             datasets=datasets, training_config=clean_config, repo_id=repo_id,
+                             merged=merged, images=shown)  # fmt: skip
+    (folder / CARD_NAME).write_text(card)
+    return folder
+
+
+def export_merged(model: SECAI, folder: str | Path) -> Path:
+    """Save `model` with its LoRA merged into the encoder: loads without peft.
+
+    The merged encoder is saved as `base_encoder/` (safetensors) and the config says
+    `freeze_encoder`, so `SECAI.from_pretrained` builds a plain EsmModel and loads no adapter.
+    Probabilities match the LoRA model to float rounding (tests: 1e-5). `model` is unchanged.
+    """
+    from peft import PeftModel
+
+    encoder = copy.deepcopy(model.encoder)
+    if isinstance(encoder, PeftModel):
+        encoder = encoder.merge_and_unload()
+    encoder_config = json.loads(encoder.config.to_json_string())
+    config = replace(model.config, encoder=None, encoder_config=encoder_config,
+                     freeze_encoder=True, activation_checkpointing=False)  # fmt: skip
+    merged = SECAI(config, encoder=encoder)
+    merged.cross_attention.load_state_dict(model.cross_attention.state_dict())
+    merged.head.load_state_dict(model.head.state_dict())
+    merged.save_pretrained(folder)
+    return Path(folder)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    is_trainable: bool = False,
+) -> SECAI:
+    """A saved SE-CAI from a local folder, or from a Hub repo id (downloaded first)."""
+    local = Path(name_or_path)
+    if not local.is_dir():
+        from huggingface_hub import snapshot_download
+
+        local = Path(snapshot_download(
+            str(name_or_path), revision=revision, token=token,
+            allow_patterns=ALLOWED_PATTERNS, library_name="ppi_dist",
+        ))  # fmt: skip
+    if not (local / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"{name_or_path}: no {CONFIG_NAME}; not an SE-CAI model folder")
+    return SECAI.from_pretrained(local, is_trainable=is_trainable)
+
+
+# --------------------------------------------------------------------------- pushing
+
+
+def _refuse_token_in_files(folder: Path, token: str | None) -> None:
+    """Never upload a folder that contains the token (e.g. a config that captured it)."""
+    if not token:
+        return
+    needle = token.encode()
+    for path in folder.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50 * 2**20 and needle in path.read_bytes():
+            raise ValueError(f"{path} contains the Hub token; remove it before pushing")
+
+
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Upload SE-CAI model",
+    token: str | None = None,
+) -> str:
+    """Create `repo_id` if needed and upload `folder` to it; returns the commit URL.
+
+    The token comes from `token`, else `HF_TOKEN`, else the cached `hf auth login`; it is
+    passed to `HfApi` only and never logged. `revision` names a branch (created if missing).
+    """
+    from huggingface_hub import HfApi, get_token
+
+    folder = Path(folder)
+    if not (folder / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"{folder}: no {CONFIG_NAME}; save the model first")
+    _refuse_token_in_files(folder, token or os.environ.get("HF_TOKEN") or get_token())
+    api = HfApi(token=token)
+    logger.info("pushing %s to the Hub repo %s%s", folder, repo_id,
+                f" (branch {revision})" if revision else "")  # fmt: skip
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    if revision:
+        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
+        commit_message=commit_message, allow_patterns=ALLOWED_PATTERNS,
+    )  # fmt: skip
+    url = getattr(commit, "commit_url", None) or str(commit)
+    logger.info("pushed: %s", url)
+    return url
