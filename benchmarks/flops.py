@@ -1,0 +1,336 @@
+"""FLOP model of one SE-CAI training step (ESM-2 + LoRA + cross-attention + head).
+
+Only matrix multiplications are counted (2 FLOPs per multiply-add); layer norms, softmax,
+GELU, rotary embeddings, biases and the optimizer are left out (well under 1% here).
+
+Per sequence of width L (tokens incl. <cls>/<eos>, padded width when padded), d = hidden,
+f = intermediate (4d in ESM-2), n layers, r = LoRA rank on q and v:
+
+    encoder forward   = n * (2 * (4 d^2 + 2 d f) * L   + 4 * L^2 * d)
+                            (q,k,v,o + FFN matmuls)     (QK^T and AV over all heads)
+    LoRA forward      = n * 2 * (2 * 2 r d) * L        (A then B, on q and v)
+
+Backward with a FROZEN encoder: a frozen weight needs no weight gradient, so each frozen
+matmul costs only its input gradient, 1x its forward. QK^T and AV multiply two activations,
+so both operands need a gradient: 2x. LoRA and the trainable parts (cross-attention, head)
+need weight and input gradients: 2x. Activation checkpointing runs the encoder forward once
+more in the backward pass (+1 encoder forward).
+
+Cross-attention, per pair with widths La, Lb, both directions (A->B and B->A), shared W_Q,
+W_K, W_V (d x d): projections 2 d^2 * 3 (La + Lb), scores + weighted sum 2 * 4 La Lb d.
+Head: fc1 on [v_A, v_B, v_A - v_B, v_A * v_B] (8d -> h) for 2P rows (both orders, symmetric
+"average") or P rows, then fc2 (h -> 1).
+
+"model FLOPs" = forward + backward (what MFU is measured against); "executed FLOPs" adds the
+checkpointing recomputation (hardware FLOPs, HFU). FlashAttention's own recomputation of the
+scores in its backward pass is not counted in either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+# Dense bf16 tensor-core peak (no sparsity), in TFLOP/s. H200 has the H100 SXM's compute.
+PEAK_TFLOPS = {
+    "H100 SXM": 989.0,
+    "H200": 989.0,
+    "H100 PCIe": 756.0,
+    "A100": 312.0,
+}
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    """What the FLOP model needs of an ESM-2 config."""
+
+    hidden: int
+    layers: int
+    intermediate: int
+
+    @classmethod
+    def from_config(cls, config: dict | object) -> EncoderShape:
+        get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+        return cls(get("hidden_size"), get("num_hidden_layers"), get("intermediate_size"))
+
+    @property
+    def matmul_params(self) -> int:
+        """Weights of the per-token matmuls (non-embedding, no biases/norms)."""
+        d, f = self.hidden, self.intermediate
+        return self.layers * (4 * d * d + 2 * d * f)
+
+
+@dataclass
+class StepFlops:
+    """FLOPs of one training step, by part. Add two with `+`."""
+
+    encoder_forward: float = 0.0
+    encoder_backward: float = 0.0
+    recompute: float = 0.0
+    trainable_forward: float = 0.0  # LoRA + cross-attention + head
+    trainable_backward: float = 0.0
+
+    def __add__(self, other: StepFlops) -> StepFlops:
+        return StepFlops(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
+
+    def astuple(self) -> tuple[float, ...]:
+        return (
+            self.encoder_forward,
+            self.encoder_backward,
+            self.recompute,
+            self.trainable_forward,
+            self.trainable_backward,
+        )
+
+    @property
+    def forward(self) -> float:
+        return self.encoder_forward + self.trainable_forward
+
+    @property
+    def model(self) -> float:
+        """Forward + backward, no recomputation: the numerator of MFU."""
+        return self.forward + self.encoder_backward + self.trainable_backward
+
+    @property
+    def executed(self) -> float:
+        """Model FLOPs + checkpointing recomputation: the numerator of HFU."""
+        return self.model + self.recompute
+
+
+def encoder_flops(
+    shape: EncoderShape, widths: Iterable[int], lora_r: int = 8, checkpointing: bool = False
+) -> StepFlops:
+    """One encoder call on sequences of the given widths (padded widths if padded)."""
+    d = shape.hidden
+    tokens = square = 0
+    for width in widths:
+        tokens += width
+        square += width * width
+    linear = 2.0 * shape.matmul_params * tokens
+    attention = 4.0 * shape.layers * square * d
+    lora = 2.0 * shape.layers * (2 * 2 * lora_r * d) * tokens
+    forward = linear + attention
+    return StepFlops(
+        encoder_forward=forward,
+        encoder_backward=linear + 2.0 * attention,  # frozen weights: input gradients only
+        recompute=(forward + lora) if checkpointing else 0.0,
+        trainable_forward=lora,
+        trainable_backward=2.0 * lora,
+    )
+
+
+def pair_flops(
+    hidden: int, pair_widths: Iterable[tuple[int, int]], head_hidden: int, symmetric: bool = True
+) -> StepFlops:
+    """Cross-attention (both directions) and the pair head for pairs of widths (La, Lb)."""
+    d = hidden
+    forward = 0.0
+    pairs = 0
+    for width_a, width_b in pair_widths:
+        pairs += 1
+        forward += 2.0 * d * d * 3 * (width_a + width_b) + 8.0 * width_a * width_b * d
+    rows = 2 * pairs if symmetric else pairs
+    forward += 2.0 * rows * (8 * d * head_hidden + head_hidden)
+    return StepFlops(trainable_forward=forward, trainable_backward=2.0 * forward)
+
+
+def secai_step_flops(
+    shape: EncoderShape,
+    encoder_calls: Sequence[Sequence[int]],
+    pair_widths: Sequence[tuple[int, int]],
+    *,
+    lora_r: int = 8,
+    head_hidden: int = 512,
+    symmetric: bool = True,
+    checkpointing: bool = False,
+) -> StepFlops:
+    """A whole step: each encoder call is a list of per-sequence widths.
+
+    Ours: one call on the distinct sequences, all at the batch width. The naive baseline:
+    two calls (A batch, B batch), each padded to its own longest.
+    """
+    total = pair_flops(shape.hidden, pair_widths, head_hidden, symmetric)
+    for widths in encoder_calls:
+        total = total + encoder_flops(shape, widths, lora_r, checkpointing)
+    return total
+
+
+def format_flops(value: float) -> str:
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} FLOP"
+
+
+# --------------------------------------------------------------------------- projection
+
+
+@dataclass
+class EpochCount:
+    """What one epoch asks of the model, summed over its batches."""
+
+    pairs: int = 0
+    steps: int = 0
+    pair_tokens: int = 0  # both sequences of every pair, real cropped lengths + <cls>/<eos>
+    encoded_real: int = 0  # distinct sequences' real tokens (after dedup)
+    encoded_padded: int = 0  # distinct sequences x batch width
+    flops: StepFlops = field(default_factory=StepFlops)
+
+
+def count_batched_epoch(
+    pair_file: str, fasta: str, shape: EncoderShape, max_tokens: int, *, lora_r: int,
+    head_hidden: int, checkpointing: bool, seed: int = 0,
+) -> EpochCount:  # fmt: skip
+    """Run the data layer's token-budget batching over a whole pair file (no model) and sum
+    the FLOPs of every batch as it would be trained: dedup and padding as they come."""
+    from ppi_dist.data import PairBatches, PairSource
+
+    batches = PairBatches(
+        PairSource(pair_file, fasta=fasta), seed=seed, training=True, max_tokens=max_tokens
+    )
+    count = EpochCount()
+    for batch in batches:
+        mask = batch["attention_mask"]
+        sequences, width = mask.shape
+        lengths = mask.sum(dim=1)
+        pairs = len(batch["index_a"])
+        count.pairs += pairs
+        count.steps += 1
+        count.pair_tokens += int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
+        count.encoded_real += int(lengths.sum())
+        count.encoded_padded += mask.numel()
+        count.flops = count.flops + secai_step_flops(
+            shape, [[width] * sequences], [(width, width)] * pairs, lora_r=lora_r,
+            head_hidden=head_hidden, checkpointing=checkpointing,
+        )  # fmt: skip
+    return count
+
+
+def count_unbatched_epoch(
+    pair_lengths: Iterable[tuple[int, int]], shape: EncoderShape, *, lora_r: int,
+    head_hidden: int, checkpointing: bool,
+) -> EpochCount:  # fmt: skip
+    """Conservative count: every pair's two sequences encoded at their own real length (no
+    dedup, no padding); cross-attention at the real lengths. Lengths in tokens."""
+    count = EpochCount()
+    widths: list[int] = []
+    pairs: list[tuple[int, int]] = []
+    for a, b in pair_lengths:
+        widths += [a, b]
+        pairs.append((a, b))
+    count.pairs = count.steps = len(pairs)
+    count.pair_tokens = count.encoded_real = count.encoded_padded = sum(widths)
+    count.flops = secai_step_flops(
+        shape, [widths], pairs, lora_r=lora_r, head_hidden=head_hidden,
+        checkpointing=checkpointing,
+    )  # fmt: skip
+    return count
+
+
+def project_hours(
+    model_flops: float, peak_tflops: float, mfu: float, gpus: int, scaling: float
+) -> tuple[float, float]:
+    """(wall hours, GPU-hours): model FLOPs at `mfu` of the peak, `scaling` efficiency on
+    more than one GPU (1.0 on one)."""
+    per_gpu = peak_tflops * 1e12 * mfu * (scaling if gpus > 1 else 1.0)
+    wall_hours = model_flops / (per_gpu * gpus) / 3600
+    return wall_hours, wall_hours * gpus
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import statistics
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))
+    from ppi_dist.data import read_fasta
+    from ppi_dist.model import esm2_650m_config
+    from ppi_dist.sequences import ESM2_MAX_RESIDUES
+
+    data = repo.parent / "shared" / "data" / "bernett-gold"
+    p = argparse.ArgumentParser(description="FLOP model of an SE-CAI training step and the "
+                                "projected epoch time of the 650M LoRA recipe.")  # fmt: skip
+    p.add_argument("--pairs", default=str(data / "train.tsv"))
+    p.add_argument("--fasta", default=str(data / "sequences.fasta"))
+    p.add_argument("--max_tokens", type=int, default=16384, help="token budget per GPU step")
+    p.add_argument("--peak_tflops", type=float, default=PEAK_TFLOPS["H100 SXM"])
+    p.add_argument("--mfu", type=float, default=0.35, help="assumed MFU until measured")
+    p.add_argument("--scaling", type=float, default=0.9, help="efficiency on several GPUs")
+    p.add_argument("--gpus", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--lora_r", type=int, default=8)
+    p.add_argument("--head_hidden", type=int, default=512)
+    p.add_argument("--no_checkpointing", dest="checkpointing", action="store_false")
+    p.add_argument("--skip_batching", action="store_true", help="only the conservative count")
+    args = p.parse_args(argv)
+    shape = EncoderShape.from_config(esm2_650m_config())
+    common = {"lora_r": args.lora_r, "head_hidden": args.head_hidden,
+              "checkpointing": args.checkpointing}  # fmt: skip
+
+    sequences = read_fasta(args.fasta)
+    cropped = [min(len(s), ESM2_MAX_RESIDUES) for s in sequences.values()]
+    mean_protein = statistics.mean(cropped)
+    print(f"650M shape: d={shape.hidden}, {shape.layers} layers, f={shape.intermediate}, "
+          f"{shape.matmul_params:,} matmul weights")  # fmt: skip
+    print(f"{args.fasta}: {len(cropped):,} proteins, mean length "
+          f"{statistics.mean(len(s) for s in sequences.values()):.1f}, cropped at "
+          f"{ESM2_MAX_RESIDUES}: {mean_protein:.1f}")  # fmt: skip
+
+    # Worked example: one pair of two proteins of the cropped mean length, no padding.
+    width = round(mean_protein) + 2
+    one = secai_step_flops(shape, [[width, width]], [(width, width)], **common)
+    encoder_only = encoder_flops(shape, [width], args.lora_r)
+    print(f"\nworked example, one pair, both sequences {width} tokens ({width - 2} residues):")
+    print(f"  encoder forward, one sequence: {format_flops(encoder_only.encoder_forward)} "
+          f"(linear {format_flops(2.0 * shape.matmul_params * width)}, attention "
+          f"{format_flops(4.0 * shape.layers * width * width * shape.hidden)})")  # fmt: skip
+    for name, value in (
+        ("encoder forward (2 seqs)", one.encoder_forward),
+        ("encoder backward", one.encoder_backward),
+        ("checkpoint recompute", one.recompute),
+        ("LoRA + cross-attn + head fwd", one.trainable_forward),
+        ("LoRA + cross-attn + head bwd", one.trainable_backward),
+        ("model FLOPs (MFU)", one.model),
+        ("executed FLOPs (HFU)", one.executed),
+    ):
+        print(f"  {name:30s} {format_flops(value):>12s}")
+    print(f"  per pair token: {one.model / (2 * width) / 1e9:.2f} GFLOP model, "
+          f"{one.executed / (2 * width) / 1e9:.2f} GFLOP executed")  # fmt: skip
+
+    lengths = {name: min(len(s), ESM2_MAX_RESIDUES) + 2 for name, s in sequences.items()}
+    import csv
+
+    with open(args.pairs, newline="") as handle:
+        pair_lengths = [
+            (lengths[r["protein_a"]], lengths[r["protein_b"]])
+            for r in csv.DictReader(handle, delimiter="\t")
+        ]
+    counts = {"no dedup, no padding (conservative in dedup, optimistic in padding)":
+              count_unbatched_epoch(pair_lengths, shape, **common)}  # fmt: skip
+    if not args.skip_batching:
+        counts[f"data layer batches, max_tokens {args.max_tokens} (dedup + padding as run)"] = (
+            count_batched_epoch(args.pairs, args.fasta, shape, args.max_tokens, **common)
+        )
+    print(f"\nepoch of {args.pairs}: {len(pair_lengths):,} pairs; assumed MFU "
+          f"{100 * args.mfu:.0f}% of {args.peak_tflops:g} TFLOP/s (bf16 dense), "
+          f"{100 * args.scaling:.0f}% scaling efficiency on more than one GPU")  # fmt: skip
+    for label, count in counts.items():
+        print(f"- {label}:")
+        print(f"  {count.steps:,} steps, pair tokens {count.pair_tokens:,}, encoded real "
+              f"{count.encoded_real:,} (dedup x{count.pair_tokens / count.encoded_real:.2f}), "
+              f"encoded padded {count.encoded_padded:,} "
+              f"(padded/real {count.encoded_padded / count.encoded_real:.2f})")  # fmt: skip
+        print(f"  model FLOPs {format_flops(count.flops.model)}, executed "
+              f"{format_flops(count.flops.executed)}")  # fmt: skip
+        for gpus in args.gpus:
+            wall, gpu_hours = project_hours(
+                count.flops.model, args.peak_tflops, args.mfu, gpus, args.scaling
+            )
+            gpu_word = "GPUs" if gpus > 1 else "GPU"
+            print(f"  {gpus} {gpu_word}: {wall:.2f} h ({60 * wall:.0f} min) wall, "
+                  f"{gpu_hours:.2f} GPU-hours per epoch")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Benchmarks: the naive baseline computes the same model, the FLOP model's closed forms, and
+dry runs of throughput.py and gpu_check.sh (CPU, tiny shape). No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.flops import EncoderShape, encoder_flops, pair_flops, secai_step_flops
+from benchmarks.throughput import baseline_batches, naive_forward, ours_forward, pair_rows_of
+from ppi_dist.data import collate_pairs
+from ppi_dist.model import SECAI, SECAIConfig, esm2_650m_config
+from tests.conftest import REPO, SHARED, random_pairs, tiny_model
+
+BERNETT = SHARED / "data" / "bernett-gold"
+
+
+def test_naive_baseline_gives_the_models_logits():
+    """Two encoder calls + separate padding is the same function as the model's forward."""
+    model = tiny_model().eval()
+    ours = collate_pairs(random_pairs(6, proteins=5))  # repeated proteins: dedup happens
+    rows = pair_rows_of([ours])
+    naive = baseline_batches(rows, batch_size=6, seed=None)[0]  # keep the order
+    with torch.no_grad():
+        expected = ours_forward(model, ours)
+        got = naive_forward(model, naive)
+    assert ours["input_ids"].shape[0] < 12
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_matmul_params_match_the_650m_encoders_linear_weights():
+    config = SECAIConfig(encoder=None, encoder_config=esm2_650m_config())
+    with torch.device("meta"):
+        model = SECAI(config)
+    layers = model.encoder.get_base_model().encoder.layer
+    linear = sum(
+        m.weight.numel()
+        for name, m in layers.named_modules()
+        if isinstance(m, nn.Linear) and "lora_" not in name  # LoRA's A and B are nn.Linear too
+    )
+    assert EncoderShape.from_config(esm2_650m_config()).matmul_params == linear
+
+
+def test_flop_model_closed_forms():
+    shape = EncoderShape(hidden=4, layers=2, intermediate=16)  # 4d^2 + 2df = 192 per layer
+    step = encoder_flops(shape, [3], lora_r=1, checkpointing=True)
+    linear, attention, lora = 2 * 384 * 3, 4 * 2 * 9 * 4, 2 * 2 * (2 * 2 * 1 * 4) * 3
+    assert step.encoder_forward == linear + attention
+    assert step.encoder_backward == linear + 2 * attention  # frozen weights: dX only
+    assert step.recompute == linear + attention + lora
+    assert step.trainable_forward == lora and step.trainable_backward == 2 * lora
+    cross = pair_flops(4, [(3, 5)], head_hidden=2, symmetric=False)
+    assert cross.trainable_forward == 2 * 16 * 3 * 8 + 8 * 15 * 4 + 2 * 1 * (8 * 4 * 2 + 2)
+    # Dedup: one call on distinct sequences costs less than two calls on the pairs' sides.
+    once = secai_step_flops(shape, [[10, 10, 10]], [(10, 10)] * 3)
+    twice = secai_step_flops(shape, [[10] * 3, [10] * 3], [(10, 10)] * 3)
+    assert once.model < twice.model
+
+
+def _numbers(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_throughput_dry_run(tmp_path):
+    out = tmp_path / "results.jsonl"
+    command = [
+        sys.executable, "benchmarks/throughput.py", "--encoder", "tiny", "--device", "cpu",
+        "--fixed_length", "30", "--num_pairs", "4", "--sort_buffer", "32", "--repeats", "1",
+        "--max_tokens", "2048", "--baseline_batch_size", "4", "--json_out", str(out),
+        "--pairs", str(BERNETT / "train.tsv"), "--fasta", str(BERNETT / "sequences.fasta"),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"RATIO ours/baseline pairs/s at max_tokens 2048: [\d.]+x", done.stdout)
+    assert "torch" in done.stdout and "transformers" in done.stdout
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["name"] for r in results] == ["baseline", "ours"]
+    for result in results:
+        assert result["pairs"] >= 4 and result["pairs_per_s"] > 0
+        assert result["padded_over_real"] >= 1.0 and result["peak_memory_gb"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_prints_a_results_table(tmp_path):
+    env = {**os.environ, "WORK": str(tmp_path), "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", "--dry"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    table = output.split("=== results", 1)[1].splitlines()
+    rows = [_numbers(line) for line in table if line.startswith("| ")][2:]  # less header, rule
+    throughput = [r for r in rows if r[0].startswith("throughput ")]
+    assert throughput, output
+    for row in throughput:
+        assert row[1] == "OK" and float(row[2]) > 0 and float(row[6]) > 0, row
+    statuses = {r[0]: r[1] for r in rows}
+    assert {"ddp_single_gpu", "zero2_single_gpu"} <= set(statuses), rows
+    # A trainer run must work or say why it was skipped; FAIL = broken interface (see logs).
+    failed = {name: s for name, s in statuses.items() if s not in ("OK", "SKIPPED")}
+    assert not failed, f"{failed}; logs in {tmp_path}\n{output[-3000:]}"
