@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ppi_dist.data import PairSource, read_fasta
 from ppi_dist.embeddings import (
@@ -48,6 +49,7 @@ from ppi_dist.embeddings import (
     EmbeddingCache,
     encoder_fingerprint,
 )
+from ppi_dist.model import masked_max_mean
 from ppi_dist.sequences import ESM2_MAX_RESIDUES
 
 logger = logging.getLogger(__name__)
@@ -158,6 +160,48 @@ class PairFilePlan:
 # --------------------------------------------------------------------------- scoring
 
 
+def pair_logits_projected_once(
+    model: torch.nn.Module,
+    side_a: tuple[torch.Tensor, torch.Tensor],
+    side_b: tuple[torch.Tensor, torch.Tensor],
+    index_a: torch.Tensor,
+    index_b: torch.Tensor,
+) -> torch.Tensor:
+    """`model.pair_logits` with W_Q, W_K, W_V applied once per protein, not once per pair.
+
+    `side_a` / `side_b` are `(states, mask)` of the proteins on each side of the pairs (they
+    may be the same tensors); pair i is (side_a row index_a[i], side_b row index_b[i]).
+    The projections act per residue, so projecting the distinct proteins and indexing the
+    results gives the numbers of `pair_logits` (tests check). Per pair they cost as much as
+    the attention itself; an all-vs-all chunk of t x t pairs needs only 2t. Two sides padded
+    separately also spare a short protein the padding of a long partner.
+    """
+    attention = model.cross_attention
+
+    def project(states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(attention._split_heads(w(states)) for w in (attention.w_q, attention.w_k,
+                                                                  attention.w_v))  # fmt: skip
+
+    (q_a, k_a, v_a), mask_a = project(side_a[0]), side_a[1]
+    (q_b, k_b, v_b), mask_b = project(side_b[0]), side_b[1]
+
+    def read(q, k, v, key_mask) -> torch.Tensor:
+        """Query residues attend to key residues: (P, Lq, d)."""
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        pairs, _, length, _ = out.shape
+        return out.transpose(1, 2).reshape(pairs, length, -1)
+
+    rows_a, rows_b = mask_a[index_a], mask_b[index_b]
+    a_to_b = read(q_a[index_a], k_b[index_b], v_b[index_b], rows_b)
+    b_to_a = read(q_b[index_b], k_a[index_a], v_a[index_a], rows_a)
+    pooled_a, pooled_b = masked_max_mean(a_to_b, rows_a), masked_max_mean(b_to_a, rows_b)
+    if model.config.symmetric == "none":
+        return model.head(pooled_a, pooled_b)
+    both = model.head(torch.cat([pooled_a, pooled_b]), torch.cat([pooled_b, pooled_a]))
+    forward, backward = both.chunk(2)  # as in pair_logits
+    return (forward + backward) / 2
+
+
 @torch.no_grad()
 def score_pairs(
     model: torch.nn.Module,
@@ -165,47 +209,68 @@ def score_pairs(
     pairs: list[tuple[str, str]],
     *,
     max_tokens: int = 65536,
+    max_attention: int = 2**27,
     batch_pairs: int = 1024,
     device: torch.device | str | None = None,
 ) -> np.ndarray:
     """P(interact) of each (protein_a, protein_b), from cached states; input order kept.
 
-    Pairs are sorted by length and batched so that pairs x (longest A + longest B) stays
-    within `max_tokens` (and at most `batch_pairs` pairs); each batch fetches its distinct
-    proteins from the cache once and runs `model.pair_logits`.
+    Pairs are sorted by length and batched within `batch_pairs` pairs, `max_tokens`
+    (pairs x (longest A + longest B)) and `max_attention` attention weights (pairs x heads x
+    longest A x longest B; 2^27 fp32 = 512 MiB). With the symmetric model the shorter
+    protein of each pair goes on side A (the score does not depend on the order).
     """
     if device is None:
         device = next(model.parameters()).device
     model.eval()
-    lengths = [(cache.length(a), cache.length(b)) for a, b in pairs]
-    order = sorted(range(len(pairs)), key=lambda k: (max(lengths[k]), min(lengths[k])))
+    symmetric = model.config.symmetric == "average"
+    cross = getattr(model.config, "interaction", "cross_attention") == "cross_attention"
+    heads = model.cross_attention.heads if cross else 1
+    sides = []
+    for a, b in pairs:
+        if symmetric and cache.length(b) < cache.length(a):
+            a, b = b, a
+        sides.append((a, b))
+    lengths = [(cache.length(a), cache.length(b)) for a, b in sides]
+    order = sorted(range(len(pairs)), key=lambda k: (lengths[k][1], lengths[k][0]))
     probabilities = np.empty(len(pairs), dtype=np.float64)
-    batch: list[int] = []
-    longest_a = longest_b = 0
 
-    def flush() -> None:
-        rows: dict[str, int] = {}
+    def flush(batch: list[int]) -> None:
+        rows_a: dict[str, int] = {}
+        rows_b: dict[str, int] = {}
         for k in batch:
-            for protein in pairs[k]:
-                rows.setdefault(protein, len(rows))
-        states, mask = cache.get(list(rows), device=device)
-        index_a = torch.tensor([rows[pairs[k][0]] for k in batch], device=device)
-        index_b = torch.tensor([rows[pairs[k][1]] for k in batch], device=device)
-        logits = model.pair_logits(states, mask, index_a, index_b)
+            rows_a.setdefault(sides[k][0], len(rows_a))
+            rows_b.setdefault(sides[k][1], len(rows_b))
+        if cross:
+            index_a = torch.tensor([rows_a[sides[k][0]] for k in batch], device=device)
+            index_b = torch.tensor([rows_b[sides[k][1]] for k in batch], device=device)
+            side_a = cache.get(list(rows_a), device=device)
+            side_b = cache.get(list(rows_b), device=device)
+            logits = pair_logits_projected_once(model, side_a, side_b, index_a, index_b)
+        else:  # another interaction: the model's own pair_logits on one padded set
+            rows = {p: i for i, p in enumerate(dict.fromkeys([*rows_a, *rows_b]))}
+            index_a = torch.tensor([rows[sides[k][0]] for k in batch], device=device)
+            index_b = torch.tensor([rows[sides[k][1]] for k in batch], device=device)
+            states, mask = cache.get(list(rows), device=device)
+            logits = model.pair_logits(states, mask, index_a, index_b)
         probabilities[batch] = torch.sigmoid(logits.float()).cpu().numpy()
 
+    batch: list[int] = []
+    longest_a = longest_b = 0
     for k in order:
-        la, lb = lengths[k]
-        wide_a, wide_b = max(longest_a, la), max(longest_b, lb)
+        wide_a, wide_b = max(longest_a, lengths[k][0]), max(longest_b, lengths[k][1])
+        n = len(batch) + 1
         if batch and (
-            len(batch) >= batch_pairs or (len(batch) + 1) * (wide_a + wide_b) > max_tokens
+            n > batch_pairs
+            or n * (wide_a + wide_b) > max_tokens
+            or n * heads * wide_a * wide_b > max_attention
         ):
-            flush()
-            batch, wide_a, wide_b = [], la, lb
+            flush(batch)
+            batch, (wide_a, wide_b) = [], lengths[k]
         batch.append(k)
         longest_a, longest_b = wide_a, wide_b
     if batch:
-        flush()
+        flush(batch)
     return probabilities
 
 

@@ -13,7 +13,14 @@ import pytest
 import torch
 
 from ppi_dist.data import Pair, collate_pairs
-from ppi_dist.predict import AllPairsPlan, finalize, predict
+from ppi_dist.embeddings import EmbeddingCache
+from ppi_dist.predict import (
+    AllPairsPlan,
+    finalize,
+    pair_logits_projected_once,
+    predict,
+    score_pairs,
+)
 from ppi_dist.predict import main as predict_main
 from tests.conftest import REPO, random_sequence, tiny_model
 
@@ -243,3 +250,34 @@ def test_cli_refuses_bad_arguments(tmp_path):
         predict_main(["--model", str(tmp_path), "--out", "x.tsv", "--bogus"])
     with pytest.raises(ValueError, match="output must end"):
         predict(tiny_model(), tmp_path / "x.csv", fasta=tmp_path / "p.fasta")
+
+
+@pytest.mark.parametrize("symmetric", ["average", "none"])
+def test_projecting_once_per_protein_equals_pair_logits(symmetric):
+    model = tiny_model(seed=2, symmetric=symmetric).eval()
+    model.head.norm.running_mean.normal_()
+    torch.manual_seed(1)
+    states = torch.randn(5, 9, 32)
+    mask = torch.arange(9)[None, :] < torch.tensor([9, 3, 7, 1, 5])[:, None]
+    index_a, index_b = torch.tensor([0, 1, 2, 4, 3, 1]), torch.tensor([1, 0, 4, 4, 2, 3])
+    with torch.no_grad():
+        expected = model.pair_logits(states, mask, index_a, index_b)
+        same = pair_logits_projected_once(model, (states, mask), (states, mask), index_a, index_b)
+        # Two sides padded separately (side B: rows 2..4 trimmed to their longest, 7).
+        split = pair_logits_projected_once(
+            model, (states, mask), (states[2:, :7], mask[2:, :7]), index_a[2:], index_b[2:] - 2
+        )
+    assert torch.allclose(same, expected, atol=1e-6)
+    assert torch.allclose(split, expected[2:], atol=1e-6)
+
+
+def test_order_dependent_model_keeps_each_pairs_orientation(tmp_path):
+    model = tiny_model(seed=4, symmetric="none").eval()
+    model.head.norm.running_mean.normal_()
+    proteins = _proteins(6, seed=5)
+    cache = EmbeddingCache.build(model, proteins, dtype="float32")
+    pairs = [(a, b) for a in proteins for b in proteins if a != b]
+    got = score_pairs(model, cache, pairs, max_tokens=300)
+    for (a, b), p in zip(pairs, got, strict=True):
+        assert abs(p - _one_by_one(model, proteins, a, b)) <= 1e-5
+    assert abs(got[0] - got[pairs.index(pairs[0][::-1])]) > 1e-4  # order matters here
