@@ -53,6 +53,9 @@ class SECAIConfig:
     # "average": logits of (A,B) and (B,A) averaged, so score(A,B) == score(B,A) exactly.
     # "none": the raw order-dependent head (v_A - v_B is antisymmetric).
     symmetric: str = "average"
+    # "cross_attention" (SE-CAI) or "mean_pool": the classic baseline that mean-pools each
+    # protein's residue states and feeds them to the same head, with no interaction.
+    interaction: str = "cross_attention"
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -65,6 +68,10 @@ class SECAIConfig:
     def __post_init__(self) -> None:
         if self.symmetric not in ("average", "none"):
             raise ValueError(f"symmetric must be 'average' or 'none', got {self.symmetric!r}")
+        if self.interaction not in ("cross_attention", "mean_pool"):
+            raise ValueError(
+                f"interaction must be 'cross_attention' or 'mean_pool', got {self.interaction!r}"
+            )
         if (self.encoder is None) == (self.encoder_config is None):
             raise ValueError("give exactly one of `encoder` (name or path) or `encoder_config`")
 
@@ -194,7 +201,8 @@ class SECAI(nn.Module):
         self.encoder = encoder if encoder is not None else build_encoder(config)
         dim = self.encoder.config.hidden_size
         self.cross_attention = CrossAttention(dim, config.cross_attention_heads)
-        self.head = PairHead(2 * dim, config.head_hidden, config.head_dropout)
+        pooled_dim = 2 * dim if config.interaction == "cross_attention" else dim
+        self.head = PairHead(pooled_dim, config.head_hidden, config.head_dropout)
         if config.sync_batchnorm:
             self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
 
@@ -216,10 +224,15 @@ class SECAI(nn.Module):
         """
         states_a, mask_a = states[index_a], mask[index_a]
         states_b, mask_b = states[index_b], mask[index_b]
-        a_to_b = self.cross_attention(states_a, states_b, mask_b)  # A's residues read B
-        b_to_a = self.cross_attention(states_b, states_a, mask_a)  # B's residues read A
-        v_a = masked_max_mean(a_to_b, mask_a)
-        v_b = masked_max_mean(b_to_a, mask_b)
+        if self.config.interaction == "cross_attention":
+            a_to_b = self.cross_attention(states_a, states_b, mask_b)  # A's residues read B
+            b_to_a = self.cross_attention(states_b, states_a, mask_a)  # B's residues read A
+            v_a = masked_max_mean(a_to_b, mask_a)
+            v_b = masked_max_mean(b_to_a, mask_b)
+        else:  # baseline: each protein reduced to its mean residue state, no interaction
+            d = states.shape[-1]
+            v_a = masked_max_mean(states_a, mask_a)[:, d:]
+            v_b = masked_max_mean(states_b, mask_b)[:, d:]
         if self.config.symmetric == "none":
             return self.head(v_a, v_b)
         # Both orders in one head call (BatchNorm sees the same rows either way), then the

@@ -1,0 +1,134 @@
+"""Resumable training state, in safetensors and JSON.
+
+A checkpoint folder `checkpoints/step_00000120/` holds:
+
+    trainable.safetensors   LoRA, cross-attention and head weights, BatchNorm statistics
+    best.safetensors        the best weights so far (by the configured metric), if any
+    optimizer.safetensors   AdamW moments per parameter   } without DeepSpeed
+    optimizer.json          parameter groups              }
+    deepspeed/              DeepSpeed's own partitioned optimizer state (ZeRO-2 runs)
+    rng_<rank>.safetensors  torch RNG state of each rank  (+ rng_<rank>.json: Python, NumPy)
+    trainer_state.json      step, epoch, data position, scheduler, best metric, config
+    COMPLETE                written last: a folder without it is an interrupted save
+
+Nothing here is unpickled, except DeepSpeed's own optimizer files under `deepspeed/`,
+which DeepSpeed reads itself: resume only from checkpoints your own runs wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+COMPLETE = "COMPLETE"
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"step_{step:08d}"
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The completed checkpoint with the highest step under `root`, if any."""
+    done = [p for p in root.glob("step_*") if (p / COMPLETE).is_file()]
+    return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
+
+
+def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters that train, plus the head's buffers (BatchNorm running statistics)."""
+    tensors = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    tensors.update({f"head.{n}": b.detach() for n, b in model.head.named_buffers()})
+    return {n: t.cpu().contiguous().clone() for n, t in tensors.items()}
+
+
+def load_trainable_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy saved trainables into the model; every trainable must be in the file."""
+    expected = set(trainable_tensors(model))
+    missing, unexpected = expected - set(tensors), set(tensors) - expected
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint does not fit this model: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
+        )
+    result = model.load_state_dict(tensors, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys
+
+
+def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
+    return all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+
+
+def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """An optimizer state dict as (tensors for safetensors, JSON-able parameter groups)."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"{index}.{name}": (value if torch.is_tensor(value) else torch.tensor(value)).cpu()
+        for index, slots in state["state"].items()
+        for name, value in slots.items()
+    }
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def optimizer_from_files(tensors: dict[str, torch.Tensor], groups: dict) -> dict:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    param_groups = groups["param_groups"]
+    for group in param_groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    return {"state": state, "param_groups": param_groups}
+
+
+def save_rng(directory: Path, rank: int) -> None:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda_{i}"] = s
+    save_file(tensors, directory / f"rng_{rank}.safetensors")
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    (directory / f"rng_{rank}.json").write_text(
+        json.dumps(
+            {
+                "python": [version, list(internal), gauss_next],
+                "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
+            }
+        )
+    )
+
+
+def load_rng(directory: Path, rank: int) -> None:
+    path = directory / f"rng_{rank}.safetensors"
+    if not path.is_file():  # resumed on more ranks than saved: fresh streams for the new ones
+        return
+    tensors = load_file(path)
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda_")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    states = json.loads((directory / f"rng_{rank}.json").read_text())
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+
+
+def write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def rotate(root: Path, keep: int) -> None:
+    """Delete all but the newest `keep` completed checkpoints (and any interrupted saves)."""
+    done = sorted(
+        (p for p in root.glob("step_*") if (p / COMPLETE).is_file()),
+        key=lambda p: int(p.name.split("_")[1]),
+    )
+    for old in done[: max(len(done) - keep, 0)]:
+        shutil.rmtree(old, ignore_errors=True)
