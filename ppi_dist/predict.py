@@ -32,6 +32,7 @@ import heapq
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -639,7 +640,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from ppi_dist.hub import load_model
 
-    state = PartialState()
+    # cpu=True without CUDA: otherwise `accelerate launch` on CPU starts independent
+    # single-process runs instead of one gloo group (seen with accelerate 1.15).
+    state = PartialState(cpu=not torch.cuda.is_available())
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != state.num_processes:  # untied processes would all write rank 0's part
+        raise RuntimeError(
+            f"launched {launched} processes but got a group of {state.num_processes}"
+        )
     model = load_model(args.model, revision=args.revision).to(state.device)
     summary = predict(
         model, args.out, pairs=args.pairs, fasta=args.fasta, fasta_b=args.fasta_b,
