@@ -89,12 +89,12 @@ def write_synthetic_task(
     out_dir: str | Path,
     seed: int = 0,
     n_families: int = 5,
-    motif_length: int = 3,
+    motif_length: int = 4,
     train_pairs: int = 3000,
     eval_pairs: int = 600,
     proteins_per_family: int = 60,
     min_length: int = 40,
-    max_length: int = 200,
+    max_length: int = 150,
 ) -> dict[str, Path]:
     """Write train/valid/test TSVs and one FASTA; return their paths. Deterministic in `seed`."""
     out_dir = Path(out_dir)

@@ -15,6 +15,7 @@ the accelerate config decides (see accelerate_configs/).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -88,6 +89,11 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
         project_dir=config.output_dir,
         kwargs_handlers=handlers,
     )
+    if distributed and accelerator.num_processes == 1:
+        raise ConfigError(
+            f"launched as {os.environ['WORLD_SIZE']} processes but Accelerate formed no process "
+            f"group (each would train alone); on CPU launch with ACCELERATE_USE_CPU=true"
+        )
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         ds = accelerator.state.deepspeed_plugin.deepspeed_config
         # Batches are token-budgeted, not a fixed number of pairs; DeepSpeed only needs an
@@ -401,6 +407,13 @@ def train(config: TrainConfig) -> dict:
         dynamic_ncols=True,
         disable=not accelerator.is_local_main_process,
     )
+    train_log = output_dir / "train_log.jsonl"
+
+    def say(message: str) -> None:
+        """One console line from the main process, above the progress bar."""
+        if accelerator.is_main_process:
+            progress.write(message)
+
     checkpoint_every = config.checkpoint_every or steps_per_epoch
     eval_every = config.eval_every or steps_per_epoch
     window = {"loss": 0.0, "pairs": 0.0, "micro": 0, "start": time.perf_counter()}
@@ -416,6 +429,7 @@ def train(config: TrainConfig) -> dict:
 
     def evaluate_now() -> ThresholdResult:
         nonlocal best
+        average_batchnorm_statistics(unwrapped, accelerator)
         predictions = predict(unwrapped, batches["valid"], accelerator)
         result = choose_threshold(predictions, config, accelerator)
         accelerator.log({f"valid/{k}": v for k, v in result.summary().items()}, step=step)
@@ -428,7 +442,7 @@ def train(config: TrainConfig) -> dict:
                 "threshold": result.threshold,
                 "tensors": ckpt.trainable_tensors(unwrapped),
             }
-        progress.write(f"step {step} validation: {result.describe()}")
+        say(f"step {step} validation: {result.describe()}")
         return result
 
     model.train()
@@ -468,7 +482,7 @@ def train(config: TrainConfig) -> dict:
                 if nonfinite:  # skip: a zero backward keeps DDP's hooks in step, then drop it
                     accelerator.backward((logits * 0).nan_to_num().sum())
                     optimizer.zero_grad()
-                    progress.write(f"step {step + 1}: non-finite loss, step skipped")
+                    say(f"step {step + 1}: non-finite loss, step skipped")
                     continue
                 accelerator.backward(loss)
                 if (
@@ -494,6 +508,9 @@ def train(config: TrainConfig) -> dict:
                     "train/lr_head": scheduler.get_last_lr()[-1],
                 }
                 accelerator.log(logs, step=step)
+                if accelerator.is_main_process:  # plain-text log beside the trackers
+                    with open(train_log, "a") as handle:
+                        handle.write(json.dumps({"step": step, **logs}) + "\n")
                 progress.set_postfix(
                     loss=f"{logs['train/loss']:.4f}", pairs_s=f"{logs['train/pairs_per_s']:.1f}"
                 )
@@ -501,13 +518,12 @@ def train(config: TrainConfig) -> dict:
             if step % eval_every == 0 or step == total_steps:
                 evaluate_now()
             if stopping or step % checkpoint_every == 0 or step == total_steps:
+                average_batchnorm_statistics(unwrapped, accelerator)
                 directory = save_checkpoint(
                     checkpoints, step, state_now(), model, optimizer, scheduler, accelerator, best
                 )
                 if stopping:
-                    progress.write(
-                        f"stop requested: checkpoint {directory}; resume with --resume_from latest"
-                    )
+                    say(f"stop requested: checkpoint {directory}; resume with --resume_from latest")
                     progress.close()
                     accelerator.end_training()
                     return {"stopped_at": step}
@@ -518,7 +534,35 @@ def train(config: TrainConfig) -> dict:
             continue
         break
     progress.close()
+    average_batchnorm_statistics(unwrapped, accelerator)
+    check_ranks_agree(unwrapped, accelerator)
     return finish(config, unwrapped, batches, accelerator, best)
+
+
+def average_batchnorm_statistics(model: SECAI, accelerator: Accelerator) -> None:
+    """Make BatchNorm running statistics the mean over ranks.
+
+    DDP copies rank 0's buffers at every forward, DeepSpeed leaves each rank its own; either
+    way evaluation and checkpoints should see one set, the same on every rank.
+    """
+    if accelerator.num_processes == 1:
+        return
+    for buffer in (model.head.norm.running_mean, model.head.norm.running_var):
+        buffer.copy_(accelerator.reduce(buffer.detach().clone(), reduction="mean"))
+
+
+def check_ranks_agree(model: SECAI, accelerator: Accelerator) -> None:
+    """Every rank must hold the same trainable weights; untied processes are caught here."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(ckpt.trainable_tensors(model).items()):
+        digest.update(name.encode())
+        digest.update(tensor.float().numpy().tobytes())
+    digests = gather_object([digest.hexdigest()[:16]])
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"ranks ended with different weights: {digests}")
+    accelerator.print(
+        f"trainable weights identical on all {accelerator.num_processes} rank(s): {digests[0]}"
+    )
 
 
 def finish(
