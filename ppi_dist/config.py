@@ -59,7 +59,10 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    # No LoRA: only cross-attention and head train, on per-residue states encoded once into
+    # an fp16 memory-mapped cache (centred crops; reused when proteins and encoder match).
     freeze_encoder: bool = False
+    embedding_cache: str | None = None  # folder; default output_dir/embedding_cache
     activation_checkpointing: bool = False
     sync_batchnorm: bool = False
 

@@ -243,15 +243,23 @@ class SECAI(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        index_a: torch.Tensor,
-        index_b: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        index_a: torch.Tensor | None = None,
+        index_b: torch.Tensor | None = None,
+        states: torch.Tensor | None = None,
+        states_mask: torch.Tensor | None = None,
         **_: object,
     ) -> torch.Tensor:
-        """Batch from `data.collate_pairs` -> one logit per pair (P,)."""
-        states = self.encode(input_ids, attention_mask)
-        return self.pair_logits(states, residue_mask(attention_mask), index_a, index_b)
+        """Batch from `data.collate_pairs` -> one logit per pair (P,).
+
+        Frozen-encoder training passes precomputed per-residue `states` and their
+        `states_mask` (from `embeddings.EmbeddingCache`) instead of tokens.
+        """
+        if states is None:
+            states = self.encode(input_ids, attention_mask)
+            states_mask = residue_mask(attention_mask)
+        return self.pair_logits(states, states_mask, index_a, index_b)
 
     @torch.no_grad()
     def predict_proba(self, batch: dict) -> torch.Tensor:

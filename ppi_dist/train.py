@@ -44,9 +44,11 @@ from transformers import get_scheduler
 from ppi_dist import checkpoint as ckpt
 from ppi_dist.config import ConfigError, TrainConfig, load_config
 from ppi_dist.data import Columns, DataError, PairBatches, PairSource
+from ppi_dist.embeddings import EmbeddingCache, sequence_digest
 from ppi_dist.loss import focal_loss
 from ppi_dist.metrics import ThresholdResult, evaluate_at, search_threshold
 from ppi_dist.model import SECAI
+from ppi_dist.sequences import crop
 from ppi_dist.synthetic import write_synthetic_task
 
 
@@ -178,11 +180,70 @@ def make_optimizer(model: SECAI, config: TrainConfig) -> torch.optim.AdamW:
     )
 
 
+def open_embedding_cache(
+    config: TrainConfig, model: SECAI, batches: dict[str, PairBatches], accelerator: Accelerator
+) -> EmbeddingCache:
+    """Frozen encoder: every protein of every split encoded once, by the main process.
+
+    A cache already in the folder is reused when it holds every protein needed, from the
+    same encoder weights and crop (e.g. one cache of a whole proteome for several splits).
+    """
+    directory = Path(config.embedding_cache or Path(config.output_dir) / "embedding_cache")
+    if accelerator.is_main_process:
+        sequences: dict[str, str] = {}
+        for split in batches.values():
+            for row in split.source.pair_rows():
+                sequences[row.protein_a] = row.sequence_a
+                sequences[row.protein_b] = row.sequence_b
+        started = time.perf_counter()
+        cache = _covering_cache(directory, model, sequences, config.max_residues)
+        if cache is None:
+            cache = EmbeddingCache.build(
+                model, sequences, directory=directory, max_residues=config.max_residues,
+                device=accelerator.device, progress=True,
+            )  # fmt: skip
+        accelerator.print(
+            f"embedding cache: {len(cache):,} proteins, {cache.nbytes / 2**20:,.0f} MiB in "
+            f"{directory} ({time.perf_counter() - started:.0f} s)"
+        )
+    accelerator.wait_for_everyone()
+    return EmbeddingCache.open(directory)
+
+
+def _covering_cache(
+    directory: Path, model: SECAI, sequences: dict[str, str], max_residues: int
+) -> EmbeddingCache | None:
+    try:
+        cache = EmbeddingCache.open(directory)
+    except (FileNotFoundError, ValueError):
+        return None
+    if cache.max_residues != max_residues or not cache.matches(model):
+        return None
+    digest_of = dict(zip(cache.ids, cache.digests, strict=True))
+    for protein, sequence in sequences.items():
+        if digest_of.get(protein) != sequence_digest(crop(sequence, max_residues)):
+            return None
+    return cache
+
+
+def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device) -> dict:
+    """Swap a batch's tokens for its proteins' cached per-residue states."""
+    proteins = list(dict.fromkeys(batch["protein_a"] + batch["protein_b"]))
+    row = {protein: i for i, protein in enumerate(proteins)}
+    states, states_mask = cache.get(proteins, device=device)
+    cached = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+    cached["index_a"] = torch.tensor([row[p] for p in batch["protein_a"]], device=device)
+    cached["index_b"] = torch.tensor([row[p] for p in batch["protein_b"]], device=device)
+    return {**cached, "states": states, "states_mask": states_mask}
+
+
 # ---- evaluation -----------------------------------------------------------------------
 
 
 @torch.no_grad()
-def predict(model: SECAI, batches: PairBatches, accelerator: Accelerator) -> dict:
+def predict(
+    model: SECAI, batches: PairBatches, accelerator: Accelerator, cache: EmbeddingCache | None
+) -> dict:
     """Probabilities of every pair of a split, gathered from all ranks (padding dropped).
 
     Runs the unwrapped model: no DDP buffer broadcasts, so ranks need not stay in step.
@@ -194,8 +255,11 @@ def predict(model: SECAI, batches: PairBatches, accelerator: Accelerator) -> dic
         keep = batch["weight"] > 0
         if not keep.any():
             continue
+        batch = _tensors_to(batch, accelerator.device)
+        if cache is not None:
+            batch = with_cached_states(batch, cache, accelerator.device)
         with accelerator.autocast():
-            logits = model(**_tensors_to(batch, accelerator.device))
+            logits = model(**batch)
         probabilities = torch.sigmoid(logits.float()).cpu()
         for i in torch.nonzero(keep).flatten().tolist():
             rows.append(
@@ -349,6 +413,9 @@ def train(config: TrainConfig) -> dict:
 
     batches = make_batches(config, accelerator)
     model = SECAI(config.model_config())
+    cache = (
+        open_embedding_cache(config, model, batches, accelerator) if config.freeze_encoder else None
+    )
     optimizer = make_optimizer(model, config)
     micro_per_epoch = batches["train"].count_batches()
     steps_per_epoch = max(micro_per_epoch // config.gradient_accumulation_steps, 1)
@@ -406,6 +473,7 @@ def train(config: TrainConfig) -> dict:
         desc="train",
         dynamic_ncols=True,
         disable=not accelerator.is_local_main_process,
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,  # logs files get a line per 10 s
     )
     train_log = output_dir / "train_log.jsonl"
 
@@ -430,7 +498,7 @@ def train(config: TrainConfig) -> dict:
     def evaluate_now() -> ThresholdResult:
         nonlocal best
         average_batchnorm_statistics(unwrapped, accelerator)
-        predictions = predict(unwrapped, batches["valid"], accelerator)
+        predictions = predict(unwrapped, batches["valid"], accelerator, cache)
         result = choose_threshold(predictions, config, accelerator)
         accelerator.log({f"valid/{k}": v for k, v in result.summary().items()}, step=step)
         value = metric_of(result, config.best_metric)
@@ -450,6 +518,8 @@ def train(config: TrainConfig) -> dict:
         batches["train"].set_epoch(epoch)
         for batch in batches["train"]:
             batch = _tensors_to(batch, accelerator.device)
+            if cache is not None:
+                batch = with_cached_states(batch, cache, accelerator.device)
             if config.swap_augmentation:
                 batch = _swap(batch, swap_generator)
             with accelerator.accumulate(model):
@@ -536,7 +606,7 @@ def train(config: TrainConfig) -> dict:
     progress.close()
     average_batchnorm_statistics(unwrapped, accelerator)
     check_ranks_agree(unwrapped, accelerator)
-    return finish(config, unwrapped, batches, accelerator, best)
+    return finish(config, unwrapped, batches, accelerator, best, cache)
 
 
 def average_batchnorm_statistics(model: SECAI, accelerator: Accelerator) -> None:
@@ -566,19 +636,24 @@ def check_ranks_agree(model: SECAI, accelerator: Accelerator) -> None:
 
 
 def finish(
-    config: TrainConfig, model: SECAI, batches: dict, accelerator: Accelerator, best: dict
+    config: TrainConfig,
+    model: SECAI,
+    batches: dict,
+    accelerator: Accelerator,
+    best: dict,
+    cache: EmbeddingCache | None,
 ) -> dict:
     """Best weights -> validation threshold -> test metrics -> model folder, plots, Hub."""
     output_dir = Path(config.output_dir)
     if best["tensors"] is not None:
         ckpt.load_trainable_tensors(model, best["tensors"])
     results = {}
-    valid = predict(model, batches["valid"], accelerator)
+    valid = predict(model, batches["valid"], accelerator, cache)
     results["validation"] = choose_threshold(valid, config, accelerator)
     threshold = results["validation"].threshold
     predictions = {"validation": valid}
     if "test" in batches:
-        predictions["test"] = predict(model, batches["test"], accelerator)
+        predictions["test"] = predict(model, batches["test"], accelerator, cache)
         # The threshold comes from validation only: no tuning on test.
         results["test"] = evaluate_at(
             predictions["test"]["scores"],
