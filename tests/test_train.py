@@ -1,0 +1,249 @@
+"""The trainer, launched for real: DDP and DeepSpeed ZeRO-2 on two CPU processes, a simulated
+two-node run, exact resume after SIGKILL, SIGTERM checkpointing, non-finite losses.
+
+Each run uses the synthetic task and a tiny ESM-2, a few steps long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ppi_dist.data import PairBatches, PairSource
+from ppi_dist.metrics import search_threshold
+from ppi_dist.model import SECAI
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--encoder_shape", "tiny", "--tiny_hidden", "32", "--tiny_layers", "2", "--tiny_heads", "2",
+    "--cross_attention_heads", "4", "--head_hidden", "32", "--synthetic_train_pairs", "96",
+    "--synthetic_eval_pairs", "48", "--max_tokens", "2048", "--report_to", "none",
+    "--plots", "false", "--log_every", "1", "--learning_rate_head", "3e-3",
+    "--learning_rate_lora", "3e-3", "--warmup_ratio", "0", "--lr_schedule", "constant_with_warmup",
+]  # fmt: skip
+
+
+def _env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE"))}
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra})
+    return env
+
+
+def launch(args: list[str], accelerate: list[str] | None = None, env: dict | None = None,
+           timeout: int = 300) -> subprocess.CompletedProcess:  # fmt: skip
+    """`accelerate launch [accelerate args] ppi_dist/train.py args` (or plain python)."""
+    if accelerate is None:
+        command = [sys.executable, "ppi_dist/train.py", *args]
+    else:
+        launcher = [sys.executable, "-m", "accelerate.commands.launch"]
+        command = [*launcher, *accelerate, "ppi_dist/train.py", *args]
+    result = subprocess.run(command, cwd=REPO, env=env or _env(), capture_output=True,
+                            text=True, timeout=timeout)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def losses(output_dir: Path) -> list[float]:
+    lines = (output_dir / "train_log.jsonl").read_text().splitlines()
+    return [json.loads(line)["train/loss"] for line in lines]
+
+
+def check_distributed_run(result: subprocess.CompletedProcess, output_dir: Path) -> None:
+    out = result.stdout
+    assert "ppi_dist: 2 process(es)" in out
+    assert "trainable weights identical on all 2 rank(s)" in out
+    curve = losses(output_dir)
+    assert np.mean(curve[-3:]) < np.mean(curve[:3]), curve
+    check_gathered_threshold(output_dir)
+
+
+def check_gathered_threshold(output_dir: Path) -> None:
+    """The threshold found on predictions gathered from 2 ranks equals the one a single
+    process finds on the same model's predictions of the whole validation file."""
+    model = SECAI.from_pretrained(output_dir / "model")
+    data = output_dir / "synthetic_data"
+    source = PairSource(data / "valid.tsv", data / "sequences.fasta", labeled=True)
+    scores, labels = [], []
+    for batch in PairBatches(source, training=False, max_tokens=4096):
+        scores.append(model.predict_proba(batch))
+        labels.append(batch["labels"])
+    single = search_threshold(torch.cat(scores).numpy(), torch.cat(labels).numpy())
+    gathered = json.loads((output_dir / "metrics.json").read_text())["validation"]
+    assert gathered["n"] == single.n == 48  # every pair once: no padding duplicates
+    assert gathered["threshold"] == single.threshold
+    assert gathered["score"] == pytest.approx(single.score, abs=1e-9)
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    result = launch(
+        [*TINY, "--output_dir", str(out), "--epochs", "6"],
+        accelerate=["--config_file", "accelerate_configs/cpu_ddp.yaml"],
+        env=_env(ACCELERATE_USE_CPU="true"),
+    )
+    assert "MULTI_CPU" in result.stdout
+    check_distributed_run(result, out)
+
+
+def test_deepspeed_zero2_two_cpu_processes(tmp_path):
+    out = tmp_path / "zero2"
+    result = launch(
+        [*TINY, "--output_dir", str(out), "--epochs", "6"],
+        accelerate=["--config_file", "accelerate_configs/zero2.yaml", "--num_processes", "2",
+                    "--mixed_precision", "no"],
+    )  # fmt: skip
+    assert "DEEPSPEED" in result.stdout
+    assert (out / "checkpoints").glob("step_*/deepspeed")
+    check_distributed_run(result, out)
+
+
+def test_two_nodes_simulated_on_loopback(tmp_path):
+    out = tmp_path / "two_nodes"
+    port = str(29500 + os.getpid() % 1000)
+
+    def node(rank: int) -> list[str]:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_machines", "2", "--machine_rank", str(rank), "--num_processes", "2",
+                "--main_process_ip", "127.0.0.1", "--main_process_port", port,
+                "--mixed_precision", "no", "ppi_dist/train.py", *TINY,
+                "--output_dir", str(out), "--epochs", "6"]  # fmt: skip
+
+    env = _env(ACCELERATE_USE_CPU="true")
+    second = subprocess.Popen(node(1), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        first = subprocess.run(node(0), cwd=REPO, env=env, capture_output=True, text=True,
+                               timeout=300)  # fmt: skip
+        second_out, _ = second.communicate(timeout=60)
+    finally:
+        second.kill()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert second.returncode == 0, second_out[-3000:]
+    check_distributed_run(first, out)
+
+
+def _trainables(output_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(output_dir / "checkpoints" / f"step_{step:08d}" / "trainable.safetensors")
+
+
+def _run_until_checkpoint(args: list[str], output_dir: Path, step: int, sig: int) -> int:
+    """Start a single-process run, send `sig` once checkpoint `step` is complete."""
+    marker = output_dir / "checkpoints" / f"step_{step:08d}" / "COMPLETE"
+    process = subprocess.Popen([sys.executable, "ppi_dist/train.py", *args], cwd=REPO,
+                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert process.poll() is None, process.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, "checkpoint never appeared"
+        time.sleep(0.02)
+    process.send_signal(sig)
+    out, _ = process.communicate(timeout=120)
+    return process.returncode, out
+
+
+def test_exact_resume_after_sigkill(tmp_path):
+    args = [
+        *TINY,
+        "--max_steps",
+        "24",
+        "--checkpoint_every",
+        "4",
+        "--eval_every",
+        "8",
+        "--keep_checkpoints",
+        "10",
+        "--head_dropout",
+        "0.2",
+        "--lora_dropout",
+        "0.1",
+    ]
+    straight = tmp_path / "straight"
+    launch([*args, "--output_dir", str(straight)])
+
+    killed = tmp_path / "killed"
+    returncode, _ = _run_until_checkpoint([*args, "--output_dir", str(killed)], killed, 4,
+                                          signal.SIGKILL)  # fmt: skip
+    assert returncode == -signal.SIGKILL
+    assert not (killed / "checkpoints" / f"step_{24:08d}").exists()
+    result = launch([*args, "--output_dir", str(killed), "--resume_from", "latest"])
+    assert "resumed from" in result.stdout
+
+    # fp32 on CPU, same data order, crops, dropout masks and optimizer state: bitwise equal.
+    expected, resumed = _trainables(straight, 24), _trainables(killed, 24)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
+
+
+def test_sigterm_writes_checkpoint_and_exits_zero(tmp_path):
+    out = tmp_path / "preempted"
+    common = [*TINY, "--checkpoint_every", "2", "--eval_every", "1000", "--output_dir", str(out)]
+    returncode, printed = _run_until_checkpoint([*common, "--max_steps", "400"], out, 2,
+                                                signal.SIGTERM)  # fmt: skip
+    assert returncode == 0, printed[-3000:]
+    assert "stop requested: checkpoint" in printed
+    stopped_at = max(int(p.name.split("_")[1]) for p in (out / "checkpoints").glob("step_*"))
+    assert 2 <= stopped_at < 400
+    result = launch([*common, "--max_steps", str(stopped_at + 2), "--resume_from", "latest"])
+    assert f"at step {stopped_at}" in result.stdout
+    assert (out / "model" / "secai_config.json").is_file()
+
+
+NAN_AT_STEP_3 = """
+import sys, torch
+import ppi_dist.train as train
+real_loss, calls = train.focal_loss, [0]
+def poisoned(*args, **kwargs):
+    calls[0] += 1
+    loss = real_loss(*args, **kwargs)
+    return loss * float("nan") if calls[0] == 3 else loss
+train.focal_loss = poisoned
+train.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_nonfinite_loss(tmp_path, mode):
+    out = tmp_path / mode
+    args = [*TINY, "--max_steps", "5", "--checkpoint_every", "1", "--eval_every", "1000",
+            "--output_dir", str(out), "--nonfinite_loss", mode]  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", NAN_AT_STEP_3, *args], cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    saved = sorted(p.name for p in (out / "checkpoints").glob("step_*"))
+    if mode == "stop":
+        assert result.returncode == 1
+        assert "error: non-finite loss at step 3" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert saved == ["step_00000001", "step_00000002"]  # nothing after the NaN
+    else:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "step 3: non-finite loss, step skipped" in result.stdout
+        assert saved[-1] == "step_00000005"
+        for path in (out / "checkpoints").glob("step_*/trainable.safetensors"):
+            assert all(torch.isfinite(t).all() for t in load_file(path).values())
+
+
+def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
+    out = tmp_path / "frozen"
+    args = [*TINY, "--freeze_encoder", "true", "--max_steps", "3", "--output_dir", str(out)]
+    result = launch(args)
+    assert "embedding cache:" in result.stdout
+    assert (out / "embedding_cache").is_dir()
+    model = SECAI.from_pretrained(out / "model")
+    assert not [n for n, _ in model.named_parameters() if "lora_" in n]
+    assert not (out / "model" / "adapter").exists()
+    trainables = _trainables(out, 3)
+    assert trainables and all(n.startswith(("cross_attention.", "head.")) for n in trainables)
