@@ -45,14 +45,17 @@ if [[ "$DRY" == 1 ]]; then
          --fixed_length 60 --baseline_batch_size 4)
   FIXED=(--max_tokens 2048 --num_pairs 4 --sort_buffer 32 --repeats 1 --warmup 0
          --fixed_length 30 --no_baseline)
-  TRAIN_STEPS=2 TRAIN_TOKENS=2048 STEP_TIMEOUT=120
+  TRAIN_STEPS=2 TRAIN_TOKENS=2048
+  SWEEP_TIMEOUT=240 FIXED_TIMEOUT=120 TRAIN_TIMEOUT=180
 else
   DEVICE=cuda ENCODER=650M-shape TRAIN_SHAPE=650M
   SWEEP=(--max_tokens 8192 16384 32768 --num_pairs 256 --repeats 3 --warmup 2
          --baseline_batch_size 8 --bf16 --activation_checkpointing --attn_implementation sdpa)
   FIXED=(--max_tokens 32768 --num_pairs 128 --repeats 3 --warmup 2 --fixed_length 1022
          --no_baseline --bf16 --activation_checkpointing --attn_implementation sdpa)
-  TRAIN_STEPS=10 TRAIN_TOKENS=16384 STEP_TIMEOUT=150
+  TRAIN_STEPS=5 TRAIN_TOKENS=16384
+  # Hard limits add up to 210 + 75 + 2 x 90 s = 7.75 min, so the whole script stays under 8.
+  SWEEP_TIMEOUT=210 FIXED_TIMEOUT=75 TRAIN_TIMEOUT=90
 fi
 
 note() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$STATUS"; }
@@ -109,13 +112,13 @@ fi
 THROUGHPUT=("$PYTHON" benchmarks/throughput.py --encoder "$ENCODER" --device "$DEVICE"
             --json_out "$RESULTS")
 if [[ -f "$PAIRS" && -f "$FASTA" ]]; then
-  run_check throughput_sweep "$STEP_TIMEOUT" "${THROUGHPUT[@]}" --pairs "$PAIRS" \
+  run_check throughput_sweep "$SWEEP_TIMEOUT" "${THROUGHPUT[@]}" --pairs "$PAIRS" \
     --fasta "$FASTA" "${SWEEP[@]}"
 else
   note throughput_sweep SKIPPED 0 "SKIPPED: no pair data at $PAIRS (set PAIRS and FASTA)"
 fi
 # Fixed lengths need no data: without the pair file the pairs are synthetic.
-run_check throughput_fixed "$STEP_TIMEOUT" "${THROUGHPUT[@]}" --pairs "$PAIRS" \
+run_check throughput_fixed "$FIXED_TIMEOUT" "${THROUGHPUT[@]}" --pairs "$PAIRS" \
   --fasta "$FASTA" "${FIXED[@]}"
 
 # ---- 3. trainer sanity runs -------------------------------------------------------------
@@ -156,9 +159,12 @@ train_check() {  # NAME CONFIG
   if ! "$PYTHON" -c "import accelerate" 2>/dev/null; then
     note "$name" SKIPPED 0 "SKIPPED: accelerate not importable"; return
   fi
-  local launch=("$PYTHON" -m accelerate.commands.launch --config_file "$config")
+  # One process: zero2.yaml is written for 8 GPUs; here it is a one-GPU sanity run.
+  local launch=("$PYTHON" -m accelerate.commands.launch --config_file "$config"
+                --num_processes 1)
+  mkdir -p "$WORK/$name"
   # No GPU in a dry run: accelerate runs the single-process config on CPU by itself.
-  run_check "$name" "$STEP_TIMEOUT" "${launch[@]}" ppi_dist/train.py "${TRAIN_ARGS[@]}" \
+  run_check "$name" "$TRAIN_TIMEOUT" "${launch[@]}" ppi_dist/train.py "${TRAIN_ARGS[@]}" \
     --output_dir "$WORK/$name"
 }
 train_check ddp_single_gpu accelerate_configs/single_gpu.yaml

@@ -13,7 +13,7 @@ sampled (seeded) from a real pair file with its real lengths (cropped at 1,022):
 Warm-up steps are not timed. Each repeat times all measured pairs once per method (ours and
 baseline alternate, so drift hits both); the medians over repeats are reported.
 
-    python benchmarks/throughput.py --encoder 8M            # CPU, a few minutes
+    python benchmarks/throughput.py --encoder 8M   # CPU: ~50 min on a loaded 2-core box
     python benchmarks/throughput.py --encoder 650M-shape --max_tokens 8192 16384 32768
 """
 
@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:  # run as a script: `python benchmarks/throughput.
     sys.path.insert(0, str(REPO))
 
 from benchmarks.flops import (  # noqa: E402
+    PEAK_TFLOPS,
     EncoderShape,
     StepFlops,
     secai_step_flops,
@@ -444,7 +445,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     return Settings(**vars(args))
 
 
-PEAK_DEFAULT_TFLOPS = 989.0  # H100 SXM dense bf16; the H200 has the same compute
+PEAK_DEFAULT_TFLOPS = PEAK_TFLOPS["H100 SXM"]  # dense bf16; the H200 has the same compute
 
 
 def build_model(settings: Settings) -> SECAI:
@@ -512,6 +513,7 @@ class MethodResult:
     padded_over_real: float
     pair_tokens_over_encoded: float  # > 1: dedup saved encoder work
     median_step_s: float
+    model_gflop_per_pair: float
     model_tflops_per_s: float
     mfu: float | None
     hfu: float | None
@@ -552,6 +554,7 @@ def summarise(
         padded_over_real=padded / real,
         pair_tokens_over_encoded=pair_tokens / real,
         median_step_s=statistics.median(s for r in repeats for s in r),
+        model_gflop_per_pair=model_flops / pairs / 1e9,
         model_tflops_per_s=model_flops / seconds / 1e12,
         mfu=model_flops / seconds / peak_flops if peak_flops else None,
         hfu=executed / seconds / peak_flops if peak_flops else None,
@@ -581,8 +584,9 @@ def print_result(result: MethodResult) -> None:
         f"{result.encoded_real_tokens_per_s:,.0f}/s, encoder padded tokens "
         f"{result.encoded_padded_tokens_per_s:,.0f}/s\n"
         f"          padded/real {result.padded_over_real:.2f}, pair tokens/encoded real "
-        f"{result.pair_tokens_over_encoded:.2f} (dedup), model {result.model_tflops_per_s:.3f} "
-        f"TFLOP/s{mfu}, peak memory {result.peak_memory_gb:.2f} GiB ({result.memory_kind})"
+        f"{result.pair_tokens_over_encoded:.2f} (dedup), model FLOPs "
+        f"{result.model_gflop_per_pair:.1f} GFLOP/pair, {1000 * result.model_tflops_per_s:.1f} "
+        f"GFLOP/s{mfu}, peak memory {result.peak_memory_gb:.2f} GiB ({result.memory_kind})"
     )
 
 
@@ -590,19 +594,39 @@ def print_result(result: MethodResult) -> None:
 
 
 def select_measured(batches: list[dict], num_pairs: int, warmup: int) -> tuple[list, list]:
-    """Whole batches until `num_pairs` pairs (the batches come shuffled), and the warm-up
-    batches: the first `warmup` of those, run once untimed."""
-    measured, count = [], 0
-    for batch in batches:
-        if count >= num_pairs:
-            break
-        measured.append(batch)
-        count += len(batch["index_a"])
-    if count < num_pairs:
-        raise ValueError(
-            f"the sample gives only {count} pairs; raise --sort_buffer or lower --num_pairs"
-        )
+    """Warm-up batches (untimed), then whole batches until `num_pairs` pairs.
+
+    The batches come shuffled, so the measured ones are a random draw of the sample's
+    batches. When the sample is too small for separate warm-up batches (dry runs), the first
+    measured batches serve as warm-up.
+    """
+
+    def take(candidates: list[dict]) -> list[dict]:
+        chosen, count = [], 0
+        for batch in candidates:
+            if count >= num_pairs:
+                break
+            chosen.append(batch)
+            count += len(batch["index_a"])
+        return chosen if count >= num_pairs else []
+
+    measured = take(batches[warmup:])
+    if measured:
+        return batches[:warmup], measured
+    measured = take(batches)
+    if not measured:
+        pairs = sum(len(b["index_a"]) for b in batches)
+        raise ValueError(f"the sample holds only {pairs} pairs; raise --sort_buffer")
     return measured[:warmup], measured
+
+
+def record(result: MethodResult, settings: Settings) -> None:
+    """Append one JSON line at once, so a run cut short by a timeout keeps what it measured."""
+    if settings.json_out:
+        row = {"encoder": settings.encoder, "device": settings.device,
+               "fixed_length": settings.fixed_length, **asdict(result)}  # fmt: skip
+        with open(settings.json_out, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
 
 
 def run(settings: Settings) -> list[MethodResult]:
@@ -684,20 +708,16 @@ def run(settings: Settings) -> list[MethodResult]:
                 )  # fmt: skip
                 print_result(baseline_result)
                 results.append(baseline_result)
+                record(baseline_result, settings)
             print_result(ours)
             results.append(ours)
+            record(ours, settings)
             if baseline_result is not None:
                 ratio = ours.pairs_per_s / baseline_result.pairs_per_s
                 later = " (baseline timed on the first budget's pairs)" if index else ""
                 print(
                     f"RATIO ours/baseline pairs/s at max_tokens {max_tokens}: {ratio:.2f}x{later}"
                 )
-    if settings.json_out:
-        with open(settings.json_out, "a") as handle:
-            for result in results:
-                row = {"encoder": settings.encoder, "device": settings.device,
-                       "fixed_length": settings.fixed_length, **asdict(result)}  # fmt: skip
-                handle.write(json.dumps(row) + "\n")
     return results
 
 
