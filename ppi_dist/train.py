@@ -404,6 +404,8 @@ def train(config: TrainConfig) -> dict:
     accelerator = make_accelerator(config)
     output_dir = Path(config.output_dir)
     checkpoints = output_dir / "checkpoints"
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
     accelerator.print(
         f"ppi_dist: {accelerator.num_processes} process(es), "
         f"{accelerator.distributed_type.value}, {accelerator.mixed_precision} precision"
