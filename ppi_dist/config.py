@@ -133,21 +133,13 @@ class TrainConfig:
             "650M": esm2_650m_config,
         }
         shape = shapes[self.encoder_shape]() if self.encoder_shape else None
+        # Every SECAIConfig field has a TrainConfig field of the same name, except the encoder.
+        shared = {f.name for f in dataclasses.fields(SECAIConfig)} - {"encoder", "encoder_config"}
+        shared -= {"decision_threshold"}  # chosen on validation at the end of training
         return SECAIConfig(
             encoder=None if shape else self.encoder,
             encoder_config=shape,
-            cross_attention_heads=self.cross_attention_heads,
-            head_hidden=self.head_hidden,
-            head_dropout=self.head_dropout,
-            symmetric=self.symmetric,
-            interaction=self.interaction,
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            lora_target_modules=list(self.lora_target_modules),
-            freeze_encoder=self.freeze_encoder,
-            activation_checkpointing=self.activation_checkpointing,
-            sync_batchnorm=self.sync_batchnorm,
+            **{name: getattr(self, name) for name in shared},
         )
 
     def to_dict(self) -> dict:

@@ -367,26 +367,9 @@ def lora_parameter_count(config: EsmConfig, r: int, target_modules: list[str]) -
     return config.num_hidden_layers * per_layer
 
 
-def esm2_650m_config() -> dict:
-    """The shape of facebook/esm2_t33_650M_UR50D (no weights)."""
-    return {
-        "vocab_size": 33,
-        "hidden_size": 1280,
-        "num_hidden_layers": 33,
-        "num_attention_heads": 20,
-        "intermediate_size": 5120,
-        "max_position_embeddings": 1026,
-        "position_embedding_type": "rotary",
-        "pad_token_id": 1,
-        "mask_token_id": 32,
-        "token_dropout": True,
-        "emb_layer_norm_before": False,
-        "layer_norm_eps": 1e-5,
-    }
-
-
-def tiny_esm2_config(hidden: int = 32, layers: int = 2, heads: int = 2) -> dict:
-    """A tiny ESM-2 shape for tests and the CPU default run."""
+def esm2_shape(hidden: int, layers: int, heads: int, **extra: object) -> dict:
+    """An ESM-2 `EsmConfig` as a dict: the released models' vocabulary, rotary positions,
+    1,026 positions and token dropout, with the given width and depth."""
     return {
         "vocab_size": 33,
         "hidden_size": hidden,
@@ -399,9 +382,21 @@ def tiny_esm2_config(hidden: int = 32, layers: int = 2, heads: int = 2) -> dict:
         "mask_token_id": 32,
         "token_dropout": True,
         "emb_layer_norm_before": False,
-        "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0,
+        "layer_norm_eps": 1e-5,
+        **extra,
     }
+
+
+def esm2_650m_config() -> dict:
+    """The shape of facebook/esm2_t33_650M_UR50D (no weights)."""
+    return esm2_shape(1280, 33, 20)
+
+
+def tiny_esm2_config(hidden: int = 32, layers: int = 2, heads: int = 2) -> dict:
+    """A tiny ESM-2 shape for tests and the CPU default run (no dropout: deterministic)."""
+    return esm2_shape(
+        hidden, layers, heads, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
 
 
 def _fmt_share(part: int, whole: int) -> str:
