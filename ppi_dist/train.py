@@ -584,7 +584,9 @@ def train(config: TrainConfig) -> dict:
                     with open(train_log, "a") as handle:
                         handle.write(json.dumps({"step": step, **logs}) + "\n")
                 progress.set_postfix(
-                    loss=f"{logs['train/loss']:.4f}", pairs_s=f"{logs['train/pairs_per_s']:.1f}"
+                    loss=f"{logs['train/loss']:.4f}",
+                    pairs_s=f"{logs['train/pairs_per_s']:.1f}",
+                    refresh=False,  # the bar redraws at its own pace (every 10 s in log files)
                 )
                 window = {"loss": 0.0, "pairs": 0.0, "micro": 0, "start": time.perf_counter()}
             if step % eval_every == 0 or step == total_steps:
