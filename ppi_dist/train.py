@@ -400,7 +400,6 @@ def _swap(batch: dict, generator: torch.Generator) -> dict:
 
 def train(config: TrainConfig) -> dict:
     """Run training; returns the final metrics (validation, and test when given)."""
-    stop = StopRequested()
     accelerator = make_accelerator(config)
     output_dir = Path(config.output_dir)
     checkpoints = output_dir / "checkpoints"
@@ -515,6 +514,8 @@ def train(config: TrainConfig) -> dict:
         say(f"step {step} validation: {result.describe()}")
         return result
 
+    # From here on SIGTERM/SIGINT mean "checkpoint and exit 0"; before, they just stop.
+    stop = StopRequested()
     model.train()
     while step < total_steps:
         batches["train"].set_epoch(epoch)
