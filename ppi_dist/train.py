@@ -699,7 +699,11 @@ def finish(
 
         metrics = {split: result.summary() for split, result in results.items()}
         ckpt.write_json(output_dir / "metrics.json", metrics)
-        data = {split: str(getattr(batches[split].source, "files", "")) for split in batches}
+        names = {"train": "train", "valid": "validation", "test": "test"}
+        data = {
+            names[split]: ", ".join(b.source.files) or str(b.source.dataset_name)
+            for split, b in batches.items()
+        }
         folder = save_for_hub(
             model,
             output_dir / "model",
