@@ -288,8 +288,11 @@ def save_for_hub(
         json.dumps(clean_config, indent=2, default=str) + "\n"
     )
     shown = []
-    for image in images or []:
-        name = f"plots/{Path(image).name}"
+    images = [Path(image) for image in images or []]
+    # Plots of several splits share file names (valid/pr_curve.png, test/pr_curve.png).
+    clash = len({image.name for image in images}) < len(images)
+    for image in images:
+        name = f"plots/{image.parent.name}_{image.name}" if clash else f"plots/{image.name}"
         target = safe_join(folder, name)
         target.parent.mkdir(exist_ok=True)
         shutil.copyfile(image, target)

@@ -360,3 +360,15 @@ def test_push_refuses_a_folder_holding_the_token(trained, tmp_path, monkeypatch,
     assert FAKE_TOKEN not in str(error.value) and FAKE_TOKEN not in caplog.text
     with pytest.raises(FileNotFoundError, match="save the model first"):
         push_folder(tmp_path, "user/secai")
+
+
+def test_plots_of_several_splits_keep_their_own_names(trained, tmp_path):
+    images = []
+    for split in ("validation", "test"):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / "pr_curve.png").write_bytes(split.encode())
+        images.append(tmp_path / split / "pr_curve.png")
+    folder = save_for_hub(trained, tmp_path / "m", base_model=BASE_MODEL, images=images)
+    assert (folder / "plots" / "validation_pr_curve.png").read_bytes() == b"validation"
+    assert (folder / "plots" / "test_pr_curve.png").read_bytes() == b"test"
+    assert "](plots/test_pr_curve.png)" in (folder / "README.md").read_text()
