@@ -363,8 +363,6 @@ def load_checkpoint(directory: Path, model, optimizer, scheduler, accelerator) -
     if not (directory / ckpt.COMPLETE).is_file():
         raise FileNotFoundError(f"{directory}: not a completed checkpoint")
     state = json.loads((directory / "trainer_state.json").read_text())
-    unwrapped = accelerator.unwrap_model(model)
-    ckpt.load_trainable_tensors(unwrapped, load_file(directory / "trainable.safetensors"))
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         model.load_checkpoint(
             str(directory / "deepspeed"),
@@ -372,11 +370,13 @@ def load_checkpoint(directory: Path, model, optimizer, scheduler, accelerator) -
             load_optimizer_states=True,
             load_lr_scheduler_states=False,
         )
-        ckpt.load_trainable_tensors(unwrapped, load_file(directory / "trainable.safetensors"))
     else:
         groups = json.loads((directory / "optimizer.json").read_text())
         tensors = load_file(directory / "optimizer.safetensors")
         optimizer.optimizer.load_state_dict(ckpt.optimizer_from_files(tensors, groups))
+    # After DeepSpeed's own load, so our trainables (BatchNorm statistics included) win.
+    unwrapped = accelerator.unwrap_model(model)
+    ckpt.load_trainable_tensors(unwrapped, load_file(directory / "trainable.safetensors"))
     scheduler.load_state_dict(state["scheduler"])
     ckpt.load_rng(directory, accelerator.process_index)
     best_path = directory / "best.safetensors"
