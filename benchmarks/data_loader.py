@@ -3,12 +3,14 @@
     python benchmarks/data_loader.py [--pairs ../shared/data/bernett-gold/train.tsv]
         [--fasta ../shared/data/bernett-gold/sequences.fasta] [--max-tokens 16384]
 
-Padding is counted as the encoder sees it: padded tokens = input_ids.numel() (distinct
-sequences x (longest + 2)), real tokens = attention_mask.sum(). Compared: our token-budget
-batches from a length-sorted buffer versus random fixed-size batches (as many pairs per
-batch as ours average) padded to their longest. Then one full training epoch (shuffle,
-crops, tokenising) for batches/s, with the peak RSS after each quarter of the epoch:
-flat means streaming holds no more than its buffers.
+Padding is counted as the encoder runs it: our batches' distinct sequences packed into rows
+of the batch's longest (`ppi_dist.packing`, what `SECAI.encode` does), padded tokens = rows x
+width; real tokens = attention_mask.sum(). Compared: our token-budget batches from a
+length-sorted buffer versus random fixed-size batches (as many pairs per batch as ours
+average) padded to their longest, one sequence per row; ours unpacked (one sequence per row)
+is printed too. Then one full training epoch (shuffle, crops, tokenising, packing plan) for
+batches/s, with the peak RSS after each quarter of the epoch: flat means streaming holds no
+more than its buffers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import datasets
 import torch
 
 from ppi_dist.data import PairBatches, PairSource
+from ppi_dist.packing import packed_tokens
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bernett-gold"
 
@@ -56,15 +59,17 @@ def main() -> None:
 
     ours = PairBatches(source, seed=0, max_tokens=args.max_tokens, sort_buffer=args.sort_buffer)
     n_batches = 0
-    padded = real = pairs = 0
+    packed = one_per_row = real = pairs = 0
     checkpoints = {round(report.rows * q / 4) for q in (1, 2, 3)}
     start = time.perf_counter()
     for batch in ours:
         n_batches += 1
         before = pairs
         pairs += len(batch["protein_a"])
-        padded += batch["input_ids"].numel()
-        real += int(batch["attention_mask"].sum())
+        lengths = batch["attention_mask"].sum(dim=1)
+        packed += packed_tokens(lengths.tolist())
+        one_per_row += batch["input_ids"].numel()
+        real += int(lengths.sum())
         if any(before < c <= pairs for c in checkpoints):
             print(f"  after {pairs:,} pairs: peak RSS {peak_rss_mib():.0f} MiB")
     seconds = time.perf_counter() - start
@@ -74,7 +79,11 @@ def main() -> None:
         f"{n_batches / seconds:.0f} batches/s, {pairs / seconds:,.0f} pairs/s, "
         f"{real / seconds / 1e6:.2f} M real tokens/s"
     )
-    print(f"  padded/real tokens {padded / real:.3f}, {pairs / n_batches:.1f} pairs per batch")
+    print(
+        f"  padded/real tokens {packed / real:.3f} packed as the encoder runs them "
+        f"({one_per_row / real:.3f} if each sequence had its own row), "
+        f"{pairs / n_batches:.1f} pairs per batch"
+    )
 
     per_batch = round(pairs / n_batches)
     fixed = PairBatches(source, seed=0, batch_size=per_batch)

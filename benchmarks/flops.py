@@ -184,6 +184,7 @@ def count_batched_epoch(
     """Run the data layer's token-budget batching over a whole pair file (no model) and sum
     the FLOPs of every batch as it would be trained: dedup and padding as they come."""
     from ppi_dist.data import PairBatches, PairSource
+    from ppi_dist.packing import packed_tokens
 
     batches = PairBatches(
         PairSource(pair_file, fasta=fasta), seed=seed, training=True, max_tokens=max_tokens
@@ -191,16 +192,17 @@ def count_batched_epoch(
     count = EpochCount()
     for batch in batches:
         mask = batch["attention_mask"]
-        sequences, width = mask.shape
+        width = mask.shape[1]
         lengths = mask.sum(dim=1)
         pairs = len(batch["index_a"])
         count.pairs += pairs
         count.steps += 1
         count.pair_tokens += int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
         count.encoded_real += int(lengths.sum())
-        count.encoded_padded += mask.numel()
+        rows = packed_tokens(lengths.tolist()) // width  # `SECAI.encode` packs them
+        count.encoded_padded += rows * width
         count.flops = count.flops + secai_step_flops(
-            shape, [[width] * sequences], [(width, width)] * pairs, lora_r=lora_r,
+            shape, [[width] * rows], [(width, width)] * pairs, lora_r=lora_r,
             head_hidden=head_hidden, checkpointing=checkpointing,
         )  # fmt: skip
     return count

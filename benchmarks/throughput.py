@@ -4,8 +4,9 @@ Both run the same SECAI model (LoRA on query/value, focal loss, AdamW) on the sa
 sampled (seeded) from a real pair file with its real lengths (cropped at 1,022):
 
 * ours: token-budget batches from `ppi_dist.data.PairBatches` (length-sorted buffer, what
-  training runs), ONE encoder call per step on the batch's distinct sequences, SDPA
-  attention in ESM-2; bf16 autocast and activation checkpointing on GPU.
+  training runs), ONE encoder call per step on the batch's distinct sequences packed
+  several to a row (`ppi_dist.packing`), SDPA attention in ESM-2; bf16 autocast and
+  activation checkpointing on GPU.
 * baseline: fixed-size random batches, A and B each padded to their own longest and encoded
   in TWO encoder calls (no dedup), eager attention in ESM-2; the same cross-attention and
   head afterwards, same precision and checkpointing as ours.
@@ -55,6 +56,7 @@ from ppi_dist.model import (  # noqa: E402
     residue_mask,
     tiny_esm2_config,
 )
+from ppi_dist.packing import packed_tokens  # noqa: E402
 from ppi_dist.sequences import ESM2_MAX_RESIDUES, tokenize  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -193,7 +195,7 @@ def _detokenize(ids: torch.Tensor, mask: torch.Tensor) -> str:
 
 
 def ours_forward(model: SECAI, batch: dict) -> torch.Tensor:
-    """What training runs: one encoder call on the distinct sequences."""
+    """What training runs: one encoder call on the distinct sequences, packed into rows."""
     return model(batch["input_ids"], batch["attention_mask"], batch["index_a"], batch["index_b"])
 
 
@@ -201,8 +203,13 @@ def naive_forward(model: SECAI, batch: dict) -> torch.Tensor:
     """Baseline: encode the A batch, then the B batch (no dedup), then `pair_logits`' math."""
     mask_a = residue_mask(batch["attention_mask_a"])
     mask_b = residue_mask(batch["attention_mask_b"])
-    states_a = model.encode(batch["input_ids_a"], batch["attention_mask_a"])
-    states_b = model.encode(batch["input_ids_b"], batch["attention_mask_b"])
+    # Padded rows as given (`model.encode` would pack them).
+    states_a = model.encoder(
+        input_ids=batch["input_ids_a"], attention_mask=batch["attention_mask_a"]
+    ).last_hidden_state
+    states_b = model.encoder(
+        input_ids=batch["input_ids_b"], attention_mask=batch["attention_mask_b"]
+    ).last_hidden_state
     v_a = masked_max_mean(model.cross_attention(states_a, states_b, mask_b), mask_a)
     v_b = masked_max_mean(model.cross_attention(states_b, states_a, mask_a), mask_b)
     if model.config.symmetric == "none":
@@ -227,9 +234,10 @@ def our_stats(batch: dict, shape: EncoderShape, settings: Settings) -> BatchStat
     mask = batch["attention_mask"]
     lengths = mask.sum(dim=1)
     width = mask.shape[1]
+    rows = packed_tokens(lengths.tolist()) // width  # `model.encode` packs the sequences
     pairs = len(batch["index_a"])
     flops = secai_step_flops(
-        shape, [[width] * mask.shape[0]], [(width, width)] * pairs,
+        shape, [[width] * rows], [(width, width)] * pairs,
         lora_r=settings.lora_r, head_hidden=settings.head_hidden,
         checkpointing=settings.activation_checkpointing,
     )  # fmt: skip
@@ -237,7 +245,7 @@ def our_stats(batch: dict, shape: EncoderShape, settings: Settings) -> BatchStat
         pairs=pairs,
         pair_tokens=int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum()),
         encoded_real=int(lengths.sum()),
-        encoded_padded=mask.numel(),
+        encoded_padded=rows * width,
         flops=flops,
     )
 

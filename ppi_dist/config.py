@@ -34,7 +34,7 @@ class TrainConfig:
     column_label: str = "label"
     skip_bad_rows: bool = False
     max_residues: int = 1022
-    max_tokens: int = 16384  # per micro-batch, distinct sequences x (longest + 2)
+    max_tokens: int = 16384  # per micro-batch, encoder tokens: packed rows x (longest + 2)
     max_pairs: int | None = None
     batch_size: int | None = None  # fixed-size batches instead of a token budget
     eval_max_tokens: int | None = None  # defaults to 2 x max_tokens (no gradients kept)

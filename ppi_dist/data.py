@@ -58,6 +58,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ppi_dist.packing import packed_tokens
 from ppi_dist.sequences import (
     ESM2_MAX_RESIDUES,
     InvalidSequenceError,
@@ -67,6 +68,10 @@ from ppi_dist.sequences import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Candidates tried beyond the first pair that does not fit a batch (each way): fills the
+# rows' gaps at little cost; on Bernett lengths 8 brings padding from 1.08 to under 1.05.
+_PACK_TRIES = 8
 
 
 @dataclass(frozen=True)
@@ -661,9 +666,10 @@ class PairBatches:
         rank, world_size: this process and the number of processes.
         seed: with the epoch, fixes the shuffle, the batches and the random crops.
         training: shuffle and crop at random; otherwise file order and centred crops.
-        max_tokens: token budget per batch, counted as the encoder sees it: distinct
-            sequences x (longest + 2). Batches are formed from a length-sorted buffer of
-            `sort_buffer` pairs, then shuffled. Ignored when `batch_size` is given.
+        max_tokens: token budget per batch, counted as the encoder runs it: the distinct
+            sequences packed into rows of the longest (+2 for `<cls>`/`<eos>`), rows x width.
+            Batches are formed from a length-sorted buffer of `sort_buffer` pairs, then
+            shuffled. Ignored when `batch_size` is given.
         max_pairs: optional cap on pairs per token-budget batch.
         batch_size: fixed-size batches of this many pairs, in stream order (no sorting).
         sort_buffer: pairs sorted by length together.
@@ -788,31 +794,60 @@ class PairBatches:
             yield from self._pack(buffer, rng)
 
     def _pack(self, buffer: list[_PairRow], rng: random.Random) -> list[list[_PairRow]]:
-        """Greedy token-budget batches from the buffer sorted by length, then shuffled."""
+        """Token-budget batches from the buffer sorted by length, then shuffled.
+
+        The budget counts what the encoder runs: the batch's distinct sequences packed into
+        rows of its longest (`packing.pack_rows`, the model's own layout). Pairs are taken
+        longest first; when the next one no longer fits, a few more are tried: the next
+        longest, then the shortest of the buffer, which fill the gaps long rows leave.
+        """
         limit = self.source.max_residues
 
-        def length(sequence: str) -> int:
-            return min(len(sequence), limit)
+        def tokens(sequence: str) -> int:
+            return min(len(sequence), limit) + 2
 
         def longest_then_shortest(row: _PairRow) -> tuple[int, int]:
-            a, b = length(row.sequence_a), length(row.sequence_b)
+            a, b = tokens(row.sequence_a), tokens(row.sequence_b)
             return max(a, b), min(a, b)
 
-        buffer.sort(key=longest_then_shortest)
-        batches, batch, distinct, longest = [], [], set(), 0
-        for row in buffer:
-            new = {row.sequence_a, row.sequence_b} - distinct
-            width = max(longest, length(row.sequence_a), length(row.sequence_b)) + 2
-            full = self.max_pairs is not None and len(batch) == self.max_pairs
-            if batch and (full or (len(distinct) + len(new)) * width > self.max_tokens):
-                batches.append(batch)
-                batch, distinct, longest = [], set(), 0
-                new = {row.sequence_a, row.sequence_b}
-            batch.append(row)
-            distinct |= new
-            longest = max(longest, length(row.sequence_a), length(row.sequence_b))
-        if batch:
-            batches.append(batch)
+        pending = sorted(buffer, key=longest_then_shortest, reverse=True)
+        batches = []
+        while pending:
+            batch = _FillingBatch(self.max_tokens, self.max_pairs, tokens)
+            index, misses = 0, 0
+            while index < len(pending) and misses <= _PACK_TRIES:
+                if batch.fits(pending[index]):
+                    batch.add(pending.pop(index))
+                else:
+                    index, misses = index + 1, misses + 1
+            for index in range(len(pending) - 1, max(len(pending) - 1 - _PACK_TRIES, -1), -1):
+                if batch.fits(pending[index]):
+                    batch.add(pending.pop(index))
+            batches.append(batch.rows)
         if self.training:
             rng.shuffle(batches)
         return batches
+
+
+class _FillingBatch:
+    """A token-budget batch being filled: its pairs and the tokens of its distinct sequences."""
+
+    def __init__(self, max_tokens: int, max_pairs: int | None, tokens) -> None:
+        self.max_tokens, self.max_pairs, self.tokens = max_tokens, max_pairs, tokens
+        self.rows: list[_PairRow] = []
+        self.lengths: dict[str, int] = {}  # distinct sequence -> encoder tokens
+
+    def fits(self, row: _PairRow) -> bool:
+        if self.max_pairs is not None and len(self.rows) == self.max_pairs:
+            return False
+        new = [self.tokens(s) for s in {row.sequence_a, row.sequence_b} if s not in self.lengths]
+        if not self.rows or not new:
+            return True
+        candidate = [*self.lengths.values(), *new]
+        # The sum is a lower bound of the packed count and rejects most candidates cheaply.
+        return sum(candidate) <= self.max_tokens and packed_tokens(candidate) <= self.max_tokens
+
+    def add(self, row: _PairRow) -> None:
+        self.rows.append(row)
+        for sequence in (row.sequence_a, row.sequence_b):
+            self.lengths.setdefault(sequence, self.tokens(sequence))

@@ -5,7 +5,8 @@ Read top to bottom, a batch goes:
 1. `encode`: ONE call of the shared ESM-2 on the batch's distinct sequences -> per-residue
    states. One call (not one for A and one for B) is what keeps DeepSpeed ZeRO-2 and
    activation checkpointing correct for a siamese model, and encodes a protein that occurs
-   in several pairs only once.
+   in several pairs only once. The sequences are packed several to a row (`packing`), so
+   short partners of long proteins cost no padding.
 2. `CrossAttention`: A's residues attend to B's (A->B) and B's to A's (B->A) with shared
    W_Q, W_K, W_V, through `F.scaled_dot_product_attention` (flash kernels on GPU).
 3. `masked_max_mean`: max- and mean-pool each direction over real residues only.
@@ -29,6 +30,8 @@ from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dic
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import EsmConfig, EsmModel
+
+from ppi_dist.packing import pack_batch, unpack_states
 
 CONFIG_NAME = "secai_config.json"
 HEAD_WEIGHTS_NAME = "secai_head.safetensors"
@@ -207,8 +210,37 @@ class SECAI(nn.Module):
             self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last-layer per-residue states of the distinct sequences: (U, L, d)."""
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        """Last-layer per-residue states of the distinct sequences: (U, L, d).
+
+        One encoder call. The sequences are packed several to a row (`packing`), each
+        attending only to itself, so the encoder runs on little padding; the states come
+        back one sequence per row, zero at padding. Encoders that cannot take a packed
+        layout (absolute positions, kernels without a 4D mask) run the padded rows as given.
+        """
+        if not self._can_pack():
+            output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            return output.last_hidden_state
+        base = (
+            self.encoder.get_base_model() if isinstance(self.encoder, PeftModel) else self.encoder
+        )
+        packed = pack_batch(input_ids, attention_mask, pad_id=base.config.pad_token_id)
+        # Embedding here, with the 2D token mask: ESM-2's embedding layer reads the mask as
+        # (rows, tokens), while the layers below get the block-diagonal 4D one.
+        embeddings = base.embeddings(input_ids=packed.input_ids, attention_mask=packed.token_mask)
+        attend = packed.same_sequence
+        if base.config._attn_implementation == "eager":  # eager adds the mask to the logits
+            blocked = torch.finfo(embeddings.dtype).min
+            attend = torch.zeros_like(attend, dtype=embeddings.dtype).masked_fill(~attend, blocked)
+        packed_states = self.encoder(
+            inputs_embeds=embeddings, attention_mask=attend, position_ids=packed.position_ids
+        ).last_hidden_state
+        return unpack_states(packed_states, packed, attention_mask.shape)
+
+    def _can_pack(self) -> bool:
+        config = self.encoder.config
+        return getattr(config, "position_embedding_type", None) == "rotary" and (
+            config._attn_implementation in ("sdpa", "eager")
+        )
 
     def pair_logits(
         self,

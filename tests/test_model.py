@@ -18,7 +18,7 @@ from ppi_dist.model import (
     residue_mask,
 )
 from ppi_dist.model import main as parameter_report_main
-from ppi_dist.sequences import tokenize
+from ppi_dist.sequences import esm2_tokenizer, tokenize
 from tests.conftest import SHARED, random_pairs, tiny_model
 
 
@@ -96,13 +96,25 @@ def test_repeated_protein_is_encoded_once(model):
     pairs = [Pair("hub", f"P{i}", hub, s, 1.0) for i, s in enumerate(["ACDE", "WWYY", "KLMN"])]
     pairs.append(Pair("P0", "hub", "ACDE", hub, 0.0))
     batch = collate_pairs(pairs)
-    seen = []
-    handle = model.encoder.register_forward_pre_hook(
-        lambda _m, args, kwargs: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True
-    )
+    encoder_calls, token_ids = [], []
+    base = model.encoder.get_base_model()
+    hooks = [
+        model.encoder.register_forward_pre_hook(lambda *_: encoder_calls.append(1)),
+        base.embeddings.word_embeddings.register_forward_pre_hook(
+            lambda _m, args: token_ids.append(args[0])
+        ),
+    ]
     deduplicated = model.predict_proba(batch)
-    handle.remove()
-    assert seen == [4]  # hub, ACDE, WWYY, KLMN: four distinct sequences for eight slots
+    for hook in hooks:
+        hook.remove()
+    assert len(encoder_calls) == 1 and len(token_ids) == 1
+    # hub, ACDE, WWYY, KLMN: four distinct sequences for eight slots, each tokenised once
+    # (packed several to a row), so four <cls> tokens and exactly their tokens.
+    (ids,) = token_ids
+    assert int((ids == esm2_tokenizer().cls_token_id).sum()) == 4
+    assert int((ids != base.config.pad_token_id).sum()) == sum(
+        len(s) + 2 for s in ["MKTAYIAKQRQISFVKSHFSRQ", "ACDE", "WWYY", "KLMN"]
+    )
 
     # Reference: every occurrence encoded separately, one row per slot.
     sequences = [s for p in pairs for s in (p.sequence_a, p.sequence_b)]

@@ -1,0 +1,128 @@
+"""Packing several sequences to an encoder row: the layout, and that ESM-2 sees no difference."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from ppi_dist.data import collate_pairs
+from ppi_dist.model import SECAI, SECAIConfig, tiny_esm2_config
+from ppi_dist.packing import pack_batch, pack_rows, packed_tokens
+from ppi_dist.sequences import esm2_tokenizer, tokenize
+from tests.conftest import SHARED, random_pairs, random_sequence, tiny_model
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pack_rows_places_every_sequence_once_without_overlap(seed):
+    rng = random.Random(seed)
+    lengths = [rng.randint(3, 60) for _ in range(rng.randint(1, 40))]
+    width = max(lengths)
+    row, start, n_rows = pack_rows(lengths, width)
+    occupied: dict[int, set[int]] = {}
+    for r, s, n in zip(row, start, lengths, strict=True):
+        assert 0 <= r < n_rows and s >= 0 and s + n <= width
+        columns = set(range(s, s + n))
+        assert not occupied.setdefault(r, set()) & columns  # no two sequences share a slot
+        occupied[r] |= columns
+    assert len(occupied) == n_rows  # no empty row
+    assert n_rows >= -(-sum(lengths) // width)
+    assert n_rows <= len(lengths)  # never more rows than one per sequence
+    assert packed_tokens(lengths) == n_rows * width
+    assert pack_rows(lengths, width) == (row, start, n_rows)
+
+
+def test_pack_rows_fills_gaps_with_shorter_sequences():
+    # Decreasing first fit: 10 | 7 + 3 | 6 + 4 -> three rows, none wasted.
+    row, start, n_rows = pack_rows([3, 10, 6, 7, 4], width=10)
+    assert n_rows == 3
+    assert row == [1, 0, 2, 1, 2] and start == [7, 0, 0, 0, 6]
+    with pytest.raises(ValueError, match="11-token sequence does not fit rows of 10"):
+        pack_rows([11], width=10)
+
+
+def test_packed_layout_blocks_attention_between_sequences():
+    input_ids, attention_mask = tokenize(["ACDEFGHIK", "MK", "WY"])  # 11, 4, 4 tokens
+    packed = pack_batch(input_ids, attention_mask, pad_id=esm2_tokenizer().pad_token_id)
+    assert packed.input_ids.shape == (2, 11)  # "MK" and "WY" share the second row
+    assert packed.position_ids[1].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 0, 0]
+    assert packed.token_mask[1].tolist() == [1] * 8 + [0] * 3
+    same = packed.same_sequence[1, 0]
+    assert same[0, :4].all() and not same[0, 4:].any()  # MK's tokens see only MK
+    assert same[4, 4:8].all() and not same[4, :4].any()
+    assert same[8:, 8:].all()  # padding sees padding: no empty softmax row
+
+
+def _states_alone(model: SECAI, sequences: list[str]) -> list[torch.Tensor]:
+    """Each sequence through the encoder on its own, no padding at all."""
+    alone = []
+    for sequence in sequences:
+        ids, mask = tokenize([sequence])
+        alone.append(model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[0])
+    return alone
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_encoding_equals_each_sequence_alone(attention):
+    model = tiny_model().eval()
+    model.encoder.get_base_model().set_attn_implementation(attention)
+    assert model._can_pack()
+    rng = random.Random(1)
+    sequences = [random_sequence(rng, 3, 50) for _ in range(9)]
+    input_ids, attention_mask = tokenize(sequences)
+    with torch.no_grad():
+        states = model.encode(input_ids, attention_mask)
+        for row, alone in enumerate(_states_alone(model, sequences)):
+            n = len(sequences[row]) + 2
+            assert torch.allclose(states[row, :n], alone, atol=1e-5)
+            assert torch.all(states[row, n:] == 0)
+
+
+def test_packed_and_padded_steps_give_the_same_loss_and_gradients():
+    batch = collate_pairs(random_pairs(8, seed=2))
+    results = []
+    for pack in (True, False):
+        model = tiny_model(seed=4, lora_dropout=0.0)  # dropout masks would differ by layout
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # non-zero B, so LoRA A gets a gradient on this first step
+                torch.nn.init.normal_(
+                    parameter, std=0.1, generator=torch.Generator().manual_seed(0)
+                )
+        model._can_pack = lambda pack=pack: pack  # type: ignore[method-assign]
+        logits = model(**batch)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"]).backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+        results.append((logits.detach(), grads))
+    (packed_logits, packed_grads), (padded_logits, padded_grads) = results
+    assert torch.allclose(packed_logits, padded_logits, atol=1e-5)
+    lora = [n for n in packed_grads if "lora_A" in n]
+    assert lora and all(packed_grads[n].abs().sum() > 0 for n in lora)
+    for name, grad in packed_grads.items():
+        assert torch.allclose(grad, padded_grads[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_absolute_position_encoders_run_padded():
+    config = {**tiny_esm2_config(), "position_embedding_type": "absolute"}
+    model = SECAI(SECAIConfig(encoder=None, encoder_config=config, lora_r=4, head_hidden=8))
+    model.eval()
+    assert not model._can_pack()  # a packed row would shift the absolute positions
+    sequences = ["ACDEFGHIKLMN", "MK", "WYWYW"]
+    with torch.no_grad():
+        states = model.encode(*tokenize(sequences))
+        for row, alone in enumerate(_states_alone(model, sequences)):
+            assert torch.allclose(states[row, : len(sequences[row]) + 2], alone, atol=1e-5)
+
+
+def test_real_8m_encoder_packed_equals_alone():
+    encoder = SHARED / "models" / "esm2_t6_8M"
+    if not encoder.exists():
+        pytest.skip(f"the 8M ESM-2 is not at {encoder}")
+    model = SECAI(SECAIConfig(encoder=str(encoder))).eval()
+    rng = random.Random(5)
+    sequences = [random_sequence(rng, 5, 150) for _ in range(7)]
+    with torch.no_grad():
+        states = model.encode(*tokenize(sequences))
+        for row, alone in enumerate(_states_alone(model, sequences)):
+            n = len(sequences[row]) + 2
+            assert (states[row, :n] - alone).abs().max() <= 1e-4 * alone.abs().max()
