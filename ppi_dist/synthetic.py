@@ -20,6 +20,7 @@ only the interaction rule carries over, as in a protein-disjoint benchmark.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from pathlib import Path
 
@@ -85,6 +86,13 @@ def make_split(
     return sequences, ordered
 
 
+def synthetic_task_paths(out_dir: str | Path) -> dict[str, Path]:
+    """Where `write_synthetic_task` puts the train/valid/test TSVs and the FASTA."""
+    out_dir = Path(out_dir)
+    paths = {split: out_dir / f"{split}.tsv" for split in ("train", "valid", "test")}
+    return {**paths, "fasta": out_dir / "sequences.fasta"}
+
+
 def write_synthetic_task(
     out_dir: str | Path,
     seed: int = 0,
@@ -96,26 +104,37 @@ def write_synthetic_task(
     min_length: int = 40,
     max_length: int = 150,
 ) -> dict[str, Path]:
-    """Write train/valid/test TSVs and one FASTA; return their paths. Deterministic in `seed`."""
+    """Write train/valid/test TSVs and one FASTA; return their paths. Deterministic in `seed`.
+
+    Each file is written beside its place and renamed into it, so a reader (another rank
+    resuming on the same folder) sees the old file or the new one, never half of one.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     families = make_families(n_families, motif_length)
-    paths = {"fasta": out_dir / "sequences.fasta"}
+    paths = synthetic_task_paths(out_dir)
     all_sequences: dict[str, str] = {}
     for split, n in (("train", train_pairs), ("valid", eval_pairs), ("test", eval_pairs)):
         per_family = proteins_per_family if split == "train" else max(8, proteins_per_family // 4)
         sequences, pairs = make_split(split, n, families, rng, per_family, min_length, max_length)
         all_sequences.update(sequences)
-        paths[split] = out_dir / f"{split}.tsv"
-        with open(paths[split], "w") as handle:
-            handle.write("protein_a\tprotein_b\tlabel\n")
-            handle.writelines(f"{a}\t{b}\t{label}\n" for a, b, label in pairs)
-    with open(paths["fasta"], "w") as handle:
-        for protein, sequence in all_sequences.items():
-            handle.write(f">{protein}\n")
-            handle.writelines(sequence[i : i + 60] + "\n" for i in range(0, len(sequence), 60))
+        lines = ["protein_a\tprotein_b\tlabel\n"]
+        lines += [f"{a}\t{b}\t{label}\n" for a, b, label in pairs]
+        _write_atomically(paths[split], lines)
+    lines = []
+    for protein, sequence in all_sequences.items():
+        lines.append(f">{protein}\n")
+        lines += [sequence[i : i + 60] + "\n" for i in range(0, len(sequence), 60)]
+    _write_atomically(paths["fasta"], lines)
     return paths
+
+
+def _write_atomically(path: Path, lines: list[str]) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(partial, "w") as handle:
+        handle.writelines(lines)
+    os.replace(partial, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,7 +49,7 @@ from ppi_dist.loss import focal_loss
 from ppi_dist.metrics import ThresholdResult, evaluate_at, search_threshold
 from ppi_dist.model import SECAI
 from ppi_dist.sequences import crop
-from ppi_dist.synthetic import write_synthetic_task
+from ppi_dist.synthetic import synthetic_task_paths, write_synthetic_task
 
 
 class NonFiniteLossError(RuntimeError):
@@ -115,13 +115,17 @@ def make_batches(config: TrainConfig, accelerator: Accelerator) -> dict[str, Pai
     files = {"train": config.train_file, "valid": config.valid_file, "test": config.test_file}
     fasta = config.fasta
     if config.train_file is None:  # the embedded default: generate the synthetic task
-        with accelerator.main_process_first():
-            paths = write_synthetic_task(
-                Path(config.output_dir) / "synthetic_data",
+        # One writer per machine (the folder may be node-local); the others wait, then read.
+        out_dir = Path(config.output_dir) / "synthetic_data"
+        if accelerator.is_local_main_process:
+            write_synthetic_task(
+                out_dir,
                 seed=config.seed,
                 train_pairs=config.synthetic_train_pairs,
                 eval_pairs=config.synthetic_eval_pairs,
             )
+        accelerator.wait_for_everyone()
+        paths = synthetic_task_paths(out_dir)
         files = {split: str(paths[split]) for split in ("train", "valid", "test")}
         fasta = str(paths["fasta"])
     columns = Columns(
