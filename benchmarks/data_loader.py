@@ -25,7 +25,7 @@ import datasets
 import torch
 
 from ppi_dist.data import PairBatches, PairSource
-from ppi_dist.packing import packed_tokens
+from ppi_dist.packing import encoder_tokens
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bernett-gold"
 
@@ -66,10 +66,9 @@ def main() -> None:
         n_batches += 1
         before = pairs
         pairs += len(batch["protein_a"])
-        lengths = batch["attention_mask"].sum(dim=1)
-        packed += packed_tokens(lengths.tolist())
+        packed += encoder_tokens(batch["attention_mask"])
         one_per_row += batch["input_ids"].numel()
-        real += int(lengths.sum())
+        real += int(batch["attention_mask"].sum())
         if any(before < c <= pairs for c in checkpoints):
             print(f"  after {pairs:,} pairs: peak RSS {peak_rss_mib():.0f} MiB")
     seconds = time.perf_counter() - start

@@ -184,7 +184,7 @@ def count_batched_epoch(
     """Run the data layer's token-budget batching over a whole pair file (no model) and sum
     the FLOPs of every batch as it would be trained: dedup and padding as they come."""
     from ppi_dist.data import PairBatches, PairSource
-    from ppi_dist.packing import packed_tokens
+    from ppi_dist.packing import encoder_tokens
 
     batches = PairBatches(
         PairSource(pair_file, fasta=fasta), seed=seed, training=True, max_tokens=max_tokens
@@ -199,7 +199,7 @@ def count_batched_epoch(
         count.steps += 1
         count.pair_tokens += int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
         count.encoded_real += int(lengths.sum())
-        rows = packed_tokens(lengths.tolist()) // width  # `SECAI.encode` packs them
+        rows = encoder_tokens(mask) // width  # `SECAI.encode` packs them
         count.encoded_padded += rows * width
         count.flops = count.flops + secai_step_flops(
             shape, [[width] * rows], [(width, width)] * pairs, lora_r=lora_r,

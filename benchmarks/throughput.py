@@ -56,7 +56,7 @@ from ppi_dist.model import (  # noqa: E402
     residue_mask,
     tiny_esm2_config,
 )
-from ppi_dist.packing import packed_tokens  # noqa: E402
+from ppi_dist.packing import encoder_tokens  # noqa: E402
 from ppi_dist.sequences import ESM2_MAX_RESIDUES, tokenize  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -234,7 +234,7 @@ def our_stats(batch: dict, shape: EncoderShape, settings: Settings) -> BatchStat
     mask = batch["attention_mask"]
     lengths = mask.sum(dim=1)
     width = mask.shape[1]
-    rows = packed_tokens(lengths.tolist()) // width  # `model.encode` packs the sequences
+    rows = encoder_tokens(mask) // width  # `model.encode` packs the sequences
     pairs = len(batch["index_a"])
     flops = secai_step_flops(
         shape, [[width] * rows], [(width, width)] * pairs,

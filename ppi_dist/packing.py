@@ -49,6 +49,11 @@ def packed_tokens(lengths: Sequence[int]) -> int:
     return pack_rows(lengths, width)[2] * width
 
 
+def encoder_tokens(attention_mask: torch.Tensor) -> int:
+    """Tokens `SECAI.encode` runs for a batch's (U, L) attention mask, packed: rows x width."""
+    return packed_tokens(attention_mask.sum(dim=1).tolist())
+
+
 @dataclass
 class PackedBatch:
     """Token layout of one encoder call on packed rows (R rows of width W).

@@ -14,7 +14,7 @@ import torch
 
 from ppi_dist import data
 from ppi_dist.data import DataError, PairBatches, PairSource, read_fasta
-from ppi_dist.packing import packed_tokens
+from ppi_dist.packing import encoder_tokens
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -314,16 +314,11 @@ def bernett_like_source(tmp_path: Path, n: int = 300) -> PairSource:
     return PairSource(write_tsv(tmp_path / "pairs.tsv", rows), fasta, max_residues=64)
 
 
-def encoder_tokens(batch: dict) -> int:
-    """Tokens the encoder runs on this batch: its sequences packed into rows of the longest."""
-    return packed_tokens(batch["attention_mask"].sum(dim=1).tolist())
-
-
 def test_token_budget_batches_respect_the_budget_and_cover_the_file(tmp_path):
     source = bernett_like_source(tmp_path)
     batches = list(PairBatches(source, seed=0, max_tokens=600, max_pairs=8, sort_buffer=64))
     for batch in batches:
-        assert encoder_tokens(batch) <= 600
+        assert encoder_tokens(batch["attention_mask"]) <= 600
         assert len(batch["protein_a"]) <= 8
         assert batch["input_ids"].shape[1] <= 64 + 2
         assert len(set(map(tuple, batch["input_ids"].tolist()))) == batch["input_ids"].shape[0]
@@ -333,7 +328,7 @@ def test_token_budget_batches_respect_the_budget_and_cover_the_file(tmp_path):
     fixed = list(PairBatches(source, seed=0, batch_size=32))
     assert [len(b["protein_a"]) for b in fixed] == [32] * 9 + [12]
     real = sum(b["attention_mask"].sum().item() for b in batches)
-    packed = sum(encoder_tokens(b) for b in batches)
+    packed = sum(encoder_tokens(b["attention_mask"]) for b in batches)
     padded = sum(b["input_ids"].numel() for b in batches)
     assert packed / real < 1.2 and packed < padded
 
@@ -412,4 +407,4 @@ def test_bernett_train_validates_and_batches(tmp_path):
     source = PairSource(bernett / "valid.tsv", bernett / "sequences.fasta")
     assert source.validate().rows == 59_260
     batch = next(iter(PairBatches(source, seed=0, max_tokens=8192)))
-    assert encoder_tokens(batch) <= 8192 and batch["input_ids"].shape[1] <= 1024
+    assert encoder_tokens(batch["attention_mask"]) <= 8192 and batch["input_ids"].shape[1] <= 1024

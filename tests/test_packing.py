@@ -9,7 +9,7 @@ import torch
 
 from ppi_dist.data import collate_pairs
 from ppi_dist.model import SECAI, SECAIConfig, tiny_esm2_config
-from ppi_dist.packing import pack_batch, pack_rows, packed_tokens
+from ppi_dist.packing import encoder_tokens, pack_batch, pack_rows, packed_tokens
 from ppi_dist.sequences import esm2_tokenizer, tokenize
 from tests.conftest import SHARED, random_pairs, random_sequence, tiny_model
 
@@ -46,6 +46,7 @@ def test_packed_layout_blocks_attention_between_sequences():
     input_ids, attention_mask = tokenize(["ACDEFGHIK", "MK", "WY"])  # 11, 4, 4 tokens
     packed = pack_batch(input_ids, attention_mask, pad_id=esm2_tokenizer().pad_token_id)
     assert packed.input_ids.shape == (2, 11)  # "MK" and "WY" share the second row
+    assert encoder_tokens(attention_mask) == packed.input_ids.numel()  # the budget's count
     assert packed.position_ids[1].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 0, 0]
     assert packed.token_mask[1].tolist() == [1] * 8 + [0] * 3
     same = packed.same_sequence[1, 0]
