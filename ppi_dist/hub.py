@@ -320,8 +320,7 @@ def export_merged(model: SECAI, folder: str | Path) -> Path:
     config = replace(model.config, encoder=None, encoder_config=encoder_config,
                      freeze_encoder=True, activation_checkpointing=False)  # fmt: skip
     merged = SECAI(config, encoder=encoder)
-    merged.cross_attention.load_state_dict(model.cross_attention.state_dict())
-    merged.head.load_state_dict(model.head.state_dict())
+    merged.load_state_dict(model.trainable_state_dict(), strict=False)  # cross-attention, head
     merged.save_pretrained(folder)
     return Path(folder)
 

@@ -56,8 +56,8 @@ class SECAIConfig:
     # "average": logits of (A,B) and (B,A) averaged, so score(A,B) == score(B,A) exactly.
     # "none": the raw order-dependent head (v_A - v_B is antisymmetric).
     symmetric: str = "average"
-    # "cross_attention" (SE-CAI) or "mean_pool": the classic baseline that mean-pools each
-    # protein's residue states and feeds them to the same head, with no interaction.
+    # "cross_attention" (SE-CAI) or "pooled": the classic baseline that max- and mean-pools
+    # each protein's own residue states into the same head; only the interaction differs.
     interaction: str = "cross_attention"
     lora_r: int = 8
     lora_alpha: int = 16
@@ -71,9 +71,11 @@ class SECAIConfig:
     def __post_init__(self) -> None:
         if self.symmetric not in ("average", "none"):
             raise ValueError(f"symmetric must be 'average' or 'none', got {self.symmetric!r}")
-        if self.interaction not in ("cross_attention", "mean_pool"):
+        if self.interaction == "mean_pool":  # the old name of the pooled baseline
+            self.interaction = "pooled"
+        if self.interaction not in ("cross_attention", "pooled"):
             raise ValueError(
-                f"interaction must be 'cross_attention' or 'mean_pool', got {self.interaction!r}"
+                f"interaction must be 'cross_attention' or 'pooled', got {self.interaction!r}"
             )
         if (self.encoder is None) == (self.encoder_config is None):
             raise ValueError("give exactly one of `encoder` (name or path) or `encoder_config`")
@@ -93,6 +95,8 @@ class CrossAttention(nn.Module):
 
     The same W_Q, W_K, W_V serve both directions (A->B and B->A): the model is siamese here
     too. d_k = d / heads. Padding (and `<cls>`/`<eos>`) of the key protein is masked.
+    `project` and `attend` are the two halves of `forward`: the projections act per residue,
+    so `SECAI.pair_logits` projects each distinct protein once and attends per pair.
     """
 
     def __init__(self, dim: int, heads: int) -> None:
@@ -109,27 +113,41 @@ class CrossAttention(nn.Module):
         batch, length, dim = x.shape
         return x.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)
 
+    def project(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(U, L, d) -> Q, K, V, each (U, heads, L, d_k)."""
+        return tuple(self._split_heads(w(states)) for w in (self.w_q, self.w_k, self.w_v))
+
+    @staticmethod
+    def attend(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Query residues read key residues: (P, h, Lq, d_k) x2 + (P, Lk) bool -> (P, Lq, d)."""
+        # Boolean mask, True = attend; broadcast over heads and query positions.
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        pairs, _, length, _ = attended.shape
+        return attended.transpose(1, 2).reshape(pairs, length, -1)
+
     def forward(
         self, query_states: torch.Tensor, key_states: torch.Tensor, key_mask: torch.Tensor
     ) -> torch.Tensor:
         """(P, Lq, d), (P, Lk, d), (P, Lk) bool -> (P, Lq, d)."""
-        q = self._split_heads(self.w_q(query_states))
-        k = self._split_heads(self.w_k(key_states))
-        v = self._split_heads(self.w_v(key_states))
-        # Boolean mask, True = attend; broadcast over heads and query positions.
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
-        batch, _, length, _ = attended.shape
-        return attended.transpose(1, 2).reshape(batch, length, -1)
+        q, _, _ = self.project(query_states)
+        _, k, v = self.project(key_states)
+        return self.attend(q, k, v, key_mask)
 
 
 def masked_max_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[max, mean] over the positions where `mask` is True: (P, L, d), (P, L) -> (P, 2d)."""
+    """[max, mean] over the positions where `mask` is True: (P, L, d), (P, L) -> (P, 2d).
+
+    The mean is summed and divided in fp32: in bf16 a count of 529 residues rounds to 528
+    and 1,022 to 1,024, and a long sum of bf16 values loses its low digits.
+    """
     mask = mask.unsqueeze(-1)
     lowest = torch.finfo(states.dtype).min
     maxed = states.masked_fill(~mask, lowest).amax(dim=1)
-    count = mask.sum(dim=1).clamp(min=1).to(states.dtype)
-    mean = states.masked_fill(~mask, 0.0).sum(dim=1) / count
-    return torch.cat([maxed, mean], dim=-1)
+    count = mask.sum(dim=1).clamp(min=1).float()
+    mean = states.masked_fill(~mask, 0.0).float().sum(dim=1) / count
+    return torch.cat([maxed, mean.to(states.dtype)], dim=-1)
 
 
 class PairHead(nn.Module):
@@ -203,9 +221,14 @@ class SECAI(nn.Module):
         self.config = config
         self.encoder = encoder if encoder is not None else build_encoder(config)
         dim = self.encoder.config.hidden_size
-        self.cross_attention = CrossAttention(dim, config.cross_attention_heads)
-        pooled_dim = 2 * dim if config.interaction == "cross_attention" else dim
-        self.head = PairHead(pooled_dim, config.head_hidden, config.head_dropout)
+        # The pooled baseline has no cross-attention at all: an unused module would make DDP
+        # fail ("parameters that were not used in producing loss").
+        self.cross_attention = (
+            CrossAttention(dim, config.cross_attention_heads)
+            if config.interaction == "cross_attention"
+            else None
+        )
+        self.head = PairHead(2 * dim, config.head_hidden, config.head_dropout)
         if config.sync_batchnorm:
             self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
 
@@ -244,32 +267,45 @@ class SECAI(nn.Module):
 
     def pair_logits(
         self,
-        states: torch.Tensor,
-        mask: torch.Tensor,
+        side_a: tuple[torch.Tensor, torch.Tensor],
+        side_b: tuple[torch.Tensor, torch.Tensor],
         index_a: torch.Tensor,
         index_b: torch.Tensor,
     ) -> torch.Tensor:
-        """Logits of pairs (index_a[i], index_b[i]) from already encoded states.
+        """Logits of pairs (side_a row index_a[i], side_b row index_b[i]): THE pair scoring.
 
-        `states` (U, L, d) and `mask` (U, L, True at residues) may come from `encode` or
-        from a cache of per-residue states (prediction, frozen-encoder training).
+        Each side is `(states (U, L, d), mask (U, L) True at residues)` of distinct proteins,
+        from `encode` (training: both sides are the same tuple) or from an embedding cache
+        (`scoring`, frozen-encoder training). W_Q, W_K, W_V act per residue, so each
+        distinct protein is projected once and the pairs index the projections: an
+        all-vs-all tile of t x t pairs needs 2t projections, not 2t^2.
         """
-        states_a, mask_a = states[index_a], mask[index_a]
-        states_b, mask_b = states[index_b], mask[index_b]
-        if self.config.interaction == "cross_attention":
-            a_to_b = self.cross_attention(states_a, states_b, mask_b)  # A's residues read B
-            b_to_a = self.cross_attention(states_b, states_a, mask_a)  # B's residues read A
-            v_a = masked_max_mean(a_to_b, mask_a)
-            v_b = masked_max_mean(b_to_a, mask_b)
-        else:  # baseline: each protein reduced to its mean residue state, no interaction
-            d = states.shape[-1]
-            v_a = masked_max_mean(states_a, mask_a)[:, d:]
-            v_b = masked_max_mean(states_b, mask_b)[:, d:]
+        (states_a, mask_a), (states_b, mask_b) = side_a, side_b
+        # Cached states may be stored in another precision than the weights (fp16 cache,
+        # fp32 or bf16 weights): compute in the weights' precision.
+        dtype = self.head.fc1.weight.dtype
+        states_a = states_a.to(dtype)
+        states_b = states_a if side_b is side_a else states_b.to(dtype)
+        pair_mask_a, pair_mask_b = mask_a[index_a], mask_b[index_b]
+        if self.cross_attention is not None:
+            q_a, k_a, v_a = self.cross_attention.project(states_a)
+            q_b, k_b, v_b = (
+                (q_a, k_a, v_a) if side_b is side_a else self.cross_attention.project(states_b)
+            )
+            attend = self.cross_attention.attend
+            # A's residues read B, and B's residues read A.
+            a_to_b = attend(q_a[index_a], k_b[index_b], v_b[index_b], pair_mask_b)
+            b_to_a = attend(q_b[index_b], k_a[index_a], v_a[index_a], pair_mask_a)
+            pooled_a = masked_max_mean(a_to_b, pair_mask_a)
+            pooled_b = masked_max_mean(b_to_a, pair_mask_b)
+        else:  # pooled baseline: each protein's own residues, pooled the same way
+            pooled_a = masked_max_mean(states_a, mask_a)[index_a]
+            pooled_b = masked_max_mean(states_b, mask_b)[index_b]
         if self.config.symmetric == "none":
-            return self.head(v_a, v_b)
+            return self.head(pooled_a, pooled_b)
         # Both orders in one head call (BatchNorm sees the same rows either way), then the
         # mean of the two logits: addition commutes, so score(A,B) == score(B,A) exactly.
-        both = self.head(torch.cat([v_a, v_b]), torch.cat([v_b, v_a]))
+        both = self.head(torch.cat([pooled_a, pooled_b]), torch.cat([pooled_b, pooled_a]))
         forward, backward = both.chunk(2)
         return (forward + backward) / 2
 
@@ -291,7 +327,8 @@ class SECAI(nn.Module):
         if states is None:
             states = self.encode(input_ids, attention_mask)
             states_mask = residue_mask(attention_mask)
-        return self.pair_logits(states, states_mask, index_a, index_b)
+        side = (states, states_mask)
+        return self.pair_logits(side, side, index_a, index_b)
 
     @torch.no_grad()
     def predict_proba(self, batch: dict) -> torch.Tensor:
@@ -310,6 +347,7 @@ class SECAI(nn.Module):
         return {
             f"{name}.{key}": value
             for name in ("cross_attention", "head")
+            if getattr(self, name) is not None
             for key, value in getattr(self, name).state_dict().items()
         }
 
@@ -366,6 +404,8 @@ class SECAI(nn.Module):
                                  f"{result.unexpected_keys[:3]}")  # fmt: skip
         weights = load_file(directory / HEAD_WEIGHTS_NAME)
         for name in ("cross_attention", "head"):
+            if getattr(model, name) is None:
+                continue
             prefix = f"{name}."
             part = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
             getattr(model, name).load_state_dict(part, strict=True)
@@ -449,7 +489,7 @@ def parameter_report(encoder_config: dict, lora_r: int = 8, cross_attention_head
     closed_form = lora_parameter_count(
         EsmConfig(**encoder_config), lora_r, config.lora_target_modules
     )
-    cross = sum(p.numel() for p in model.cross_attention.parameters())
+    cross = sum(p.numel() for p in model.cross_attention.parameters())  # SE-CAI: not None
     head = sum(p.numel() for p in model.head.parameters())
     trainable, total = count_parameters(model)
     lines = [

@@ -41,21 +41,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ppi_dist.data import PairSource, read_fasta
-from ppi_dist.embeddings import (
-    DEFAULT_MEMORY_LIMIT,
-    CacheTooLargeError,
-    EmbeddingCache,
-    encoder_fingerprint,
-)
-from ppi_dist.model import masked_max_mean
+from ppi_dist.embeddings import DEFAULT_MEMORY_LIMIT, EmbeddingCache, encoder_fingerprint
+from ppi_dist.scoring import CHUNK_PAIRS, Row, encode_proteins, score_pairs
 from ppi_dist.sequences import ESM2_MAX_RESIDUES
 
 logger = logging.getLogger(__name__)
 
-Row = tuple[str, str, float | None]  # protein_a, protein_b, label
 OUTPUT_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -118,6 +111,15 @@ class AllPairsPlan:
                     rows.append((a, b, None))
         return rows
 
+    def proteins_of(self, wanted: Callable[[int], bool]) -> list[str]:
+        """The distinct proteins of the wanted chunks (a rank's share)."""
+        seen: dict[str, None] = {}
+        for chunk in range(self.num_chunks):
+            if wanted(chunk):
+                i, j = self.chunk_tiles[chunk]
+                seen.update(dict.fromkeys([*self.tiles_a[i], *self.tiles_b[j]]))
+        return list(seen)
+
     def chunks(self, wanted: Callable[[int], bool]) -> Iterator[tuple[int, list[Row]]]:
         for chunk in range(self.num_chunks):
             if wanted(chunk):
@@ -127,7 +129,7 @@ class AllPairsPlan:
 class PairFilePlan:
     """The rows of a pair file (read through `data.PairSource`) in chunks of `chunk_pairs`."""
 
-    def __init__(self, source: PairSource, chunk_pairs: int = 4096) -> None:
+    def __init__(self, source: PairSource, chunk_pairs: int = CHUNK_PAIRS) -> None:
         if chunk_pairs < 1:
             raise ValueError("chunk_pairs must be at least 1")
         self.source = source
@@ -146,6 +148,13 @@ class PairFilePlan:
                     )
             self.has_labels = self.has_labels or row.label is not None
 
+    def proteins_of(self, wanted: Callable[[int], bool]) -> list[str]:
+        """The distinct proteins of the wanted chunks (a rank's share)."""
+        seen: dict[str, None] = {}
+        for _, rows in self.chunks(wanted):
+            seen.update(dict.fromkeys(p for a, b, _ in rows for p in (a, b)))
+        return list(seen)
+
     def chunks(self, wanted: Callable[[int], bool]) -> Iterator[tuple[int, list[Row]]]:
         chunk, rows = 0, []
         for row in self.source.pair_rows():
@@ -156,123 +165,6 @@ class PairFilePlan:
                 chunk, rows = chunk + 1, []
         if rows and wanted(chunk):
             yield chunk, rows
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-def pair_logits_projected_once(
-    model: torch.nn.Module,
-    side_a: tuple[torch.Tensor, torch.Tensor],
-    side_b: tuple[torch.Tensor, torch.Tensor],
-    index_a: torch.Tensor,
-    index_b: torch.Tensor,
-) -> torch.Tensor:
-    """`model.pair_logits` with W_Q, W_K, W_V applied once per protein, not once per pair.
-
-    `side_a` / `side_b` are `(states, mask)` of the proteins on each side of the pairs (they
-    may be the same tensors); pair i is (side_a row index_a[i], side_b row index_b[i]).
-    The projections act per residue, so projecting the distinct proteins and indexing the
-    results gives the numbers of `pair_logits` (tests check). Per pair they cost as much as
-    the attention itself; an all-vs-all chunk of t x t pairs needs only 2t. Two sides padded
-    separately also spare a short protein the padding of a long partner.
-    """
-    attention = model.cross_attention
-
-    def project(states: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(attention._split_heads(w(states)) for w in (attention.w_q, attention.w_k,
-                                                                  attention.w_v))  # fmt: skip
-
-    (q_a, k_a, v_a), mask_a = project(side_a[0]), side_a[1]
-    (q_b, k_b, v_b), mask_b = project(side_b[0]), side_b[1]
-
-    def read(q, k, v, key_mask) -> torch.Tensor:
-        """Query residues attend to key residues: (P, Lq, d)."""
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
-        pairs, _, length, _ = out.shape
-        return out.transpose(1, 2).reshape(pairs, length, -1)
-
-    rows_a, rows_b = mask_a[index_a], mask_b[index_b]
-    a_to_b = read(q_a[index_a], k_b[index_b], v_b[index_b], rows_b)
-    b_to_a = read(q_b[index_b], k_a[index_a], v_a[index_a], rows_a)
-    pooled_a, pooled_b = masked_max_mean(a_to_b, rows_a), masked_max_mean(b_to_a, rows_b)
-    if model.config.symmetric == "none":
-        return model.head(pooled_a, pooled_b)
-    both = model.head(torch.cat([pooled_a, pooled_b]), torch.cat([pooled_b, pooled_a]))
-    forward, backward = both.chunk(2)  # as in pair_logits
-    return (forward + backward) / 2
-
-
-@torch.no_grad()
-def score_pairs(
-    model: torch.nn.Module,
-    cache: EmbeddingCache,
-    pairs: list[tuple[str, str]],
-    *,
-    max_tokens: int = 65536,
-    max_attention: int = 2**27,
-    batch_pairs: int = 1024,
-    device: torch.device | str | None = None,
-) -> np.ndarray:
-    """P(interact) of each (protein_a, protein_b), from cached states; input order kept.
-
-    Pairs are sorted by length and batched within `batch_pairs` pairs, `max_tokens`
-    (pairs x (longest A + longest B)) and `max_attention` attention weights (pairs x heads x
-    longest A x longest B; 2^27 fp32 = 512 MiB). With the symmetric model the shorter
-    protein of each pair goes on side A (the score does not depend on the order).
-    """
-    if device is None:
-        device = next(model.parameters()).device
-    model.eval()
-    symmetric = model.config.symmetric == "average"
-    cross = getattr(model.config, "interaction", "cross_attention") == "cross_attention"
-    heads = model.cross_attention.heads if cross else 1
-    sides = []
-    for a, b in pairs:
-        if symmetric and cache.length(b) < cache.length(a):
-            a, b = b, a
-        sides.append((a, b))
-    lengths = [(cache.length(a), cache.length(b)) for a, b in sides]
-    order = sorted(range(len(pairs)), key=lambda k: (lengths[k][1], lengths[k][0]))
-    probabilities = np.empty(len(pairs), dtype=np.float64)
-
-    def flush(batch: list[int]) -> None:
-        rows_a: dict[str, int] = {}
-        rows_b: dict[str, int] = {}
-        for k in batch:
-            rows_a.setdefault(sides[k][0], len(rows_a))
-            rows_b.setdefault(sides[k][1], len(rows_b))
-        if cross:
-            index_a = torch.tensor([rows_a[sides[k][0]] for k in batch], device=device)
-            index_b = torch.tensor([rows_b[sides[k][1]] for k in batch], device=device)
-            side_a = cache.get(list(rows_a), device=device)
-            side_b = cache.get(list(rows_b), device=device)
-            logits = pair_logits_projected_once(model, side_a, side_b, index_a, index_b)
-        else:  # another interaction: the model's own pair_logits on one padded set
-            rows = {p: i for i, p in enumerate(dict.fromkeys([*rows_a, *rows_b]))}
-            index_a = torch.tensor([rows[sides[k][0]] for k in batch], device=device)
-            index_b = torch.tensor([rows[sides[k][1]] for k in batch], device=device)
-            states, mask = cache.get(list(rows), device=device)
-            logits = model.pair_logits(states, mask, index_a, index_b)
-        probabilities[batch] = torch.sigmoid(logits.float()).cpu().numpy()
-
-    batch: list[int] = []
-    longest_a = longest_b = 0
-    for k in order:
-        wide_a, wide_b = max(longest_a, lengths[k][0]), max(longest_b, lengths[k][1])
-        n = len(batch) + 1
-        if batch and (
-            n > batch_pairs
-            or n * (wide_a + wide_b) > max_tokens
-            or n * heads * wide_a * wide_b > max_attention
-        ):
-            flush(batch)
-            batch, (wide_a, wide_b) = [], lengths[k]
-        batch.append(k)
-        longest_a, longest_b = wide_a, wide_b
-    if batch:
-        flush(batch)
-    return probabilities
 
 
 # --------------------------------------------------------------------------- running
@@ -287,7 +179,7 @@ class PredictOptions:
     min_prob: float | None = None
     include_self: bool = False
     tile: int = 64
-    chunk_pairs: int = 4096
+    chunk_pairs: int = CHUNK_PAIRS
     max_residues: int = ESM2_MAX_RESIDUES
     cache_dtype: str = "float16"
 
@@ -479,28 +371,6 @@ def run_signature(model: torch.nn.Module, inputs: list[str | None], options: Pre
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def build_cache(
-    model: torch.nn.Module,
-    sequences: Mapping[str, str],
-    *,
-    cache_dir: str | Path | None,
-    spill_dir: Path,
-    dtype: str,
-    max_residues: int,
-    memory_limit: int,
-    progress: bool,
-) -> EmbeddingCache:
-    """The cache: in `cache_dir` if given, else in memory, else (too large) in `spill_dir`."""
-    common = {"dtype": dtype, "max_residues": max_residues, "progress": progress}
-    if cache_dir is not None:
-        return EmbeddingCache.build(model, sequences, directory=cache_dir, **common)
-    try:
-        return EmbeddingCache.build(model, sequences, memory_limit=memory_limit, **common)
-    except CacheTooLargeError as error:
-        logger.warning("%s; memory-mapping them from %s", error, spill_dir)
-        return EmbeddingCache.build(model, sequences, directory=spill_dir, **common)
-
-
 def predict(
     model: torch.nn.Module,
     out: str | Path,
@@ -513,7 +383,7 @@ def predict(
     min_prob: float | None = None,
     include_self: bool = False,
     tile: int = 64,
-    chunk_pairs: int = 4096,
+    chunk_pairs: int = CHUNK_PAIRS,
     cache_dir: str | Path | None = None,
     cache_dtype: str = "float16",
     max_residues: int = ESM2_MAX_RESIDUES,
@@ -573,10 +443,25 @@ def predict(
         raise ValueError("no pairs to score")
 
     signature = run_signature(model, [pairs, fasta, fasta_b], options, world_size)
-    spill = parts / f"embeddings-rank{rank}"
-    cache = build_cache(model, sequences, cache_dir=cache_dir, spill_dir=spill, dtype=cache_dtype,
-                        max_residues=max_residues, memory_limit=memory_limit,
-                        progress=progress)  # fmt: skip
+    cache_options = {"dtype": cache_dtype, "max_residues": max_residues, "progress": progress}
+    if cache_dir is not None:
+        # One shared folder: rank 0 encodes every protein once, the others wait and read it
+        # (several ranks writing one memory-mapped file at once would corrupt it).
+        if rank == 0:
+            cache = encode_proteins(model, sequences, directory=cache_dir, **cache_options)
+        if barrier is not None:
+            barrier()
+        if rank != 0:
+            cache = EmbeddingCache.open(cache_dir)
+            if not cache.matches(model):
+                raise RuntimeError(f"{cache_dir}: the cache is not from this model's encoder")
+    else:
+        # Each rank encodes only the proteins of its own chunks.
+        mine = plan.proteins_of(lambda c: c % world_size == rank)
+        cache = encode_proteins(
+            model, {p: sequences[p] for p in mine}, memory_limit=memory_limit,
+            spill_dir=parts / f"embeddings-rank{rank}", **cache_options,
+        )  # fmt: skip
     complete = run_rank(model, cache, plan, out, options, signature, rank=rank,
                         world_size=world_size, max_chunks=max_chunks, progress=progress,
                         score_kwargs=score_kwargs)  # fmt: skip
@@ -623,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="in-memory cache limit; above it the states go to disk")  # fmt: skip
     parser.add_argument("--max_residues", type=int, default=ESM2_MAX_RESIDUES)
     parser.add_argument("--tile", type=int, default=64, help="proteins per all-vs-all tile")
-    parser.add_argument("--chunk_pairs", type=int, default=4096, help="pair-file rows per chunk")
+    parser.add_argument(
+        "--chunk_pairs", type=int, default=CHUNK_PAIRS, help="pair-file rows per chunk"
+    )
     parser.add_argument("--max_tokens", type=int, default=65536,
                         help="pair batch budget: pairs x (longest A + longest B)")  # fmt: skip
     parser.add_argument("--max_chunks", type=int,

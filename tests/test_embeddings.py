@@ -49,7 +49,7 @@ def test_pair_logits_from_the_cache_equal_forward():
     index_a = torch.tensor([ids.index(p.protein_a) for p in pairs])
     index_b = torch.tensor([ids.index(p.protein_b) for p in pairs])
     with torch.no_grad():
-        got = torch.sigmoid(model.pair_logits(states, mask, index_a, index_b))
+        got = torch.sigmoid(model.pair_logits((states, mask), (states, mask), index_a, index_b))
     assert torch.allclose(got, expected, atol=1e-5)
     # The layout differs from encode's (<cls> first) but the masks select the same residues.
     assert residue_mask(batch["attention_mask"]).sum().item() == sum(

@@ -1,0 +1,249 @@
+"""Scoring pairs with a model: the one path from proteins to P(interact) outside training.
+
+Training's evaluation, `predict`, `evaluate` and the benchmarks all score pairs here, so
+the decision threshold chosen on validation is applied to scores computed exactly as it
+was chosen on:
+
+    distinct proteins -> `EmbeddingCache.build` (each encoded once, centred crop, fp16)
+    -> pairs in chunks of `CHUNK_PAIRS` rows, in file order -> `score_pairs` per chunk
+       (length-sorted pair batches; `SECAI.pair_logits`, the only pair maths)
+    -> probabilities in file order (gathered from every rank)
+
+Precision: `inference_autocast` runs the encoder in bf16 on a CUDA card that has it, in
+fp32 elsewhere; the cache stores fp16; the cross-attention and head run in the weights'
+precision (fp32 for a saved model). The trainer and `predict` on the same machine get
+the same numbers; across machines (bf16 GPU vs fp32 CPU) probabilities differ by the
+encoder's rounding (tests/test_scoring.py states the bound).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ppi_dist.embeddings import DEFAULT_MEMORY_LIMIT, CacheTooLargeError, EmbeddingCache
+from ppi_dist.sequences import ESM2_MAX_RESIDUES
+
+CHUNK_PAIRS = 4096  # pairs scored together; also predict's unit of resuming
+
+Row = tuple[str, str, float | None]  # protein_a, protein_b, label
+
+
+def inference_autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a CUDA card with bf16, nothing elsewhere: the scoring precision."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def encode_proteins(
+    model: torch.nn.Module,
+    sequences: Mapping[str, str],
+    *,
+    directory: str | Path | None = None,
+    spill_dir: str | Path | None = None,
+    dtype: str = "float16",
+    max_residues: int = ESM2_MAX_RESIDUES,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    progress: bool = False,
+) -> EmbeddingCache:
+    """Per-residue states of each protein, encoded once on the model's device.
+
+    In `directory` when given (reused if it already holds these proteins from this
+    encoder); else in memory, or memory-mapped from `spill_dir` when over `memory_limit`.
+    """
+    common = {"dtype": dtype, "max_residues": max_residues, "progress": progress}
+    with inference_autocast(model_device(model)):
+        if directory is not None:
+            return EmbeddingCache.build(model, sequences, directory=directory, **common)
+        try:
+            return EmbeddingCache.build(model, sequences, memory_limit=memory_limit, **common)
+        except CacheTooLargeError:
+            if spill_dir is None:
+                raise
+            return EmbeddingCache.build(model, sequences, directory=spill_dir, **common)
+
+
+@torch.no_grad()
+def score_pairs(
+    model: torch.nn.Module,
+    cache: EmbeddingCache,
+    pairs: list[tuple[str, str]],
+    *,
+    max_tokens: int = 65536,
+    max_attention: int = 2**27,
+    batch_pairs: int = 1024,
+) -> np.ndarray:
+    """P(interact) of each (protein_a, protein_b) from cached states; input order kept.
+
+    Pairs are sorted by length and batched within `batch_pairs` pairs, `max_tokens`
+    (pairs x (longest A + longest B)) and `max_attention` attention weights (pairs x heads x
+    longest A x longest B; 2^27 fp32 = 512 MiB). With the symmetric model the shorter
+    protein of each pair goes on side A (the score does not depend on the order). The two
+    sides are padded separately, which spares a short protein the padding of a long partner.
+    """
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    symmetric = model.config.symmetric == "average"
+    heads = model.cross_attention.heads if model.cross_attention is not None else 1
+    sides = []
+    for a, b in pairs:
+        if symmetric and cache.length(b) < cache.length(a):
+            a, b = b, a
+        sides.append((a, b))
+    lengths = [(cache.length(a), cache.length(b)) for a, b in sides]
+    order = sorted(range(len(pairs)), key=lambda k: (lengths[k][1], lengths[k][0]))
+    probabilities = np.empty(len(pairs), dtype=np.float64)
+
+    def flush(batch: list[int]) -> None:
+        rows_a: dict[str, int] = {}
+        rows_b: dict[str, int] = {}
+        for k in batch:
+            rows_a.setdefault(sides[k][0], len(rows_a))
+            rows_b.setdefault(sides[k][1], len(rows_b))
+        index_a = torch.tensor([rows_a[sides[k][0]] for k in batch], device=device)
+        index_b = torch.tensor([rows_b[sides[k][1]] for k in batch], device=device)
+        side_a = cache.get(list(rows_a), device=device)
+        side_b = cache.get(list(rows_b), device=device)
+        logits = model.pair_logits(side_a, side_b, index_a, index_b)
+        probabilities[batch] = torch.sigmoid(logits.float()).cpu().numpy()
+
+    batch: list[int] = []
+    longest_a = longest_b = 0
+    for k in order:
+        wide_a, wide_b = max(longest_a, lengths[k][0]), max(longest_b, lengths[k][1])
+        n = len(batch) + 1
+        if batch and (
+            n > batch_pairs
+            or n * (wide_a + wide_b) > max_tokens
+            or n * heads * wide_a * wide_b > max_attention
+        ):
+            flush(batch)
+            batch, (wide_a, wide_b) = [], lengths[k]
+        batch.append(k)
+        longest_a, longest_b = wide_a, wide_b
+    if batch:
+        flush(batch)
+    model.train(was_training)
+    return probabilities
+
+
+def chunks_of(rows: list, chunk_pairs: int = CHUNK_PAIRS) -> list[list]:
+    return [rows[i : i + chunk_pairs] for i in range(0, len(rows), chunk_pairs)]
+
+
+@dataclass
+class ScoredPairs:
+    """Pairs of a split in file order, with their probabilities (and labels)."""
+
+    protein_a: list[str]
+    protein_b: list[str]
+    scores: np.ndarray  # float64
+    labels: np.ndarray | None  # int64, when every pair has one
+
+    def write_tsv(self, path: str | Path, threshold: float) -> None:
+        with open(path, "w") as handle:
+            label_column = "\tlabel" if self.labels is not None else ""
+            handle.write(f"protein_a\tprotein_b\tprobability\tpredicted{label_column}\n")
+            for i, (a, b, s) in enumerate(
+                zip(self.protein_a, self.protein_b, self.scores, strict=True)
+            ):
+                label = f"\t{self.labels[i]}" if self.labels is not None else ""
+                handle.write(f"{a}\t{b}\t{s:.6f}\t{int(s >= threshold)}{label}\n")
+
+
+def score_rows(
+    model: torch.nn.Module,
+    rows: list[Row],
+    sequences: Mapping[str, str],
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    gather: Callable[[list], list] | None = None,
+    cache: EmbeddingCache | None = None,
+    max_residues: int = ESM2_MAX_RESIDUES,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    spill_dir: str | Path | None = None,
+    chunk_pairs: int = CHUNK_PAIRS,
+    max_tokens: int = 65536,
+    should_stop: Callable[[], bool] | None = None,
+) -> ScoredPairs:
+    """Score rows in chunks; rank r takes chunks r, r+W, ... (as `predict` does).
+
+    Without a `cache` (an encoder that trains), each rank encodes the proteins of its own
+    chunks once. `gather` (e.g. Accelerate's `gather_object`) collects every rank's
+    (row, probability) items; every rank gets the whole split back, in file order.
+    `should_stop` is polled before each chunk, the same number of times on every rank (so
+    it may be a collective); when it says stop, `ScoringInterrupted` is raised.
+    """
+    chunks = chunks_of(rows, chunk_pairs)
+    mine = [(c, chunk) for c, chunk in enumerate(chunks) if c % world_size == rank]
+    rounds = -(-len(chunks) // world_size)
+    with contextlib.ExitStack() as stack:
+        if cache is None:
+            wanted = {p: sequences[p] for _, chunk in mine for a, b, _ in chunk for p in (a, b)}
+            spill = spill_dir or stack.enter_context(tempfile.TemporaryDirectory())
+            cache = (
+                encode_proteins(model, wanted, spill_dir=Path(spill) / f"rank{rank}",
+                                max_residues=max_residues, memory_limit=memory_limit)
+                if wanted else None
+            )  # fmt: skip
+        items: list[tuple[int, float]] = []
+        for round_ in range(rounds):
+            if should_stop is not None and should_stop():
+                raise ScoringInterrupted("stop requested during scoring")
+            if round_ >= len(mine):
+                continue
+            c, chunk = mine[round_]
+            probabilities = score_pairs(model, cache, [(a, b) for a, b, _ in chunk],
+                                        max_tokens=max_tokens)  # fmt: skip
+            items += [(c * chunk_pairs + k, float(p)) for k, p in enumerate(probabilities)]
+    if gather is not None:
+        items = gather(items)
+    scores = np.zeros(len(rows))
+    scored = np.zeros(len(rows), dtype=bool)
+    for index, probability in items:
+        scores[index], scored[index] = probability, True
+    if not scored.all():  # every row must come back from some rank
+        raise RuntimeError(f"{int((~scored).sum())} of {len(rows)} pairs were not scored")
+    labels = [label for _, _, label in rows]
+    has_labels = bool(rows) and all(label is not None for label in labels)
+    return ScoredPairs(
+        protein_a=[a for a, _, _ in rows],
+        protein_b=[b for _, b, _ in rows],
+        scores=scores,
+        labels=np.asarray(labels, dtype=np.int64) if has_labels else None,
+    )
+
+
+class ScoringInterrupted(RuntimeError):
+    """Scoring was asked to stop (SIGTERM) between chunks."""
+
+
+def rows_and_sequences(pair_rows: Iterable) -> tuple[list[Row], dict[str, str]]:
+    """(protein_a, protein_b, label) rows and identifier -> sequence, from `PairSource.pair_rows`.
+
+    An identifier that comes with two different sequences (inline sequence columns) is an
+    error: its states would be ambiguous.
+    """
+    rows: list[Row] = []
+    sequences: dict[str, str] = {}
+    for row in pair_rows:
+        for protein, sequence in ((row.protein_a, row.sequence_a),
+                                  (row.protein_b, row.sequence_b)):  # fmt: skip
+            if sequences.setdefault(protein, sequence) != sequence:
+                raise ValueError(f"identifier {protein!r} comes with two different sequences")
+        rows.append((row.protein_a, row.protein_b, row.label))
+    return rows, sequences
