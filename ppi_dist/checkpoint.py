@@ -17,6 +17,7 @@ which DeepSpeed reads itself: resume only from checkpoints your own runs wrote.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -24,9 +25,101 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, gather_object
 from safetensors.torch import load_file, save_file
 
 COMPLETE = "COMPLETE"
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """Trainable weights are NaN or infinite: no checkpoint is written from them."""
+
+
+# ---- a whole checkpoint: what the trainer calls ----------------------------------------
+
+
+def save(
+    root: Path, state: dict, best: dict, model, optimizer, scheduler, accelerator: Accelerator
+) -> Path:
+    """Write checkpoint `step_<state["step"]>` under `root`: everything to continue exactly.
+
+    `state` is JSON (step, epoch, data position, config...); `best` holds the best weights
+    so far under "tensors". Every rank takes part (DeepSpeed saves its own partitions).
+    """
+    step = state["step"]
+    trainables = trainable_tensors(accelerator.unwrap_model(model))
+    if not all_finite(trainables):
+        raise NonFiniteWeightsError(f"step {step}: weights are not finite; no checkpoint written")
+    directory = step_dir(root, step)
+    if accelerator.is_main_process:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / COMPLETE).unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        model.save_checkpoint(str(directory / "deepspeed"), exclude_frozen_parameters=True)
+    elif accelerator.is_main_process:
+        tensors, groups = optimizer_to_files(optimizer.optimizer)
+        save_file(tensors, directory / "optimizer.safetensors")
+        write_json(directory / "optimizer.json", groups)
+    save_rng(directory, accelerator.process_index)
+    if accelerator.is_main_process:
+        save_file(trainables, directory / "trainable.safetensors")
+        if best["tensors"] is not None:
+            save_file(best["tensors"], directory / "best.safetensors")
+        scalars = {k: v for k, v in best.items() if k != "tensors"}
+        write_json(
+            directory / "trainer_state.json",
+            {**state, "scheduler": scheduler.state_dict(), "best": scalars},
+        )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (directory / COMPLETE).touch()
+        rotate(root, state["keep_checkpoints"])
+    accelerator.wait_for_everyone()
+    return directory
+
+
+def load(directory: Path, model, optimizer, scheduler, accelerator: Accelerator) -> dict:
+    """Restore a checkpoint written by `save`; returns its state with `best["tensors"]`."""
+    if not (directory / COMPLETE).is_file():
+        raise FileNotFoundError(f"{directory}: not a completed checkpoint")
+    state = json.loads((directory / "trainer_state.json").read_text())
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        model.load_checkpoint(
+            str(directory / "deepspeed"),
+            load_module_strict=False,
+            load_optimizer_states=True,
+            load_lr_scheduler_states=False,
+        )
+    else:
+        groups = json.loads((directory / "optimizer.json").read_text())
+        tensors = load_file(directory / "optimizer.safetensors")
+        optimizer.optimizer.load_state_dict(optimizer_from_files(tensors, groups))
+    # After DeepSpeed's own load, so our trainables (BatchNorm statistics included) win.
+    load_trainable_tensors(
+        accelerator.unwrap_model(model), load_file(directory / "trainable.safetensors")
+    )
+    scheduler.load_state_dict(state["scheduler"])
+    load_rng(directory, accelerator.process_index)
+    best_path = directory / "best.safetensors"
+    state["best"]["tensors"] = load_file(best_path) if best_path.is_file() else None
+    return state
+
+
+def check_ranks_agree(model: torch.nn.Module, accelerator: Accelerator) -> str:
+    """Every rank must hold the same trainable weights; untied processes are caught here."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(trainable_tensors(model).items()):
+        digest.update(name.encode())
+        digest.update(tensor.float().numpy().tobytes())
+    digests = gather_object([digest.hexdigest()[:16]])
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"ranks ended with different weights: {digests}")
+    return digests[0]
+
+
+# ---- the parts --------------------------------------------------------------------------
 
 
 def step_dir(root: Path, step: int) -> Path:

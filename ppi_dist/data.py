@@ -110,6 +110,17 @@ def collate_pairs(pairs: list[Pair]) -> dict:
     return batch
 
 
+def swap_sides(batch: dict, generator: torch.Generator) -> dict:
+    """Swap A and B of a random half of the pairs (augmentation for order-dependent heads).
+
+    The coin flips come from a CPU generator (resumable, the same on any device) and move
+    to the indices' device.
+    """
+    a, b = batch["index_a"], batch["index_b"]
+    flip = (torch.rand(a.shape, generator=generator) < 0.5).to(a.device)
+    return {**batch, "index_a": torch.where(flip, b, a), "index_b": torch.where(flip, a, b)}
+
+
 # --------------------------------------------------------------------------- errors
 
 

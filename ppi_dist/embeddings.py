@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -189,8 +190,11 @@ class EmbeddingCache:
 
         was_training = model.training
         model.eval()
-        if device is None:
-            device = next(model.parameters()).device
+        # Encode where the weights are: a device given (the trainer's GPU) moves the model
+        # there first, so token ids and weights never sit on different devices.
+        if device is not None:
+            model.to(device)
+        device = next(model.parameters()).device
         order = sorted(range(len(cropped)), key=lambda i: len(cropped[i]))
         bar = tqdm(total=len(order), unit="protein", desc="encoding", disable=not progress)
         try:
@@ -352,3 +356,58 @@ def _length_batches(order: list[int], lengths: np.ndarray, max_tokens: int):
         batch.append(i)
     if batch:
         yield batch
+
+
+# ---- frozen-encoder training: the cache as the source of encoder states ----------------
+
+
+def open_training_cache(
+    model: nn.Module, sources: Iterable, directory: str | Path, accelerator, max_residues: int
+) -> EmbeddingCache:
+    """Every protein of every split (`data.PairSource`s) encoded once, by the main process,
+    on the accelerator's device; the other processes wait, then memory-map the same folder.
+
+    A cache already in the folder is reused when it holds every protein needed, from the
+    same encoder weights and crop (e.g. one cache of a whole proteome for several splits).
+    """
+    directory, started = Path(directory), time.perf_counter()
+    if accelerator.is_main_process:
+        sequences = {}
+        for source in sources:
+            for row in source.pair_rows():
+                sequences[row.protein_a], sequences[row.protein_b] = row.sequence_a, row.sequence_b
+        if _covering_cache(directory, model, sequences, max_residues) is None:
+            EmbeddingCache.build(model, sequences, directory=directory, max_residues=max_residues,
+                                 device=accelerator.device, progress=True)  # fmt: skip
+    accelerator.wait_for_everyone()
+    cache = EmbeddingCache.open(directory)
+    accelerator.print(f"embedding cache: {len(cache):,} proteins, {cache.nbytes / 2**20:,.0f} "
+                      f"MiB in {directory} ({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    return cache
+
+
+def _covering_cache(
+    directory: Path, model: nn.Module, sequences: Mapping[str, str], max_residues: int
+) -> EmbeddingCache | None:
+    try:
+        cache = EmbeddingCache.open(directory)
+    except (FileNotFoundError, ValueError):
+        return None
+    if cache.max_residues != max_residues or not cache.matches(model):
+        return None
+    digest_of = dict(zip(cache.ids, cache.digests, strict=True))
+    for protein, sequence in sequences.items():
+        if digest_of.get(protein) != sequence_digest(crop(sequence, max_residues)):
+            return None
+    return cache
+
+
+def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device) -> dict:
+    """A training batch with its tokens swapped for its proteins' cached residue states."""
+    proteins = list(dict.fromkeys(batch["protein_a"] + batch["protein_b"]))
+    row = {protein: i for i, protein in enumerate(proteins)}
+    states, states_mask = cache.get(proteins, device=device)
+    cached = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+    cached["index_a"] = torch.tensor([row[p] for p in batch["protein_a"]], device=device)
+    cached["index_b"] = torch.tensor([row[p] for p in batch["protein_b"]], device=device)
+    return {**cached, "states": states, "states_mask": states_mask}

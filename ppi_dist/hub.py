@@ -304,6 +304,54 @@ def save_for_hub(
     return folder
 
 
+def save_and_reload(model: SECAI, folder: Path, accelerator) -> SECAI:
+    """Save `model` (main process), then load it back on every process, on its device: the
+    model exactly as it ships (fp32 weights), for the scores its threshold is chosen on."""
+    if accelerator.is_main_process:
+        shutil.rmtree(folder, ignore_errors=True)
+        model.save_pretrained(folder)
+    accelerator.wait_for_everyone()
+    return SECAI.from_pretrained(folder).to(accelerator.device)
+
+
+def save_run_outputs(
+    output_dir: Path,
+    model: SECAI,
+    threshold: float,
+    results: Mapping[str, Any],
+    predictions: Mapping[str, Any],
+    *,
+    training_config: Mapping[str, Any],
+    sources: Mapping[str, Any],
+    plots: bool = True,
+    repo_id: str | None = None,
+) -> Path:
+    """The end of a run: predictions, plots, metrics.json and the model folder with its card.
+
+    `results[split]` are `metrics.ThresholdResult`s at `threshold` (chosen on validation),
+    `predictions[split]` the `scoring.ScoredPairs` they were computed from, `sources` the
+    run's `data.PairSource`s by split (named in the card).
+    """
+    names = {"train": "train", "valid": "validation", "test": "test"}
+    data = {names[split]: ", ".join(source.files) or str(source.dataset_name)
+            for split, source in sources.items()}  # fmt: skip
+    model.config.decision_threshold = threshold
+    images: list[Path] = []
+    for split, result in results.items():
+        predictions[split].write_tsv(output_dir / f"predictions_{split}.tsv", threshold)
+        if plots:
+            from ppi_dist.plots import plot_evaluation
+
+            images += plot_evaluation(predictions[split].scores, predictions[split].labels,
+                                      result, output_dir / "plots" / split,
+                                      title_prefix=split)  # fmt: skip
+    metrics = {split: result.summary() for split, result in results.items()}
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    return save_for_hub(model, output_dir / "model", metrics=metrics,
+                        training_config=training_config, data=data, images=images,
+                        repo_id=repo_id)  # fmt: skip
+
+
 def export_merged(model: SECAI, folder: str | Path) -> Path:
     """Save `model` with its LoRA merged into the encoder: loads without peft.
 

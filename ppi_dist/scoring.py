@@ -247,3 +247,46 @@ def rows_and_sequences(pair_rows: Iterable) -> tuple[list[Row], dict[str, str]]:
                 raise ValueError(f"identifier {protein!r} comes with two different sequences")
         rows.append((row.protein_a, row.protein_b, row.label))
     return rows, sequences
+
+
+# ---- in the trainer: a split scored over every rank ------------------------------------
+
+
+def score_split(
+    model: torch.nn.Module,
+    source,
+    accelerator,
+    stop_flag: Callable[[], bool] | None = None,
+    spill_dir: str | Path | None = None,
+    cache: EmbeddingCache | None = None,
+) -> ScoredPairs:
+    """Every pair of a `data.PairSource`, each rank scoring its chunks, gathered on all.
+
+    `stop_flag` (this process was asked to stop) is combined over ranks before each chunk,
+    so every rank leaves together with `ScoringInterrupted`.
+    """
+    from accelerate.utils import gather_object
+
+    def stop_everywhere() -> bool:
+        flag = torch.tensor([float(stop_flag())], device=accelerator.device)
+        return accelerator.reduce(flag, "sum").item() > 0
+
+    rows, sequences = rows_and_sequences(source.pair_rows())
+    return score_rows(
+        model, rows, sequences, rank=accelerator.process_index,
+        world_size=accelerator.num_processes, cache=cache, max_residues=source.max_residues,
+        gather=gather_object if accelerator.num_processes > 1 else None,
+        should_stop=stop_everywhere if stop_flag is not None else None, spill_dir=spill_dir,
+    )  # fmt: skip
+
+
+def choose_threshold(scored: ScoredPairs, accelerator, weights: dict, grid: str):
+    """Threshold search on a gathered validation set; rank 0's result is used everywhere."""
+    from accelerate.utils import broadcast_object_list
+
+    from ppi_dist.metrics import search_threshold
+
+    result = search_threshold(scored.scores, scored.labels, weights=weights, grid=grid)
+    if accelerator.num_processes > 1:
+        result = broadcast_object_list([result if accelerator.is_main_process else None])[0]
+    return result

@@ -153,3 +153,14 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def prepare_synthetic_task(
+    out_dir: Path, *, seed: int, train_pairs: int, eval_pairs: int, accelerator
+) -> dict[str, Path]:
+    """The trainer's default data: written once per machine (the folder may be node-local),
+    to temporary names renamed into place; the other processes wait, then read it."""
+    if accelerator.is_local_main_process:
+        write_synthetic_task(out_dir, seed=seed, train_pairs=train_pairs, eval_pairs=eval_pairs)
+    accelerator.wait_for_everyone()
+    return synthetic_task_paths(out_dir)

@@ -15,8 +15,8 @@ import torch
 from ppi_dist.data import Pair, collate_pairs
 from ppi_dist.embeddings import EmbeddingCache
 from ppi_dist.predict import AllPairsPlan, finalize, predict
-from ppi_dist.scoring import score_pairs
 from ppi_dist.predict import main as predict_main
+from ppi_dist.scoring import score_pairs
 from tests.conftest import REPO, random_sequence, tiny_model
 
 

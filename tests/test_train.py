@@ -19,9 +19,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ppi_dist.data import PairBatches, PairSource
+from ppi_dist.data import PairSource
 from ppi_dist.metrics import search_threshold
 from ppi_dist.model import SECAI
+from ppi_dist.scoring import rows_and_sequences, score_rows
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -75,11 +76,8 @@ def check_gathered_threshold(output_dir: Path) -> None:
     model = SECAI.from_pretrained(output_dir / "model")
     data = output_dir / "synthetic_data"
     source = PairSource(data / "valid.tsv", data / "sequences.fasta", labeled=True)
-    scores, labels = [], []
-    for batch in PairBatches(source, training=False, max_tokens=4096):
-        scores.append(model.predict_proba(batch))
-        labels.append(batch["labels"])
-    single = search_threshold(torch.cat(scores).numpy(), torch.cat(labels).numpy())
+    scored = score_rows(model, *rows_and_sequences(source.pair_rows()))
+    single = search_threshold(scored.scores, scored.labels)
     gathered = json.loads((output_dir / "metrics.json").read_text())["validation"]
     assert gathered["n"] == single.n == 48  # every pair once: no padding duplicates
     assert gathered["threshold"] == single.threshold
@@ -225,7 +223,7 @@ def test_nonfinite_loss(tmp_path, mode):
     saved = sorted(p.name for p in (out / "checkpoints").glob("step_*"))
     if mode == "stop":
         assert result.returncode == 1
-        assert "error: non-finite loss at step 3" in result.stderr
+        assert "error: step 3 (epoch 0): non-finite loss" in result.stderr
         assert "Traceback" not in result.stderr
         assert saved == ["step_00000001", "step_00000002"]  # nothing after the NaN
     else:
