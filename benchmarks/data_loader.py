@@ -24,7 +24,7 @@ from pathlib import Path
 import datasets
 import torch
 
-from ppi_dist.data import PairBatches, PairSource
+from ppi_dist.data import PairBatches, PairSource, _datasets_lines, read_lines
 from ppi_dist.packing import encoder_tokens
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bernett-gold"
@@ -50,6 +50,16 @@ def main() -> None:
         f"datasets {datasets.__version__}"
     )
     print(f"pairs: {args.pairs}\nfasta: {args.fasta}\n")
+
+    # The two ways to read a text pair file's lines (see the `ppi_dist.data` docstring).
+    if not args.pairs.endswith(".parquet"):
+        for name, reader in (("read_lines", read_lines), ("datasets text", _datasets_lines)):
+            for _ in range(2):  # the first pass includes imports and the page cache
+                start = time.perf_counter()
+                lines = sum(1 for _ in reader(args.pairs))
+                seconds = time.perf_counter() - start
+            print(f"{name}: {lines:,} lines in {seconds:.2f} s (second pass)")
+        print()
 
     start = time.perf_counter()
     source = PairSource(args.pairs, args.fasta)
