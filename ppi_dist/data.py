@@ -16,6 +16,11 @@ Reading data (what the trainer calls)::
             ...
         state = batches.state_dict() # save with the checkpoint; load_state_dict() resumes
 
+Off the training loop: `loader = BatchLoader(batches, num_workers=2)` prepares the same
+batches in `DataLoader` worker processes and has the same `set_epoch`, `state_dict`,
+`load_state_dict` (position after the last batch it handed out, not the prefetched ones).
+Batches carry the encoder's packed layout (`pack_*`, see `packing.packing_layout`).
+
 Pair files have a header naming the columns `protein_a`, `protein_b` and (optionally)
 `label` (0 or 1), or other names given by `Columns`. Sequences come from a FASTA file keyed
 by identifier, or from columns `sequence_a`, `sequence_b` in the pair file.
