@@ -11,6 +11,13 @@ token work.
 
 `pack_rows` is plain Python on lengths: the data side uses it to fill a token budget with
 exactly the rows the encoder will run, the model to lay the tokens out.
+
+No host synchronisation on the device: `packing_layout` computes a batch's layout on the CPU
+(`data.collate_pairs` does it in the loader's worker and ships it as the batch's `pack_*`
+tensors), and `packed_inputs_from_layout` builds the packed tensors from it with indexing
+only (no `.tolist()`, `.item()` or `nonzero`), so a CUDA stream never waits on the host.
+`pack_batch` (layout from the attention mask, one sync) gives the same result for batches
+without a layout.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -75,33 +83,77 @@ class PackedBatch:
     packed_column: torch.Tensor
 
 
-def pack_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int) -> PackedBatch:
-    """Lay the (U, L) right-padded sequences of a batch out in packed rows of width L."""
-    lengths = attention_mask.sum(dim=1)
-    width = int(lengths.max())
-    row_of, start_of, n_rows = pack_rows(lengths.tolist(), width)
-    device = input_ids.device
-    sequence, column = attention_mask.bool().nonzero(as_tuple=True)
-    row = torch.tensor(row_of, device=device)[sequence]
-    packed_column = torch.tensor(start_of, device=device)[sequence] + column
+# Batch fields of a precomputed layout (see `packing_layout`).
+LAYOUT_FIELDS = (
+    "pack_sequence_ids",
+    "pack_position_ids",
+    "pack_sequence",
+    "pack_column",
+    "pack_row",
+    "pack_packed_column",
+)
 
-    packed_ids = input_ids.new_full((n_rows, width), pad_id)
-    packed_ids[row, packed_column] = input_ids[sequence, column]
-    position_ids = torch.zeros_like(packed_ids)
-    position_ids[row, packed_column] = column
-    owner = torch.full_like(packed_ids, -1)
+
+def packing_layout(lengths: Sequence[int]) -> dict[str, torch.Tensor]:
+    """The packed layout of sequences of these token lengths, as CPU tensors.
+
+    Right-padded sequences of a (U, L) batch go to R rows of width W = max(lengths):
+    `pack_sequence_ids` (R, W): the sequence at each packed token, -1 at padding;
+    `pack_position_ids` (R, W): its position within its sequence (0 at padding);
+    for every real token of the (U, L) batch in row-major order, `pack_sequence` and
+    `pack_column` (where it is there) and `pack_row`, `pack_packed_column` (where it goes).
+    All int64; R, W and the token count are in the shapes, so the device never asks.
+    """
+    lengths = [int(n) for n in lengths]
+    width = max(lengths)
+    row_of, start_of, n_rows = pack_rows(lengths, width)
+    n = np.asarray(lengths, dtype=np.int64)
+    sequence = np.repeat(np.arange(len(n), dtype=np.int64), n)
+    column = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    row = np.asarray(row_of, dtype=np.int64)[sequence]
+    packed_column = np.asarray(start_of, dtype=np.int64)[sequence] + column
+    owner = np.full((n_rows, width), -1, dtype=np.int64)
     owner[row, packed_column] = sequence
-    same_sequence = (owner[:, :, None] == owner[:, None, :]).unsqueeze(1)
+    position = np.zeros((n_rows, width), dtype=np.int64)
+    position[row, packed_column] = column
+    arrays = (owner, position, sequence, column, row, packed_column)
+    return {name: torch.from_numpy(a) for name, a in zip(LAYOUT_FIELDS, arrays, strict=True)}
+
+
+def packed_inputs_from_layout(
+    input_ids: torch.Tensor, layout: dict[str, torch.Tensor], pad_id: int
+) -> PackedBatch:
+    """`PackedBatch` of the (U, L) `input_ids` from a precomputed layout, without host sync.
+
+    `layout` is any mapping holding `LAYOUT_FIELDS` (a batch from `data.collate_pairs`),
+    on the device of `input_ids`; every step is indexing on that device.
+    """
+    owner = layout["pack_sequence_ids"]
+    sequence, column = layout["pack_sequence"], layout["pack_column"]
+    row, packed_column = layout["pack_row"], layout["pack_packed_column"]
+    packed_ids = input_ids.new_full(owner.shape, pad_id)
+    packed_ids[row, packed_column] = input_ids[sequence, column]
     return PackedBatch(
         input_ids=packed_ids,
-        position_ids=position_ids,
+        position_ids=layout["pack_position_ids"],
         token_mask=(owner >= 0).long(),
-        same_sequence=same_sequence,
+        same_sequence=(owner[:, :, None] == owner[:, None, :]).unsqueeze(1),
         sequence=sequence,
         column=column,
         row=row,
         packed_column=packed_column,
     )
+
+
+def pack_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int) -> PackedBatch:
+    """Lay the (U, L) right-padded sequences of a batch out in packed rows of their longest.
+
+    Reads the lengths to the host (one sync on a GPU); batches that carry a layout
+    (`packing_layout`) go through `packed_inputs_from_layout` instead.
+    """
+    layout = packing_layout(attention_mask.sum(dim=1).tolist())
+    layout = {name: t.to(input_ids.device) for name, t in layout.items()}
+    return packed_inputs_from_layout(input_ids, layout, pad_id)
 
 
 def unpack_states(

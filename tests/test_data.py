@@ -211,6 +211,65 @@ def test_blank_and_ragged_lines(tmp_path, proteome):
     )
 
 
+def test_trailing_blank_lines_are_accepted_inner_ones_located(tmp_path, proteome):
+    fasta, _ = proteome
+    rows = [("P001", "P002", 1), ("P003", "P004", 0)]
+    tsv = tmp_path / "p.tsv"
+    tsv.write_text("protein_a\tprotein_b\tlabel\nP001\tP002\t1\nP003\tP004\t0\n\n  \n\r\n")
+    jsonl = tmp_path / "p.jsonl"
+    lines = [
+        json.dumps(dict(zip(["protein_a", "protein_b", "label"], r, strict=True))) for r in rows
+    ]
+    jsonl.write_text("\n".join(lines) + "\n\n\n")
+    gz = tmp_path / "p.tsv.gz"
+    gz.write_bytes(gzip.compress(tsv.read_bytes()))
+    for path in (tsv, jsonl, gz):
+        source = PairSource(path, fasta)
+        assert source.validate().rows == 2 and not source.report.skipped
+        assert [(r.protein_a, r.protein_b, r.label) for r in source.pair_rows()] == [
+            ("P001", "P002", 1.0),
+            ("P003", "P004", 0.0),
+        ]
+    # Blank lines followed by data: each one located, never silently dropped.
+    tsv.write_text("protein_a\tprotein_b\tlabel\nP001\tP002\t1\n\n\nP003\tP004\t0\n\n")
+    assert error_of(PairSource(tsv, fasta)) == f"{tsv}:3: blank line"
+    source = PairSource(tsv, fasta, skip_bad_rows=True)
+    report = source.validate()
+    assert report.rows == 2 and report.skipped == {"blank line": 2}
+    assert report.first_skipped["blank line"] == f"{tsv}:3: blank line"
+    # Only blank lines after the header: no pairs.
+    tsv.write_text("protein_a\tprotein_b\tlabel\n\n\n")
+    assert error_of(PairSource(tsv, fasta)) == f"{tsv}:2: no pairs after the header"
+
+
+def test_a_data_line_equal_to_a_header_line_is_read_not_dropped(tmp_path, proteome):
+    """The stream once matched header lines by text: a data line identical to any file's
+    header was dropped, and the rest of its file read with that other file's columns."""
+    fasta, sequences = proteome
+    with fasta.open("a") as f:  # proteins that happen to be named like the columns
+        f.write(f">protein_a\n{sequences['P001']}\n>protein_b\n{sequences['P002']}\n")
+    one = write_tsv(
+        tmp_path / "1.tsv",
+        [("P005", "P006"), ("protein_b", "protein_a"), ("P007", "P008")],
+        header="protein_a\tprotein_b",
+    )
+    two = write_tsv(tmp_path / "2.tsv", [("P010", "P009")], header="protein_b\tprotein_a")
+    source = PairSource([one, two], fasta)
+    assert source.validate().rows == 4
+    expected = [("P005", "P006"), ("protein_b", "protein_a"), ("P007", "P008"), ("P009", "P010")]
+    assert [(r.protein_a, r.protein_b) for r in source.pair_rows()] == expected
+    # Labeled: a row reading like the header in a second file is reported with file:line.
+    first = write_tsv(tmp_path / "a.tsv", [("P001", "P002", 1)])
+    header_row = ("protein_a", "protein_b", "label")
+    second = write_tsv(tmp_path / "b.tsv", [("P003", "P004", 0), header_row])
+    assert error_of(PairSource([first, second], fasta)) == (
+        f"{second}:3: field 'label': expected 0 or 1, got 'label'"
+    )
+    source = PairSource([first, second], fasta, skip_bad_rows=True)
+    assert source.validate().skipped == {"bad label": 1}
+    assert len(list(source.pair_rows())) == 2
+
+
 def test_empty_files(tmp_path, proteome):
     fasta, _ = proteome
     empty = tmp_path / "empty.tsv"

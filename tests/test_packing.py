@@ -9,7 +9,15 @@ import torch
 
 from ppi_dist.data import collate_pairs
 from ppi_dist.model import SECAI, SECAIConfig, tiny_esm2_config
-from ppi_dist.packing import encoder_tokens, pack_batch, pack_rows, packed_tokens
+from ppi_dist.packing import (
+    encoder_tokens,
+    pack_batch,
+    pack_rows,
+    packed_inputs_from_layout,
+    packed_tokens,
+    packing_layout,
+    unpack_states,
+)
 from ppi_dist.sequences import esm2_tokenizer, tokenize
 from tests.conftest import SHARED, random_pairs, random_sequence, tiny_model
 
@@ -53,6 +61,60 @@ def test_packed_layout_blocks_attention_between_sequences():
     assert same[0, :4].all() and not same[0, 4:].any()  # MK's tokens see only MK
     assert same[4, 4:8].all() and not same[4, :4].any()
     assert same[8:, 8:].all()  # padding sees padding: no empty softmax row
+
+
+def _reference_pack(input_ids, attention_mask, pad_id):
+    """The layout computed from the mask on the tensors' device (the code before layouts)."""
+    lengths = attention_mask.sum(dim=1)
+    width = int(lengths.max())
+    row_of, start_of, n_rows = pack_rows(lengths.tolist(), width)
+    sequence, column = attention_mask.bool().nonzero(as_tuple=True)
+    row, packed_column = torch.tensor(row_of)[sequence], torch.tensor(start_of)[sequence] + column
+    ids = input_ids.new_full((n_rows, width), pad_id)
+    ids[row, packed_column] = input_ids[sequence, column]
+    position = torch.zeros_like(ids)
+    position[row, packed_column] = column
+    owner = torch.full_like(ids, -1)
+    owner[row, packed_column] = sequence
+    return ids, position, owner, sequence, column, row, packed_column
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_precomputed_layout_gives_the_reference_packing(seed):
+    rng = random.Random(seed)
+    sequences = [random_sequence(rng, 1, 80) for _ in range(rng.randint(1, 30))]
+    input_ids, attention_mask = tokenize(sequences)
+    pad = esm2_tokenizer().pad_token_id
+    layout = packing_layout([len(s) + 2 for s in sequences])
+    for packed in (
+        packed_inputs_from_layout(input_ids, layout, pad),
+        pack_batch(input_ids, attention_mask, pad),
+    ):
+        ids, position, owner, sequence, column, row, packed_column = _reference_pack(
+            input_ids, attention_mask, pad
+        )
+        assert torch.equal(packed.input_ids, ids) and torch.equal(packed.position_ids, position)
+        assert torch.equal(packed.token_mask, (owner >= 0).long())
+        assert torch.equal(packed.same_sequence[:, 0], owner[:, :, None] == owner[:, None, :])
+        for got, want in zip(
+            (packed.sequence, packed.column, packed.row, packed.packed_column),
+            (sequence, column, row, packed_column),
+            strict=True,
+        ):
+            assert torch.equal(got, want)
+
+
+def test_layout_path_needs_no_values_on_the_host():
+    """Meta tensors have no values: any .tolist()/.item()/nonzero (a host sync on a GPU)
+    fails on them. The layout path and unpacking run; the mask path does not."""
+    input_ids, attention_mask = tokenize(["ACDEFGHIK", "MK", "WY"])
+    layout = {k: v.to("meta") for k, v in packing_layout([11, 4, 4]).items()}
+    packed = packed_inputs_from_layout(input_ids.to("meta"), layout, pad_id=1)
+    assert packed.input_ids.shape == (2, 11) and packed.same_sequence.shape == (2, 1, 11, 11)
+    states = unpack_states(torch.zeros(2, 11, 8, device="meta"), packed, input_ids.shape)
+    assert states.shape == (3, 11, 8)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        pack_batch(input_ids.to("meta"), attention_mask.to("meta"), pad_id=1)
 
 
 def _states_alone(model: SECAI, sequences: list[str]) -> list[torch.Tensor]:
