@@ -40,6 +40,9 @@ class TrainConfig:
     eval_max_tokens: int | None = None  # defaults to 2 x max_tokens (no gradients kept)
     sort_buffer: int = 4096
     shuffle_buffer: int = 100_000
+    # Processes preparing training batches off the loop (crop, tokenise, pack layout).
+    # None: 2 with a GPU (keeps it fed), 0 on CPU (the loop's own cores do it faster there).
+    data_workers: int | None = None
     synthetic_train_pairs: int = 3000
     synthetic_eval_pairs: int = 600
 

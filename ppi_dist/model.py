@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import EsmConfig, EsmModel
 
-from ppi_dist.packing import pack_batch, unpack_states
+from ppi_dist.packing import LAYOUT_FIELDS, pack_batch, packed_inputs_from_layout, unpack_states
 
 CONFIG_NAME = "secai_config.json"
 HEAD_WEIGHTS_NAME = "secai_head.safetensors"
@@ -232,13 +232,20 @@ class SECAI(nn.Module):
         if config.sync_batchnorm:
             self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        layout: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Last-layer per-residue states of the distinct sequences: (U, L, d).
 
         One encoder call. The sequences are packed several to a row (`packing`), each
         attending only to itself, so the encoder runs on little padding; the states come
         back one sequence per row, zero at padding. Encoders that cannot take a packed
         layout (absolute positions, kernels without a 4D mask) run the padded rows as given.
+        `layout` (the batch's `pack_*` tensors, computed by the data loader on the CPU) spares
+        the device a host synchronisation; without it the layout is computed here.
         """
         if not self._can_pack():
             output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
@@ -246,7 +253,12 @@ class SECAI(nn.Module):
         base = (
             self.encoder.get_base_model() if isinstance(self.encoder, PeftModel) else self.encoder
         )
-        packed = pack_batch(input_ids, attention_mask, pad_id=base.config.pad_token_id)
+        pad_id = base.config.pad_token_id
+        packed = (
+            packed_inputs_from_layout(input_ids, layout, pad_id)
+            if layout is not None
+            else pack_batch(input_ids, attention_mask, pad_id)
+        )
         # Embedding here, with the 2D token mask: ESM-2's embedding layer reads the mask as
         # (rows, tokens), while the layers below get the block-diagonal 4D one.
         embeddings = base.embeddings(input_ids=packed.input_ids, attention_mask=packed.token_mask)
@@ -317,7 +329,7 @@ class SECAI(nn.Module):
         index_b: torch.Tensor | None = None,
         states: torch.Tensor | None = None,
         states_mask: torch.Tensor | None = None,
-        **_: object,
+        **batch: object,
     ) -> torch.Tensor:
         """Batch from `data.collate_pairs` -> one logit per pair (P,).
 
@@ -325,7 +337,9 @@ class SECAI(nn.Module):
         `states_mask` (from `embeddings.EmbeddingCache`) instead of tokens.
         """
         if states is None:
-            states = self.encode(input_ids, attention_mask)
+            has_layout = all(name in batch for name in LAYOUT_FIELDS)
+            layout = {name: batch[name] for name in LAYOUT_FIELDS} if has_layout else None
+            states = self.encode(input_ids, attention_mask, layout)
             states_mask = residue_mask(attention_mask)
         side = (states, states_mask)
         return self.pair_logits(side, side, index_a, index_b)

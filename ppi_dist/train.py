@@ -36,7 +36,7 @@ from transformers import get_scheduler
 
 from ppi_dist import checkpoint as ckpt
 from ppi_dist.config import ConfigError, TrainConfig, load_config
-from ppi_dist.data import Columns, DataError, PairBatches, PairSource, swap_sides
+from ppi_dist.data import BatchLoader, Columns, DataError, PairBatches, PairSource, swap_sides
 from ppi_dist.distributed import Preempted, StopRequested, make_accelerator
 from ppi_dist.distributed import average_batchnorm_statistics as average_batchnorm
 from ppi_dist.embeddings import open_training_cache, with_cached_states
@@ -216,12 +216,13 @@ def train(config: TrainConfig) -> dict:
     set_seed(config.seed)
 
     sources = make_sources(config, accelerator)
-    train_batches = PairBatches(
+    train_batches = BatchLoader(PairBatches(
         sources["train"], rank=accelerator.process_index, world_size=accelerator.num_processes,
         seed=config.seed, training=True, max_tokens=config.max_tokens, max_pairs=config.max_pairs,
         batch_size=config.batch_size, sort_buffer=config.sort_buffer,
         shuffle_buffer=config.shuffle_buffer,
-    )  # fmt: skip
+    ), num_workers=config.data_workers if config.data_workers is not None
+       else 2 * torch.cuda.is_available())  # fmt: skip
     model = SECAI(config.model_config()).to(device)  # on its device before any encoding
     cache = None
     if config.freeze_encoder:  # the encoder never changes: encode every protein once
@@ -367,6 +368,7 @@ def train(config: TrainConfig) -> dict:
         progress.close()
         accelerator.print(f"stop requested: checkpoint {latest}; resume with --resume_from latest")
         results = {"stopped_at": step}
+    train_batches.close()
     accelerator.end_training()
     return results
 

@@ -272,3 +272,113 @@ def test_deepspeed_zero2_resume_continues_the_run(tmp_path):
     # would differ by that much, far above the tolerance.
     for name in expected:
         assert torch.allclose(expected[name], resumed[name], atol=1e-6, rtol=0), name
+
+
+SIGTERM_IN_THIRD_SCORING = """
+import os, signal, sys
+import ppi_dist.train as train
+real, calls = train.score_split, [0]
+def interrupted(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == 3:  # evaluations at steps 3 and 6, then the final one's validation
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+train.score_split = interrupted
+train.main(sys.argv[1:])
+"""
+
+
+def check_sigterm_in_final_evaluation(tmp_path: Path, extra: list[str], launcher: list[str]):
+    """A run pre-empted in its final evaluation exits 0 with its steps checkpointed, and
+    `--resume_from latest` only evaluates, to exactly the metrics of an uninterrupted run."""
+    common = [*TINY, "--max_steps", "6", "--eval_every", "3", "--checkpoint_every", "3", *extra]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+
+    def run(command: list[str]) -> subprocess.CompletedProcess:
+        result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result
+
+    run([*launcher, "ppi_dist/train.py", *common, "--output_dir", str(straight)])
+    stopped = run([sys.executable, "-c", SIGTERM_IN_THIRD_SCORING, *common, "--output_dir",
+                   str(killed)])  # fmt: skip
+    assert "stop requested: checkpoint" in stopped.stdout
+    assert not (killed / "metrics.json").exists() and not (killed / "model").exists()
+    assert (killed / "checkpoints" / f"step_{6:08d}" / "COMPLETE").is_file()
+    resumed = run([*launcher, "ppi_dist/train.py", *common, "--output_dir", str(killed),
+                   "--resume_from", "latest"])  # fmt: skip
+    assert "at step 6" in resumed.stdout
+    assert json.loads((killed / "metrics.json").read_text()) == json.loads(
+        (straight / "metrics.json").read_text()
+    )
+
+
+def test_sigterm_in_the_final_evaluation_resumes_to_the_same_metrics(tmp_path):
+    check_sigterm_in_final_evaluation(tmp_path, [], [sys.executable])
+
+
+def test_predict_reproduces_the_trainers_test_scores(tmp_path):
+    """The threshold is chosen on the scores `predict` computes: same model, same pairs, the
+    same numbers (both go through `scoring`; 1e-6 is the rounding of the printed 6 decimals)."""
+    out = tmp_path / "run"
+    launch([*TINY, "--max_steps", "4", "--output_dir", str(out)])
+    data, scores = out / "synthetic_data", tmp_path / "scores.tsv"
+    subprocess.run([sys.executable, "-m", "ppi_dist.predict", "--model", str(out / "model"),
+                    "--pairs", str(data / "test.tsv"), "--fasta", str(data / "sequences.fasta"),
+                    "--out", str(scores), "--no_progress"],
+                   cwd=REPO, env=_env(), check=True, timeout=300)  # fmt: skip
+
+    def rows(path: Path) -> list[list[str]]:
+        return [line.split("\t") for line in path.read_text().splitlines()[1:]]
+
+    trainer, predicted = rows(out / "predictions_test.tsv"), rows(scores)
+    assert len(trainer) == 48 and [r[:2] for r in trainer] == [r[:2] for r in predicted]
+    gaps = [abs(float(a[2]) - float(b[2])) for a, b in zip(trainer, predicted, strict=True)]
+    assert max(gaps) <= 1e-6
+    assert [r[3] for r in trainer] == [r[3] for r in predicted]  # same decisions
+
+
+def test_pooled_baseline_trains_under_ddp(tmp_path):
+    """No unused cross-attention: DDP would reject it ("parameters that were not used")."""
+    out = tmp_path / "pooled"
+    result = launch(
+        [*TINY, "--interaction", "pooled", "--max_steps", "3", "--output_dir", str(out)],
+        accelerate=["--config_file", "accelerate_configs/cpu_ddp.yaml"],
+        env=_env(ACCELERATE_USE_CPU="true"),
+    )
+    assert "ppi_dist: 2 process(es)" in result.stdout
+    assert (out / "model" / "secai_config.json").is_file()
+
+
+def test_sync_batchnorm_with_one_pair_batches_is_refused_under_ddp(tmp_path):
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               "accelerate_configs/cpu_ddp.yaml", "ppi_dist/train.py", *TINY,
+               "--sync_batchnorm", "true", "--symmetric", "none", "--max_steps", "2",
+               "--output_dir", str(tmp_path / "sync")]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, env=_env(ACCELERATE_USE_CPU="true"),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    assert "sync_batchnorm with symmetric: none" in result.stderr
+    assert "Traceback" not in result.stderr.split("sync_batchnorm")[0][-200:]
+
+
+def test_deepspeed_bf16_keeps_fp32_master_weights_and_buffers(tmp_path):
+    """DeepSpeed's own bf16 casts the module (bf16 exports, bf16 BatchNorm statistics); under
+    torch autocast the weights stay fp32 and only the arithmetic is bf16."""
+    out = tmp_path / "zero2_bf16"
+    result = launch(
+        [*TINY, "--max_steps", "3", "--output_dir", str(out)],
+        accelerate=["--config_file", "accelerate_configs/zero2.yaml", "--num_processes", "2",
+                    "--mixed_precision", "bf16"],
+    )  # fmt: skip
+    assert "DEEPSPEED" in result.stdout and "bf16 precision" in result.stdout
+    head = load_file(out / "model" / "secai_head.safetensors")
+    assert all(t.dtype == torch.float32 for t in head.values())
+    weights = [t for n, t in head.items() if n.endswith(".weight") and t.numel() > 16]
+    assert any(not torch.equal(t, t.bfloat16().float()) for t in weights)  # not bf16 copies
+    step = max((out / "checkpoints").glob("step_*"))
+    trainables = load_file(step / "trainable.safetensors")
+    assert trainables["head.norm.running_var"].dtype == torch.float32
+    assert not torch.equal(trainables["head.norm.running_var"],
+                           trainables["head.norm.running_var"].bfloat16().float())  # fmt: skip
