@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
+from ppi_dist.cli import run_tool
 from ppi_dist.data import DataError, PairSource, read_fasta
 
 
@@ -118,6 +119,11 @@ def format_report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; user errors print one line and exit 2 (`--debug`: traceback)."""
+    return run_tool(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", required=True, help="training pair file")
     parser.add_argument("--test", required=True, help="test pair file")

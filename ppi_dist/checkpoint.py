@@ -29,6 +29,8 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object
 from safetensors.torch import load_file, save_file
 
+from ppi_dist.errors import CorruptFileError
+
 COMPLETE = "COMPLETE"
 
 
@@ -201,7 +203,7 @@ def load_rng(directory: Path, rank: int) -> None:
     path = directory / f"rng_{rank}.safetensors"
     if not path.is_file():  # resumed on more ranks than saved: fresh streams for the new ones
         return
-    tensors = load_file(path)
+    tensors = read_safetensors(path)
     torch.set_rng_state(tensors["torch"])
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda_")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
@@ -218,10 +220,34 @@ def write_json(path: Path, value: dict) -> None:
 
 
 def rotate(root: Path, keep: int) -> None:
-    """Delete all but the newest `keep` completed checkpoints (and any interrupted saves)."""
+    """Delete all but the newest `keep` completed checkpoints.
+
+    The newest completed checkpoint is always kept, whatever `keep` says (0 or negative
+    included): it is what `--resume_from latest` needs, e.g. after a pre-emption save.
+    """
     done = sorted(
         (p for p in root.glob("step_*") if (p / COMPLETE).is_file()),
         key=lambda p: int(p.name.split("_")[1]),
     )
-    for old in done[: max(len(done) - keep, 0)]:
+    for old in done[: max(len(done) - max(keep, 1), 0)]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """`safetensors.torch.load_file`, with errors that name the file.
+
+    A missing file is a FileNotFoundError; a truncated or overwritten one (bad header, short
+    data) a `CorruptFileError`; both say which file, so the user knows what to replace.
+    """
+    from safetensors import SafetensorError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (an incomplete copy or download?)")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CorruptFileError(
+            f"{path}: not a readable safetensors file ({error}); the file is truncated or "
+            "damaged: copy or download it again"
+        ) from error

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
 
+from ppi_dist.errors import UserError
 from ppi_dist.model import SECAIConfig, esm2_650m_config, tiny_esm2_config
+
+
+class ConfigError(UserError):
+    """A recipe key, flag or value that is wrong, with the file and line it came from."""
 
 
 @dataclass
@@ -104,6 +110,15 @@ class TrainConfig:
     push_to_hub: str | None = None  # repository id
     hub_private: bool = True
 
+    # ---- run folder and errors (docs/reliability.md) ------------------------------------
+    # Clear output_dir first when it holds another run (checkpoints, model, train log);
+    # without it such a folder is refused unless resume_from is given.
+    overwrite: bool = False
+    # Resume even though these settings differ from the checkpoint's (comma-separated
+    # names, e.g. "learning_rate_head,max_steps"); the command line's values then win.
+    resume_override: str | None = None
+    debug: bool = False  # tracebacks for user errors too
+
     def __post_init__(self) -> None:
         choices = {
             "best_metric": ("score", "aupr", "auroc", "mcc"),
@@ -115,11 +130,51 @@ class TrainConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.encoder_shape not in (None, "tiny", "650M"):
-            raise ValueError(f"encoder_shape must be 'tiny' or '650M', got {self.encoder_shape!r}")
+            raise ConfigError(f"encoder_shape must be 'tiny' or '650M', got {self.encoder_shape!r}")
         if self.train_file is not None and self.valid_file is None:
-            raise ValueError("train_file needs a valid_file: the threshold is chosen on it")
+            raise ConfigError("train_file needs a valid_file: the threshold is chosen on it")
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Values that would fail deep inside training, or silently train something else."""
+        at_least_one = ["lora_r", "epochs", "gradient_accumulation_steps", "log_every",
+                        "max_residues", "max_tokens", "cross_attention_heads", "head_hidden",
+                        "keep_checkpoints"]  # fmt: skip
+        at_least_one += [name for name in ("max_steps", "max_pairs", "batch_size",
+                         "eval_max_tokens", "eval_every", "checkpoint_every")
+                         if getattr(self, name) is not None]  # fmt: skip
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                hint = (
+                    " (the newest checkpoint is what --resume_from latest needs)"
+                    if name == "keep_checkpoints"
+                    else ""
+                )
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}{hint}")
+        for name in ("learning_rate_lora", "learning_rate_head"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a positive number, got {value}")
+        for name in ("head_dropout", "lora_dropout"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ConfigError(f"{name} must lie in [0, 1), got {value}")
+        for name in ("weight_decay", "max_grad_norm", "focal_gamma"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise ConfigError(f"warmup_ratio must lie in [0, 1], got {self.warmup_ratio}")
+        if self.focal_alpha is not None and not 0 <= self.focal_alpha <= 1:
+            raise ConfigError(f"focal_alpha must lie in [0, 1], got {self.focal_alpha}")
+        if self.batch_size is None and self.max_tokens < 2 * (self.max_residues + 2):
+            raise ConfigError(
+                f"max_tokens={self.max_tokens} cannot hold one pair of two "
+                f"{self.max_residues}-residue sequences; use at least "
+                f"{2 * (self.max_residues + 2)}, or lower max_residues"
+            )
 
     @property
     def score_weights(self) -> dict[str, float]:
@@ -147,10 +202,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-class ConfigError(ValueError):
-    """A recipe key or value that is wrong, with the file and line it came from."""
 
 
 def _recipe_with_lines(path: Path) -> tuple[dict, dict[str, int]]:
@@ -204,11 +255,32 @@ def _check_type(key: str, value: object, where: str) -> object:
     return value
 
 
+def _flags_given(argv: list[str]) -> set[str]:
+    """Field names set on the command line (`--name value` or `--name=value`)."""
+    return {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+
+
 def load_config(argv: list[str] | None = None) -> TrainConfig:
-    """`--config recipe.yaml` (optional) then `--key value` overrides -> TrainConfig."""
+    """`--config recipe.yaml` (optional) then `--key value` overrides -> TrainConfig.
+
+    Every mistake is a `ConfigError` naming the flag, or the recipe file and line when the
+    recipe holds the wrong key or value.
+    """
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(TrainConfig)
     parser.add_argument("--config", default=None, help="YAML recipe; flags override it")
-    known, _ = parser.parse_known_args(argv)
+    known, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flags = [a for a in unknown if a.startswith("-")] or unknown
+        raise ConfigError(
+            f"unknown flag {flags[0]!r} on the command line (the fields are in "
+            "ppi_dist/config.py, or see --help)"
+        )
+    recipe: dict = {}
+    lines: dict[str, int] = {}
+    path = None
     if known.config is not None:
         path = Path(known.config)
         recipe, lines = _recipe_with_lines(path)
@@ -221,12 +293,13 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
                 )
             recipe[key] = _check_type(key, recipe[key], f"{path}:{lines.get(key, '?')}")
         parser.set_defaults(**recipe)
-        try:
-            (config, _) = parser.parse_args_into_dataclasses(args=argv)
-        except (ValueError, TypeError) as error:
-            bad = next((k for k in recipe if k in str(error)), None)
-            where = f"{path}:{lines[bad]}" if bad else str(path)
-            raise ConfigError(f"{where}: {error}") from None
-        return config
-    (config, _) = parser.parse_args_into_dataclasses(args=argv)
+    try:
+        config = parser.parse_args_into_dataclasses(args=argv)[0]
+    except (ValueError, TypeError) as error:
+        # Blame the recipe only for a key it holds that no flag overrode.
+        from_recipe = set(recipe) - _flags_given(argv)
+        bad = next((k for k in from_recipe if k in str(error)), None)
+        if path is not None and bad is not None:
+            raise ConfigError(f"{path}:{lines.get(bad, '?')}: {error}") from None
+        raise ConfigError(str(error)) from None
     return config

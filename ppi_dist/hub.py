@@ -10,6 +10,8 @@ A saved folder (`save_for_hub`)::
     training_config.json       the run's settings (credentials removed)
     metrics.json               the run's metrics per split
     README.md                  model card with Hub metadata (YAML front matter)
+    encoder_identity.json      the encoder's name or path AND a fingerprint of its base
+                               weights (LoRA excluded), checked on loading
 
 Loading (`load_model`) takes a local folder or a Hub repo id (`snapshot_download`, then
 `SECAI.from_pretrained`); only JSON, safetensors and text are fetched, nothing is unpickled
@@ -32,13 +34,15 @@ from typing import Any
 
 import yaml
 
-from ppi_dist.model import CONFIG_NAME, SECAI
+from ppi_dist.errors import CorruptFileError, UserError
+from ppi_dist.model import ADAPTER_DIR, BASE_ENCODER_DIR, CONFIG_NAME, HEAD_WEIGHTS_NAME, SECAI
 
 logger = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
 TRAINING_CONFIG_NAME = "training_config.json"
 METRICS_NAME = "metrics.json"
+IDENTITY_NAME = "encoder_identity.json"
 # What a model folder may hold; downloads fetch nothing else (no pickles, no code).
 ALLOWED_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt", "*.png"]
 # Keys dropped from a training config before it is written or shown in the card.
@@ -281,6 +285,7 @@ def save_for_hub(
         export_merged(model, folder)
     else:
         model.save_pretrained(folder)
+    write_encoder_identity(model, folder)
     metrics = {split: dict(values) for split, values in (metrics or {}).items()}
     (folder / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     clean_config = scrub_secrets(dict(training_config or {}))
@@ -373,6 +378,127 @@ def export_merged(model: SECAI, folder: str | Path) -> Path:
     return Path(folder)
 
 
+# --------------------------------------------------------------------------- identity
+
+
+def base_encoder_fingerprint(model_or_encoder) -> str:
+    """A fingerprint of the BASE encoder weights: LoRA tensors excluded, names unwrapped.
+
+    The same pretrained ESM-2 gives the same fingerprint with or without a LoRA adapter on
+    it, so a saved model can say which encoder weights its adapter and head were trained on.
+    Every tensor contributes its name, shape and a strided sample of at most 65,536 values
+    (exact for small tensors; for ESM-2 650M about a second on CPU).
+    """
+    import hashlib
+
+    from peft import PeftModel
+
+    from ppi_dist.model import _base_weights
+
+    encoder = getattr(model_or_encoder, "encoder", model_or_encoder)
+    base = encoder.get_base_model() if isinstance(encoder, PeftModel) else encoder
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_base_weights(base).items()):
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 65536)].float().cpu().numpy()
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        digest.update(sample.tobytes())
+    return digest.hexdigest()[:32]
+
+
+def write_encoder_identity(model: SECAI, folder: str | Path) -> Path:
+    """Record which encoder `model` was built on (name or path + weight fingerprint)."""
+    path = Path(folder) / IDENTITY_NAME
+    identity = {"encoder": model.config.encoder or BASE_ENCODER_DIR,
+                "fingerprint": base_encoder_fingerprint(model)}  # fmt: skip
+    path.write_text(json.dumps(identity, indent=2) + "\n")
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptFileError(f"{path}: not readable JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise CorruptFileError(f"{path}: expected a JSON object")
+    return value
+
+
+def _check_weight_files(folder: Path, config: dict) -> None:
+    """Every safetensors file of the folder opens, and holds finite numbers; name the bad one."""
+    import torch
+
+    from ppi_dist.checkpoint import read_safetensors
+
+    files = [folder / HEAD_WEIGHTS_NAME]
+    if not config.get("freeze_encoder"):
+        files.append(folder / ADAPTER_DIR / "adapter_model.safetensors")
+    for path in files:
+        for name, tensor in read_safetensors(path).items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise CorruptFileError(
+                    f"{path}: tensor {name!r} holds NaN or infinite values; the file is "
+                    "damaged (or the run diverged): copy or download it again"
+                )
+    if config.get("encoder") == BASE_ENCODER_DIR:
+        from safetensors import SafetensorError, safe_open
+
+        for path in sorted((folder / BASE_ENCODER_DIR).glob("*.safetensors")):
+            try:
+                with safe_open(str(path), framework="pt") as handle:
+                    handle.keys()
+            except (SafetensorError, OSError) as error:
+                message = f"{path}: not a readable safetensors file ({error})"
+                raise CorruptFileError(message) from None
+
+
+def _check_encoder_source(folder: Path, config: dict) -> None:
+    """A local encoder path must exist (else the Hub would call it an invalid repo id)."""
+    encoder = config.get("encoder")
+    if not encoder or encoder == BASE_ENCODER_DIR:
+        return
+    looks_local = encoder.startswith(("/", "./", "../", "~")) or Path(encoder).exists()
+    if looks_local and not Path(encoder).expanduser().is_dir():
+        raise UserError(
+            f"{folder / CONFIG_NAME}: the encoder {encoder!r} is a local folder that does not "
+            "exist here; copy the ESM-2 weights there, or edit `encoder` to a Hub name"
+        )
+
+
+def check_encoder_identity(model: SECAI, folder: Path, *, allow_mismatch: bool = False) -> None:
+    """Refuse a model whose encoder weights are not the ones it was trained on.
+
+    Compares the fingerprint in `encoder_identity.json` with the loaded base encoder, and
+    the adapter's `base_model_name_or_path` with the configured encoder (a warning: a
+    renamed copy of the same weights is fine). A folder saved before identities were
+    recorded loads with a warning. `allow_mismatch` turns the refusal into a warning.
+    """
+    identity_path = folder / IDENTITY_NAME
+    adapter_config = folder / ADAPTER_DIR / "adapter_config.json"
+    saved = json.loads((folder / CONFIG_NAME).read_text()).get("encoder")
+    if adapter_config.is_file() and saved and saved != BASE_ENCODER_DIR:
+        named = _read_json(adapter_config).get("base_model_name_or_path")
+        if named and named != saved:
+            logger.warning("%s names the encoder %r but %s says %r", adapter_config, named,
+                           folder / CONFIG_NAME, saved)  # fmt: skip
+    if not identity_path.is_file():
+        logger.warning("%s: no %s (saved by an older version); the encoder weights are not "
+                       "checked", folder, IDENTITY_NAME)  # fmt: skip
+        return
+    expected = _read_json(identity_path).get("fingerprint")
+    found = base_encoder_fingerprint(model)
+    if expected != found:
+        message = (
+            f"{identity_path}: the encoder {saved!r} now has other weights than the model was "
+            f"trained on (fingerprint {found} instead of {expected}); every score would change. "
+            "Point `encoder` in secai_config.json at the original weights"
+        )
+        if not allow_mismatch:
+            raise UserError(message + ", or pass --allow_encoder_mismatch to use them anyway")
+        logger.warning("%s (allowed by --allow_encoder_mismatch)", message)
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -382,10 +508,17 @@ def load_model(
     revision: str | None = None,
     token: str | None = None,
     is_trainable: bool = False,
+    allow_encoder_mismatch: bool = False,
 ) -> SECAI:
-    """A saved SE-CAI from a local folder, or from a Hub repo id (downloaded first)."""
+    """A saved SE-CAI from a local folder, or from a Hub repo id (downloaded first).
+
+    Before building, every weight file is checked (readable, finite: a damaged file is
+    named); after, the encoder's weights are checked against the saved fingerprint.
+    """
     local = Path(name_or_path)
     if not local.is_dir():
+        if local.exists() or str(name_or_path).startswith(("/", "./", "../", "~")):
+            raise FileNotFoundError(f"{name_or_path}: no such model folder")
         from huggingface_hub import snapshot_download
 
         local = Path(snapshot_download(
@@ -394,7 +527,21 @@ def load_model(
         ))  # fmt: skip
     if not (local / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{name_or_path}: no {CONFIG_NAME}; not an SE-CAI model folder")
-    return SECAI.from_pretrained(local, is_trainable=is_trainable)
+    config = _read_json(local / CONFIG_NAME)
+    _check_weight_files(local, config)
+    _check_encoder_source(local, config)
+    try:
+        model = SECAI.from_pretrained(local, is_trainable=is_trainable)
+    except (OSError, ValueError, RuntimeError) as error:
+        if isinstance(error, UserError):
+            raise
+        raise UserError(f"{local}: cannot load the model: {error}") from error
+    check_encoder_identity(model, local, allow_mismatch=allow_encoder_mismatch)
+    model.loaded_from = str(local)  # named by errors about this model (predict)
+    if "decision_threshold" not in config:  # not a silent 0.5: predict asks for --threshold
+        logger.warning("%s: no decision_threshold saved", local / CONFIG_NAME)
+        model.config.decision_threshold = None
+    return model
 
 
 # --------------------------------------------------------------------------- pushing

@@ -42,8 +42,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ppi_dist.cli import run_tool
 from ppi_dist.data import PairSource, read_fasta
 from ppi_dist.embeddings import DEFAULT_MEMORY_LIMIT, EmbeddingCache, encoder_fingerprint
+from ppi_dist.errors import UserError
+from ppi_dist.rundir import acquire_lock
 from ppi_dist.scoring import CHUNK_PAIRS, Row, encode_proteins, score_pairs
 from ppi_dist.sequences import ESM2_MAX_RESIDUES
 
@@ -218,6 +221,40 @@ def _chunk_lines(
     return lines
 
 
+class ProgressMismatchError(UserError, RuntimeError):
+    """The output's progress files belong to another run (inputs, model or options)."""
+
+
+def check_threshold(model: torch.nn.Module, given: float | None) -> float:
+    """The decision threshold: `given`, else the model's saved one; either must lie in [0, 1]."""
+    where = getattr(model, "loaded_from", None) or "the model"
+    if given is not None:
+        if not (isinstance(given, int | float) and 0 <= given <= 1):
+            raise UserError(f"--threshold must lie in [0, 1], got {given}")
+        return float(given)
+    saved = getattr(model.config, "decision_threshold", None)
+    if saved is None:
+        raise UserError(f"{where}: no decision_threshold saved; pass --threshold")
+    if not (isinstance(saved, int | float) and 0 <= saved <= 1):
+        raise UserError(
+            f"{where}: saved decision_threshold {saved} is not in [0, 1] (damaged config?); "
+            "fix it, or pass --threshold"
+        )
+    return float(saved)
+
+
+def check_probabilities(model: torch.nn.Module, probabilities: np.ndarray, rows: list) -> None:
+    """Stop on a NaN or infinite score: it means damaged weights, not a prediction."""
+    bad = ~np.isfinite(np.asarray(probabilities, dtype=np.float64))
+    if bad.any():
+        a, b = rows[int(np.argmax(bad))][:2]
+        where = getattr(model, "loaded_from", None) or "the model"
+        raise UserError(
+            f"{where}: scores are not finite ({int(bad.sum())} of {bad.size} pairs, first "
+            f"{a} x {b}); the model's weights are damaged, or the run that made them diverged"
+        )
+
+
 def run_rank(
     model: torch.nn.Module,
     cache: EmbeddingCache,
@@ -245,7 +282,7 @@ def run_rank(
     if progress_path.is_file():
         saved = json.loads(progress_path.read_text())
         if saved.get("signature") != signature:
-            raise RuntimeError(
+            raise ProgressMismatchError(
                 f"{progress_path} belongs to a run with other inputs, model or options; "
                 "rerun with the same arguments, or pass --overwrite to start afresh"
             )
@@ -266,6 +303,7 @@ def run_rank(
                 break
             probabilities = score_pairs(model, cache, [(a, b) for a, b, _ in rows],
                                         **(score_kwargs or {}))  # fmt: skip
+            check_probabilities(model, probabilities, rows)
             handle.write("".join(_chunk_lines(chunk, rows, probabilities, options)).encode())
             handle.flush()
             state.update(
@@ -404,17 +442,35 @@ def predict(
     """
     out = Path(out)
     if out.suffix.lower() not in OUTPUT_FORMATS:
-        raise ValueError(f"{out}: output must end in one of {sorted(OUTPUT_FORMATS)}")
+        raise UserError(f"{out}: output must end in one of {sorted(OUTPUT_FORMATS)}")
     if top_k is not None and top_k < 1:
-        raise ValueError("top_k must be at least 1")
+        raise UserError("top_k must be at least 1")
     if pairs is None and fasta is None:
-        raise ValueError("give --pairs FILE, or --fasta F (all-vs-all), or --fasta F --fasta_b G")
+        raise UserError("give --pairs FILE, or --fasta F (all-vs-all), or --fasta F --fasta_b G")
     if fasta_b is not None and (fasta is None or pairs is not None):
-        raise ValueError("--fasta_b needs --fasta (set A) and no --pairs")
-    threshold = model.config.decision_threshold if threshold is None else threshold
+        raise UserError("--fasta_b needs --fasta (set A) and no --pairs")
+    threshold = check_threshold(model, threshold)
     options = PredictOptions(threshold=threshold, top_k=top_k, min_prob=min_prob,
                              include_self=include_self, tile=tile, chunk_pairs=chunk_pairs,
                              max_residues=max_residues, cache_dtype=cache_dtype)  # fmt: skip
+    # One predict per output: a second one is refused (lock released on return or exit).
+    lock = acquire_lock(out.with_name(out.name + ".lock"), what="predict") if rank == 0 else None
+    try:
+        return _predict_locked(model, out, pairs=pairs, fasta=fasta, fasta_b=fasta_b,
+                               options=options, cache_dir=cache_dir, memory_limit=memory_limit,
+                               overwrite=overwrite, max_chunks=max_chunks, rank=rank,
+                               world_size=world_size, barrier=barrier, progress=progress,
+                               score_kwargs=score_kwargs)  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _predict_locked(model, out: Path, *, pairs, fasta, fasta_b, options: PredictOptions,
+                    cache_dir, memory_limit, overwrite, max_chunks, rank, world_size, barrier,
+                    progress, score_kwargs) -> dict:  # fmt: skip
+    max_residues, cache_dtype = options.max_residues, options.cache_dtype
+    include_self, tile, chunk_pairs = options.include_self, options.tile, options.chunk_pairs
     parts = _parts_dir(out)
     if rank == 0 and overwrite:
         shutil.rmtree(parts, ignore_errors=True)
@@ -435,12 +491,12 @@ def predict(
         if set_b is not None:
             clash = [p for p in set_a.keys() & set_b.keys() if set_a[p] != set_b[p]]
             if clash:
-                raise ValueError(f"{clash[0]!r} has different sequences in {fasta} and {fasta_b}")
+                raise UserError(f"{clash[0]!r} has different sequences in {fasta} and {fasta_b}")
         lengths = {p: min(len(s), max_residues) for p, s in sequences.items()}
         plan = AllPairsPlan(lengths, list(set_a), list(set_b) if set_b is not None else None,
                             include_self=include_self, tile=tile)  # fmt: skip
     if plan.total_pairs == 0:
-        raise ValueError("no pairs to score")
+        raise UserError("no pairs to score")
 
     signature = run_signature(model, [pairs, fasta, fasta_b], options, world_size)
     cache_options = {"dtype": cache_dtype, "max_residues": max_residues, "progress": progress}
@@ -517,10 +573,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop after this many chunks (rerun to resume)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="discard output and progress")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow_encoder_mismatch", action="store_true",
+                        help="score though the encoder's weights changed")  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="tracebacks for user errors too")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; user errors print one line and exit 2 (`--debug`: traceback)."""
+    return run_tool(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from accelerate import PartialState
@@ -532,10 +596,10 @@ def main(argv: list[str] | None = None) -> int:
     state = PartialState(cpu=not torch.cuda.is_available())
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != state.num_processes:  # untied processes would all write rank 0's part
-        raise RuntimeError(
-            f"launched {launched} processes but got a group of {state.num_processes}"
-        )
-    model = load_model(args.model, revision=args.revision).to(state.device)
+        raise UserError(f"launched {launched} processes but got a group of {state.num_processes}")
+    allow = args.allow_encoder_mismatch
+    model = load_model(args.model, revision=args.revision, allow_encoder_mismatch=allow)
+    model = model.to(state.device)
     summary = predict(
         model, args.out, pairs=args.pairs, fasta=args.fasta, fasta_b=args.fasta_b,
         threshold=args.threshold, top_k=args.top_k, min_prob=args.min_prob,

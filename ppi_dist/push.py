@@ -11,10 +11,16 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ppi_dist.cli import run_tool
 from ppi_dist.hub import push_folder
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; user errors print one line and exit 2 (`--debug`: traceback)."""
+    return run_tool(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ppi_dist.push", description=__doc__.split("\n")[0]
     )

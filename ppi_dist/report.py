@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ppi_dist.cli import run_tool
 from ppi_dist.metrics import ThresholdResult, evaluate_at, search_threshold
 from ppi_dist.plots import plot_evaluation
 
@@ -82,6 +83,11 @@ def build_report(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; user errors print one line and exit 2 (`--debug`: traceback)."""
+    return run_tool(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ppi_dist.report", description=__doc__.split("\n")[0]
     )
