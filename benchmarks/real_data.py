@@ -6,7 +6,8 @@ published figures. Writes a markdown table (and JSON) under --work_dir.
 
 For each split: seeded subsets of the pair files (sizes printed; a CPU cannot train on all
 of Bernett's 163k pairs in a session), a validation set (Bernett's own; for the yeast splits,
-held-out training pairs, since they ship none), then
+which ship none, a protein-disjoint hold-out of the training file made by `ppi_dist.split`:
+`--valid_protein_fraction` of the training proteins, mixed pairs dropped and counted), then
 
 - degree baseline: score(A, B) = net training degree of A plus that of B (ppi_dist.audit);
 - all positive: every pair predicted to interact;
@@ -14,6 +15,10 @@ held-out training pairs, since they ship none), then
   short LoRA fine-tune (`--lora_steps`).
 
 Every threshold is chosen on validation only and applied unchanged to test.
+
+`--seeds N` repeats every configuration with seeds seed, seed+1, ... (new subsets, new
+validation hold-out, new trainer seed) and reports the mean and standard deviation of each
+metric over the N runs. `--dry` skips the SE-CAI runs (baselines only: a quick check).
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ppi_dist.audit import degree_baseline_scores, read_pairs  # noqa: E402
+from ppi_dist.data import read_fasta  # noqa: E402
 from ppi_dist.metrics import evaluate_at, search_threshold  # noqa: E402
+from ppi_dist.split import split_pairs  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 ENCODER_8M = SHARED / "models" / "esm2_t6_8M"
@@ -69,17 +76,24 @@ def write_pairs(path: Path, pairs: list[tuple[str, str, float]]) -> None:
         handle.writelines(f"{a}\t{b}\t{int(y)}\n" for a, b, y in pairs)
 
 
-def make_splits(name: str, spec: dict, work: Path, args) -> dict[str, Path]:
-    """Seeded subsets of the split files; yeast validation carved out of training pairs."""
-    rng = random.Random(args.seed)
+def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str, Path]:
+    """Seeded subsets of the split files; yeast validation = held-out training PROTEINS."""
+    rng = random.Random(seed)
     train = read_pairs(SHARED / "data" / spec["train"])
     test = read_pairs(SHARED / "data" / spec["test"])
-    rng.shuffle(train)
     if "valid" in spec:
         valid = read_pairs(SHARED / "data" / spec["valid"])
         rng.shuffle(valid)
-    else:  # held out from training pairs (the yeast splits ship no validation file)
-        valid, train = train[: args.valid_pairs], train[args.valid_pairs :]
+    else:  # the yeast splits ship no validation file: hold out proteins (ppi_dist.split)
+        proteins = {p for a, b, _ in train for p in (a, b)}
+        sequences = {k: v for k, v in read_fasta(SHARED / "data" / spec["fasta"]).items()
+                     if k in proteins}  # fmt: skip
+        train, valid, _, report = split_pairs(
+            train, sequences, args.valid_protein_fraction, seed=seed
+        )
+        print(f"{name} validation hold-out (seed {seed}): {report.describe()}")
+        rng.shuffle(valid)
+    rng.shuffle(train)
     splits = {
         "train": train[: args.train_pairs],
         "valid": valid[: args.valid_pairs],
@@ -89,7 +103,7 @@ def make_splits(name: str, spec: dict, work: Path, args) -> dict[str, Path]:
     }
     paths = {}
     for split, pairs in splits.items():
-        paths[split] = work / f"{name}_{split}.tsv"
+        paths[split] = work / f"{name}_seed{seed}_{split}.tsv"
         write_pairs(paths[split], pairs)
         positives = sum(y for *_, y in pairs)
         print(f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive)")
@@ -129,10 +143,10 @@ def build_whole_cache(fasta: Path, work: Path, args) -> None:
 
 
 def run_secai(
-    name: str, paths: dict, fasta: Path, work: Path, args, lora: bool
+    name: str, paths: dict, fasta: Path, work: Path, args, lora: bool, seed: int
 ) -> tuple[dict, str, float]:
     """One trainer run; returns (test metrics, the command, wall seconds)."""
-    out = work / f"{name}_{'lora' if lora else 'frozen'}"
+    out = work / f"{name}_{'lora' if lora else 'frozen'}_seed{seed}"
     command = [
         sys.executable, "ppi_dist/train.py",
         "--train_file", str(paths["train"]), "--valid_file", str(paths["valid"]),
@@ -140,7 +154,7 @@ def run_secai(
         "--encoder", str(ENCODER_8M), "--max_residues", str(args.max_residues),
         "--max_tokens", str(args.max_tokens), "--cross_attention_heads", "4",
         "--head_hidden", "256", "--learning_rate_head", "1e-3", "--learning_rate_lora", "5e-4",
-        "--output_dir", str(out), "--report_to", "none", "--seed", str(args.seed),
+        "--output_dir", str(out), "--report_to", "none", "--seed", str(seed),
     ]  # fmt: skip
     if lora:
         command += ["--max_steps", str(args.lora_steps)]
@@ -157,11 +171,32 @@ def run_secai(
     return metrics["test"], shown, seconds
 
 
+TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc", "aupr")
+
+
 def row(label: str, m: dict) -> str:
-    cells = [
-        m[k] for k in ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc", "aupr")
-    ]
+    cells = [m[k] for k in TABLE_METRICS]
     return f"| {label} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {m['threshold']:.3g} |"
+
+
+def mean_sd(runs: list[dict]) -> dict[str, dict[str, float]]:
+    """Per metric: mean and sample standard deviation over runs (sd 0 for one run)."""
+    out = {}
+    for name in (*TABLE_METRICS, "threshold"):
+        values = np.array([run[name] for run in runs], dtype=float)
+        sd = float(values.std(ddof=1)) if values.size > 1 else 0.0
+        out[name] = {"mean": float(values.mean()), "sd": sd, "n": int(values.size)}
+    return out
+
+
+def row_mean_sd(label: str, stats: dict) -> str:
+    cells = [f"{stats[k]['mean']:.3f} ± {stats[k]['sd']:.3f}" for k in TABLE_METRICS]
+    threshold = stats["threshold"]
+    return (
+        f"| {label} | "
+        + " | ".join(cells)
+        + (f" | {threshold['mean']:.3g} ± {threshold['sd']:.2g} |")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,6 +213,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lora_steps", type=int, default=0, help="0: no LoRA run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="runs per configuration: seed, seed+1, ..."
+    )
+    parser.add_argument(
+        "--valid_protein_fraction", type=float, default=0.2,
+        help="yeast: fraction of training PROTEINS held out for validation (ppi_dist.split)",
+    )  # fmt: skip
+    parser.add_argument("--dry", action="store_true", help="baselines only, no SE-CAI runs")
     args = parser.parse_args(argv)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -188,26 +231,34 @@ def main(argv: list[str] | None = None) -> None:
     header = ("| predictor | accuracy | precision | recall | F1 | weighted | MCC | AUROC | AUPR "
               "| threshold |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     report, results = [], {}
+    seeds = [args.seed + k for k in range(args.seeds)]
     for name in args.datasets:
         spec = DATASETS[name]
-        paths = make_splits(name, spec, work, args)
         fasta = SHARED / "data" / spec["fasta"]
-        if spec.get("cache_whole_fasta"):
+        if spec.get("cache_whole_fasta") and not args.dry:
             build_whole_cache(fasta, work, args)
-        results[name] = {
-            "degree baseline": degree_baseline(paths),
-            "all positive": all_positive(paths),
-        }
-        commands = {}
         runs = [("SE-CAI frozen 8M", False)] + (
             [("SE-CAI LoRA 8M", True)] if args.lora_steps else []
         )
-        for label, lora in runs:
-            metrics, command, seconds = run_secai(name, paths, fasta, work, args, lora)
-            results[name][label] = metrics
-            commands[label] = f"{command}  ({seconds / 60:.1f} min)"
-        lines = [f"### {name}", "", header]
-        lines += [row(label, m) for label, m in results[name].items()]
+        per_seed: dict[str, list[dict]] = {}
+        commands = {}
+        for seed in seeds:
+            paths = make_splits(name, spec, work, args, seed)
+            per_seed.setdefault("degree baseline", []).append(degree_baseline(paths))
+            per_seed.setdefault("all positive", []).append(all_positive(paths))
+            for label, lora in [] if args.dry else runs:
+                metrics, command, seconds = run_secai(name, paths, fasta, work, args, lora, seed)
+                per_seed.setdefault(label, []).append(metrics)
+                commands[f"{label}, seed {seed}"] = f"{command}  ({seconds / 60:.1f} min)"
+        results[name] = {
+            label: {"runs": values, "mean_sd": mean_sd(values)}
+            for label, values in per_seed.items()
+        }
+        lines = [f"### {name} ({len(seeds)} seed{'s' * (len(seeds) > 1)}: {seeds})", "", header]
+        if len(seeds) == 1:
+            lines += [row(label, r["runs"][0]) for label, r in results[name].items()]
+        else:
+            lines += [row_mean_sd(label, r["mean_sd"]) for label, r in results[name].items()]
         lines += ["", f"Published: {spec['published']}.", ""]
         lines += [f"- {label}: `{c}`" for label, c in commands.items()]
         report.append("\n".join(lines))

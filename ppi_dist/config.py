@@ -109,6 +109,9 @@ class TrainConfig:
     plots: bool = True
     push_to_hub: str | None = None  # repository id
     hub_private: bool = True
+    # What the validation threshold maximises: "weighted" (the spec's score), "accuracy",
+    # "mcc" (see ppi_dist.metrics); a threshold must predict both classes on validation.
+    threshold_objective: str = "weighted"
 
     # ---- run folder and errors (docs/reliability.md) ------------------------------------
     # Clear output_dir first when it holds another run (checkpoints, model, train log);
@@ -127,6 +130,7 @@ class TrainConfig:
             "nonfinite_loss": ("stop", "skip"),
             "mixed_precision": ("auto", "no", "bf16", "fp16"),
             "report_to": ("tensorboard", "wandb", "all", "none"),
+            "threshold_objective": ("weighted", "accuracy", "mcc"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -107,3 +107,27 @@ def test_gpu_check_dry_prints_a_results_table(tmp_path):
     # A trainer run must work or say why it was skipped; FAIL = broken interface (see logs).
     failed = {name: s for name, s in statuses.items() if s not in ("OK", "SKIPPED")}
     assert not failed, f"{failed}; logs in {tmp_path}\n{output[-3000:]}"
+
+
+def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path):
+    """Baselines only (--dry), two seeds: mean ± sd rows, and the yeast validation set
+    shares no protein with its training set."""
+    command = [
+        sys.executable, "benchmarks/real_data.py", "--dry", "--datasets", "yeast-c3",
+        "--seeds", "2", "--train_pairs", "300", "--valid_pairs", "100", "--test_pairs", "100",
+        "--work_dir", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 seeds: [0, 1]" in done.stdout and "mixed pairs" in done.stdout
+    assert re.search(r"\| all positive \| [\d.]+ ± [\d.]+ \|", done.stdout)
+    results = json.loads((tmp_path / "results.json").read_text())["yeast-c3"]
+    assert len(results["all positive"]["runs"]) == 2
+    assert results["all positive"]["mean_sd"]["recall"] == {"mean": 1.0, "sd": 0.0, "n": 2}
+    for seed in (0, 1):
+        proteins = {}
+        for split in ("train", "valid"):
+            rows = (tmp_path / f"yeast-c3_seed{seed}_{split}.tsv").read_text().splitlines()[1:]
+            proteins[split] = {p for row in rows for p in row.split("\t")[:2]}
+        assert proteins["train"] and proteins["valid"]
+        assert not proteins["train"] & proteins["valid"]

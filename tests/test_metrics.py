@@ -8,14 +8,31 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, matthews_corrcoef, roc_auc_score
 
 import ppi_dist.ppi_metric
-from ppi_dist.metrics import DEFAULT_WEIGHTS, FIXED_GRID, evaluate_at, search_threshold
+from ppi_dist.metrics import (
+    BOOTSTRAP_METRICS,
+    DEFAULT_WEIGHTS,
+    FIXED_GRID,
+    OBJECTIVES,
+    _bootstrap_counts,
+    _weighted_ranking_metrics,
+    bootstrap_intervals,
+    compare_objectives,
+    describe_objectives,
+    evaluate_at,
+    search_threshold,
+    selection_metric,
+    trivial_predictors,
+)
 
 
-def brute_force(scores, labels, thresholds, weights):
-    """Every threshold, every sample, counted one by one: slow and obviously right."""
+def brute_force(scores, labels, thresholds, weights, objective="weighted"):
+    """Every threshold, every sample, counted one by one: slow and obviously right.
+    Thresholds that predict a single class do not compete."""
     best = None
     for t in thresholds:
         predicted = scores >= t
+        if predicted.all() or not predicted.any():
+            continue
         tp = int(np.sum(predicted & (labels == 1)))
         fp = int(np.sum(predicted & (labels == 0)))
         fn = int(np.sum(~predicted & (labels == 1)))
@@ -29,9 +46,14 @@ def brute_force(scores, labels, thresholds, weights):
             "f1": 2 * precision * recall / (precision + recall) if tp else 0.0,
         }
         score = sum(w * metrics[k] for k, w in weights.items())
-        if best is None or score > best[1] + 1e-12:
-            best = (t, score, metrics)
-    return best
+        target = {
+            "weighted": score,
+            "accuracy": metrics["accuracy"],
+            "mcc": matthews_corrcoef(labels, predicted.astype(int)),
+        }[objective]
+        if best is None or target > best[3] + 1e-12:
+            best = (t, score, metrics, target)
+    return best[:3]
 
 
 CASES = {
@@ -117,3 +139,151 @@ def test_evaluate_module_loads_offline_by_path_and_agrees(monkeypatch):
     assert computed == pytest.approx(direct)
     at_half = metric.compute(predictions=scores, references=labels, threshold=0.5)
     assert at_half["threshold"] == 0.5
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("objective", ["accuracy", "mcc"])
+def test_other_objectives_equal_brute_force(case, objective):
+    scores, labels = CASES[case](np.random.default_rng(11))
+    result = search_threshold(scores, labels, grid="distinct", objective=objective)
+    threshold, score, metrics = brute_force(
+        scores, labels, np.unique(scores), DEFAULT_WEIGHTS, objective
+    )
+    assert result.objective == objective
+    assert result.threshold == pytest.approx(threshold)
+    assert result.score == pytest.approx(score, abs=1e-12)  # always the weighted score
+    assert result.accuracy == pytest.approx(metrics["accuracy"], abs=1e-12)
+    expected = metrics["accuracy"] if objective == "accuracy" else result.mcc
+    assert result.objective_value == pytest.approx(expected, abs=1e-12)
+
+
+def test_search_never_ships_a_single_class_threshold():
+    """Noise: with all thresholds allowed, the weighted optimum is "all positive" (0.01)."""
+    rng = np.random.default_rng(0)
+    labels = np.tile([0, 1], 500)
+    scores = 0.05 + 0.9 * rng.random(labels.size)
+    for objective in OBJECTIVES:
+        result = search_threshold(scores, labels, objective=objective)
+        assert result.two_class_found and not result.single_class, objective
+        assert 0 < result.predicted_positive_fraction < 1
+    unrestricted = search_threshold(scores, labels, require_both_classes=False)
+    assert unrestricted.single_class and unrestricted.predicted_positive_fraction == 1.0
+
+
+def test_no_two_class_threshold_is_said_clearly():
+    labels = np.tile([0, 1], 50)
+    result = search_threshold(np.full(labels.size, 0.5), labels, objective="mcc")
+    assert not result.two_class_found and result.single_class
+    assert "no candidate threshold predicts both classes" in result.describe()
+    assert result.summary()["two_class_found"] == 0.0
+    assert all(isinstance(v, float | int) for v in result.summary().values())
+
+
+def test_near_trivial_threshold_is_warned():
+    labels = np.tile([0, 1], 500)
+    scores = np.where(np.arange(labels.size) < 2, 0.0, 0.9)  # 2 of 1,000 called negative
+    result = evaluate_at(scores, labels, 0.5)
+    assert result.near_trivial and not result.single_class
+    assert "99.8% of pairs one class" in result.describe()
+
+
+def test_unknown_objective_is_refused():
+    with pytest.raises(ValueError, match="objective must be one of"):
+        search_threshold([0.1, 0.9], [0, 1], objective="f1")
+
+
+def test_compare_objectives_applies_validation_thresholds_to_test():
+    rng = np.random.default_rng(2)
+    scores, labels = CASES["informative"](rng)
+    test_scores, test_labels = CASES["informative"](rng)
+    comparison = compare_objectives(scores, labels, test_scores, test_labels, grid="distinct")
+    assert list(comparison) == list(OBJECTIVES)
+    for objective, results in comparison.items():
+        chosen = search_threshold(scores, labels, grid="distinct", objective=objective)
+        assert results["validation"].threshold == chosen.threshold
+        assert results["test"].threshold == chosen.threshold
+        direct = evaluate_at(test_scores, test_labels, chosen.threshold)
+        assert results["test"].mcc == direct.mcc and results["test"].objective == objective
+    table = describe_objectives(comparison)
+    assert table.count("\n") == 1 + len(OBJECTIVES) and "| mcc |" in table
+
+
+def test_selection_metric_does_not_reward_the_trivial_predictor():
+    labels = np.tile([0, 1], 500)
+    constant = search_threshold(np.full(labels.size, 0.7), labels)  # "all positive"
+    weak = search_threshold(0.1 * labels + np.random.default_rng(0).random(labels.size), labels)
+    # The trap: a collapsed (constant) checkpoint scores within 5% of one that ranks pairs.
+    assert selection_metric(constant, "score") == pytest.approx(2 / 3)
+    assert selection_metric(constant, "score") > 0.95 * selection_metric(weak, "score")
+    assert selection_metric(constant, "auroc") == 0.5 < selection_metric(weak, "auroc")
+    assert selection_metric(constant, "mcc") == 0.0 < selection_metric(weak, "mcc")
+    with pytest.raises(ValueError, match="selection metric"):
+        selection_metric(weak, "accuracy")
+
+
+def test_trivial_predictors():
+    labels = np.array([1, 0, 0, 0])
+    trivial = trivial_predictors(labels)
+    assert trivial["all_positive"]["accuracy"] == 0.25
+    assert trivial["all_positive"]["f1"] == pytest.approx(0.4)
+    assert trivial["all_negative"]["accuracy"] == 0.75 and trivial["all_negative"]["f1"] == 0
+    assert trivial["all_positive"]["mcc"] == trivial["all_negative"]["mcc"] == 0
+    assert trivial["random_ranking"] == {"auroc": 0.5, "aupr": 0.25}
+    balanced = trivial_predictors(np.tile([0, 1], 10))["all_positive"]["score"]
+    assert balanced == pytest.approx(search_threshold([0.5] * 20, [0, 1] * 10).all_positive_score)
+
+
+def test_resampled_ranking_metrics_equal_sklearn_on_the_resampled_pairs():
+    rng = np.random.default_rng(4)
+    scores, labels = CASES["ties"](rng)
+    order = np.argsort(scores, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(scores[order]) != 0])
+    counts = _bootstrap_counts(rng, labels.size, 5)
+    assert (counts.sum(axis=1) == labels.size).all()
+    auroc, aupr = _weighted_ranking_metrics(
+        counts[:, order].astype(float), labels[order].astype(float), starts
+    )
+    for k in range(5):
+        drawn = np.repeat(np.arange(labels.size), counts[k])
+        assert auroc[k] == pytest.approx(roc_auc_score(labels[drawn], scores[drawn]), abs=1e-12)
+        expected = average_precision_score(labels[drawn], scores[drawn])
+        assert aupr[k] == pytest.approx(expected, abs=1e-12)
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_shrink_with_n():
+    rng = np.random.default_rng(5)
+    widths = []
+    for n in (500, 8000):
+        labels = rng.integers(0, 2, n)
+        scores = 0.3 * labels + rng.random(n)
+        intervals = bootstrap_intervals(scores, labels, 0.65, n_resamples=300, seed=1)
+        assert set(intervals) == set(BOOTSTRAP_METRICS)
+        point = evaluate_at(scores, labels, 0.65)
+        for name, (low, high) in intervals.items():
+            assert low <= getattr(point, name) <= high, (n, name)
+        widths.append(intervals["auroc"][1] - intervals["auroc"][0])
+    # Width scales as 1/sqrt(n): 16x the pairs, about a quarter of the width.
+    assert 0.15 < widths[1] / widths[0] < 0.4
+    again = bootstrap_intervals(scores, labels, 0.65, n_resamples=300, seed=1)
+    assert again == intervals
+    assert bootstrap_intervals(scores, labels, 0.65, n_resamples=300, seed=2) != intervals
+
+
+def test_bootstrap_intervals_are_exact_on_degenerate_cases():
+    labels = np.tile([0, 1], 200)
+    perfect = bootstrap_intervals(np.where(labels == 1, 0.9, 0.1), labels, 0.5, n_resamples=200)
+    assert all(perfect[name] == (1.0, 1.0) for name in BOOTSTRAP_METRICS), perfect
+    constant = bootstrap_intervals(np.full(labels.size, 0.5), labels, 0.5, n_resamples=200)
+    assert constant["auroc"] == (0.5, 0.5) and constant["recall"] == (1.0, 1.0)
+    assert constant["mcc"] == (0.0, 0.0)
+    one_class = bootstrap_intervals([0.6, 0.7, 0.9], [1, 1, 1], 0.5, n_resamples=50)
+    assert np.isnan(one_class["auroc"]).all() and one_class["precision"] == (1.0, 1.0)
+
+
+def test_config_threshold_objective_choices_are_the_metrics_objectives():
+    from ppi_dist.config import TrainConfig
+
+    for objective in OBJECTIVES:
+        assert TrainConfig(threshold_objective=objective).threshold_objective == objective
+    with pytest.raises(ValueError, match="threshold_objective must be one of"):
+        TrainConfig(threshold_objective="f1")
