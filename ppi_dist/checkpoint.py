@@ -96,16 +96,38 @@ def load(directory: Path, model, optimizer, scheduler, accelerator: Accelerator)
         )
     else:
         groups = json.loads((directory / "optimizer.json").read_text())
-        tensors = load_file(directory / "optimizer.safetensors")
+        tensors = read_safetensors(directory / "optimizer.safetensors")
         optimizer.optimizer.load_state_dict(optimizer_from_files(tensors, groups))
     # After DeepSpeed's own load, so our trainables (BatchNorm statistics included) win.
     load_trainable_tensors(
-        accelerator.unwrap_model(model), load_file(directory / "trainable.safetensors")
+        accelerator.unwrap_model(model), read_safetensors(directory / "trainable.safetensors")
     )
     scheduler.load_state_dict(state["scheduler"])
     load_rng(directory, accelerator.process_index)
     best_path = directory / "best.safetensors"
-    state["best"]["tensors"] = load_file(best_path) if best_path.is_file() else None
+    state["best"]["tensors"] = read_safetensors(best_path) if best_path.is_file() else None
+    return state
+
+
+def resume(directory: Path, model, optimizer, scheduler, accelerator: Accelerator,
+           config: dict, override: str | None = None) -> dict:  # fmt: skip
+    """`load`, after checking this command line against the checkpoint's configuration.
+
+    Settings that matter (learning rates, data, model shape, seed...) must be the same
+    unless named in `override` (`--resume_override`); overridden learning rates are applied
+    to the restored optimizer and schedule (which would otherwise win silently).
+    """
+    from ppi_dist.rundir import check_resume_config
+
+    saved = json.loads((directory / "trainer_state.json").read_text())["config"]
+    changed = check_resume_config(saved, config, override=override)
+    state = load(directory, model, optimizer, scheduler, accelerator)
+    for i, group in enumerate(optimizer.param_groups):
+        name = f"learning_rate_{group.get('part', '')}"
+        if name in config and saved.get(name) != config[name]:
+            scheduler.base_lrs[i] = config[name]
+            group["lr"] = config[name] * scheduler.lr_lambdas[i](scheduler.last_epoch)
+    state["overridden"] = changed
     return state
 
 

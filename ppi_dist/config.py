@@ -98,7 +98,10 @@ class TrainConfig:
     checkpoint_every: int | None = None  # optimiser steps; None: at the end of each epoch
     keep_checkpoints: int = 2
     resume_from: str | None = None  # "latest" or a checkpoint folder
-    best_metric: str = "score"  # "score" (weighted), "aupr", "auroc", "mcc"
+    # Which evaluation's weights are kept: "auroc" (default: a constant or random predictor
+    # gets 0.5, so the trivial "all positive" is never rewarded), "aupr", "mcc", or "score"
+    # (the weighted Acc/P/R/F1 at the chosen threshold, which "all positive" games).
+    best_metric: str = "auroc"
     threshold_grid: str = "fixed"  # "fixed" 0.01..0.99, "distinct", "both"
     weight_accuracy: float = 0.25
     weight_precision: float = 0.25
@@ -109,9 +112,11 @@ class TrainConfig:
     plots: bool = True
     push_to_hub: str | None = None  # repository id
     hub_private: bool = True
-    # What the validation threshold maximises: "weighted" (the spec's score), "accuracy",
-    # "mcc" (see ppi_dist.metrics); a threshold must predict both classes on validation.
-    threshold_objective: str = "weighted"
+    # What the shipped validation threshold maximises: "mcc" (default: 0 for any constant
+    # predictor, so a near-"all positive" threshold never wins), "weighted" (the seed's
+    # weighted Acc/P/R/F1 score) or "accuracy". Every evaluation prints all three; a
+    # threshold must predict both classes on validation (see ppi_dist.metrics).
+    threshold_objective: str = "mcc"
 
     # ---- run folder and errors (docs/reliability.md) ------------------------------------
     # Clear output_dir first when it holds another run (checkpoints, model, train log);
@@ -197,7 +202,7 @@ class TrainConfig:
         shape = shapes[self.encoder_shape]() if self.encoder_shape else None
         # Every SECAIConfig field has a TrainConfig field of the same name, except the encoder.
         shared = {f.name for f in dataclasses.fields(SECAIConfig)} - {"encoder", "encoder_config"}
-        shared -= {"decision_threshold"}  # chosen on validation at the end of training
+        shared -= {"decision_threshold", "threshold_objective"}  # chosen at the end of training
         return SECAIConfig(
             encoder=None if shape else self.encoder,
             encoder_config=shape,

@@ -10,9 +10,10 @@ import signal
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, InitProcessGroupKwargs
+from accelerate.utils import DistributedType, InitProcessGroupKwargs, broadcast_object_list
 
 from ppi_dist.config import ConfigError, TrainConfig
+from ppi_dist.rundir import RunFolderError, RunLock, claim_output_dir
 
 
 class Preempted(Exception):
@@ -94,3 +95,20 @@ def average_batchnorm_statistics(model: torch.nn.Module, accelerator: Accelerato
     if accelerator.num_processes > 1:
         for buffer in (model.head.norm.running_mean, model.head.norm.running_var):
             buffer.copy_(accelerator.reduce(buffer.detach().clone(), reduction="mean"))
+
+
+def claim_run_folder(config: TrainConfig, accelerator: Accelerator) -> RunLock:
+    """The main process locks `output_dir` for this run (refusing another run's folder, or
+    clearing it under --overwrite); a refusal stops every rank with the same message."""
+    lock, refusal = None, None
+    if accelerator.is_main_process:
+        try:
+            lock = claim_output_dir(config.output_dir, resuming=bool(config.resume_from),
+                                    overwrite=config.overwrite)  # fmt: skip
+        except RunFolderError as error:
+            refusal = str(error)
+    if accelerator.num_processes > 1:
+        refusal = broadcast_object_list([refusal])[0]
+    if refusal is not None:
+        raise RunFolderError(refusal)
+    return lock or RunLock(None)

@@ -322,9 +322,9 @@ def save_and_reload(model: SECAI, folder: Path, accelerator) -> SECAI:
 def save_run_outputs(
     output_dir: Path,
     model: SECAI,
-    threshold: float,
     results: Mapping[str, Any],
     predictions: Mapping[str, Any],
+    comparison: Mapping[str, Any] | None = None,
     *,
     training_config: Mapping[str, Any],
     sources: Mapping[str, Any],
@@ -333,17 +333,20 @@ def save_run_outputs(
 ) -> Path:
     """The end of a run: predictions, plots, metrics.json and the model folder with its card.
 
-    `results[split]` are `metrics.ThresholdResult`s at `threshold` (chosen on validation),
-    `predictions[split]` the `scoring.ScoredPairs` they were computed from, `sources` the
-    run's `data.PairSource`s by split (named in the card).
+    `results[split]` are `metrics.ThresholdResult`s at the threshold chosen on validation
+    (`results["validation"]`), `predictions[split]` the `scoring.ScoredPairs` they came
+    from, `comparison` the test metrics of every threshold objective
+    (`metrics.compare_objectives`), `sources` the run's `data.PairSource`s by split.
     """
+    chosen = results["validation"]
     names = {"train": "train", "valid": "validation", "test": "test"}
     data = {names[split]: ", ".join(source.files) or str(source.dataset_name)
             for split, source in sources.items()}  # fmt: skip
-    model.config.decision_threshold = threshold
+    model.config.decision_threshold = chosen.threshold
+    model.config.threshold_objective = chosen.objective
     images: list[Path] = []
     for split, result in results.items():
-        predictions[split].write_tsv(output_dir / f"predictions_{split}.tsv", threshold)
+        predictions[split].write_tsv(output_dir / f"predictions_{split}.tsv", chosen.threshold)
         if plots:
             from ppi_dist.plots import plot_evaluation
 
@@ -351,7 +354,16 @@ def save_run_outputs(
                                       result, output_dir / "plots" / split,
                                       title_prefix=split)  # fmt: skip
     metrics = {split: result.summary() for split, result in results.items()}
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    extra = {"threshold_objective": chosen.objective}
+    if comparison:
+        extra["objectives"] = {
+            objective: {"threshold": pair["validation"].threshold,
+                        "test": pair["test"].summary()}
+            for objective, pair in comparison.items()
+        }  # fmt: skip
+    (output_dir / "metrics.json").write_text(
+        json.dumps({**metrics, **extra}, indent=2, default=str) + "\n"
+    )
     return save_for_hub(model, output_dir / "model", metrics=metrics,
                         training_config=training_config, data=data, images=images,
                         repo_id=repo_id)  # fmt: skip

@@ -503,3 +503,21 @@ def bootstrap_intervals(
             low, high = np.percentile(samples, [tail, 100 - tail])
             out[name] = (float(low), float(high))
     return out
+
+
+def final_report(
+    results: dict[str, ThresholdResult], comparison: dict[str, dict] | None = None
+) -> str:
+    """What a run or `evaluate` prints: the shipped threshold, each split's metrics at it,
+    and every objective's validation-chosen threshold with its test metrics."""
+    chosen = results["validation"]
+    lines = [f"decision threshold (chosen on validation, objective {chosen.objective}): "
+             f"{chosen.threshold:.4f}"]  # fmt: skip
+    for split, result in results.items():
+        lines.append(f"{split}: {result.describe()}")
+        lines.append(f"{split} accuracy: {result.accuracy:.3f}  AUROC: {result.auroc:.3f}  "
+                     f"AUPR: {result.aupr:.3f}  MCC: {result.mcc:.3f}")  # fmt: skip
+    if comparison:
+        lines += ["each objective, threshold chosen on validation, metrics on test:",
+                  describe_objectives(comparison)]  # fmt: skip
+    return "\n".join(lines)

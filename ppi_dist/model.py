@@ -67,6 +67,8 @@ class SECAIConfig:
     activation_checkpointing: bool = False
     sync_batchnorm: bool = False
     decision_threshold: float = 0.5
+    # What the threshold maximised on validation ("mcc", "weighted", "accuracy"), when chosen.
+    threshold_objective: str | None = None
 
     def __post_init__(self) -> None:
         if self.symmetric not in ("average", "none"):

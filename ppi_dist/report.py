@@ -1,12 +1,14 @@
 """Metrics and plots from a predictions file with labels.
 
-    python -m ppi_dist.report --predictions pred.tsv --out report/ [--threshold 0.42]
+    python -m ppi_dist.report --predictions pred.tsv --out report/ --model outputs/run/model
+    python -m ppi_dist.report --predictions pred.tsv --out report/ --threshold 0.42
 
 Reads the output of `ppi_dist.predict` (TSV/CSV or Parquet with `probability` and `label`
-columns). With `--threshold` (e.g. the one chosen on validation, saved in the model) the
-metrics are those at that threshold: the honest test figure. Without it the threshold is
-searched on this very file, which flatters the weighted score (say so when you quote it).
-Writes `metrics.json` and the three plots of `plots.plot_evaluation`.
+columns) and scores it at a threshold chosen elsewhere: the model's saved one (`--model`,
+chosen on validation) or `--threshold`. That is the honest test figure. Searching the
+threshold on the very file being reported flatters every thresholded metric, so it happens
+only when asked (`--search_threshold`) and the output says so. Writes `metrics.json` and the
+three plots of `plots.plot_evaluation`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ppi_dist.cli import run_tool
+from ppi_dist.errors import UserError
 from ppi_dist.metrics import ThresholdResult, evaluate_at, search_threshold
 from ppi_dist.plots import plot_evaluation
 
@@ -82,6 +85,16 @@ def build_report(
     return result, paths
 
 
+def read_model_config(folder: str | Path) -> str:
+    """The JSON text of a model folder's SE-CAI config (no weights are loaded)."""
+    from ppi_dist.model import CONFIG_NAME
+
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no SE-CAI config; not a model folder")
+    return path.read_text()
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; user errors print one line and exit 2 (`--debug`: traceback)."""
     return run_tool(_main, argv)
@@ -93,15 +106,20 @@ def _main(argv: list[str]) -> int:
     )
     parser.add_argument("--predictions", required=True, help="predictions .tsv/.csv/.parquet")
     parser.add_argument("--out", required=True, help="folder for metrics.json and the PNGs")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        help="evaluate at this threshold (default: search it on this file)",
-    )
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--threshold", type=float, help="evaluate at this threshold")
+    chosen.add_argument("--model", help="evaluate at this model folder's saved threshold")
+    chosen.add_argument("--search_threshold", action="store_true",
+                        help="search it on this very file (flatters the metrics)")  # fmt: skip
     parser.add_argument("--score_column", default="probability")
     parser.add_argument("--label_column", default="label")
     parser.add_argument("--title", default=None, help="title prefix (default: the file name)")
     args = parser.parse_args(argv)
+    if args.model is not None:
+        config = json.loads(read_model_config(args.model))
+        args.threshold = config.get("decision_threshold")
+        if args.threshold is None:
+            raise UserError(f"{args.model}: the model has no saved decision_threshold")
     scores, labels = read_scores(args.predictions, args.score_column, args.label_column)
     title = args.title if args.title is not None else Path(args.predictions).name
     result, paths = build_report(

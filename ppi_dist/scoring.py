@@ -280,13 +280,17 @@ def score_split(
     )  # fmt: skip
 
 
-def choose_threshold(scored: ScoredPairs, accelerator, weights: dict, grid: str):
+def choose_threshold(
+    scored: ScoredPairs, accelerator, weights: dict, grid: str, objective: str = "mcc"
+):
     """Threshold search on a gathered validation set; rank 0's result is used everywhere."""
     from accelerate.utils import broadcast_object_list
 
     from ppi_dist.metrics import search_threshold
 
-    result = search_threshold(scored.scores, scored.labels, weights=weights, grid=grid)
+    result = search_threshold(
+        scored.scores, scored.labels, weights=weights, grid=grid, objective=objective
+    )
     if accelerator.num_processes > 1:
         result = broadcast_object_list([result if accelerator.is_main_process else None])[0]
     return result

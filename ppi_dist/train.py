@@ -35,14 +35,15 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ppi_dist import checkpoint as ckpt
-from ppi_dist.config import ConfigError, TrainConfig, load_config
-from ppi_dist.data import BatchLoader, Columns, DataError, PairBatches, PairSource, swap_sides
-from ppi_dist.distributed import Preempted, StopRequested, make_accelerator
+from ppi_dist.cli import run_tool
+from ppi_dist.config import TrainConfig, load_config
+from ppi_dist.data import BatchLoader, Columns, PairBatches, PairSource, swap_sides
+from ppi_dist.distributed import Preempted, StopRequested, claim_run_folder, make_accelerator
 from ppi_dist.distributed import average_batchnorm_statistics as average_batchnorm
 from ppi_dist.embeddings import open_training_cache, with_cached_states
 from ppi_dist.hub import push_folder, save_and_reload, save_run_outputs
 from ppi_dist.loss import focal_loss
-from ppi_dist.metrics import evaluate_at
+from ppi_dist.metrics import compare_objectives, evaluate_at, final_report, selection_metric
 from ppi_dist.model import SECAI
 from ppi_dist.scoring import ScoringInterrupted, choose_threshold, score_split
 from ppi_dist.synthetic import prepare_synthetic_task
@@ -90,7 +91,12 @@ def make_optimizer(model: SECAI, config: TrainConfig) -> torch.optim.AdamW:
     rates = {"lora": config.learning_rate_lora, "head": config.learning_rate_head}
     return torch.optim.AdamW(
         [
-            {"params": params, "lr": rates[part], "weight_decay": config.weight_decay * decay}
+            {
+                "params": params,
+                "lr": rates[part],
+                "part": part,
+                "weight_decay": config.weight_decay * decay,
+            }
             for (part, decay), params in sorted(groups.items())
         ],
         fused=torch.cuda.is_available(),  # one kernel for all tensors on a GPU
@@ -171,23 +177,22 @@ def finish(config: TrainConfig, model: SECAI, sources: dict, accelerator: Accele
     splits = {"validation": "valid", "test": "test"}
     predictions = {split: score_split(shipped, sources[key], accelerator, stop, spill)
                    for split, key in splits.items() if key in sources}  # fmt: skip
-    validation = predictions["validation"]
-    results = {"validation": choose_threshold(validation, accelerator, config.score_weights,
-                                              config.threshold_grid)}  # fmt: skip
-    threshold = results["validation"].threshold
+    valid = predictions["validation"]
+    chosen = choose_threshold(valid, accelerator, config.score_weights, config.threshold_grid,
+                              config.threshold_objective)  # fmt: skip
+    results, comparison = {"validation": chosen}, None
     if "test" in predictions:  # the threshold comes from validation only: no tuning on test
         test = predictions["test"]
-        results["test"] = evaluate_at(test.scores, test.labels, threshold,
-                                      weights=config.score_weights)  # fmt: skip
-    accelerator.print(f"best {best['metric']} at step {best['step']}; "
-                      f"decision threshold (chosen on validation): {threshold:.4f}")  # fmt: skip
+        results["test"] = evaluate_at(test.scores, test.labels, chosen.threshold,
+                                      config.score_weights, config.threshold_objective)  # fmt: skip
+        comparison = compare_objectives(valid.scores, valid.labels, test.scores, test.labels,
+                                        config.score_weights, config.threshold_grid)  # fmt: skip
+    accelerator.print(f"best {best['metric']} at step {best['step']}")
+    accelerator.print(final_report(results, comparison))
     for split, result in results.items():
         accelerator.log({f"final_{split}/{k}": v for k, v in result.summary().items()})
-        accelerator.print(f"{split}: {result.describe()}")
-        accelerator.print(f"{split} accuracy: {result.accuracy:.3f}  AUROC: {result.auroc:.3f}  "
-                          f"AUPR: {result.aupr:.3f}  MCC: {result.mcc:.3f}")  # fmt: skip
     if accelerator.is_main_process:
-        folder = save_run_outputs(output_dir, shipped, threshold, results, predictions,
+        folder = save_run_outputs(output_dir, shipped, results, predictions, comparison,
                                   training_config=config.to_dict(), sources=sources,
                                   plots=config.plots, repo_id=config.push_to_hub)  # fmt: skip
         shutil.rmtree(staging, ignore_errors=True)
@@ -207,8 +212,7 @@ def train(config: TrainConfig) -> dict:
     accelerator = make_accelerator(config)
     output_dir, device = Path(config.output_dir), accelerator.device
     checkpoints, spill = output_dir / "checkpoints", output_dir / "scoring_cache"
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    lock = claim_run_folder(config, accelerator)  # one run per folder, refused or cleared
     accelerator.print(f"ppi_dist: {accelerator.num_processes} process(es), "
                       f"{accelerator.distributed_type.value}, "
                       f"{accelerator.mixed_precision} precision")  # fmt: skip
@@ -252,11 +256,13 @@ def train(config: TrainConfig) -> dict:
         if directory is None:
             accelerator.print(f"resume: no checkpoint under {checkpoints}; starting fresh")
         else:
-            state = ckpt.load(directory, model, optimizer, scheduler, accelerator)
+            state = ckpt.resume(directory, model, optimizer, scheduler, accelerator,
+                                config.to_dict(), config.resume_override)  # fmt: skip
             step, epoch, best = state["step"], state["epoch"], state["best"]
             evaluated_step = state.get("evaluated_step", step)
             train_batches.load_state_dict(state["data"])
-            accelerator.print(f"resumed from {directory} at step {step}")
+            accelerator.print(f"resumed from {directory} at step {step}" + "".join(
+                f"; overridden {change}" for change in state["overridden"]))  # fmt: skip
 
     settings = config.to_dict()
     scalars = {
@@ -282,9 +288,10 @@ def train(config: TrainConfig) -> dict:
         nonlocal best, evaluated_step
         average_batchnorm(unwrapped, accelerator)
         scored = score_split(unwrapped, sources["valid"], accelerator, stop, spill, cache)
-        result = choose_threshold(scored, accelerator, config.score_weights, config.threshold_grid)
+        result = choose_threshold(scored, accelerator, config.score_weights,
+                                  config.threshold_grid, config.threshold_objective)  # fmt: skip
         accelerator.log({f"valid/{k}": v for k, v in result.summary().items()}, step=step)
-        value = result.summary()[config.best_metric]
+        value = selection_metric(result, config.best_metric)
         if value > best["value"]:
             best = {"metric": config.best_metric, "value": value, "step": step,
                     "tensors": ckpt.trainable_tensors(unwrapped)}  # fmt: skip
@@ -370,22 +377,24 @@ def train(config: TrainConfig) -> dict:
         results = {"stopped_at": step}
     train_batches.close()
     accelerator.end_training()
+    lock.release()
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    def run(args: list[str]) -> int:
+        train(load_config(args))
+        return 0
+
+    # User errors (bad flags, files, folders, a non-finite loss): one line, exit 2.
     try:
-        train(load_config(argv))
-    except (ConfigError, DataError, NonFiniteLossError) as error:
-        # User-facing problems: one clear line, no traceback from deep inside a library.
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        return run_tool(run, argv, extra_user_errors=(NonFiniteLossError,), keep_debug_flag=True)
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # clean teardown: no SIGABRT at exit
-    sys.stdout.flush()
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    sys.exit(main())

@@ -98,10 +98,12 @@ def _write_predictions(path, scores, labels) -> None:
 def test_report_cli_writes_metrics_and_plots(tmp_path, capsys):
     scores, labels = _scores()
     _write_predictions(tmp_path / "pred.tsv", scores, labels)
-    assert (
-        report_main(["--predictions", str(tmp_path / "pred.tsv"), "--out", str(tmp_path / "r")])
-        == 0
-    )
+    arguments = ["--predictions", str(tmp_path / "pred.tsv"), "--out", str(tmp_path / "r")]
+    # The threshold is never searched on the reported file unless asked.
+    with pytest.raises(SystemExit) as refused:
+        report_main(arguments)
+    assert refused.value.code == 2 and "--threshold" in capsys.readouterr().err
+    assert report_main([*arguments, "--search_threshold"]) == 0
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     expected = search_threshold(scores, labels)
     assert metrics["threshold"] == expected.threshold and metrics["aupr"] == expected.aupr
@@ -129,4 +131,19 @@ def test_report_cli_writes_metrics_and_plots(tmp_path, capsys):
 def test_report_needs_labels(tmp_path):
     (tmp_path / "p.tsv").write_text("protein_a\tprotein_b\tprobability\nA\tB\t0.3\n")
     with pytest.raises(ValueError, match="no column 'label'"):
-        report_main(["--predictions", str(tmp_path / "p.tsv"), "--out", str(tmp_path / "r")])
+        report_main(["--predictions", str(tmp_path / "p.tsv"), "--out", str(tmp_path / "r"),
+                     "--threshold", "0.5"])  # fmt: skip
+
+
+def test_report_uses_the_models_saved_threshold(tmp_path):
+    from tests.conftest import tiny_model
+
+    model = tiny_model()
+    model.config.decision_threshold = 0.37
+    model.save_pretrained(tmp_path / "model")
+    scores, labels = _scores()
+    _write_predictions(tmp_path / "pred.tsv", scores, labels)
+    report_main(["--predictions", str(tmp_path / "pred.tsv"), "--out", str(tmp_path / "r"),
+                 "--model", str(tmp_path / "model")])  # fmt: skip
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["threshold"] == 0.37 and metrics["threshold_chosen_on_this_data"] is False

@@ -337,6 +337,25 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     gaps = [abs(float(a[2]) - float(b[2])) for a, b in zip(trainer, predicted, strict=True)]
     assert max(gaps) <= 1e-6
     assert [r[3] for r in trainer] == [r[3] for r in predicted]  # same decisions
+    # `evaluate` on the run's test file reproduces the trainer's test metrics exactly.
+    from ppi_dist.evaluate import evaluate
+    from ppi_dist.evaluate import main as evaluate_main
+    from ppi_dist.hub import load_model
+
+    report = evaluate(load_model(out / "model"), data / "test.tsv", data / "sequences.fasta",
+                      train=data / "train.tsv", n_resamples=200)  # fmt: skip
+    trained = json.loads((out / "metrics.json").read_text())
+    assert report["metrics"] == trained["test"]
+    intervals = report["intervals_95"]
+    assert intervals["auroc"][0] <= report["metrics"]["auroc"] <= intervals["auroc"][1]
+    assert report["by_class"] == {"C3 (none seen)": {"pairs": 48, **trained["test"]}}
+    assert report["trivial"]["all_positive"]["recall"] == 1.0
+    evaluate_main(["--model", str(out / "model"), "--pairs", str(data / "test.tsv"), "--fasta",
+                   str(data / "sequences.fasta"), "--out", str(tmp_path / "eval"),
+                   "--bootstrap", "50"])  # fmt: skip
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["metrics"] == trained["test"]
+    assert (tmp_path / "eval" / "plots" / "pr_curve.png").is_file()
 
 
 def test_pooled_baseline_trains_under_ddp(tmp_path):
