@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# One GPU check of SE-CAI, under 8 minutes on one H100/H200, ending in one results table:
-#   1. versions and the GPU (nvidia-smi),
-#   2. training throughput of the ESM-2 650M shape (random weights) in bf16 with activation
-#      checkpointing and SDPA: a token-budget sweep on Bernett lengths against the naive
-#      baseline, and fixed 1,022-residue sequences (the memory worst case),
-#   3. trainer sanity runs: DDP (accelerate_configs/single_gpu.yaml) and DeepSpeed ZeRO-2
-#      (accelerate_configs/zero2.yaml), a few steps each through `accelerate launch`.
+# The GPU check of SE-CAI on one H100/H200, ending in one results table. Two stages, each
+# under 9 minutes, so each fits one call of a 10-minute device lease:
+#   STAGE=tests (default)
+#     1. versions and the GPU,
+#     2. the GPU tests (tests/gpu: LoRA bf16 on the real 8M, frozen encoder, swap
+#        augmentation, DeepSpeed ZeRO-2 with and without a frozen encoder, SIGTERM in the
+#        final evaluation, predict = the trainer's scores, no math-kernel SDPA fallback),
+#     3. training throughput of the ESM-2 650M shape (random weights, bf16, SDPA): a token
+#        budget and memory sweep on Bernett lengths, with and without activation
+#        checkpointing, beside the naive baseline,
+#     4. the trainer itself on Bernett with the real 8M encoder, LoRA and frozen encoder
+#        (cache kept on the GPU): pairs/s from its own log.
+#   STAGE=results
+#     5. frozen 8M on the whole Bernett train set, whole validation and test sets (one
+#        epoch), then LoRA 8M for as long as the stage allows: test metrics per objective.
 # A check that cannot run prints "SKIPPED: <reason>" in its row; a failure prints FAIL and
-# the tail of its log. Installs nothing: it uses the Python where `pip install -e .` was run.
+# the tail of its log. Every step has its own time limit; partial results stay in $WORK.
 #
-#   bash benchmarks/gpu_check.sh          # on the GPU machine
-#   bash benchmarks/gpu_check.sh --dry    # (or DRY=1) CPU, tiny shape, a handful of steps: CI
-# Env: PYTHON (default: .venv/bin/python if present, else python), PAIRS / FASTA (default:
-# ../shared/data/bernett-gold/{train.tsv,sequences.fasta}), WORK (scratch, default a temp dir).
+#   bash benchmarks/gpu_check.sh               # on the GPU machine
+#   STAGE=results bash benchmarks/gpu_check.sh
+#   bash benchmarks/gpu_check.sh --dry         # (or DRY=1) CPU, tiny shape, a few steps: CI
+# Env: PYTHON (default: .venv/bin/python if present, else python), DATA (default:
+# ../shared/data/bernett-gold), ESM2_8M (../shared/models/esm2_t6_8M), WORK (scratch).
 set -uo pipefail
 
 DRY="${DRY:-0}"
+STAGE="${STAGE:-tests}"
 for arg in "$@"; do
   case "$arg" in
     --dry) DRY=1 ;;
@@ -28,35 +38,17 @@ cd "$REPO"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
 fi
-PAIRS="${PAIRS:-$REPO/../shared/data/bernett-gold/train.tsv}"
-FASTA="${FASTA:-$REPO/../shared/data/bernett-gold/sequences.fasta}"
+DATA="${DATA:-$REPO/../shared/data/bernett-gold}"
+ESM2_8M="${ESM2_8M:-$REPO/../shared/models/esm2_t6_8M}"
 WORK="${WORK:-$(mktemp -d)}"
 mkdir -p "$WORK"
 RESULTS="$WORK/throughput.jsonl"   # one JSON line per throughput result (throughput.py)
 STATUS="$WORK/status.tsv"          # check <TAB> status <TAB> seconds <TAB> note
+TRAINER="$WORK/trainer.tsv"        # run <TAB> pairs/s <TAB> steps <TAB> test metrics
 : >"$RESULTS"
 : >"$STATUS"
-
-if [[ "$DRY" == 1 ]]; then
-  # CPU, tiny ESM-2 shape, a handful of short steps: exercises every line, measures nothing.
-  # Short fixed lengths keep it fast; the Bernett pairs still go through the data layer.
-  DEVICE=cpu ENCODER=tiny TRAIN_SHAPE=tiny
-  SWEEP=(--max_tokens 2048 4096 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
-         --fixed_length 60 --baseline_batch_size 4)
-  FIXED=(--max_tokens 2048 --num_pairs 4 --sort_buffer 32 --repeats 1 --warmup 0
-         --fixed_length 30 --no_baseline)
-  TRAIN_STEPS=2 TRAIN_TOKENS=2048
-  SWEEP_TIMEOUT=240 FIXED_TIMEOUT=120 TRAIN_TIMEOUT=180
-else
-  DEVICE=cuda ENCODER=650M-shape TRAIN_SHAPE=650M
-  SWEEP=(--max_tokens 8192 16384 32768 --num_pairs 256 --repeats 3 --warmup 2
-         --baseline_batch_size 8 --bf16 --activation_checkpointing --attn_implementation sdpa)
-  FIXED=(--max_tokens 32768 --num_pairs 128 --repeats 3 --warmup 2 --fixed_length 1022
-         --no_baseline --bf16 --activation_checkpointing --attn_implementation sdpa)
-  TRAIN_STEPS=5 TRAIN_TOKENS=16384
-  # Hard limits add up to 210 + 75 + 2 x 90 s = 7.75 min, so the whole script stays under 8.
-  SWEEP_TIMEOUT=210 FIXED_TIMEOUT=75 TRAIN_TIMEOUT=90
-fi
+: >"$TRAINER"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 note() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$STATUS"; }
 
@@ -66,12 +58,12 @@ run_check() {
   local log="$WORK/$name.log" start rc
   echo "=== $name: $*"
   start=$(date +%s)
-  timeout "$limit" "$@" >"$log" 2>&1
+  timeout --signal=TERM --kill-after=20 "$limit" "$@" >"$log" 2>&1
   rc=$?
-  cat "$log"
+  tail -n 40 "$log"
   local seconds=$(( $(date +%s) - start ))
   if [[ $rc == 0 ]]; then
-    note "$name" OK "$seconds" ""
+    note "$name" OK "$seconds" "$(grep -Eo '[0-9]+ passed.*' "$log" | tail -n 1)"
   elif [[ $rc == 124 ]]; then
     note "$name" FAIL "$seconds" "timed out after ${limit}s"
   else
@@ -79,16 +71,30 @@ run_check() {
   fi
 }
 
-echo "=== versions"
+# trainer_row NAME OUTPUT_DIR: pairs/s (median of the logged windows after the first) and
+# the test metrics of a finished run, into $TRAINER.
+trainer_row() {
+  "$PYTHON" - "$1" "$2" >>"$TRAINER" <<'EOF'
+import json, statistics, sys
+from pathlib import Path
+name, out = sys.argv[1], Path(sys.argv[2])
+log = out / "train_log.jsonl"
+rates = [json.loads(l)["train/pairs_per_s"] for l in log.read_text().splitlines()] if log.exists() else []
+rate = f"{statistics.median(rates[1:] or rates):.0f}" if rates else "-"
+metrics = out / "metrics.json"
+test = json.loads(metrics.read_text()).get("test") if metrics.exists() else None
+shown = (f"accuracy {test['accuracy']:.3f} AUROC {test['auroc']:.3f} AUPR {test['aupr']:.3f} "
+         f"MCC {test['mcc']:.3f} (threshold {test['threshold']:.2f})") if test else "-"
+print(f"{name}\t{rate}\t{len(rates)} log windows\t{shown}")
+EOF
+}
+
+echo "=== versions ($STAGE$([[ "$DRY" == 1 ]] && echo ", dry"))"
 date -u
 "$PYTHON" - <<'EOF'
 import platform
 
-import accelerate
-import deepspeed
-import peft
-import torch
-import transformers
+import accelerate, deepspeed, peft, torch, transformers
 
 print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
       f"transformers {transformers.__version__}, peft {peft.__version__}, "
@@ -96,106 +102,102 @@ print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {tor
 print("cuda available:", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 EOF
-if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-elif [[ "$DRY" == 1 ]]; then
-  echo "nvidia-smi: not found (dry run on CPU)"
-else
-  echo "nvidia-smi: not found"
-fi
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if [[ "$DRY" != 1 ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
   echo "no CUDA GPU visible to torch; use --dry on a CPU machine" >&2
   exit 1
 fi
 
-# ---- 2. throughput --------------------------------------------------------------------
-THROUGHPUT=("$PYTHON" benchmarks/throughput.py --encoder "$ENCODER" --device "$DEVICE"
-            --json_out "$RESULTS")
-if [[ -f "$PAIRS" && -f "$FASTA" ]]; then
-  run_check throughput_sweep "$SWEEP_TIMEOUT" "${THROUGHPUT[@]}" --pairs "$PAIRS" \
-    --fasta "$FASTA" "${SWEEP[@]}"
-else
-  note throughput_sweep SKIPPED 0 "SKIPPED: no pair data at $PAIRS (set PAIRS and FASTA)"
-fi
-# Fixed lengths need no data: without the pair file the pairs are synthetic.
-run_check throughput_fixed "$FIXED_TIMEOUT" "${THROUGHPUT[@]}" --pairs "$PAIRS" \
-  --fasta "$FASTA" "${FIXED[@]}"
-
-# ---- 3. trainer sanity runs -------------------------------------------------------------
-# A small synthetic pair set, so these runs need no data on the machine.
-"$PYTHON" - "$WORK" <<'EOF'
-import random
-import sys
-from pathlib import Path
-
-work, rng = Path(sys.argv[1]), random.Random(0)
-names = [f"P{i}" for i in range(24)]
-fasta = "".join(f">{n}\n{''.join(rng.choice('ACDEFGHIKLMNPQRSTVWY') for _ in range(rng.randint(30, 120)))}\n"
-                for n in names)
-(work / "sanity.fasta").write_text(fasta)
-rows = [f"{rng.choice(names)}\t{rng.choice(names)}\t{i % 2}" for i in range(64)]
-(work / "sanity.tsv").write_text("protein_a\tprotein_b\tlabel\n" + "\n".join(rows) + "\n")
-EOF
-
-# Trainer flags (ppi_dist/config.py TrainConfig fields, parsed by HfArgumentParser).
-TRAIN_ARGS=(--train_file "$WORK/sanity.tsv" --valid_file "$WORK/sanity.tsv"
-            --fasta "$WORK/sanity.fasta" --encoder_shape "$TRAIN_SHAPE"
-            --max_steps "$TRAIN_STEPS" --max_tokens "$TRAIN_TOKENS" --seed 0
-            --report_to none --plots false)
 if [[ "$DRY" == 1 ]]; then
-  TRAIN_ARGS+=(--mixed_precision no)
+  DEVICE=cpu ENCODER=tiny TESTS_TIMEOUT=120 SWEEP_TIMEOUT=240 RUN_TIMEOUT=240
+  SWEEP=(--max_tokens 2048 4096 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
+         --fixed_length 60 --baseline_batch_size 4)
+  SWEEP_NO_CKPT=()
+  SUBSET_TRAIN=400 SUBSET_EVAL=100 LORA_STEPS=3 FROZEN_STEPS=3 LORA_TOKENS=2048 FROZEN_TOKENS=4096
+  MODEL_ARGS=(--encoder_shape tiny --mixed_precision no)
 else
-  TRAIN_ARGS+=(--mixed_precision bf16 --activation_checkpointing true)
+  DEVICE=cuda ENCODER=650M-shape TESTS_TIMEOUT=220 SWEEP_TIMEOUT=150 RUN_TIMEOUT=70
+  SWEEP=(--max_tokens 32768 65536 131072 --num_pairs 256 --repeats 2 --warmup 2
+         --baseline_batch_size 8 --bf16 --activation_checkpointing --attn_implementation sdpa)
+  SWEEP_NO_CKPT=(--max_tokens 32768 65536 --num_pairs 256 --repeats 2 --warmup 2 --no_baseline
+                 --bf16 --attn_implementation sdpa)
+  SUBSET_TRAIN=40000 SUBSET_EVAL=2000 LORA_STEPS=150 FROZEN_STEPS=300 LORA_TOKENS=32768 FROZEN_TOKENS=65536
+  MODEL_ARGS=(--encoder "$ESM2_8M" --mixed_precision bf16)
 fi
+COMMON=(--report_to none --plots false --seed 0 --log_every 10 --data_workers 2 "${MODEL_ARGS[@]}")
 
-train_check() {  # NAME CONFIG
-  local name="$1" config="$2"
-  if [[ ! -f ppi_dist/train.py ]]; then
-    note "$name" SKIPPED 0 "SKIPPED: ppi_dist/train.py not found"; return
+if [[ "$STAGE" == tests ]]; then
+  # ---- 2. GPU tests (skipped, and counted as such, without CUDA) ------------------------
+  run_check gpu_tests "$TESTS_TIMEOUT" "$PYTHON" -m pytest tests/gpu -m gpu -q -rs -p no:cacheprovider
+
+  # ---- 3. throughput and memory sweep of the 650M shape ---------------------------------
+  THROUGHPUT=("$PYTHON" benchmarks/throughput.py --encoder "$ENCODER" --device "$DEVICE"
+              --json_out "$RESULTS" --pairs "$DATA/train.tsv" --fasta "$DATA/sequences.fasta")
+  run_check throughput_sweep "$SWEEP_TIMEOUT" "${THROUGHPUT[@]}" "${SWEEP[@]}"
+  if [[ ${#SWEEP_NO_CKPT[@]} -gt 0 ]]; then
+    run_check throughput_no_checkpointing "$SWEEP_TIMEOUT" "${THROUGHPUT[@]}" "${SWEEP_NO_CKPT[@]}"
   fi
-  if [[ ! -f "$config" ]]; then
-    note "$name" SKIPPED 0 "SKIPPED: $config not found"; return
-  fi
-  if ! "$PYTHON" -c "import accelerate" 2>/dev/null; then
-    note "$name" SKIPPED 0 "SKIPPED: accelerate not importable"; return
-  fi
-  # One process: zero2.yaml is written for 8 GPUs; here it is a one-GPU sanity run.
-  local launch=("$PYTHON" -m accelerate.commands.launch --config_file "$config"
-                --num_processes 1)
-  mkdir -p "$WORK/$name"
-  # No GPU in a dry run: accelerate runs the single-process config on CPU by itself.
-  run_check "$name" "$TRAIN_TIMEOUT" "${launch[@]}" ppi_dist/train.py "${TRAIN_ARGS[@]}" \
-    --output_dir "$WORK/$name"
-}
-train_check ddp_single_gpu accelerate_configs/single_gpu.yaml
-if [[ "$DRY" == 1 ]]; then
-  # DeepSpeed needs a GPU (Accelerate's CPU mode silently turns it into DDP): not run dry.
-  note zero2_single_gpu SKIPPED 0 "SKIPPED: dry run on CPU (DeepSpeed runs on the GPU check)"
+
+  # ---- 4. the trainer on Bernett with the 8M encoder ------------------------------------
+  head -n $((SUBSET_TRAIN + 1)) "$DATA/train.tsv" >"$WORK/train_subset.tsv"
+  head -n $((SUBSET_EVAL + 1)) "$DATA/valid.tsv" >"$WORK/valid_subset.tsv"
+  SUBSET=(--train_file "$WORK/train_subset.tsv" --valid_file "$WORK/valid_subset.tsv"
+          --fasta "$DATA/sequences.fasta" --eval_every 100000)
+  run_check trainer_8m_lora "$RUN_TIMEOUT" "$PYTHON" ppi_dist/train.py "${COMMON[@]}" "${SUBSET[@]}" \
+    --max_steps "$LORA_STEPS" --max_tokens "$LORA_TOKENS" --output_dir "$WORK/lora8m"
+  trainer_row "8M LoRA, max_tokens $LORA_TOKENS" "$WORK/lora8m"
+  run_check trainer_8m_frozen "$RUN_TIMEOUT" "$PYTHON" ppi_dist/train.py "${COMMON[@]}" "${SUBSET[@]}" \
+    --freeze_encoder true --max_steps "$FROZEN_STEPS" --max_tokens "$FROZEN_TOKENS" \
+    --embedding_cache "$WORK/cache8m" --output_dir "$WORK/frozen8m"
+  trainer_row "8M frozen (cache), max_tokens $FROZEN_TOKENS" "$WORK/frozen8m"
 else
-  train_check zero2_single_gpu accelerate_configs/zero2.yaml
+  # ---- 5. whole Bernett: frozen 8M one epoch, then LoRA 8M --------------------------------
+  if [[ "$DRY" == 1 ]]; then
+    head -n 301 "$DATA/train.tsv" >"$WORK/train_all.tsv"; head -n 101 "$DATA/valid.tsv" >"$WORK/valid_all.tsv"
+    head -n 101 "$DATA/test.tsv" >"$WORK/test_all.tsv"; FULL_TIMEOUT=240 LORA_FULL_STEPS=3
+  else
+    cp "$DATA/train.tsv" "$WORK/train_all.tsv"; cp "$DATA/valid.tsv" "$WORK/valid_all.tsv"
+    cp "$DATA/test.tsv" "$WORK/test_all.tsv"; FULL_TIMEOUT=240 LORA_FULL_STEPS="${LORA_FULL_STEPS:-2500}"
+  fi
+  FULL=(--train_file "$WORK/train_all.tsv" --valid_file "$WORK/valid_all.tsv"
+        --test_file "$WORK/test_all.tsv" --fasta "$DATA/sequences.fasta")
+  run_check bernett_frozen_8m "$FULL_TIMEOUT" "$PYTHON" ppi_dist/train.py "${COMMON[@]}" "${FULL[@]}" \
+    --freeze_encoder true --epochs 1 --max_tokens "$FROZEN_TOKENS" --learning_rate_head 1e-3 \
+    --embedding_cache "$WORK/cache_all" --output_dir "$WORK/bernett_frozen"
+  trainer_row "Bernett frozen 8M, 1 epoch" "$WORK/bernett_frozen"
+  cp "$WORK/bernett_frozen/metrics.json" "$WORK/bernett_frozen_metrics.json" 2>/dev/null
+  run_check bernett_lora_8m "$FULL_TIMEOUT" "$PYTHON" ppi_dist/train.py "${COMMON[@]}" "${FULL[@]}" \
+    --max_steps "$LORA_FULL_STEPS" --max_tokens "$LORA_TOKENS" --checkpoint_every 500 \
+    --eval_every 100000 --output_dir "$WORK/bernett_lora"
+  trainer_row "Bernett LoRA 8M, $LORA_FULL_STEPS steps" "$WORK/bernett_lora"
+  cp "$WORK/bernett_lora/metrics.json" "$WORK/bernett_lora_metrics.json" 2>/dev/null
 fi
 
 # ---- results table ----------------------------------------------------------------------
 echo
 echo "=== results ($([[ "$DRY" == 1 ]] && echo "DRY: CPU, tiny shape, not a measurement" || echo "GPU"))"
-"$PYTHON" - "$RESULTS" "$STATUS" <<'EOF'
+"$PYTHON" - "$RESULTS" "$STATUS" "$TRAINER" <<'EOF'
 import json
 import sys
 
 results = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 status = [line.rstrip("\n").split("\t") for line in open(sys.argv[2]) if line.strip()]
+trainer = [line.rstrip("\n").split("\t") for line in open(sys.argv[3]) if line.strip()]
 header = ("check", "status", "pairs/s", "pair tok/s", "padded tok/s", "MFU", "peak GiB", "note")
 rows = []
 for r in results:
     what = f"max_tokens {r['max_tokens']}" if r["max_tokens"] else f"batch_size {r['batch_size']}"
     what += f", length {r['fixed_length']}" if r["fixed_length"] else ", pair-file lengths"
+    what += ", checkpointing" if r.get("activation_checkpointing") else ""
     mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
     rows.append((f"throughput {r['name']}", "OK", f"{r['pairs_per_s']:.2f}",
                  f"{r['pair_tokens_per_s']:.0f}", f"{r['encoded_padded_tokens_per_s']:.0f}", mfu,
                  f"{r['peak_memory_gb']:.2f}", f"{r['encoder']} {what}"))
+for name, rate, steps, metrics in trainer:
+    rows.append((f"trainer {name}", "OK" if rate != "-" else "-", rate, "-", "-", "-", "-",
+                 f"{steps}; test {metrics}"))
 for name, state, seconds, text in status:
-    if state != "OK" or not name.startswith("throughput"):
-        rows.append((name, state, "-", "-", "-", "-", "-", f"{seconds}s {text}".strip()))
+    rows.append((name, state, "-", "-", "-", "-", "-", f"{seconds}s {text}".strip()))
 widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
 for row in [header, tuple("-" * w for w in widths), *rows]:
     print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")

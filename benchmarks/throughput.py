@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: `python benchmarks/throughput.py`
@@ -46,6 +47,7 @@ from benchmarks.flops import (  # noqa: E402
     StepFlops,
     secai_step_flops,
 )
+from ppi_dist.config import TrainConfig  # noqa: E402
 from ppi_dist.data import PairBatches, PairSource, read_fasta  # noqa: E402
 from ppi_dist.loss import focal_loss  # noqa: E402
 from ppi_dist.model import (  # noqa: E402
@@ -58,6 +60,7 @@ from ppi_dist.model import (  # noqa: E402
 )
 from ppi_dist.packing import encoder_tokens  # noqa: E402
 from ppi_dist.sequences import ESM2_MAX_RESIDUES, tokenize  # noqa: E402
+from ppi_dist.train import train_step  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 DEFAULT_PAIRS = SHARED / "data" / "bernett-gold" / "train.tsv"
@@ -194,11 +197,6 @@ def _detokenize(ids: torch.Tensor, mask: torch.Tensor) -> str:
 # --------------------------------------------------------------------------- forwards
 
 
-def ours_forward(model: SECAI, batch: dict) -> torch.Tensor:
-    """What training runs: one encoder call on the distinct sequences, packed into rows."""
-    return model(batch["input_ids"], batch["attention_mask"], batch["index_a"], batch["index_b"])
-
-
 def naive_forward(model: SECAI, batch: dict) -> torch.Tensor:
     """Baseline: encode the A batch, then the B batch (no dedup), then `pair_logits`' math."""
     mask_a = residue_mask(batch["attention_mask_a"])
@@ -301,6 +299,32 @@ def set_encoder_attention(model: SECAI, implementation: str) -> None:
     base.set_attn_implementation(implementation)
 
 
+def time_our_steps(
+    model: SECAI,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Accelerator,
+    batches: list[dict],
+    settings: Settings,
+) -> list[float]:
+    """Seconds of each training step exactly as the trainer runs it: `ppi_dist.train.train_step`
+    (one encoder call on packed rows, focal loss, the step's all-reduce, backward, clip,
+    AdamW), on batches carrying their packed layout, copied to the device as the trainer does."""
+    device = torch.device(settings.device)
+    config = TrainConfig(focal_gamma=2.0)
+    seconds = []
+    for batch in batches:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        on_device = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                     for k, v in batch.items()}  # fmt: skip
+        train_step(model, on_device, optimizer, accelerator, config, stop_requested=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def time_steps(
     model: SECAI,
     optimizer: torch.optim.Optimizer,
@@ -308,7 +332,7 @@ def time_steps(
     batches: list[dict],
     settings: Settings,
 ) -> list[float]:
-    """Seconds of each training step (forward, focal loss, backward, AdamW step)."""
+    """Seconds of each baseline training step (forward, focal loss, backward, AdamW step)."""
     device = torch.device(settings.device)
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
@@ -632,7 +656,9 @@ def record(result: MethodResult, settings: Settings) -> None:
     """Append one JSON line at once, so a run cut short by a timeout keeps what it measured."""
     if settings.json_out:
         row = {"encoder": settings.encoder, "device": settings.device,
-               "fixed_length": settings.fixed_length, **asdict(result)}  # fmt: skip
+               "fixed_length": settings.fixed_length, "bf16": settings.bf16,
+               "activation_checkpointing": settings.activation_checkpointing,
+               **asdict(result)}  # fmt: skip
         with open(settings.json_out, "a") as handle:
             handle.write(json.dumps(row) + "\n")
 
@@ -661,6 +687,10 @@ def run(settings: Settings) -> list[MethodResult]:
     shape = EncoderShape.from_config(model.encoder.config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr)
+    # Ours runs through the trainer's Accelerator set-up and step; the baseline keeps its own.
+    accelerator = Accelerator(cpu=device.type == "cpu",
+                              mixed_precision="bf16" if settings.bf16 else "no")  # fmt: skip
+    ours_model, ours_optimizer = accelerator.prepare(model, optimizer)
     print(f"model: encoder {settings.encoder} (d={shape.hidden}, {shape.layers} layers), "
           f"{sum(p.numel() for p in trainable):,} trainable of "
           f"{sum(p.numel() for p in model.parameters()):,} parameters; ours attention "
@@ -689,7 +719,7 @@ def run(settings: Settings) -> list[MethodResult]:
                 base_stats = [baseline_stats(b, shape, settings) for b in base]
 
             ours_times, base_times, ours_peak, base_peak = [], [], 0, 0
-            time_steps(model, optimizer, ours_forward, warm, settings)
+            time_our_steps(ours_model, ours_optimizer, accelerator, warm, settings)
             if run_baseline:
                 set_encoder_attention(model, settings.baseline_attn_implementation)
                 time_steps(model, optimizer, naive_forward, base_warm, settings)
@@ -698,7 +728,9 @@ def run(settings: Settings) -> list[MethodResult]:
                 print(f"  repeat {repeat + 1}/{settings.repeats} (max_tokens {max_tokens})...",
                       file=sys.stderr, flush=True)  # fmt: skip
                 memory.reset()
-                ours_times.append(time_steps(model, optimizer, ours_forward, measured, settings))
+                ours_times.append(
+                    time_our_steps(ours_model, ours_optimizer, accelerator, measured, settings)
+                )
                 ours_peak = max(ours_peak, memory.peak_bytes())
                 if run_baseline:
                     set_encoder_attention(model, settings.baseline_attn_implementation)

@@ -71,7 +71,8 @@ def test_predict_user_errors(tmp_path):
 
 def test_report_push_audit_user_errors(tmp_path):
     missing = str(tmp_path / "nope.tsv")
-    _one_line_error(_run("report", "--predictions", missing, "--out", str(tmp_path / "r")),
+    _one_line_error(_run("report", "--predictions", missing, "--out", str(tmp_path / "r"),
+                         "--threshold", "0.5"),
                     "nope.tsv")  # fmt: skip
     _one_line_error(_run("push", str(tmp_path), "user/repo"), "save the model first")
     _one_line_error(_run("audit", "--train", missing, "--test", missing), "nope.tsv")

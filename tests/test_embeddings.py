@@ -121,3 +121,16 @@ def test_truncated_states_file_is_refused(tmp_path):
         handle.truncate(10)
     with pytest.raises(ValueError, match="bytes, expected"):
         EmbeddingCache.open(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_states_kept_on_a_device_are_gathered_the_same(dtype):
+    model = tiny_model().eval()
+    proteins = _proteins()
+    cache = EmbeddingCache.build(model, proteins, dtype=dtype)
+    ids = ["Q3", "Q0", "Q3", "Q1"]
+    expected_states, expected_mask = cache.get(ids)
+    cache.keep_on("cpu")  # the GPU path, on the CPU: one flat copy, gathered by index
+    states, mask = cache.get(ids)
+    assert torch.equal(mask, expected_mask)
+    assert torch.equal(states, expected_states)
