@@ -112,3 +112,13 @@ def claim_run_folder(config: TrainConfig, accelerator: Accelerator) -> RunLock:
     if refusal is not None:
         raise RunFolderError(refusal)
     return lock or RunLock(None)
+
+
+def compute_precision(accelerator: Accelerator) -> str:
+    """What the arithmetic runs in: Accelerate reports "no" for DeepSpeed under torch
+    autocast (its bf16 flag is off, by design: see `make_accelerator`)."""
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        autocast = accelerator.state.deepspeed_plugin.deepspeed_config.get("torch_autocast", {})
+        if autocast.get("enabled"):
+            return f"{autocast.get('dtype', 'bfloat16').replace('bfloat16', 'bf16')} autocast"
+    return accelerator.mixed_precision

@@ -81,7 +81,8 @@ def evaluate(
         for k, name in CLASSES.items():
             keep = classes == k
             if keep.any():
-                part = evaluate_at(scored.scores[keep], scored.labels[keep], threshold)
+                part = evaluate_at(scored.scores[keep], scored.labels[keep], threshold,
+                                   objective=objective)  # fmt: skip
                 report["by_class"][name] = {"pairs": int(keep.sum()), **part.summary()}
     if valid is not None:
         valid_source = PairSource(valid, fasta, labeled=True, max_residues=max_residues)

@@ -38,7 +38,13 @@ from ppi_dist import checkpoint as ckpt
 from ppi_dist.cli import run_tool
 from ppi_dist.config import TrainConfig, load_config
 from ppi_dist.data import BatchLoader, Columns, PairBatches, PairSource, swap_sides
-from ppi_dist.distributed import Preempted, StopRequested, claim_run_folder, make_accelerator
+from ppi_dist.distributed import (
+    Preempted,
+    StopRequested,
+    claim_run_folder,
+    compute_precision,
+    make_accelerator,
+)
 from ppi_dist.distributed import average_batchnorm_statistics as average_batchnorm
 from ppi_dist.embeddings import open_training_cache, with_cached_states
 from ppi_dist.hub import push_folder, save_and_reload, save_run_outputs
@@ -89,18 +95,11 @@ def make_optimizer(model: SECAI, config: TrainConfig) -> torch.optim.AdamW:
             part = "lora" if "lora_" in name else "head"
             groups.setdefault((part, param.ndim > 1), []).append(param)
     rates = {"lora": config.learning_rate_lora, "head": config.learning_rate_head}
-    return torch.optim.AdamW(
-        [
-            {
-                "params": params,
-                "lr": rates[part],
-                "part": part,
-                "weight_decay": config.weight_decay * decay,
-            }
-            for (part, decay), params in sorted(groups.items())
-        ],
-        fused=torch.cuda.is_available(),  # one kernel for all tensors on a GPU
-    )
+    param_groups = [dict(params=params, lr=rates[part], part=part,
+                         weight_decay=config.weight_decay * decay)
+                    for (part, decay), params in sorted(groups.items())]  # fmt: skip
+    # fused: one kernel for all tensors on a GPU
+    return torch.optim.AdamW(param_groups, fused=torch.cuda.is_available())
 
 
 # ---- one training step ----------------------------------------------------------------
@@ -113,14 +112,8 @@ class StepResult(NamedTuple):
     skipped: bool  # non-finite loss under `nonfinite_loss: skip`: no update was made
 
 
-def train_step(
-    model,
-    batch: dict,
-    optimizer,
-    accelerator: Accelerator,
-    config: TrainConfig,
-    stop_requested: bool,
-) -> StepResult:
+def train_step(model, batch: dict, optimizer, accelerator: Accelerator, config: TrainConfig,
+               stop_requested: bool) -> StepResult:  # fmt: skip
     """Forward, focal loss, backward, clip, optimiser step.
 
     One all-reduce carries what every rank must agree on before backward (a non-finite
@@ -215,7 +208,7 @@ def train(config: TrainConfig) -> dict:
     lock = claim_run_folder(config, accelerator)  # one run per folder, refused or cleared
     accelerator.print(f"ppi_dist: {accelerator.num_processes} process(es), "
                       f"{accelerator.distributed_type.value}, "
-                      f"{accelerator.mixed_precision} precision")  # fmt: skip
+                      f"{compute_precision(accelerator)} precision")  # fmt: skip
     accelerator.print("config: " + json.dumps(config.to_dict(), default=str))
     set_seed(config.seed)
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The embedded default run: the synthetic residue-motif PPI task on a tiny ESM-2 with LoRA,
 # on this machine's CPU (a few minutes). Extra arguments go to ppi_dist/train.py, e.g.
-#   bash scripts/train_default.sh --interaction mean_pool --output_dir outputs/mean_pool
+#   bash scripts/train_default.sh --interaction pooled --output_dir outputs/pooled
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
