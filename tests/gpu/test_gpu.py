@@ -76,7 +76,9 @@ def test_swap_augmentation_on_the_gpu(tmp_path):
 @pytest.mark.parametrize("frozen", ["false", "true"])
 def test_deepspeed_zero2_bf16_exports_fp32_master_weights(tmp_path, frozen):
     out = tmp_path / f"zero2_{frozen}"
-    printed = train([*SHORT, "--freeze_encoder", frozen, "--output_dir", str(out)], ZERO2)
+    # Its own rendezvous port: the GPU tests may run side by side (pytest-xdist).
+    port = ["--main_process_port", str(29611 + (frozen == "true"))]
+    printed = train([*SHORT, "--freeze_encoder", frozen, "--output_dir", str(out)], [*ZERO2, *port])
     assert "DEEPSPEED" in printed
     assert _not_bf16_copies(load_file(out / "model" / "secai_head.safetensors"))
     step = max(p for p in (out / "checkpoints").glob("step_*"))
