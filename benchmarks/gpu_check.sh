@@ -122,6 +122,7 @@ else
   SWEEP=(--max_tokens 32768 65536 131072 --num_pairs 128 --repeats 2 --warmup 1
          --baseline_batch_size 8 --bf16 --activation_checkpointing --attn_implementation sdpa)
   SWEEP_NO_CKPT=(--max_tokens 32768 65536 --num_pairs 128 --repeats 2 --warmup 1 --no_baseline
+                 --no-activation_checkpointing
                  --bf16 --attn_implementation sdpa)
   SUBSET_TRAIN=40000 SUBSET_EVAL=2000 LORA_STEPS=150 FROZEN_STEPS=300 LORA_TOKENS=32768 FROZEN_TOKENS=65536
   MODEL_ARGS=(--encoder "$ESM2_8M" --mixed_precision bf16)

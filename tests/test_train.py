@@ -401,3 +401,35 @@ def test_deepspeed_bf16_keeps_fp32_master_weights_and_buffers(tmp_path):
     assert trainables["head.norm.running_var"].dtype == torch.float32
     assert not torch.equal(trainables["head.norm.running_var"],
                            trainables["head.norm.running_var"].bfloat16().float())  # fmt: skip
+
+
+def test_a_run_folder_belongs_to_one_run(tmp_path):
+    """Issue 14 items 1-2 through the trainer: a folder holding another run is refused, with
+    one line and exit 2; --overwrite replaces it; a resume with other learning rates is
+    refused unless overridden, and the override is applied; keep_checkpoints 0 is refused."""
+    out = tmp_path / "run"
+    args = [*TINY, "--max_steps", "2", "--output_dir", str(out)]
+    launch(args)
+
+    def refused(extra: list[str]) -> str:
+        command = [sys.executable, "ppi_dist/train.py", *args, *extra]
+        result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
+        assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        return result.stderr.strip().splitlines()[-1]
+
+    assert "holds another run" in refused([]) and "--overwrite" in refused([])
+    assert "keep_checkpoints" in refused(["--overwrite", "true", "--keep_checkpoints", "0"])
+    assert "learning_rate_head" in refused(["--resume_from", "latest",
+                                            "--learning_rate_head", "1e-2"])  # fmt: skip
+    resumed = launch([*args, "--resume_from", "latest", "--max_steps", "3", "--learning_rate_head",
+                      "1e-2", "--resume_override", "learning_rate_head"])  # fmt: skip
+    assert "overridden learning_rate_head" in resumed.stdout
+    state = json.loads((out / "checkpoints" / f"step_{3:08d}" / "optimizer.json").read_text())
+    head_rates = {group["lr"] for group in state["param_groups"] if group["part"] == "head"}
+    assert head_rates == {1e-2}  # constant schedule: the new rate, not the saved one
+    before = (out / "train_log.jsonl").read_text()
+    launch([*args, "--overwrite", "true"])
+    assert (out / "train_log.jsonl").read_text() != before
+    assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_00000002"]
