@@ -208,6 +208,12 @@ def naive_forward(model: SECAI, batch: dict) -> torch.Tensor:
     states_b = model.encoder(
         input_ids=batch["input_ids_b"], attention_mask=batch["attention_mask_b"]
     ).last_hidden_state
+    return naive_pair_logits(model, states_a, mask_a, states_b, mask_b)
+
+
+def naive_pair_logits(model: SECAI, states_a, mask_a, states_b, mask_b) -> torch.Tensor:
+    """The card's formula written out per pair (each pair's A and B projected again): what
+    `SECAI.pair_logits` computes with each distinct protein projected once."""
     v_a = masked_max_mean(model.cross_attention(states_a, states_b, mask_b), mask_a)
     v_b = masked_max_mean(model.cross_attention(states_b, states_a, mask_a), mask_b)
     if model.config.symmetric == "none":

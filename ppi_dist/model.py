@@ -8,7 +8,8 @@ Read top to bottom, a batch goes:
    in several pairs only once. The sequences are packed several to a row (`packing`), so
    short partners of long proteins cost no padding.
 2. `CrossAttention`: A's residues attend to B's (A->B) and B's to A's (B->A) with shared
-   W_Q, W_K, W_V, through `F.scaled_dot_product_attention` (flash kernels on GPU).
+   W_Q, W_K, W_V, through `F.scaled_dot_product_attention` (with the padding mask, the GPU
+   runs its memory-efficient or cuDNN kernel; tests/gpu checks it is never the math one).
 3. `masked_max_mean`: max- and mean-pool each direction over real residues only.
 4. `PairHead`: v = [v_A, v_B, v_A - v_B, v_A * v_B] -> Linear -> BatchNorm -> GELU ->
    Dropout -> Linear -> one logit per pair.

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.throughput import naive_pair_logits
 from ppi_dist.embeddings import EmbeddingCache
 from ppi_dist.model import masked_max_mean
 from ppi_dist.scoring import ScoringInterrupted, score_pairs, score_rows
@@ -16,19 +17,9 @@ from tests.conftest import random_sequence, tiny_model
 
 
 def _reference_logits(model, states, mask, index_a, index_b):
-    """The card's formula written out per pair, without projecting once per protein."""
-    states_a, mask_a, states_b, mask_b = (
-        states[index_a],
-        mask[index_a],
-        states[index_b],
-        mask[index_b],
-    )
-    v_a = masked_max_mean(model.cross_attention(states_a, states_b, mask_b), mask_a)
-    v_b = masked_max_mean(model.cross_attention(states_b, states_a, mask_a), mask_b)
-    if model.config.symmetric == "none":
-        return model.head(v_a, v_b)
-    forward, backward = model.head(torch.cat([v_a, v_b]), torch.cat([v_b, v_a])).chunk(2)
-    return (forward + backward) / 2
+    """The card's formula per pair (the benchmark's naive baseline), on the same states."""
+    return naive_pair_logits(model, states[index_a], mask[index_a], states[index_b],
+                             mask[index_b])  # fmt: skip
 
 
 @pytest.mark.parametrize("symmetric", ["average", "none"])
