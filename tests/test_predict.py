@@ -264,3 +264,49 @@ def test_order_dependent_model_keeps_each_pairs_orientation(tmp_path):
     for (a, b), p in zip(pairs, got, strict=True):
         assert abs(p - _one_by_one(model, proteins, a, b)) <= 1e-5
     assert abs(got[0] - got[pairs.index(pairs[0][::-1])]) > 1e-4  # order matters here
+
+
+def test_ranks_sharing_a_cache_dir_encode_once(model, tmp_path, monkeypatch):
+    """Two ranks with one --cache_dir: rank 0 encodes every protein once, rank 1 waits and
+    reads the same folder (two writers of one memory map would corrupt it); the merged
+    output is the single-process one."""
+    import threading
+
+    from ppi_dist import embeddings
+
+    proteins = _proteins(10)
+    _write_fasta(tmp_path / "p.fasta", proteins)
+    fasta = tmp_path / "p.fasta"
+    predict(model, tmp_path / "one.tsv", fasta=fasta, tile=3, progress=False)
+    builds: list[str] = []
+    real_build = embeddings.EmbeddingCache.build.__func__
+
+    def counted(cls, *args, **kwargs):
+        builds.append(threading.current_thread().name)
+        return real_build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(embeddings.EmbeddingCache, "build", classmethod(counted))
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def rank(r: int) -> None:
+        try:
+            predict(model, tmp_path / "two.tsv", fasta=fasta, tile=3, rank=r, world_size=2,
+                    barrier=barrier.wait, cache_dir=tmp_path / "cache", progress=False)  # fmt: skip
+        except BaseException as error:  # surfaced below, not lost in the thread
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=rank, args=(r,), name=f"rank{r}") for r in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert builds == ["rank0"]
+    merged, single = _read_tsv(tmp_path / "two.tsv"), _read_tsv(tmp_path / "one.tsv")
+    assert [(r["protein_a"], r["protein_b"]) for r in merged] == [
+        (r["protein_a"], r["protein_b"]) for r in single
+    ]
+    for got, want in zip(merged, single, strict=True):
+        assert abs(float(got["probability"]) - float(want["probability"])) <= 1e-6
