@@ -31,12 +31,18 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from ppi_dist.sequences import ESM2_MAX_RESIDUES, crop, tokenize
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from ppi_dist.data import PairSource
 
 logger = logging.getLogger(__name__)
 
@@ -396,7 +402,11 @@ def _length_batches(order: list[int], lengths: np.ndarray, max_tokens: int):
 
 
 def open_training_cache(
-    model: nn.Module, sources: Iterable, directory: str | Path, accelerator, max_residues: int
+    model: nn.Module,
+    sources: Iterable[PairSource],
+    directory: str | Path,
+    accelerator: Accelerator,
+    max_residues: int,
 ) -> EmbeddingCache:
     """Every protein of every split (`data.PairSource`s) encoded once, by the main process,
     on the accelerator's device; the other processes wait, then memory-map the same folder.

@@ -30,12 +30,15 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ppi_dist.errors import CorruptFileError, UserError
 from ppi_dist.model import ADAPTER_DIR, BASE_ENCODER_DIR, CONFIG_NAME, HEAD_WEIGHTS_NAME, SECAI
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +312,7 @@ def save_for_hub(
     return folder
 
 
-def save_and_reload(model: SECAI, folder: Path, accelerator) -> SECAI:
+def save_and_reload(model: SECAI, folder: Path, accelerator: Accelerator) -> SECAI:
     """Save `model` (main process), then load it back on every process, on its device: the
     model exactly as it ships (fp32 weights), for the scores its threshold is chosen on."""
     if accelerator.is_main_process:

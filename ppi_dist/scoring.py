@@ -23,12 +23,19 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ppi_dist.embeddings import DEFAULT_MEMORY_LIMIT, CacheTooLargeError, EmbeddingCache
 from ppi_dist.sequences import ESM2_MAX_RESIDUES
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from ppi_dist.data import PairSource
+    from ppi_dist.metrics import ThresholdResult
 
 CHUNK_PAIRS = 4096  # pairs scored together; also predict's unit of resuming
 
@@ -254,8 +261,8 @@ def rows_and_sequences(pair_rows: Iterable) -> tuple[list[Row], dict[str, str]]:
 
 def score_split(
     model: torch.nn.Module,
-    source,
-    accelerator,
+    source: PairSource,
+    accelerator: Accelerator,
     stop_flag: Callable[[], bool] | None = None,
     spill_dir: str | Path | None = None,
     cache: EmbeddingCache | None = None,
@@ -281,8 +288,8 @@ def score_split(
 
 
 def choose_threshold(
-    scored: ScoredPairs, accelerator, weights: dict, grid: str, objective: str = "mcc"
-):
+    scored: ScoredPairs, accelerator: Accelerator, weights: dict, grid: str, objective: str = "mcc"
+) -> ThresholdResult:
     """Threshold search on a gathered validation set; rank 0's result is used everywhere."""
     from accelerate.utils import broadcast_object_list
 

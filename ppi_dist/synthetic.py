@@ -35,6 +35,10 @@ import math
 import os
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"
 # Family i: ligand letter LIGAND_LETTERS[i], receptor letter RECEPTOR_LETTERS[i]. The ten
@@ -299,7 +303,7 @@ if __name__ == "__main__":
 
 
 def prepare_synthetic_task(
-    out_dir: Path, *, seed: int, train_pairs: int, eval_pairs: int, accelerator
+    out_dir: Path, *, seed: int, train_pairs: int, eval_pairs: int, accelerator: Accelerator
 ) -> dict[str, Path]:
     """The trainer's default data: written once per machine (the folder may be node-local),
     to temporary names renamed into place; the other processes wait, then read it."""
