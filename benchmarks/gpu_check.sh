@@ -80,7 +80,7 @@ from pathlib import Path
 name, out = sys.argv[1], Path(sys.argv[2])
 log = out / "train_log.jsonl"
 rates = [json.loads(l)["train/pairs_per_s"] for l in log.read_text().splitlines()] if log.exists() else []
-rate = f"{statistics.median(rates[1:] or rates):.0f}" if rates else "-"
+rate = f"{statistics.median(rates[1:] or rates):.2f}" if rates else "-"
 metrics = out / "metrics.json"
 test = json.loads(metrics.read_text()).get("test") if metrics.exists() else None
 shown = (f"accuracy {test['accuracy']:.3f} AUROC {test['auroc']:.3f} AUPR {test['aupr']:.3f} "
