@@ -630,6 +630,25 @@ def _datasets_lines(path: str) -> Iterator[tuple[int, str]]:
         yield number, text.removeprefix("\ufeff") if number == 1 else text
 
 
+def rows_and_sequences(
+    pair_rows: Iterable,
+) -> tuple[list[tuple[str, str, float | None]], dict[str, str]]:
+    """(protein_a, protein_b, label) rows and identifier -> sequence, from `PairSource.pair_rows`.
+
+    An identifier that comes with two different sequences (inline sequence columns) is an
+    error: its states would be ambiguous.
+    """
+    rows: list[tuple[str, str, float | None]] = []
+    sequences: dict[str, str] = {}
+    for row in pair_rows:
+        for protein, sequence in ((row.protein_a, row.sequence_a),
+                                  (row.protein_b, row.sequence_b)):  # fmt: skip
+            if sequences.setdefault(protein, sequence) != sequence:
+                raise ValueError(f"identifier {protein!r} comes with two different sequences")
+        rows.append((row.protein_a, row.protein_b, row.label))
+    return rows, sequences
+
+
 def _resolve(pair_files: str | Path | Iterable[str | Path]) -> tuple[list[str], str | None]:
     """Local files (globs expanded, in order), or a remote dataset name."""
     specs = [pair_files] if isinstance(pair_files, str | Path) else list(pair_files)

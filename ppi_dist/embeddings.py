@@ -416,10 +416,11 @@ def open_training_cache(
     """
     directory, started = Path(directory), time.perf_counter()
     if accelerator.is_main_process:
+        from ppi_dist.data import rows_and_sequences
+
         sequences = {}
         for source in sources:
-            for row in source.pair_rows():
-                sequences[row.protein_a], sequences[row.protein_b] = row.sequence_a, row.sequence_b
+            sequences.update(rows_and_sequences(source.pair_rows())[1])
         if _covering_cache(directory, model, sequences, max_residues) is None:
             EmbeddingCache.build(model, sequences, directory=directory, max_residues=max_residues,
                                  device=accelerator.device, progress=True)  # fmt: skip
@@ -453,11 +454,15 @@ def _covering_cache(
 
 
 def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device) -> dict:
-    """A training batch with its tokens swapped for its proteins' cached residue states."""
+    """A training batch with its tokens (and their packing layout) swapped for its proteins'
+    cached residue states, gathered on `device`."""
+    from ppi_dist.packing import LAYOUT_FIELDS
+
     proteins = list(dict.fromkeys(batch["protein_a"] + batch["protein_b"]))
     row = {protein: i for i, protein in enumerate(proteins)}
     states, states_mask = cache.get(proteins, device=device)
-    cached = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+    unused = {"input_ids", "attention_mask", *LAYOUT_FIELDS}  # the encoder does not run
+    cached = {k: v for k, v in batch.items() if k not in unused}
     cached["index_a"] = torch.tensor([row[p] for p in batch["protein_a"]], device=device)
     cached["index_b"] = torch.tensor([row[p] for p in batch["protein_b"]], device=device)
     return {**cached, "states": states, "states_mask": states_mask}

@@ -28,7 +28,7 @@ import torch
 
 from ppi_dist.audit import read_pairs
 from ppi_dist.cli import run_tool
-from ppi_dist.data import PairSource
+from ppi_dist.data import PairSource, rows_and_sequences
 from ppi_dist.errors import UserError
 from ppi_dist.metrics import (
     bootstrap_intervals,
@@ -37,7 +37,7 @@ from ppi_dist.metrics import (
     evaluate_at,
     trivial_predictors,
 )
-from ppi_dist.scoring import rows_and_sequences, score_rows
+from ppi_dist.scoring import score_rows
 
 CLASSES = {2: "C1 (both seen in training)", 1: "C2 (one seen)", 0: "C3 (none seen)"}
 

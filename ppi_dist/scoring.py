@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ppi_dist.data import rows_and_sequences
 from ppi_dist.embeddings import DEFAULT_MEMORY_LIMIT, CacheTooLargeError, EmbeddingCache
 from ppi_dist.sequences import ESM2_MAX_RESIDUES
 
@@ -237,23 +238,6 @@ def score_rows(
 
 class ScoringInterrupted(RuntimeError):
     """Scoring was asked to stop (SIGTERM) between chunks."""
-
-
-def rows_and_sequences(pair_rows: Iterable) -> tuple[list[Row], dict[str, str]]:
-    """(protein_a, protein_b, label) rows and identifier -> sequence, from `PairSource.pair_rows`.
-
-    An identifier that comes with two different sequences (inline sequence columns) is an
-    error: its states would be ambiguous.
-    """
-    rows: list[Row] = []
-    sequences: dict[str, str] = {}
-    for row in pair_rows:
-        for protein, sequence in ((row.protein_a, row.sequence_a),
-                                  (row.protein_b, row.sequence_b)):  # fmt: skip
-            if sequences.setdefault(protein, sequence) != sequence:
-                raise ValueError(f"identifier {protein!r} comes with two different sequences")
-        rows.append((row.protein_a, row.protein_b, row.label))
-    return rows, sequences
 
 
 # ---- in the trainer: a split scored over every rank ------------------------------------

@@ -317,10 +317,10 @@ def train(config: TrainConfig) -> dict:
         while step < total_steps:
             train_batches.set_epoch(epoch)
             for batch in train_batches:
+                if cache is not None:  # before the copy: tokens and layout stay on the host
+                    batch = with_cached_states(batch, cache, device)
                 batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
                          for k, v in batch.items()}  # fmt: skip
-                if cache is not None:
-                    batch = with_cached_states(batch, cache, device)
                 if config.swap_augmentation:
                     batch = swap_sides(batch, swap_generator)
                 try:

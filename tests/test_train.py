@@ -19,10 +19,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ppi_dist.data import PairSource
+from ppi_dist.data import PairSource, rows_and_sequences
 from ppi_dist.metrics import search_threshold
 from ppi_dist.model import SECAI
-from ppi_dist.scoring import rows_and_sequences, score_rows
+from ppi_dist.scoring import score_rows
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
