@@ -73,6 +73,10 @@ class TrainConfig:
     freeze_encoder: bool = False
     embedding_cache: str | None = None  # folder; default output_dir/embedding_cache
     activation_checkpointing: bool = False
+    # Encoder attention over packed rows: "sdpa" (dense block-diagonal mask, everywhere),
+    # "flex" (FlexAttention, skips masked tiles) or "varlen" (flash attention over sequence
+    # boundaries, bf16/fp16); the last two on CUDA only, SDPA elsewhere (ppi_dist/attention.py).
+    encoder_attention: str = "sdpa"
     sync_batchnorm: bool = False
 
     # ---- optimisation -----------------------------------------------------------------
@@ -136,6 +140,7 @@ class TrainConfig:
             "mixed_precision": ("auto", "no", "bf16", "fp16"),
             "report_to": ("tensorboard", "wandb", "all", "none"),
             "threshold_objective": ("weighted", "accuracy", "mcc"),
+            "encoder_attention": ("sdpa", "flex", "varlen"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

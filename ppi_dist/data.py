@@ -108,7 +108,7 @@ def collate_pairs(pairs: list[Pair], *, layout: bool = True) -> dict:
     tokens), `index_a` and `index_b` (pairs), `labels` (pairs, float; only when every pair
     has one) and the lists `protein_a`, `protein_b` of identifiers. With `layout` (default)
     also the encoder's packed layout of the distinct sequences, `packing.LAYOUT_FIELDS`
-    (`pack_*` int64 tensors, see `packing.packing_layout`), computed here on the CPU so the
+    (`pack_*` tensors, see `packing.packing_layout`), computed here on the CPU so the
     model can pack on the device without a host sync (`packing.packed_inputs_from_layout`).
     """
     row_of: dict[str, int] = {}

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import EsmConfig, EsmModel
 
+from ppi_dist import attention
 from ppi_dist.packing import LAYOUT_FIELDS, pack_batch, packed_inputs_from_layout, unpack_states
 
 CONFIG_NAME = "secai_config.json"
@@ -66,6 +67,10 @@ class SECAIConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
     freeze_encoder: bool = False  # no LoRA; only cross-attention and head train
     activation_checkpointing: bool = False
+    # How the packed encoder rows attend: "sdpa" (dense block-diagonal mask), "flex"
+    # (FlexAttention, masked tiles skipped) or "varlen" (flash attention over cumulative
+    # sequence lengths); "flex" and "varlen" run on CUDA, "sdpa" elsewhere (`attention`).
+    encoder_attention: str = "sdpa"
     sync_batchnorm: bool = False
     decision_threshold: float = 0.5
     # What the threshold maximised on validation ("mcc", "weighted", "accuracy"), when chosen.
@@ -79,6 +84,11 @@ class SECAIConfig:
         if self.interaction not in ("cross_attention", "pooled"):
             raise ValueError(
                 f"interaction must be 'cross_attention' or 'pooled', got {self.interaction!r}"
+            )
+        if self.encoder_attention not in attention.ENCODER_ATTENTION:
+            raise ValueError(
+                f"encoder_attention must be one of {attention.ENCODER_ATTENTION}, "
+                f"got {self.encoder_attention!r}"
             )
         if (self.encoder is None) == (self.encoder_config is None):
             raise ValueError("give exactly one of `encoder` (name or path) or `encoder_config`")
@@ -195,6 +205,10 @@ def build_encoder(config: SECAIConfig) -> nn.Module:
             config.encoder, add_pooling_layer=False, use_safetensors=True
         )
     encoder.requires_grad_(False)
+    rotary = getattr(encoder.config, "position_embedding_type", None) == "rotary"
+    if config.encoder_attention != "sdpa" and rotary:
+        # One attention function that runs SDPA, flex or varlen per call (`attention`).
+        encoder.set_attn_implementation(attention.IMPLEMENTATION)
     if config.activation_checkpointing:
         # Non-reentrant: correct with frozen inputs and with ZeRO-2's gradient hooks.
         # transformers 5 renamed gradient_checkpointing_enable (the old name still works,
@@ -263,21 +277,21 @@ class SECAI(nn.Module):
             else pack_batch(input_ids, attention_mask, pad_id)
         )
         # Embedding here, with the 2D token mask: ESM-2's embedding layer reads the mask as
-        # (rows, tokens), while the layers below get the block-diagonal 4D one.
+        # (rows, tokens), while the layers below get the packed layout.
         embeddings = base.embeddings(input_ids=packed.input_ids, attention_mask=packed.token_mask)
-        attend = packed.same_sequence
-        if base.config._attn_implementation == "eager":  # eager adds the mask to the logits
-            blocked = torch.finfo(embeddings.dtype).min
-            attend = torch.zeros_like(attend, dtype=embeddings.dtype).masked_fill(~attend, blocked)
+        attend, extra = attention.packed_attention_inputs(
+            packed, embeddings, self.config.encoder_attention, base.config._attn_implementation
+        )
         packed_states = self.encoder(
-            inputs_embeds=embeddings, attention_mask=attend, position_ids=packed.position_ids
-        ).last_hidden_state
+            inputs_embeds=embeddings, attention_mask=attend, position_ids=packed.position_ids,
+            **extra,
+        ).last_hidden_state  # fmt: skip
         return unpack_states(packed_states, packed, attention_mask.shape)
 
     def _can_pack(self) -> bool:
         config = self.encoder.config
         return getattr(config, "position_embedding_type", None) == "rotary" and (
-            config._attn_implementation in ("sdpa", "eager")
+            config._attn_implementation in ("sdpa", "eager", attention.IMPLEMENTATION)
         )
 
     def pair_logits(

@@ -66,21 +66,30 @@ def encoder_tokens(attention_mask: torch.Tensor) -> int:
 class PackedBatch:
     """Token layout of one encoder call on packed rows (R rows of width W).
 
-    `input_ids`, `position_ids`, `token_mask` (1 at real tokens): (R, W); `same_sequence`:
-    (R, 1, W, W) bool, True where query and key belong to the same sequence (padding attends
-    to padding, so no row of the mask is empty). `sequence`, `column`: for every real token
-    of the padded (U, L) batch, in row-major order, its sequence and column there; `row`,
+    `input_ids`, `position_ids`, `token_mask` (1 at real tokens), `sequence_ids` (the
+    sequence at each packed token, -1 at padding): (R, W). `cu_seqlens` (int32): where each
+    segment of the rows read as one stream starts (sequences and padding tails), then R x W;
+    what variable-length attention takes. `sequence`, `column`: for every real token of the
+    padded (U, L) batch, in row-major order, its sequence and column there; `row`,
     `packed_column`: where that token sits in the packed layout.
     """
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     token_mask: torch.Tensor
-    same_sequence: torch.Tensor
+    sequence_ids: torch.Tensor
+    cu_seqlens: torch.Tensor
     sequence: torch.Tensor
     column: torch.Tensor
     row: torch.Tensor
     packed_column: torch.Tensor
+
+    @property
+    def same_sequence(self) -> torch.Tensor:
+        """(R, 1, W, W) bool, True where query and key belong to the same sequence (padding
+        attends to padding, so no row of the mask is empty): SDPA's block-diagonal mask."""
+        owner = self.sequence_ids
+        return (owner[:, :, None] == owner[:, None, :]).unsqueeze(1)
 
 
 # Batch fields of a precomputed layout (see `packing_layout`).
@@ -91,6 +100,7 @@ LAYOUT_FIELDS = (
     "pack_column",
     "pack_row",
     "pack_packed_column",
+    "pack_cu_seqlens",
 )
 
 
@@ -101,8 +111,10 @@ def packing_layout(lengths: Sequence[int]) -> dict[str, torch.Tensor]:
     `pack_sequence_ids` (R, W): the sequence at each packed token, -1 at padding;
     `pack_position_ids` (R, W): its position within its sequence (0 at padding);
     for every real token of the (U, L) batch in row-major order, `pack_sequence` and
-    `pack_column` (where it is there) and `pack_row`, `pack_packed_column` (where it goes).
-    All int64; R, W and the token count are in the shapes, so the device never asks.
+    `pack_column` (where it is there) and `pack_row`, `pack_packed_column` (where it goes);
+    `pack_cu_seqlens`: the starts of the segments of the rows read as one stream (each
+    sequence, each padding tail), then R x W, int32 as flash attention wants them. The rest
+    are int64; R, W and the token count are in the shapes, so the device never asks.
     """
     lengths = [int(n) for n in lengths]
     width = max(lengths)
@@ -116,7 +128,10 @@ def packing_layout(lengths: Sequence[int]) -> dict[str, torch.Tensor]:
     owner[row, packed_column] = sequence
     position = np.zeros((n_rows, width), dtype=np.int64)
     position[row, packed_column] = column
-    arrays = (owner, position, sequence, column, row, packed_column)
+    flat = owner.reshape(-1)
+    starts = np.flatnonzero((np.arange(flat.size) % width == 0) | (flat != np.roll(flat, 1)))
+    cu_seqlens = np.append(starts, flat.size).astype(np.int32)
+    arrays = (owner, position, sequence, column, row, packed_column, cu_seqlens)
     return {name: torch.from_numpy(a) for name, a in zip(LAYOUT_FIELDS, arrays, strict=True)}
 
 
@@ -137,7 +152,8 @@ def packed_inputs_from_layout(
         input_ids=packed_ids,
         position_ids=layout["pack_position_ids"],
         token_mask=(owner >= 0).long(),
-        same_sequence=(owner[:, :, None] == owner[:, None, :]).unsqueeze(1),
+        sequence_ids=owner,
+        cu_seqlens=layout["pack_cu_seqlens"],
         sequence=sequence,
         column=column,
         row=row,

@@ -126,3 +126,38 @@ def test_encoder_and_cross_attention_never_fall_back_to_the_math_kernel():
         logits = model(**batch)
         logits.float().sum().backward()
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("kernel", ["flex", "varlen"])
+def test_flex_and_varlen_compute_sdpas_encoder_in_bf16(monkeypatch, kernel):
+    """On CUDA the packed encoder through FlexAttention (document mask) or flash varlen gives
+    SDPA's states, logits and gradients to bf16 rounding, and really ran that kernel."""
+    from ppi_dist import attention
+    from ppi_dist.data import collate_pairs
+    from tests.conftest import random_pairs, tiny_model
+
+    spied = {"flex": "flex_attention_forward", "varlen": "varlen_attention"}[kernel]
+    calls, real = [], getattr(attention, spied)
+    monkeypatch.setattr(attention, spied, lambda *a, **k: calls.append(1) or real(*a, **k))
+    batch = {k: v.cuda() if torch.is_tensor(v) else v
+             for k, v in collate_pairs(random_pairs(16, proteins=20, seed=3)).items()}  # fmt: skip
+    results = {}
+    for choice in ("sdpa", kernel):
+        model = tiny_model(seed=1, encoder_attention=choice, lora_dropout=0.0).cuda()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(**batch)
+        logits.float().sum().backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+        results[choice] = (logits.float().detach(), grads.float())
+    assert len(calls) == model.encoder.config.num_hidden_layers
+    (sdpa_logits, sdpa_grads), (logits, grads) = results["sdpa"], results[kernel]
+    torch.testing.assert_close(logits, sdpa_logits, atol=5e-2, rtol=5e-2)
+    assert torch.nn.functional.cosine_similarity(grads, sdpa_grads, dim=0) > 0.99
+
+
+@pytest.mark.parametrize("kernel", ["flex", "varlen"])
+def test_trainer_runs_with_each_encoder_attention(tmp_path, kernel):
+    out = tmp_path / kernel
+    train([*SHORT, "--encoder_attention", kernel, "--output_dir", str(out),
+           "--activation_checkpointing", "true"])  # fmt: skip
+    assert (out / "model" / "secai_config.json").is_file()
