@@ -987,7 +987,8 @@ class BatchLoader:
     Args:
         batches: the rank's `PairBatches`; the loader owns its position from now on.
         num_workers: worker processes preparing batches (read, shuffle, plan, crop,
-            tokenise, packing layout). 0: in the calling process, exactly `PairBatches`.
+            tokenise, packing layout; frozen: cache rows). 0: in the calling process,
+            exactly `PairBatches`.
             With n workers, each plans the whole epoch (cheap) and collates every n-th batch;
             the `DataLoader` returns them in order, so the batches are the same for any n.
         pin_memory: pin batches (page-locked) for fast `non_blocking` copies; default: when
