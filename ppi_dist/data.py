@@ -909,8 +909,11 @@ class PairBatches:
         that length in padded pair tokens: the batch size is known from its first pair, and
         no pair is examined twice (the encoder's packing search is O(n^2) per batch).
         """
-        length = self.cache_index.length
-        widths = [max(length(r.protein_a), length(r.protein_b)) for r in buffer]
+        row, stored = self.cache_index.row, self.cache_index.lengths.tolist()
+        try:
+            widths = [max(stored[row[r.protein_a]], stored[row[r.protein_b]]) for r in buffer]
+        except KeyError as error:
+            raise KeyError(f"not in the embedding cache: {error.args[0]!r}") from None
         order = sorted(range(len(buffer)), key=widths.__getitem__, reverse=True)
         batches, start = [], 0
         while start < len(order):

@@ -98,13 +98,6 @@ class CacheIndex:
     row: Mapping[str, int]  # identifier -> cache row
     lengths: np.ndarray  # residues stored per row (after the centred crop)
 
-    def length(self, protein: str) -> int:
-        """Residues stored for `protein`; a clear KeyError when it is not cached."""
-        row = self.row.get(protein)
-        if row is None:
-            raise KeyError(f"not in the embedding cache: {protein!r}")
-        return int(self.lengths[row])
-
     def pair_rows(self, protein_a: Sequence[str], protein_b: Sequence[str]) -> dict:
         """int64 tensors that place pairs of cached proteins in a batch.
 

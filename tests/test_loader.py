@@ -186,3 +186,12 @@ def test_frozen_workers_give_the_same_batches_and_resume_mid_epoch(tmp_path):
     resumed.load_state_dict(states[3])
     assert_same(list(resumed), want[4:])
     resumed.close()
+
+
+def test_frozen_batches_name_a_protein_missing_from_the_cache(tmp_path):
+    source = make_source(tmp_path)
+    index = cache_index_of(source)
+    missing = next(source.pair_rows()).protein_a
+    partial = CacheIndex({p: i for p, i in index.row.items() if p != missing}, index.lengths)
+    with pytest.raises(KeyError, match=f"not in the embedding cache: '{missing}'"):
+        PairBatches(source, cache_index=partial, **FROZEN).count_batches()
