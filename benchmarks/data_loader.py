@@ -2,6 +2,7 @@
 
     python benchmarks/data_loader.py [--pairs ../shared/data/bernett-gold/train.tsv]
         [--fasta ../shared/data/bernett-gold/sequences.fasta] [--max-tokens 16384]
+        [--frozen-only] [--frozen-max-tokens 65536,262144,1048576]
 
 Padding is counted as the encoder runs it: our batches' distinct sequences packed into rows
 of the batch's longest (`ppi_dist.packing`, what `SECAI.encode` does), padded tokens = rows x
@@ -17,6 +18,20 @@ workers (--workers), the first --speed-batches batches of a training epoch, batc
 pairs/s from the first batch handed out (startup included) and after it (steady), beside
 what the trainer consumed on one H200 with the 8M encoder (about 600 pairs/s frozen at
 65,536 tokens, 300 LoRA at 32,768).
+
+Then the frozen-encoder input stage, old path against new, in the same run: old = token
+batches at the encoder budget (crops, tokens, packing plan and layout), whose protein ids
+`with_cached_states` turns into cache rows in the training loop (as before cache-row
+batches, there with a dict and lists); new = `PairBatches(cache_index=...)`, cache rows made
+by the loader at the pair-token budget (pairs x 2 x longest), for each --frozen-max-tokens.
+Both run `with_cached_states` in the loop, as the trainer does, on a stand-in cache: the
+proteins' real (centre-cropped) lengths, states of width --frozen-hidden on PyTorch's "meta"
+device, which computes shapes only. So the loop's time (ms/batch) is the host's share,
+Python and operator dispatch, while the gather is left out as the device work it is on a
+GPU (queued kernels); meta kernels run in Python, so dispatch is a little overstated. The
+first --frozen-pairs pairs of a training epoch: batches/s and pairs/s after the first batch
+(steady) and with startup, against the issue's target of 20,000 pairs/s (frozen 8M, H200).
+(`--frozen-only` skips the encoder-mode measurements.)
 """
 
 from __future__ import annotations
@@ -28,9 +43,11 @@ import time
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 
 from ppi_dist.data import BatchLoader, PairBatches, PairSource, _datasets_lines, read_lines
+from ppi_dist.embeddings import EmbeddingCache, with_cached_states
 from ppi_dist.packing import encoder_tokens
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bernett-gold"
@@ -49,6 +66,11 @@ def main() -> None:
     parser.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
     parser.add_argument("--speed-batches", type=int, default=500)
     parser.add_argument("--no-padding-stats", action="store_true")
+    parser.add_argument("--old-frozen-max-tokens", type=int, default=65536)
+    parser.add_argument("--frozen-max-tokens", default="65536,262144,1048576")
+    parser.add_argument("--frozen-pairs", type=int, default=40000)
+    parser.add_argument("--frozen-hidden", type=int, default=8)
+    parser.add_argument("--frozen-only", action="store_true")
     args = parser.parse_args()
 
     print(
@@ -61,7 +83,7 @@ def main() -> None:
     print(f"pairs: {args.pairs}\nfasta: {args.fasta}\n")
 
     # The two ways to read a text pair file's lines (see the `ppi_dist.data` docstring).
-    if not args.pairs.endswith(".parquet"):
+    if not args.pairs.endswith(".parquet") and not args.frozen_only:
         for name, reader in (("read_lines", read_lines), ("datasets text", _datasets_lines)):
             for _ in range(2):  # the first pass includes imports and the page cache
                 start = time.perf_counter()
@@ -76,8 +98,10 @@ def main() -> None:
     print(f"validate (FASTA + pair file): {time.perf_counter() - start:.2f} s, {report.summary()}")
     print(f"peak RSS after validation: {peak_rss_mib():.0f} MiB\n")
 
-    input_stage_speed(source, args)
-    if args.no_padding_stats:
+    if not args.frozen_only:
+        input_stage_speed(source, args)
+    frozen_input_speed(source, args)
+    if args.no_padding_stats or args.frozen_only:
         return
 
     ours = PairBatches(source, seed=0, max_tokens=args.max_tokens, sort_buffer=args.sort_buffer)
@@ -151,6 +175,66 @@ def input_stage_speed(source: PairSource, args: argparse.Namespace) -> None:
             mode, consumed = H200_CONSUMED[args.max_tokens]
             line += f" = {steady / consumed:.1f}x the H200 trainer's {consumed} ({mode})"
         print(line, flush=True)
+    print()
+
+
+# The issue's target: frozen 8M trainer pairs/s on one H200 (it ran 807 with 2 workers).
+FROZEN_TARGET = 20_000
+
+
+def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
+    """A cache with the source's proteins at their stored (centre-cropped) lengths and zero
+    states of width `hidden`: the index and the gather as in training, without encoding."""
+    ids = list(source.sequences)
+    lengths = np.array([min(len(source.sequences[p]), source.max_residues) for p in ids])
+    states = np.zeros((int(lengths.sum()), hidden), dtype=np.float16)
+    return EmbeddingCache(ids, lengths, states, "float16", digests=[""] * len(ids),
+                          fingerprint="", max_residues=source.max_residues)  # fmt: skip
+
+
+def frozen_input_speed(source: PairSource, args: argparse.Namespace) -> None:
+    """Frozen-encoder input stage: token batches + ids in the loop (old) vs cache rows (new)."""
+    cache = stand_in_cache(source, args.frozen_hidden)
+    device = torch.device("meta")  # shapes only: the loop's host work is what is timed
+    cache.keep_on(device)
+    warm_up = PairBatches(source, max_tokens=args.old_frozen_max_tokens)
+    with_cached_states(next(iter(warm_up)), cache, device)  # meta kernels load lazily
+    paths = [(f"old, encoder budget {args.old_frozen_max_tokens:,}", args.old_frozen_max_tokens,
+              None)]  # fmt: skip
+    for tokens in map(int, args.frozen_max_tokens.split(",")):
+        paths.append((f"new, pair-token budget {tokens:,}", tokens, cache.index))
+    print(f"frozen-encoder input stage, first {args.frozen_pairs:,} pairs of an epoch, "
+          f"with_cached_states on {len(cache):,} cached proteins:")  # fmt: skip
+    for workers in map(int, args.workers.split(",")):
+        for name, tokens, index in paths:
+            batches = PairBatches(source, seed=0, max_tokens=tokens, sort_buffer=args.sort_buffer,
+                                  cache_index=index)  # fmt: skip
+            loader = BatchLoader(batches, num_workers=workers, pin_memory=False)
+            n = pairs = first_pairs = 0
+            in_loop = 0.0
+            start = time.perf_counter()
+            first = None
+            for batch in loader:
+                began = time.perf_counter()
+                with_cached_states(batch, cache, device)
+                in_loop += time.perf_counter() - began
+                n += 1
+                pairs += len(batch["protein_a"])
+                if first is None:
+                    first, first_pairs = time.perf_counter(), pairs
+                if pairs >= args.frozen_pairs:
+                    break
+            end = time.perf_counter()
+            loader.close()
+            steady = (pairs - first_pairs) / (end - first)
+            print(
+                f"  {workers} worker(s), {name}: {pairs / n:.0f} pairs/batch; steady "
+                f"{(n - 1) / (end - first):.0f} batches/s, {steady:,.0f} pairs/s "
+                f"({steady / FROZEN_TARGET:.2f}x the {FROZEN_TARGET:,} target); with startup "
+                f"{pairs / (end - start):,.0f} pairs/s ({first - start:.1f} s to the first "
+                f"batch); in the loop {1000 * in_loop / n:.2f} ms/batch",
+                flush=True,
+            )
     print()
 
 

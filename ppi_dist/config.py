@@ -40,13 +40,17 @@ class TrainConfig:
     column_label: str = "label"
     skip_bad_rows: bool = False
     max_residues: int = 1022
-    max_tokens: int = 16384  # per micro-batch, encoder tokens: packed rows x (longest + 2)
+    # Per micro-batch, what the step runs. Encoder: packed rows x (longest + 2). Frozen
+    # encoder: the cross-attention's padded pair tokens, pairs x 2 x longest cached protein;
+    # no encoder activations, so frozen batches can take budgets many times larger.
+    max_tokens: int = 16384
     max_pairs: int | None = None
     batch_size: int | None = None  # fixed-size batches instead of a token budget
     eval_max_tokens: int | None = None  # defaults to 2 x max_tokens (no gradients kept)
     sort_buffer: int = 4096
     shuffle_buffer: int = 100_000
-    # Processes preparing training batches off the loop (crop, tokenise, pack layout).
+    # Processes preparing training batches off the loop (crop, tokenise, pack layout; with
+    # a frozen encoder: embedding-cache rows).
     # None: 2 with a GPU (keeps it fed), 0 on CPU (the loop's own cores do it faster there).
     data_workers: int | None = None
     synthetic_train_pairs: int = 3000

@@ -20,6 +20,8 @@ Off the training loop: `loader = BatchLoader(batches, num_workers=2)` prepares t
 batches in `DataLoader` worker processes and has the same `set_epoch`, `state_dict`,
 `load_state_dict` (position after the last batch it handed out, not the prefetched ones).
 Batches carry the encoder's packed layout (`pack_*`, see `packing.packing_layout`).
+Frozen-encoder training (`PairBatches(..., cache_index=cache.index)`) gets batches of
+embedding-cache rows instead: no crops, no tokens, no layout (see `PairBatches`).
 
 Pair files have a header naming the columns `protein_a`, `protein_b` and (optionally)
 `label` (0 or 1), or other names given by `Columns`. Sequences come from a FASTA file keyed
@@ -70,7 +72,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -82,6 +84,9 @@ from ppi_dist.sequences import (
     crop,
     tokenize,
 )
+
+if TYPE_CHECKING:
+    from ppi_dist.embeddings import CacheIndex
 
 logger = logging.getLogger(__name__)
 
@@ -733,8 +738,10 @@ class PairBatches:
         rank, world_size: this process and the number of processes.
         seed: with the epoch, fixes the shuffle, the batches and the random crops.
         training: shuffle and crop at random; otherwise file order and centred crops.
-        max_tokens: token budget per batch, counted as the encoder runs it: the distinct
-            sequences packed into rows of the longest (+2 for `<cls>`/`<eos>`), rows x width.
+        max_tokens: token budget per batch, counted as the step runs it. With the encoder:
+            the distinct sequences packed into rows of the longest (+2 for `<cls>`/`<eos>`),
+            rows x width. Frozen (`cache_index`): the cross-attention's padded pair tokens,
+            pairs x 2 x longest cached protein of the batch (both sides are padded to it).
             Batches are formed from a length-sorted buffer of `sort_buffer` pairs, then
             shuffled. Ignored when `batch_size` is given.
         max_pairs: optional cap on pairs per token-budget batch.
@@ -742,6 +749,13 @@ class PairBatches:
         sort_buffer: pairs sorted by length together.
         shuffle_buffer: pairs in the shuffle buffer (training). Files sorted by label (the
             yeast DIP splits are) need a buffer about as large as the file to mix classes.
+        cache_index: frozen-encoder mode, for an embedding cache holding every protein of
+            `source` (`EmbeddingCache.index`). Batches are then `protein_a`, `protein_b`,
+            `labels`, `weight` and the int64 `cache_rows`, `index_a`, `index_b` of
+            `CacheIndex.pair_rows`: all `embeddings.with_cached_states` needs, made here
+            (in the loader's workers) rather than in the training loop. No crops: the cache
+            holds each protein's centred crop, and the budget counts its stored length.
+            Nothing is tokenised and no packing layout is planned (the encoder does not run).
 
     Every rank yields the same number of batches per epoch (see the module docstring).
     After a complete pass the iterator moves to the next epoch by itself; `set_epoch`
@@ -761,6 +775,7 @@ class PairBatches:
         batch_size: int | None = None,
         sort_buffer: int = 4096,
         shuffle_buffer: int = 100_000,
+        cache_index: CacheIndex | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
@@ -776,6 +791,7 @@ class PairBatches:
             sort_buffer,
             shuffle_buffer,
         )
+        self.cache_index = cache_index
         self.epoch = 0
         self.batches_done = 0  # global batches of this epoch taken by all ranks together
 
@@ -820,6 +836,8 @@ class PairBatches:
         return math.ceil(max(total - self.batches_done, 0) / self.world_size)
 
     def _collate(self, index: int, rows: list[_PairRow], weight: float) -> dict:
+        if self.cache_index is not None:
+            return self._collate_cached(rows, weight)
         # One crop per distinct sequence per batch, so a protein twice in a batch is encoded once;
         # the generator depends only on (seed, epoch, batch), so resumed runs crop the same.
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if self.training else None
@@ -838,6 +856,17 @@ class PairBatches:
         ]
         batch = collate_pairs(pairs)
         batch["weight"] = torch.full((len(pairs),), weight)
+        return batch
+
+    def _collate_cached(self, rows: list[_PairRow], weight: float) -> dict:
+        """Frozen mode: the pairs as cache rows, ids and labels; no sequence is touched."""
+        protein_a = [r.protein_a for r in rows]
+        protein_b = [r.protein_b for r in rows]
+        batch = {"protein_a": protein_a, "protein_b": protein_b}
+        batch.update(self.cache_index.pair_rows(protein_a, protein_b))
+        if all(r.label is not None for r in rows):
+            batch["labels"] = torch.tensor([r.label for r in rows], dtype=torch.float32)
+        batch["weight"] = torch.full((len(rows),), weight)
         return batch
 
     def _global_batches(self, epoch: int) -> Iterator[list[_PairRow]]:
@@ -866,12 +895,41 @@ class PairBatches:
             yield from self._pack(buffer, rng)
 
     def _pack(self, buffer: list[_PairRow], rng: random.Random) -> list[list[_PairRow]]:
-        """Token-budget batches from the buffer sorted by length, then shuffled.
+        """Token-budget batches from the buffer sorted by length, then shuffled."""
+        frozen = self.cache_index is not None
+        batches = self._pair_runs(buffer) if frozen else self._encoder_runs(buffer)
+        if self.training:
+            rng.shuffle(batches)
+        return batches
 
-        The budget counts what the encoder runs: the batch's distinct sequences packed into
-        rows of its longest (`packing.pack_rows`, the model's own layout). Pairs are taken
-        longest first; when the next one no longer fits, a few more are tried: the next
-        longest, then the shortest of the buffer, which fill the gaps long rows leave.
+    def _pair_runs(self, buffer: list[_PairRow]) -> list[list[_PairRow]]:
+        """Frozen mode: runs of the buffer sorted by longest cached protein, longest first.
+
+        A run's first pair holds its longest protein, so a run of n pairs costs n x 2 x
+        that length in padded pair tokens: the batch size is known from its first pair, and
+        no pair is examined twice (the encoder's packing search is O(n^2) per batch).
+        """
+        row, stored = self.cache_index.row, self.cache_index.lengths.tolist()
+        try:
+            widths = [max(stored[row[r.protein_a]], stored[row[r.protein_b]]) for r in buffer]
+        except KeyError as error:
+            raise KeyError(f"not in the embedding cache: {error.args[0]!r}") from None
+        order = sorted(range(len(buffer)), key=widths.__getitem__, reverse=True)
+        batches, start = [], 0
+        while start < len(order):
+            size = max(self.max_tokens // (2 * widths[order[start]]), 1)
+            if self.max_pairs is not None:
+                size = min(size, self.max_pairs)
+            batches.append([buffer[i] for i in order[start : start + size]])
+            start += size
+        return batches
+
+    def _encoder_runs(self, buffer: list[_PairRow]) -> list[list[_PairRow]]:
+        """With the encoder: the budget counts what the encoder runs, the batch's distinct
+        sequences packed into rows of its longest (`packing.pack_rows`, the model's own
+        layout). Pairs are taken longest first; when the next one no longer fits, a few more
+        are tried: the next longest, then the shortest of the buffer, which fill the gaps
+        long rows leave.
         """
         limit = self.source.max_residues
 
@@ -896,8 +954,6 @@ class PairBatches:
                 if batch.fits(pending[index]):
                     batch.add(pending.pop(index))
             batches.append(batch.rows)
-        if self.training:
-            rng.shuffle(batches)
         return batches
 
 
@@ -934,7 +990,8 @@ class BatchLoader:
     Args:
         batches: the rank's `PairBatches`; the loader owns its position from now on.
         num_workers: worker processes preparing batches (read, shuffle, plan, crop,
-            tokenise, packing layout). 0: in the calling process, exactly `PairBatches`.
+            tokenise, packing layout; frozen: cache rows). 0: in the calling process,
+            exactly `PairBatches`.
             With n workers, each plans the whole epoch (cheap) and collates every n-th batch;
             the `DataLoader` returns them in order, so the batches are the same for any n.
         pin_memory: pin batches (page-locked) for fast `non_blocking` copies; default: when

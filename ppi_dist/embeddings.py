@@ -26,10 +26,12 @@ Storage
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,6 +87,36 @@ def _encoder_of(model: nn.Module) -> nn.Module:
     return getattr(model, "encoder", model)
 
 
+@dataclass(frozen=True)
+class CacheIndex:
+    """Where each protein sits in an `EmbeddingCache`: its row, and the residues stored.
+
+    No states: small and picklable, so data-loader workers can turn a batch's protein ids
+    into int64 cache rows (`pair_rows`) and the training loop only gathers on the device.
+    """
+
+    row: Mapping[str, int]  # identifier -> cache row
+    lengths: np.ndarray  # residues stored per row (after the centred crop)
+
+    def pair_rows(self, protein_a: Sequence[str], protein_b: Sequence[str]) -> dict:
+        """int64 tensors that place pairs of cached proteins in a batch.
+
+        `cache_rows` (U,): the cache rows of the pairs' distinct proteins (A sides first,
+        then B sides, each protein once); `index_a`, `index_b` (P,): each pair's positions
+        in `cache_rows`, i.e. in the states `EmbeddingCache.gather(cache_rows)` returns.
+        """
+        proteins = list(dict.fromkeys(itertools.chain(protein_a, protein_b)))
+        missing = [p for p in proteins if p not in self.row]
+        if missing:
+            raise KeyError(f"not in the embedding cache: {missing[:5]}")
+        position = {protein: i for i, protein in enumerate(proteins)}
+        return {
+            "cache_rows": torch.tensor([self.row[p] for p in proteins], dtype=torch.long),
+            "index_a": torch.tensor([position[p] for p in protein_a], dtype=torch.long),
+            "index_b": torch.tensor([position[p] for p in protein_b], dtype=torch.long),
+        }
+
+
 class EmbeddingCache:
     """Last-layer per-residue states of proteins, keyed by identifier.
 
@@ -117,7 +149,9 @@ class EmbeddingCache:
         self.max_residues = max_residues
         self.directory = directory
         self.hidden = int(array.shape[1])
-        self._resident: tuple[torch.Tensor, torch.Tensor] | None = None  # see `keep_on`
+        self.index = CacheIndex(self.row, self.lengths)
+        # (flat states, offsets, lengths) on a device; see `keep_on`
+        self._resident: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # ---- building -----------------------------------------------------------------------
 
@@ -325,7 +359,16 @@ class EmbeddingCache:
         flat = torch.from_numpy(np.asarray(self.array))
         if self.dtype == "bfloat16":
             flat = flat.view(torch.bfloat16)
-        self._resident = (flat.to(device), torch.from_numpy(self.offsets).to(device))
+        self._resident = (flat.to(device), torch.from_numpy(self.offsets).to(device),
+                          torch.from_numpy(self.lengths).to(device))  # fmt: skip
+
+    def rows(self, ids: Iterable[str]) -> torch.Tensor:
+        """Cache rows (int64) of `ids`; a KeyError names the missing ones."""
+        ids = list(ids)
+        missing = [p for p in ids if p not in self.row]
+        if missing:
+            raise KeyError(f"not in the embedding cache: {missing[:5]}")
+        return torch.tensor([self.row[p] for p in ids], dtype=torch.long)
 
     def get(
         self,
@@ -338,27 +381,45 @@ class EmbeddingCache:
         Residues sit at positions 0..length-1 (see the module docstring), zeros after.
         Feed them to `model.pair_logits((states, mask), (states, mask), index_a, index_b)`.
         """
-        ids = list(ids)
-        missing = [p for p in ids if p not in self.row]
-        if missing:
-            raise KeyError(f"not in the embedding cache: {missing[:5]}")
-        rows = np.fromiter((self.row[p] for p in ids), dtype=np.int64, count=len(ids))
-        lengths = self.lengths[rows]
-        longest = int(lengths.max())
+        return self.gather(self.rows(ids), dtype, device)
+
+    def gather(
+        self,
+        rows: torch.Tensor,
+        dtype: torch.dtype | None = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`get` by cache rows: `rows` an int64 CPU tensor (e.g. `CacheIndex.pair_rows`).
+
+        `dtype` None keeps the cache's dtype (the model computes in its weights' precision
+        anyway, so a float32 copy would only cost memory). States kept on `device`
+        (`keep_on`) are gathered there: only `rows` crosses to the device.
+        """
+        longest = int(self.lengths[rows.numpy()].max())  # host numbers: no device sync
         if self._resident is not None and _same_device(device, self._resident[0].device):
-            flat, offsets = self._resident
-            where = flat.device
-            length = torch.from_numpy(lengths).to(where, non_blocking=True)
-            start = offsets[torch.from_numpy(rows).to(where, non_blocking=True)]
-            column = torch.arange(longest, device=where)
-            mask = column[None, :] < length[:, None]
-            index = torch.where(mask, start[:, None] + column[None, :], 0)
-            return flat[index].to(dtype) * mask[..., None], mask
-        states = torch.zeros(len(ids), longest, self.hidden, dtype=dtype)
-        for k, protein in enumerate(ids):
-            states[k, : lengths[k]] = self.states_of(protein).to(dtype)
-        mask = torch.arange(longest)[None, :] < torch.from_numpy(lengths)[:, None]
+            flat, offsets, lengths = self._resident
+            rows = rows.to(flat.device, non_blocking=True)
+            index, mask = _padded_index(offsets[rows], lengths[rows], longest)
+            states = flat[index]
+        else:
+            offsets, lengths = torch.from_numpy(self.offsets), torch.from_numpy(self.lengths)
+            index, mask = _padded_index(offsets[rows], lengths[rows], longest)
+            states = torch.from_numpy(np.asarray(self.array[index.numpy()]))  # these rows only
+            if self.dtype == "bfloat16":
+                states = states.view(torch.bfloat16)
+        states.masked_fill_(~mask[..., None], 0)  # padding pointed at some row: zero it
+        if dtype is not None:
+            states = states.to(dtype)
         return states.to(device), mask.to(device)
+
+
+def _padded_index(
+    start: torch.Tensor, length: torch.Tensor, longest: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat row of each (protein, position) up to `longest` (padding -> row 0), and the mask."""
+    column = torch.arange(longest, device=start.device)
+    mask = column[None, :] < length[:, None]
+    return torch.where(mask, start[:, None] + column[None, :], 0), mask
 
 
 def _same_device(wanted: torch.device | str | None, held: torch.device) -> bool:
@@ -454,15 +515,21 @@ def _covering_cache(
 
 
 def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device) -> dict:
-    """A training batch with its tokens (and their packing layout) swapped for its proteins'
-    cached residue states, gathered on `device`."""
+    """A training batch with its proteins' cached residue states, every tensor on `device`.
+
+    Frozen-encoder batches (`data.PairBatches(cache_index=...)`) already carry `cache_rows`,
+    `index_a` and `index_b`, made in the loader's workers: here they are copied and the
+    states gathered, nothing per pair runs in Python. A batch of tokens (`collate_pairs`)
+    is indexed here from its protein ids, and its tokens and packing layout are dropped (the
+    encoder does not run). The states keep the cache's dtype (see `EmbeddingCache.gather`).
+    """
     from ppi_dist.packing import LAYOUT_FIELDS
 
-    proteins = list(dict.fromkeys(batch["protein_a"] + batch["protein_b"]))
-    row = {protein: i for i, protein in enumerate(proteins)}
-    states, states_mask = cache.get(proteins, device=device)
-    unused = {"input_ids", "attention_mask", *LAYOUT_FIELDS}  # the encoder does not run
-    cached = {k: v for k, v in batch.items() if k not in unused}
-    cached["index_a"] = torch.tensor([row[p] for p in batch["protein_a"]], device=device)
-    cached["index_b"] = torch.tensor([row[p] for p in batch["protein_b"]], device=device)
-    return {**cached, "states": states, "states_mask": states_mask}
+    if "cache_rows" not in batch:
+        unused = {"input_ids", "attention_mask", *LAYOUT_FIELDS}
+        batch = {k: v for k, v in batch.items() if k not in unused}
+        batch.update(cache.index.pair_rows(batch["protein_a"], batch["protein_b"]))
+    states, states_mask = cache.gather(batch["cache_rows"], dtype=None, device=device)
+    moved = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+             for k, v in batch.items() if k != "cache_rows"}  # fmt: skip
+    return {**moved, "states": states, "states_mask": states_mask}

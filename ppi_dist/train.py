@@ -213,19 +213,21 @@ def train(config: TrainConfig) -> dict:
     set_seed(config.seed)
 
     sources = make_sources(config, accelerator)
-    train_batches = BatchLoader(PairBatches(
-        sources["train"], rank=accelerator.process_index, world_size=accelerator.num_processes,
-        seed=config.seed, training=True, max_tokens=config.max_tokens, max_pairs=config.max_pairs,
-        batch_size=config.batch_size, sort_buffer=config.sort_buffer,
-        shuffle_buffer=config.shuffle_buffer,
-    ), num_workers=config.data_workers if config.data_workers is not None
-       else 2 * torch.cuda.is_available())  # fmt: skip
     model = SECAI(config.model_config()).to(device)  # on its device before any encoding
     cache = None
     if config.freeze_encoder:  # the encoder never changes: encode every protein once
         directory = config.embedding_cache or output_dir / "embedding_cache"
         cache = open_training_cache(model, sources.values(), directory, accelerator,
                                     config.max_residues)  # fmt: skip
+    # Frozen: the workers hand out cache rows (no tokens), budgeted in cross-attention tokens.
+    train_batches = BatchLoader(PairBatches(
+        sources["train"], rank=accelerator.process_index, world_size=accelerator.num_processes,
+        seed=config.seed, training=True, max_tokens=config.max_tokens, max_pairs=config.max_pairs,
+        batch_size=config.batch_size, sort_buffer=config.sort_buffer,
+        shuffle_buffer=config.shuffle_buffer,
+        cache_index=cache.index if cache is not None else None,
+    ), num_workers=config.data_workers if config.data_workers is not None
+       else 2 * torch.cuda.is_available())  # fmt: skip
     optimizer = make_optimizer(model, config)
     steps_per_epoch = max(train_batches.count_batches() // config.gradient_accumulation_steps, 1)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -317,10 +319,11 @@ def train(config: TrainConfig) -> dict:
         while step < total_steps:
             train_batches.set_epoch(epoch)
             for batch in train_batches:
-                if cache is not None:  # before the copy: tokens and layout stay on the host
+                if cache is not None:  # cache rows -> states gathered on the device
                     batch = with_cached_states(batch, cache, device)
-                batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                         for k, v in batch.items()}  # fmt: skip
+                else:
+                    batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                             for k, v in batch.items()}  # fmt: skip
                 if config.swap_augmentation:
                     batch = swap_sides(batch, swap_generator)
                 try:

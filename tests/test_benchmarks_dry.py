@@ -136,3 +136,20 @@ def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path
             proteins[split] = {p for row in rows for p in row.split("\t")[:2]}
         assert proteins["train"] and proteins["valid"]
         assert not proteins["train"] & proteins["valid"]
+
+
+def test_data_loader_frozen_comparison_dry_run(tmp_path):
+    from tests.test_loader import make_source
+
+    source = make_source(tmp_path)
+    command = [
+        sys.executable, "benchmarks/data_loader.py", "--pairs", source.files[0],
+        "--fasta", source.fasta, "--frozen-only", "--workers", "0", "--frozen-pairs", "100",
+        "--old-frozen-max-tokens", "4096", "--frozen-max-tokens", "4096,16384",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "torch" in done.stdout
+    for path in ("old, encoder budget 4,096", "new, pair-token budget 4,096",
+                 "new, pair-token budget 16,384"):  # fmt: skip
+        assert re.search(rf"{path}: \d+ pairs/batch; steady .* [\d,]+ pairs/s", done.stdout), path

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ppi_dist.data import collate_pairs
-from ppi_dist.embeddings import CacheTooLargeError, EmbeddingCache
+from ppi_dist.embeddings import DTYPES, CacheTooLargeError, EmbeddingCache, with_cached_states
 from ppi_dist.model import residue_mask
 from ppi_dist.sequences import tokenize
 from tests.conftest import random_pairs, random_sequence, tiny_model
@@ -134,3 +134,41 @@ def test_states_kept_on_a_device_are_gathered_the_same(dtype):
     states, mask = cache.get(ids)
     assert torch.equal(mask, expected_mask)
     assert torch.equal(states, expected_states)
+
+
+def test_cached_batches_from_tokens_or_from_cache_rows_agree():
+    model = tiny_model().eval()
+    pairs = random_pairs(10, seed=4, proteins=6)  # proteins repeat within the batch
+    proteins = {p.protein_a: p.sequence_a for p in pairs} | {
+        p.protein_b: p.sequence_b for p in pairs
+    }
+    cache = EmbeddingCache.build(model, proteins, dtype="float16")
+    tokens = collate_pairs(pairs)
+    a, b = tokens["protein_a"], tokens["protein_b"]
+    rows = {"protein_a": a, "protein_b": b, "labels": tokens["labels"]}
+    rows.update(cache.index.pair_rows(a, b))  # what a loader worker ships
+    assert rows["cache_rows"].tolist() == [cache.row[p] for p in dict.fromkeys(a + b)]
+    from_tokens = with_cached_states(tokens, cache, torch.device("cpu"))
+    from_rows = with_cached_states(rows, cache, torch.device("cpu"))
+    assert "input_ids" not in from_tokens and "cache_rows" not in from_rows
+    for key in ("states", "states_mask", "index_a", "index_b", "labels"):
+        assert torch.equal(from_tokens[key], from_rows[key]), key
+    assert from_rows["states"].dtype == torch.float16  # the cache's; the model converts
+    with torch.no_grad():
+        got = torch.sigmoid(model(**from_rows))
+    assert torch.allclose(got, model.predict_proba(tokens), atol=2e-3)  # fp16 states
+    with pytest.raises(KeyError, match="not in the embedding cache"):
+        cache.index.pair_rows(["nope"], a[:1])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_gather_by_rows_equals_get_by_ids(dtype, tmp_path):
+    proteins = _proteins()
+    cache = EmbeddingCache.build(tiny_model().eval(), proteins, dtype=dtype, directory=tmp_path)
+    ids = ["Q4", "Q1", "Q4", "Q8"]
+    states, mask = cache.gather(cache.rows(ids), dtype=None)
+    assert states.dtype == DTYPES[dtype][0]
+    for k, protein in enumerate(ids):
+        n = cache.length(protein)
+        assert mask[k].sum() == n and torch.equal(states[k, :n], cache.states_of(protein))
+        assert torch.all(states[k, n:] == 0)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ppi_dist.data import BatchLoader, PairBatches, PairSource
+from ppi_dist.embeddings import CacheIndex
 from ppi_dist.packing import LAYOUT_FIELDS, pack_batch, packed_inputs_from_layout
 
 
@@ -108,3 +111,87 @@ def test_bad_data_is_reported_in_the_calling_process(tmp_path):
     loader = BatchLoader(PairBatches(source, max_tokens=600), num_workers=1)
     with pytest.raises(ValueError, match=r"pairs.tsv:12: field 'label': expected 0 or 1"):
         next(iter(loader))
+
+
+# ---- frozen-encoder batches: embedding-cache rows, a pair-token budget
+
+
+def cache_index_of(source: PairSource) -> CacheIndex:
+    """The index an embedding cache of the source's proteins has (centred crops), no states."""
+    source.validate()
+    ids = list(source.sequences)
+    lengths = [min(len(source.sequences[p]), source.max_residues) for p in ids]
+    return CacheIndex({p: i for i, p in enumerate(ids)}, np.array(lengths, dtype=np.int64))
+
+
+FROZEN = {**OPTIONS, "max_tokens": 1500}  # 11 pairs with a 64-residue protein, ~100 short ones
+
+
+def test_frozen_batches_keep_the_budget_and_cover_every_pair_once(tmp_path):
+    source = make_source(tmp_path)
+    index = cache_index_of(source)
+    ids = list(index.row)
+    real, steps, short = Counter(), [], 0
+    for rank in (0, 1):
+        batches = PairBatches(source, rank=rank, cache_index=index, **FROZEN)
+        expected_steps = batches.count_batches()
+        got = list(batches)
+        steps.append(len(got))
+        assert len(got) == expected_steps
+        for batch in got:
+            assert {"input_ids", "attention_mask", "pack_rows"}.isdisjoint(batch)
+            rows = batch["cache_rows"]
+            assert rows.dtype == batch["index_a"].dtype == torch.long
+            assert [ids[r] for r in rows[batch["index_a"]]] == batch["protein_a"]
+            assert [ids[r] for r in rows[batch["index_b"]]] == batch["protein_b"]
+            longest = int(index.lengths[rows.numpy()].max())
+            pairs, room = len(batch["protein_a"]), FROZEN["max_tokens"] // (2 * longest)
+            assert pairs <= room  # pairs x 2 x longest within the budget
+            if batch["weight"][0] == 1:
+                short += pairs < room
+                labels = batch["labels"].tolist()
+                real.update(zip(batch["protein_a"], batch["protein_b"], labels, strict=True))
+            else:
+                assert torch.all(batch["weight"] == 0)
+    want = Counter((r.protein_a, r.protein_b, r.label) for r in source.pair_rows())
+    assert real == want  # nothing dropped, nothing twice
+    assert steps[0] == steps[1]  # equal steps per rank (a weightless copy where short)
+    # Batches are full but for the last of each sort buffer.
+    assert short <= -(-sum(want.values()) // FROZEN["sort_buffer"])
+
+
+def test_frozen_batches_respect_max_pairs(tmp_path):
+    source = make_source(tmp_path)
+    batches = PairBatches(source, cache_index=cache_index_of(source), max_tokens=4096, max_pairs=5)
+    assert max(len(batch["protein_a"]) for batch in batches) == 5  # the budget allows 32
+
+
+def test_frozen_workers_give_the_same_batches_and_resume_mid_epoch(tmp_path):
+    source = make_source(tmp_path)
+    index = cache_index_of(source)
+    reference = PairBatches(source, rank=1, cache_index=index, **FROZEN)
+    reference.set_epoch(1)
+    want, states = [], []
+    for batch in reference:
+        want.append(batch)
+        states.append(reference.state_dict())
+    for workers in (0, 2):
+        loader = BatchLoader(
+            PairBatches(source, rank=1, cache_index=index, **FROZEN), num_workers=workers
+        )
+        loader.set_epoch(1)
+        assert_same(list(loader), want)
+        loader.close()
+    resumed = BatchLoader(PairBatches(source, rank=1, cache_index=index, **FROZEN), num_workers=2)
+    resumed.load_state_dict(states[3])
+    assert_same(list(resumed), want[4:])
+    resumed.close()
+
+
+def test_frozen_batches_name_a_protein_missing_from_the_cache(tmp_path):
+    source = make_source(tmp_path)
+    index = cache_index_of(source)
+    missing = next(source.pair_rows()).protein_a
+    partial = CacheIndex({p: i for p, i in index.row.items() if p != missing}, index.lengths)
+    with pytest.raises(KeyError, match=f"not in the embedding cache: '{missing}'"):
+        PairBatches(source, cache_index=partial, **FROZEN).count_batches()

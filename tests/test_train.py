@@ -247,6 +247,36 @@ def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
     assert trainables and all(n.startswith(("cross_attention.", "head.")) for n in trainables)
 
 
+TOKEN_BATCHES_FOR_FROZEN = """
+import sys
+import ppi_dist.train as train
+real = train.PairBatches
+def token_batches(*args, cache_index, **kwargs):  # the frozen input path before cache rows
+    print("token batches for a cache of", len(cache_index.row), "proteins")
+    return real(*args, **kwargs)
+train.PairBatches = token_batches
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_frozen_cache_row_batches_train_exactly_as_token_batches(tmp_path):
+    # Fixed-size batches hold the same pairs either way, so the steps must be identical.
+    common = [*TINY, "--freeze_encoder", "true", "--batch_size", "8", "--max_steps", "4",
+              "--checkpoint_every", "4", "--eval_every", "1000"]  # fmt: skip
+    rows, tokens = tmp_path / "rows", tmp_path / "tokens"
+    launch([*common, "--output_dir", str(rows)])
+    result = subprocess.run([sys.executable, "-c", TOKEN_BATCHES_FOR_FROZEN, *common,
+                             "--output_dir", str(tokens)], cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "token batches for a cache of" in result.stdout
+    assert len(losses(rows)) == 4 and losses(rows) == losses(tokens)
+    expected, got = _trainables(tokens, 4), _trainables(rows, 4)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
 def test_deepspeed_zero2_resume_continues_the_run(tmp_path):
     """Stop a ZeRO-2 run at a checkpoint, resume it from DeepSpeed's own optimizer state and
     our trainables, and land where the uninterrupted run lands."""
