@@ -47,6 +47,7 @@ from benchmarks.flops import (  # noqa: E402
     StepFlops,
     secai_step_flops,
 )
+from ppi_dist import attention  # noqa: E402
 from ppi_dist.config import TrainConfig  # noqa: E402
 from ppi_dist.data import PairBatches, PairSource, read_fasta  # noqa: E402
 from ppi_dist.loss import focal_loss  # noqa: E402
@@ -299,10 +300,14 @@ class PeakMemory:
 
 
 def set_encoder_attention(model: SECAI, implementation: str) -> None:
-    """Switch ESM-2's attention kernel ("sdpa", "eager", ...) in place, weights untouched."""
+    """Switch ESM-2's attention kernel in place, weights untouched: a transformers
+    implementation ("sdpa", "eager", ...) or one of our packed kernels ("flex", "varlen",
+    `ppi_dist.attention`), which run through `encoder_attention` as in training."""
     encoder = model.encoder
     base = encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
-    base.set_attn_implementation(implementation)
+    ours = implementation in ("flex", "varlen")
+    model.config.encoder_attention = implementation if ours else "sdpa"
+    base.set_attn_implementation(attention.IMPLEMENTATION if ours else implementation)
 
 
 def time_our_steps(
@@ -457,7 +462,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument(
         "--attn_implementation",
         default=default.attn_implementation,
-        help="ESM-2 attention for ours (sdpa, eager, flash_attention_2, ...)",
+        help="ESM-2 attention for ours: sdpa, flex or varlen (ppi_dist.attention; flex and "
+        "varlen on CUDA), or a transformers implementation (eager, ...)",
     )
     p.add_argument("--baseline_attn_implementation", default=default.baseline_attn_implementation)
     p.add_argument("--lora_r", type=int, default=default.lora_r)
