@@ -82,6 +82,9 @@ class TrainConfig:
     # boundaries, bf16/fp16); the last two on CUDA only, SDPA elsewhere (ppi_dist/attention.py).
     encoder_attention: str = "sdpa"
     sync_batchnorm: bool = False
+    # torch.compile the encoder's layers and the pair head (ppi_dist/speed.py): fewer
+    # kernel launches and fused elementwise work, after a compilation at the first steps.
+    compile: bool = False
 
     # ---- optimisation -----------------------------------------------------------------
     seed: int = 0

@@ -43,12 +43,12 @@ RUN_OUTPUTS = (*RUN_MARKERS, "plots", "ppi_dist", "synthetic_data", "predictions
 # The run's length may change on resume (extend a run, or stop it sooner): the schedule is
 # rebuilt for the new length from the command line, so nothing given there is ignored.
 # `data_workers` changes where batches are prepared, not which; `encoder_attention` which
-# kernel computes the same attention.
+# kernel computes the same attention; `compile` whether the same layers run compiled.
 RESUME_FREE = frozenset({
     "output_dir", "resume_from", "overwrite", "resume_override", "debug", "report_to",
     "log_every", "plots", "push_to_hub", "hub_private", "checkpoint_every", "keep_checkpoints",
     "eval_every", "embedding_cache", "eval_max_tokens", "activation_checkpointing", "test_file",
-    "max_steps", "epochs", "data_workers", "encoder_attention",
+    "max_steps", "epochs", "data_workers", "encoder_attention", "compile",
 })  # fmt: skip
 
 

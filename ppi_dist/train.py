@@ -52,6 +52,7 @@ from ppi_dist.loss import focal_loss
 from ppi_dist.metrics import compare_objectives, evaluate_at, final_report, selection_metric
 from ppi_dist.model import SECAI
 from ppi_dist.scoring import ScoringInterrupted, choose_threshold, score_split
+from ppi_dist.speed import compile_model
 from ppi_dist.synthetic import prepare_synthetic_task
 
 
@@ -214,6 +215,8 @@ def train(config: TrainConfig) -> dict:
 
     sources = make_sources(config, accelerator)
     model = SECAI(config.model_config()).to(device)  # on its device before any encoding
+    if config.compile:  # in place: same parameters and state-dict keys
+        compile_model(model)
     cache = None
     if config.freeze_encoder:  # the encoder never changes: encode every protein once
         directory = config.embedding_cache or output_dir / "embedding_cache"

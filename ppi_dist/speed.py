@@ -1,0 +1,68 @@
+"""Speed options of the training step: `torch.compile` of the model's hot modules.
+
+`compile_model` compiles in place (`nn.Module.compile`), so the model object, its
+parameters and its state-dict keys stay what they were: checkpoints, the exported model
+folder, DDP and the optimizer see no difference.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch._dynamo
+from torch import nn
+
+# The backend when none is given: inductor (generated kernels). Tests and CPU dry runs set
+# "aot_eager" (traces the same graphs through dynamo and AOTAutograd, generates no code):
+# it checks that the model compiles and differentiates, in seconds instead of a minute.
+BACKEND_ENV = "PPI_DIST_COMPILE_BACKEND"
+
+
+def compile_model(model: nn.Module, backend: str | None = None) -> list[str]:
+    """Compile the encoder's transformer layers (unless the encoder is frozen) and the pair
+    head of a `SECAI` in place; returns the names of the compiled modules.
+
+    Per layer ("regional" compilation): the layers share one code object and, with
+    parameters traced as inputs, one graph, so 33 layers cost one compilation, and the
+    Python between layers (peft, the packing of `SECAI.encode`) stays eager. `dynamic=True`:
+    every batch has its own number of packed rows, row width and pair count; compiling for
+    symbolic sizes from the first call avoids a first graph specialised to one batch's shape
+    and the recompilations after it (the guard on recompilations would soon fall back to
+    eager).
+
+    A frozen encoder is left alone: it runs once per protein to fill the embedding cache,
+    where compiling would not pay for itself, and the cache keeps the states an eager model
+    (`predict`, `evaluate`) computes.
+    """
+    backend = backend or os.environ.get(BACKEND_ENV) or "inductor"
+    _allow_transformers_warnings()
+    compiled = []
+    if not getattr(model.config, "freeze_encoder", False):
+        for name, layer in _encoder_layers(model):
+            layer.compile(backend=backend, dynamic=True)
+            compiled.append(name)
+    model.head.compile(backend=backend, dynamic=True)
+    compiled.append("head")
+    return compiled
+
+
+def _encoder_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of the encoder's transformer layers (ESM-2: `encoder.layer`)."""
+    encoder = model.encoder
+    base = encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if layers is None:
+        raise ValueError(f"compile: no transformer layers found in {type(base).__name__}")
+    return [(f"encoder.layer.{i}", layer) for i, layer in enumerate(layers)]
+
+
+def _allow_transformers_warnings() -> None:
+    """Let dynamo skip transformers' `logger.warning_once` instead of breaking the graph.
+
+    With activation checkpointing, each ESM-2 layer warns once that `use_cache` is ignored
+    (the config default; an encoder has no cache) before it calls the checkpoint; a logging
+    call is a graph break, which would split every layer in two graphs.
+    """
+    from transformers.utils import logging as hf_logging
+
+    torch._dynamo.config.ignore_logging_functions.add(hf_logging.warning_once)
