@@ -11,17 +11,23 @@ sampled (seeded) from a real pair file with its real lengths (cropped at 1,022):
   in TWO encoder calls (no dedup), eager attention in ESM-2; the same cross-attention and
   head afterwards, same precision and checkpointing as ours.
 
-Warm-up steps are not timed. Each repeat times all measured pairs once per method (ours and
-baseline alternate, so drift hits both); the medians over repeats are reported.
+With --compile, "ours+compile" is timed too: the same step on a copy of the model (sharing its
+frozen weights) whose layers and head `ppi_dist.speed.compile_model` compiled; its warm-up steps
+hold the compilation and are timed and printed apart.
+
+Warm-up steps are not timed. Each repeat times all measured pairs once per method (ours,
+ours+compile and baseline alternate, so drift hits all); the medians over repeats are reported.
 
     python benchmarks/throughput.py --encoder 8M   # CPU: ~50 min on a loaded 2-core box
     python benchmarks/throughput.py --encoder 650M-shape --max_tokens 8192 16384 32768
+    python benchmarks/throughput.py --encoder 650M-shape --max_tokens 65536 --compile --no_baseline
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import json
 import platform
@@ -61,6 +67,7 @@ from ppi_dist.model import (  # noqa: E402
 )
 from ppi_dist.packing import encoder_tokens  # noqa: E402
 from ppi_dist.sequences import ESM2_MAX_RESIDUES, tokenize  # noqa: E402
+from ppi_dist.speed import compile_model, compiled_graphs, default_backend  # noqa: E402
 from ppi_dist.train import train_step  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -390,7 +397,9 @@ class Settings:
     activation_checkpointing: bool = False
     attn_implementation: str = "sdpa"
     baseline_attn_implementation: str = "eager"
+    compile: bool = False
     lora_r: int = 8
+    freeze_encoder: bool = False  # no LoRA (profile_step.py's frozen mode; no flag here)
     cross_attention_heads: int = 8
     head_hidden: int = 512
     lr: float = 1e-4
@@ -466,6 +475,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "varlen on CUDA), or a transformers implementation (eager, ...)",
     )
     p.add_argument("--baseline_attn_implementation", default=default.baseline_attn_implementation)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time ours+compile: ppi_dist.speed.compile_model on a copy of the model",
+    )
     p.add_argument("--lora_r", type=int, default=default.lora_r)
     p.add_argument("--cross_attention_heads", type=int, default=default.cross_attention_heads)
     p.add_argument("--head_hidden", type=int, default=default.head_hidden)
@@ -499,6 +513,7 @@ def build_model(settings: Settings) -> SECAI:
         "cross_attention_heads": settings.cross_attention_heads,
         "head_hidden": settings.head_hidden,
         "activation_checkpointing": settings.activation_checkpointing,
+        "freeze_encoder": settings.freeze_encoder,
     }
     if settings.encoder in ("tiny", "650M-shape"):
         shape = tiny_esm2_config() if settings.encoder == "tiny" else esm2_650m_config()
@@ -513,6 +528,15 @@ def build_model(settings: Settings) -> SECAI:
     model.to(settings.device).train()
     set_encoder_attention(model, settings.attn_implementation)
     return model
+
+
+def compiled_twin(model: SECAI) -> tuple[SECAI, list[str]]:
+    """A copy of `model` with `compile_model` applied (and the names it compiled): its own
+    trainable weights (the same values), the frozen ones shared, so the encoder's weights are
+    not held twice (peak memory stays comparable with eager runs)."""
+    shared = {id(p): p for p in model.parameters() if not p.requires_grad}
+    twin = copy.deepcopy(model, memo=shared)
+    return twin, compile_model(twin)
 
 
 # --------------------------------------------------------------------------- report
@@ -710,6 +734,17 @@ def run(settings: Settings) -> list[MethodResult]:
           f"{settings.baseline_attn_implementation}; bf16 {settings.bf16}, activation "
           f"checkpointing {settings.activation_checkpointing}")  # fmt: skip
 
+    compiled = None
+    if settings.compile:
+        twin, names = compiled_twin(model)
+        twin_optimizer = torch.optim.AdamW(
+            [p for p in twin.parameters() if p.requires_grad], lr=settings.lr
+        )
+        compiled = accelerator.prepare(twin, twin_optimizer)
+        shown = names if len(names) < 4 else [names[0], "...", *names[-2:]]
+        print(f"ours+compile: {len(names)} modules compiled ({', '.join(shown)}), backend "
+              f"{default_backend()}, dynamic shapes")  # fmt: skip
+
     memory = PeakMemory(device)
     results: list[MethodResult] = []
     baseline_result: MethodResult | None = None
@@ -731,7 +766,14 @@ def run(settings: Settings) -> list[MethodResult]:
                 base_stats = [baseline_stats(b, shape, settings) for b in base]
 
             ours_times, base_times, ours_peak, base_peak = [], [], 0, 0
+            compiled_times, compiled_peak = [], 0
             time_our_steps(ours_model, ours_optimizer, accelerator, warm, settings)
+            if compiled is not None:  # the compilation happens here, on the warm-up batches
+                before = compiled_graphs()
+                seconds = sum(time_our_steps(*compiled, accelerator, warm, settings))
+                graphs = compiled_graphs()
+                print(f"ours+compile warm-up at max_tokens {max_tokens}: {len(warm)} step(s) in "
+                      f"{seconds:.1f} s, {graphs - before} graph(s) compiled")  # fmt: skip
             if run_baseline:
                 set_encoder_attention(model, settings.baseline_attn_implementation)
                 time_steps(model, optimizer, naive_forward, base_warm, settings)
@@ -744,6 +786,11 @@ def run(settings: Settings) -> list[MethodResult]:
                     time_our_steps(ours_model, ours_optimizer, accelerator, measured, settings)
                 )
                 ours_peak = max(ours_peak, memory.peak_bytes())
+                if compiled is not None:
+                    memory.reset()
+                    seconds = time_our_steps(*compiled, accelerator, measured, settings)
+                    compiled_times.append(seconds)
+                    compiled_peak = max(compiled_peak, memory.peak_bytes())
                 if run_baseline:
                     set_encoder_attention(model, settings.baseline_attn_implementation)
                     memory.reset()
@@ -764,6 +811,16 @@ def run(settings: Settings) -> list[MethodResult]:
             print_result(ours)
             results.append(ours)
             record(ours, settings)
+            if compiled is not None:
+                fast = summarise("ours+compile", ours_stats, compiled_times, compiled_peak,
+                                 memory, settings, max_tokens=max_tokens)  # fmt: skip
+                print_result(fast)
+                results.append(fast)
+                record(fast, settings)
+                recompiled = compiled_graphs() - graphs  # compilation inside the timed steps
+                warning = f" ({recompiled} graph(s) compiled while timed)" if recompiled else ""
+                print(f"RATIO compiled/eager pairs/s at max_tokens {max_tokens}: "
+                      f"{fast.pairs_per_s / ours.pairs_per_s:.2f}x{warning}")  # fmt: skip
             if baseline_result is not None:
                 ratio = ours.pairs_per_s / baseline_result.pairs_per_s
                 later = " (baseline timed on the first budget's pairs)" if index else ""

@@ -34,7 +34,7 @@ def compile_model(model: nn.Module, backend: str | None = None) -> list[str]:
     where compiling would not pay for itself, and the cache keeps the states an eager model
     (`predict`, `evaluate`) computes.
     """
-    backend = backend or os.environ.get(BACKEND_ENV) or "inductor"
+    backend = backend or default_backend()
     _allow_transformers_warnings()
     compiled = []
     if not getattr(model.config, "freeze_encoder", False):
@@ -44,6 +44,18 @@ def compile_model(model: nn.Module, backend: str | None = None) -> list[str]:
     model.head.compile(backend=backend, dynamic=True)
     compiled.append("head")
     return compiled
+
+
+def default_backend() -> str:
+    """$PPI_DIST_COMPILE_BACKEND, else inductor."""
+    return os.environ.get(BACKEND_ENV) or "inductor"
+
+
+def compiled_graphs() -> int:
+    """Graphs dynamo has compiled in this process so far (a rise while timing = recompiles)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 def _encoder_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

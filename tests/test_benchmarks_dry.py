@@ -17,6 +17,7 @@ from benchmarks.flops import EncoderShape, encoder_flops, pair_flops, secai_step
 from benchmarks.throughput import baseline_batches, naive_forward, pair_rows_of
 from ppi_dist.data import collate_pairs
 from ppi_dist.model import SECAI, SECAIConfig, esm2_650m_config
+from ppi_dist.speed import BACKEND_ENV
 from tests.conftest import REPO, SHARED, random_pairs, tiny_model
 
 BERNETT = SHARED / "data" / "bernett-gold"
@@ -68,6 +69,10 @@ def _numbers(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
+# Compiled runs in dry mode: dynamo + AOTAutograd without code generation (see test_speed.py).
+ENV_AOT_EAGER = {**os.environ, BACKEND_ENV: "aot_eager"}
+
+
 def test_throughput_dry_run(tmp_path):
     out = tmp_path / "results.jsonl"
     command = [
@@ -75,13 +80,18 @@ def test_throughput_dry_run(tmp_path):
         "--fixed_length", "30", "--num_pairs", "4", "--sort_buffer", "32", "--repeats", "1",
         "--max_tokens", "2048", "--baseline_batch_size", "4", "--json_out", str(out),
         "--pairs", str(BERNETT / "train.tsv"), "--fasta", str(BERNETT / "sequences.fasta"),
+        "--compile",
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command, cwd=REPO, env=ENV_AOT_EAGER, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"RATIO ours/baseline pairs/s at max_tokens 2048: [\d.]+x", done.stdout)
+    assert re.search(r"RATIO compiled/eager pairs/s at max_tokens 2048: [\d.]+x", done.stdout)
+    assert "3 modules compiled" in done.stdout, done.stdout
     assert "torch" in done.stdout and "transformers" in done.stdout
     results = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["name"] for r in results] == ["baseline", "ours"]
+    assert [r["name"] for r in results] == ["baseline", "ours", "ours+compile"]
     for result in results:
         assert result["pairs"] >= 4 and result["pairs_per_s"] > 0
         assert result["padded_over_real"] >= 1.0 and result["peak_memory_gb"] > 0
