@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
-# The GPU check of SE-CAI on one H100/H200, ending in one results table. Two stages, each
-# under 9 minutes, so each fits one call of a 10-minute device lease:
-#   STAGE=tests (default)
+# The GPU check of SE-CAI on one H100/H200, ending in one results table. Three stages, each
+# under 9.5 minutes, so each fits one call of a 10-minute device lease:
+#   STAGE=tests (default)                                                  limits, seconds
 #     1. versions and the GPU,
-#     2. the GPU tests (tests/gpu: LoRA bf16 on the real 8M, frozen encoder, swap
+#     2. the GPU tests (tests/gpu: LoRA bf16 on the real 8M, frozen encoder, swap     140
 #        augmentation, DeepSpeed ZeRO-2 with and without a frozen encoder, SIGTERM in the
 #        final evaluation, predict = the trainer's scores, no math-kernel SDPA fallback),
-#     3. training throughput of the ESM-2 650M shape (random weights, bf16, SDPA): a token
-#        budget and memory sweep on Bernett lengths, with and without activation
-#        checkpointing, beside the naive baseline,
-#     4. the trainer itself on Bernett with the real 8M encoder, LoRA and frozen encoder
-#        (cache kept on the GPU): pairs/s from its own log.
+#     3. where a step's time goes (benchmarks/profile_step.py): the ESM-2 650M shape   55
+#        (random weights, LoRA, bf16, checkpointing) at 65,536 tokens, and the real     35
+#        8M frozen step (states on the GPU): top kernels, host/device split, syncs,
+#     4. torch.compile against eager (throughput.py --compile): the 650M shape at     130
+#        65,536 tokens, eager and compiled steps alternating, no naive baseline,
+#     5. the trainer itself on Bernett with the real 8M encoder, LoRA and frozen     2 x 90
+#        encoder (cache kept on the GPU): pairs/s from its own log.
+#     The limits add up to 540 s; with set-up (about 15 s) under 9.5 minutes. The budget
+#     and memory sweep and the no-checkpointing run moved to STAGE=speed to make room.
+#   STAGE=speed: speed measurements only, no GPU tests
+#     profiles: 650M LoRA 55, 8M frozen 35, 8M LoRA 35, 8M LoRA compiled 60; compile
+#     against eager (as in tests) 130; the budget and memory sweep of the 650M shape
+#     (32,768 / 65,536 / 131,072 tokens, naive baseline) 130; the same without activation
+#     checkpointing (32,768 / 65,536) 80. Limits add up to 525 s.
 #   STAGE=results (SEED=0, 1, 2: one seed per call)
-#     5. frozen 8M on the whole Bernett train set, whole validation and test sets, one
+#     6. frozen 8M on the whole Bernett train set, whole validation and test sets, one
 #        epoch (benchmarks/real_data.py): test metrics per objective beside the baselines.
 # A check that cannot run prints "SKIPPED: <reason>" in its row; a failure prints FAIL and
-# the tail of its log. Every step has its own time limit; partial results stay in $WORK.
+# the tail of its log. Every step has its own time limit, and on the GPU no step runs past
+# STAGE_BUDGET seconds from the start (default 555: later steps get what is left, or are
+# SKIPPED); partial results stay in $WORK, the profiles' full tables in $WORK/profile_*.log.
 #
 #   bash benchmarks/gpu_check.sh               # on the GPU machine
+#   STAGE=speed bash benchmarks/gpu_check.sh
 #   STAGE=results bash benchmarks/gpu_check.sh
 #   bash benchmarks/gpu_check.sh --dry         # (or DRY=1) CPU, tiny shape, a few steps: CI
 # Env: PYTHON (default: .venv/bin/python if present, else python), DATA (default:
-# ../shared/data/bernett-gold), ESM2_8M (../shared/models/esm2_t6_8M), WORK (scratch).
+# ../shared/data/bernett-gold), ESM2_8M (../shared/models/esm2_t6_8M), WORK (scratch),
+# TRACE=1 (Chrome traces of the profiled steps into $WORK; the 650M's is large),
+# PPI_DIST_COMPILE_BACKEND (torch.compile backend; default inductor, aot_eager in --dry).
 set -uo pipefail
 
 DRY="${DRY:-0}"
@@ -32,6 +46,10 @@ for arg in "$@"; do
     *) echo "unknown argument: $arg (only --dry)" >&2; exit 2 ;;
   esac
 done
+case "$STAGE" in
+  tests|speed|results) ;;
+  *) echo "unknown STAGE=$STAGE (tests, speed or results)" >&2; exit 2 ;;
+esac
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -43,20 +61,34 @@ ESM2_8M="${ESM2_8M:-$REPO/../shared/models/esm2_t6_8M}"
 WORK="${WORK:-$(mktemp -d)}"
 mkdir -p "$WORK"
 RESULTS="$WORK/throughput.jsonl"   # one JSON line per throughput result (throughput.py)
+PROFILES="$WORK/profile.jsonl"     # one JSON line per profiled step (profile_step.py)
 STATUS="$WORK/status.tsv"          # check <TAB> status <TAB> seconds <TAB> note
 TRAINER="$WORK/trainer.tsv"        # run <TAB> pairs/s <TAB> steps <TAB> test metrics
 : >"$RESULTS"
+: >"$PROFILES"
 : >"$STATUS"
 : >"$TRAINER"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+START=$(date +%s)
 
 note() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$STATUS"; }
 
 # run_check NAME TIMEOUT CMD...: run, log to $WORK/NAME.log, record OK / FAIL in $STATUS.
+# With a STAGE_BUDGET, the timeout is cut to what is left of it, and a step with under
+# 15 s left is skipped.
 run_check() {
   local name="$1" limit="$2"; shift 2
   local log="$WORK/$name.log" start rc
-  echo "=== $name: $*"
+  if [[ "$STAGE_BUDGET" -gt 0 ]]; then
+    local left=$(( START + STAGE_BUDGET - $(date +%s) ))
+    if (( left < 15 )); then
+      echo "=== $name: SKIPPED (${left}s left of the stage's ${STAGE_BUDGET}s)"
+      note "$name" SKIPPED 0 "SKIPPED: ${left}s left of the stage's ${STAGE_BUDGET}s"
+      return
+    fi
+    if (( left < limit )); then limit=$left; fi
+  fi
+  echo "=== $name (limit ${limit}s): $*"
   start=$(date +%s)
   timeout --signal=TERM --kill-after=20 "$limit" "$@" >"$log" 2>&1
   rc=$?
@@ -69,6 +101,17 @@ run_check() {
   else
     note "$name" FAIL "$seconds" "exit $rc: $(tail -n 1 "$log" | cut -c1-120)"
   fi
+}
+
+# profile NAME TIMEOUT ARGS...: benchmarks/profile_step.py; its summary into $PROFILES, its
+# tables in $WORK/NAME.log.
+profile() {
+  local name="$1" limit="$2"; shift 2
+  local trace=()
+  if [[ "${TRACE:-0}" == 1 ]]; then trace=(--trace "$WORK/$name.trace.json"); fi
+  run_check "$name" "$limit" "$PYTHON" benchmarks/profile_step.py --device "$DEVICE" \
+    --pairs "$DATA/train.tsv" --fasta "$DATA/sequences.fasta" --json_out "$PROFILES" \
+    "${trace[@]}" "$@"
 }
 
 # trainer_row NAME OUTPUT_DIR: pairs/s (median of the logged windows after the first) and
@@ -109,27 +152,48 @@ if [[ "$DRY" != 1 ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cu
 fi
 
 if [[ "$DRY" == 1 ]]; then
-  DEVICE=cpu ENCODER=tiny TESTS_TIMEOUT=120 SWEEP_TIMEOUT=240 NO_CKPT_TIMEOUT=0 RUN_TIMEOUT=240
+  DEVICE=cpu ENCODER=tiny STAGE_BUDGET="${STAGE_BUDGET:-0}"
+  TESTS_TIMEOUT=120 SWEEP_TIMEOUT=240 NO_CKPT_TIMEOUT=0 RUN_TIMEOUT=240 COMPILE_TIMEOUT=240
+  PROFILE_650M_TIMEOUT=120 PROFILE_8M_TIMEOUT=120 PROFILE_8M_COMPILED_TIMEOUT=120
+  # Compiled steps through dynamo and AOTAutograd without CPU code generation: seconds, not
+  # minutes (tests/test_speed.py); the GPU run uses inductor.
+  export PPI_DIST_COMPILE_BACKEND="${PPI_DIST_COMPILE_BACKEND:-aot_eager}"
   SWEEP=(--max_tokens 2048 4096 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
          --fixed_length 60 --baseline_batch_size 4)
   SWEEP_NO_CKPT=()
+  COMPILE=(--max_tokens 2048 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
+           --fixed_length 60 --no_baseline --compile)
+  # --dry: the tiny shape on the CPU whatever the encoder; 1 warm-up, 1 timed, 2 profiled.
+  PROFILE_650M=(--dry --warmup 1 --timed_steps 1 --steps 2)
+  PROFILE_8M=("${PROFILE_650M[@]}")
   SUBSET_TRAIN=400 SUBSET_EVAL=100 LORA_STEPS=3 FROZEN_STEPS=3 LORA_TOKENS=2048 FROZEN_TOKENS=4096
   MODEL_ARGS=(--encoder_shape tiny --mixed_precision no)
 else
-  # Limits add up to 150 + 130 + 80 + 2 x 90 = 540 s: with set-up, under 9.5 minutes. (Seen
-  # on one H200: GPU tests 116 s; the trainer runs needed more than 60 s with their final
-  # evaluation of 2,000 pairs, hence 90 s and 1,000 pairs.)
-  DEVICE=cuda ENCODER=650M-shape TESTS_TIMEOUT=150 SWEEP_TIMEOUT=130 NO_CKPT_TIMEOUT=80
-  RUN_TIMEOUT=90
+  # Seen on one H200: GPU tests 101-116 s; the trainer runs needed more than 60 s with their
+  # final evaluation of 2,000 pairs, hence 90 s and 1,000 pairs. 650M steps at 65,536
+  # tokens take about 2.9 s (22.6 pairs/s): a profile (2 warm-up, 2 timed, 1 + 2 profiled)
+  # is about 20 s of steps after 20 s of start-up; the compile run adds the compilation of
+  # one layer (fwd + bwd) and the head to 2 x 3 eager and compiled steps.
+  DEVICE=cuda ENCODER=650M-shape STAGE_BUDGET="${STAGE_BUDGET:-555}"
+  TESTS_TIMEOUT=140 SWEEP_TIMEOUT=130 NO_CKPT_TIMEOUT=80 RUN_TIMEOUT=90 COMPILE_TIMEOUT=130
+  PROFILE_650M_TIMEOUT=55 PROFILE_8M_TIMEOUT=35 PROFILE_8M_COMPILED_TIMEOUT=60
   SWEEP=(--max_tokens 32768 65536 131072 --num_pairs 128 --repeats 2 --warmup 1
          --baseline_batch_size 8 --bf16 --activation_checkpointing --attn_implementation sdpa)
   SWEEP_NO_CKPT=(--max_tokens 32768 65536 --num_pairs 128 --repeats 2 --warmup 1 --no_baseline
                  --no-activation_checkpointing
                  --bf16 --attn_implementation sdpa)
+  COMPILE=(--max_tokens 65536 --num_pairs 64 --repeats 2 --warmup 1 --no_baseline --compile
+           --bf16 --activation_checkpointing --attn_implementation sdpa)
+  PROFILE_650M=(--encoder 650M-shape --max_tokens 65536 --sort_buffer 1024 --warmup 2
+                --timed_steps 2 --steps 2 --bf16 --activation_checkpointing)
+  PROFILE_8M=(--encoder "$ESM2_8M" --max_tokens 65536 --sort_buffer 2048 --warmup 3
+              --timed_steps 5 --steps 5 --bf16)
   SUBSET_TRAIN=40000 SUBSET_EVAL=1000 LORA_STEPS=150 FROZEN_STEPS=300 LORA_TOKENS=32768 FROZEN_TOKENS=65536
   MODEL_ARGS=(--encoder "$ESM2_8M" --mixed_precision bf16)
 fi
 COMMON=(--report_to none --plots false --seed 0 --log_every 10 --data_workers 2 "${MODEL_ARGS[@]}")
+THROUGHPUT=("$PYTHON" benchmarks/throughput.py --encoder "$ENCODER" --device "$DEVICE"
+            --json_out "$RESULTS" --pairs "$DATA/train.tsv" --fasta "$DATA/sequences.fasta")
 
 if [[ "$STAGE" == tests ]]; then
   # ---- 2. GPU tests (skipped, and counted as such, without CUDA) ------------------------
@@ -138,16 +202,30 @@ if [[ "$STAGE" == tests ]]; then
   if [[ "$DRY" != 1 ]] && "$PYTHON" -c "import xdist" 2>/dev/null; then PARALLEL=(-n 4); fi
   run_check gpu_tests "$TESTS_TIMEOUT" "$PYTHON" -m pytest tests/gpu -m gpu -q -rs \
     -p no:cacheprovider "${PARALLEL[@]}"
+fi
 
-  # ---- 3. throughput and memory sweep of the 650M shape ---------------------------------
-  THROUGHPUT=("$PYTHON" benchmarks/throughput.py --encoder "$ENCODER" --device "$DEVICE"
-              --json_out "$RESULTS" --pairs "$DATA/train.tsv" --fasta "$DATA/sequences.fasta")
+if [[ "$STAGE" == tests || "$STAGE" == speed ]]; then
+  # ---- 3. profiles of one step: the 650M shape with LoRA, the 8M frozen ------------------
+  profile profile_650m_lora "$PROFILE_650M_TIMEOUT" "${PROFILE_650M[@]}"
+  profile profile_8m_frozen "$PROFILE_8M_TIMEOUT" "${PROFILE_8M[@]}" --freeze_encoder
+  if [[ "$STAGE" == speed ]]; then  # the host-bound 8M LoRA step, eager and compiled
+    profile profile_8m_lora "$PROFILE_8M_TIMEOUT" "${PROFILE_8M[@]}"
+    profile profile_8m_lora_compiled "$PROFILE_8M_COMPILED_TIMEOUT" "${PROFILE_8M[@]}" --compile
+  fi
+  # ---- 4. torch.compile against eager, 650M shape, one budget ---------------------------
+  run_check throughput_compile "$COMPILE_TIMEOUT" "${THROUGHPUT[@]}" "${COMPILE[@]}"
+fi
+
+if [[ "$STAGE" == speed ]]; then
+  # ---- throughput and memory sweep of the 650M shape, with and without checkpointing ----
   run_check throughput_sweep "$SWEEP_TIMEOUT" "${THROUGHPUT[@]}" "${SWEEP[@]}"
   if [[ ${#SWEEP_NO_CKPT[@]} -gt 0 ]]; then
     run_check throughput_no_checkpointing "$NO_CKPT_TIMEOUT" "${THROUGHPUT[@]}" "${SWEEP_NO_CKPT[@]}"
   fi
+fi
 
-  # ---- 4. the trainer on Bernett with the 8M encoder ------------------------------------
+if [[ "$STAGE" == tests ]]; then
+  # ---- 5. the trainer on Bernett with the 8M encoder ------------------------------------
   head -n $((SUBSET_TRAIN + 1)) "$DATA/train.tsv" >"$WORK/train_subset.tsv"
   head -n $((SUBSET_EVAL + 1)) "$DATA/valid.tsv" >"$WORK/valid_subset.tsv"
   SUBSET=(--train_file "$WORK/train_subset.tsv" --valid_file "$WORK/valid_subset.tsv"
@@ -159,10 +237,13 @@ if [[ "$STAGE" == tests ]]; then
     --freeze_encoder true --max_steps "$FROZEN_STEPS" --max_tokens "$FROZEN_TOKENS" \
     --embedding_cache "$WORK/cache8m" --output_dir "$WORK/frozen8m"
   trainer_row "8M frozen (cache), max_tokens $FROZEN_TOKENS" "$WORK/frozen8m"
-else
-  # ---- 5. whole Bernett, frozen 8M, one seed per call (SEED=0, 1, 2 across calls) ---------
+fi
+
+if [[ "$STAGE" == results ]]; then
+  # ---- 6. whole Bernett, frozen 8M, one seed per call (SEED=0, 1, 2 across calls) ---------
   # benchmarks/real_data.py, as for the yeast rows in BENCHMARKS.md: the same table, the
   # degree baseline and "all positive" beside, every threshold objective.
+  STAGE_BUDGET=0  # one step, its own limit
   if [[ "$DRY" == 1 ]]; then
     SIZES=(--train_pairs 300 --valid_pairs 100 --test_pairs 100 --max_residues 256
            --max_tokens 4096); RESULTS_TIMEOUT=300
@@ -179,13 +260,14 @@ fi
 # ---- results table ----------------------------------------------------------------------
 echo
 echo "=== results ($([[ "$DRY" == 1 ]] && echo "DRY: CPU, tiny shape, not a measurement" || echo "GPU"))"
-"$PYTHON" - "$RESULTS" "$STATUS" "$TRAINER" <<'EOF'
+"$PYTHON" - "$RESULTS" "$STATUS" "$TRAINER" "$PROFILES" <<'EOF'
 import json
 import sys
 
 results = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 status = [line.rstrip("\n").split("\t") for line in open(sys.argv[2]) if line.strip()]
 trainer = [line.rstrip("\n").split("\t") for line in open(sys.argv[3]) if line.strip()]
+profiles = [json.loads(line) for line in open(sys.argv[4]) if line.strip()]
 header = ("check", "status", "pairs/s", "pair tok/s", "padded tok/s", "MFU", "peak GiB", "note")
 rows = []
 for r in results:
@@ -196,6 +278,23 @@ for r in results:
     rows.append((f"throughput {r['name']}", "OK", f"{r['pairs_per_s']:.2f}",
                  f"{r['pair_tokens_per_s']:.0f}", f"{r['encoded_padded_tokens_per_s']:.0f}", mfu,
                  f"{r['peak_memory_gb']:.2f}", f"{r['encoder']} {what}"))
+
+
+def profile_name(p):
+    encoder = "8M" if p["encoder"].rstrip("/").endswith("esm2_t6_8M") else p["encoder"]
+    return f"profile {encoder} {p['mode']}" + (" compiled" if p["compiled"] else "")
+
+
+for p in profiles:
+    busy = p["device_busy_s"]
+    syncs = sum(v for k, v in p["syncs_per_step"].items() if k.startswith("cuda"))
+    device = (f"device busy {100 * busy / p['profiled_wall_s']:.0f}%, {syncs:g} syncs"
+              if busy is not None else "CPU run")
+    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(p["shares"].items())[:4])
+    rows.append((profile_name(p), "OK", f"{p['pairs_per_s']:.2f}", "-", "-", "-", "-",
+                 f"max_tokens {p['max_tokens']}; step {p['wall_s']:.3f} s; profiled: host "
+                 f"{p['host_s']:.3f} + sync wait {p['sync_wait_s']:.3f} + drain "
+                 f"{p['drain_s']:.3f} s, {device}; {shares}"))
 for name, rate, steps, metrics in trainer:
     rows.append((f"trainer {name}", "OK" if rate != "-" else "-", rate, "-", "-", "-", "-",
                  f"{steps}; test {metrics}"))
@@ -204,5 +303,10 @@ for name, state, seconds, text in status:
 widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
 for row in [header, tuple("-" * w for w in widths), *rows]:
     print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+for p in profiles:  # the full tables are in the profile logs
+    print(f"\n{profile_name(p)}, top 5 by {'device' if p['device_busy_s'] is not None else 'CPU'}"
+          " time per step:")
+    for name, calls, ms, share, kind in p["top"][:5]:
+        print(f"  {100 * share:5.1f}% {ms:9.3f} ms {calls:6g} calls  [{kind}] {name[:100]}")
 EOF
-echo "(logs and raw results in $WORK)"
+echo "(logs and raw results in $WORK; wall $(( $(date +%s) - START ))s)"

@@ -70,7 +70,7 @@ SCALAR_READS = ("aten::_local_scalar_dense", "aten::nonzero")
 # Categories by name pattern, first match wins: kernels (cuDNN/CUTLASS/cuBLAS/triton names)
 # and aten ops alike. Attention before matmul: attention kernels also say "cutlass".
 CATEGORIES = (
-    ("compiled graph", r"compiledfxgraph"),  # CPU: inductor's fused C++ runs inside the call
+    ("compiled graph", r"compiledfxgraph|compiledfunction"),  # CPU: the fused code runs inside
     ("attention", r"attention|fmha|flash|sdpa|_efficient_attention"),
     ("matmul", r"gemm|nvjet|xmma|cutlass|cublas|triton_tem|aten::(mm|addmm|bmm|matmul|linear)$"),
     ("optimizer", r"adam|multi_tensor_apply|_foreach|optimizer|clip_grad|lpnorm"),

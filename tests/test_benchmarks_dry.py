@@ -168,8 +168,9 @@ def test_profile_step_dry_run(tmp_path, capsys, mode):
 
 
 @pytest.mark.slow
-def test_gpu_check_dry_prints_a_results_table(tmp_path):
-    env = {**os.environ, "WORK": str(tmp_path), "PYTHON": sys.executable}
+@pytest.mark.parametrize("stage", ["tests", "speed"])
+def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
+    env = {**os.environ, "WORK": str(tmp_path), "PYTHON": sys.executable, "STAGE": stage}
     done = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--dry"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
@@ -179,14 +180,35 @@ def test_gpu_check_dry_prints_a_results_table(tmp_path):
     table = output.split("=== results", 1)[1].splitlines()
     rows = [_numbers(line) for line in table if line.startswith("| ")][2:]  # less header, rule
     throughput = [r for r in rows if r[0].startswith("throughput ")]
-    assert throughput, output
+    assert {"throughput ours", "throughput ours+compile"} <= {r[0] for r in throughput}, output
     for row in throughput:
         assert row[1] == "OK" and float(row[2]) > 0 and float(row[6]) > 0, row
-    statuses = {r[0]: r[1] for r in rows}
-    assert {"gpu_tests", "trainer_8m_lora", "trainer_8m_frozen"} <= set(statuses), rows
+    # Profiles (the dry run profiles the tiny shape whatever the encoder): one row each, with
+    # the step's split and category shares, and a top-5 list under the table.
+    profiles = [r for r in rows if r[0].startswith("profile tiny")]
+    expected = ["profile tiny lora", "profile tiny frozen"]
+    expected += ["profile tiny lora", "profile tiny lora compiled"] if stage == "speed" else []
+    assert [r[0] for r in profiles] == expected, rows
+    for row in profiles:
+        assert row[1] == "OK" and float(row[2]) > 0, row
+        assert re.search(r"CPU run; [a-z /]+ \d+%, ", row[-1]), row  # the largest shares
+        assert re.search(r"step [\d.]+ s; profiled: host [\d.]+ \+ sync wait", row[-1]), row
+    assert output.count("top 5 by CPU time per step:") == len(expected)
+    statuses = {r[0]: r[1] for r in rows if " " not in r[0]}  # the checks' own rows
+    checks = {"profile_650m_lora", "profile_8m_frozen", "throughput_compile"}
+    if stage == "tests":
+        checks |= {"gpu_tests", "trainer_8m_lora", "trainer_8m_frozen"}
+    else:
+        checks |= {"profile_8m_lora", "profile_8m_lora_compiled", "throughput_sweep"}
+    assert set(statuses) == checks, rows
     # Every check must work; FAIL = a broken interface (see the logs).
     failed = {name: s for name, s in statuses.items() if s != "OK"}
     assert not failed, f"{failed}; logs in {tmp_path}\n{output[-3000:]}"
+    for name in ("profile_650m_lora", "profile_8m_frozen"):  # the full tables stay in $WORK
+        log = (tmp_path / f"{name}.log").read_text()
+        assert "top 20 by self CPU time, per step:" in log and "| name " in log, log[-2000:]
+    if stage == "speed":
+        return
     # Without CUDA the GPU tests are collected and skipped, and the row says so.
     gpu_row = next(r for r in rows if r[0] == "gpu_tests")
     assert "skipped" in gpu_row[-1], gpu_row
