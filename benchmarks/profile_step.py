@@ -109,6 +109,8 @@ def events_of(prof: profile) -> list[Event]:
     events = []
     for e in prof.events():
         on_device = e.device_type != DeviceType.CPU
+        if on_device and getattr(e, "is_user_annotation", False):
+            continue  # our ranges drawn on the GPU timeline: they span kernels and gaps
         start, end = e.time_range.start, e.time_range.end
         self_us = end - start if on_device else e.self_cpu_time_total
         events.append(Event(e.name, on_device, start, end, self_us))

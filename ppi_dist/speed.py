@@ -77,4 +77,11 @@ def _allow_transformers_warnings() -> None:
     """
     from transformers.utils import logging as hf_logging
 
-    torch._dynamo.config.ignore_logging_functions.add(hf_logging.warning_once)
+    config = torch._dynamo.config
+    # Older torch releases name the set ignore_logger_methods; without either, the graph
+    # break stays (slower, still correct).
+    ignored = getattr(config, "ignore_logging_functions", None)
+    if ignored is None:
+        ignored = getattr(config, "ignore_logger_methods", None)
+    if ignored is not None:
+        ignored.add(hf_logging.warning_once)

@@ -8,10 +8,12 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
+from torch.autograd import DeviceType
 
 from benchmarks import profile_step
 from benchmarks.flops import EncoderShape, encoder_flops, pair_flops, secai_step_flops
@@ -144,6 +146,22 @@ def test_profile_summary_splits_host_and_device_time():
                                            "elementwise": 1 / 7})  # fmt: skip
     assert [row[0] for row in got["top"]][-1] == "vectorized_elementwise_kernel"
     assert merged_length([(0, 2), (1, 3), (5, 6)]) == 4
+
+
+def test_profile_events_leave_out_our_ranges_on_the_gpu_timeline():
+    def event(name, device, start, end, annotation=False, self_cpu=0.0):
+        return SimpleNamespace(name=name, device_type=device, is_user_annotation=annotation,
+                               time_range=SimpleNamespace(start=start, end=end),
+                               self_cpu_time_total=self_cpu)  # fmt: skip
+
+    profiled = SimpleNamespace(events=lambda: [
+        event("train_step", DeviceType.CPU, 0, 10, annotation=True, self_cpu=4),
+        event("train_step", DeviceType.CUDA, 2, 12, annotation=True),  # spans kernels + gaps
+        event("nvjet_gemm", DeviceType.CUDA, 3, 5),
+    ])  # fmt: skip
+    assert profile_step.events_of(profiled) == [
+        Event("train_step", False, 0, 10, 4), Event("nvjet_gemm", True, 3, 5, 2),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("mode", [[], ["--freeze_encoder"]], ids=["lora", "frozen"])
