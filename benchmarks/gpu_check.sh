@@ -8,7 +8,8 @@
 #        final evaluation, predict = the trainer's scores, no math-kernel SDPA fallback),
 #     3. where a step's time goes (benchmarks/profile_step.py): the ESM-2 650M shape   55
 #        (random weights, LoRA, bf16, checkpointing) at 65,536 tokens, and the real     35
-#        8M frozen step (states on the GPU): top kernels, host/device split, syncs,
+#        8M frozen step (cache-row batches of 262,144 pair tokens, the range BENCHMARKS
+#        suggests for frozen runs; cache on the GPU): top kernels, host/device split, syncs,
 #     4. torch.compile against eager (throughput.py --compile): the 650M shape at     130
 #        65,536 tokens, eager and compiled steps alternating, no naive baseline,
 #     5. the trainer itself on Bernett with the real 8M encoder, LoRA and frozen     2 x 90
@@ -16,10 +17,11 @@
 #     The limits add up to 540 s; with set-up (about 15 s) under 9.5 minutes. The budget
 #     and memory sweep and the no-checkpointing run moved to STAGE=speed to make room.
 #   STAGE=speed: speed measurements only, no GPU tests
-#     profiles: 650M LoRA 55, 8M frozen 35, 8M LoRA 35, 8M LoRA compiled 60; compile
-#     against eager (as in tests) 130; the budget and memory sweep of the 650M shape
-#     (32,768 / 65,536 / 131,072 tokens, naive baseline) 130; the same without activation
-#     checkpointing (32,768 / 65,536) 80. Limits add up to 525 s.
+#     profiles: 650M LoRA 55, 8M frozen 35, 8M LoRA (32,768 tokens, no checkpointing, as
+#     the trainer row) 35 and the same compiled 60; compile against eager (as in tests) 130;
+#     the budget and memory sweep of the 650M shape (32,768 / 65,536 / 131,072 tokens,
+#     naive baseline) 130; the same without activation checkpointing (32,768 / 65,536) 80.
+#     Limits add up to 525 s.
 #   STAGE=results (SEED=0, 1, 2: one seed per call)
 #     6. frozen 8M on the whole Bernett train set, whole validation and test sets, one
 #        epoch (benchmarks/real_data.py): test metrics per objective beside the baselines.
@@ -165,7 +167,8 @@ if [[ "$DRY" == 1 ]]; then
            --fixed_length 60 --no_baseline --compile)
   # --dry: the tiny shape on the CPU whatever the encoder; 1 warm-up, 1 timed, 2 profiled.
   PROFILE_650M=(--dry --warmup 1 --timed_steps 1 --steps 2)
-  PROFILE_8M=("${PROFILE_650M[@]}")
+  PROFILE_8M_LORA=("${PROFILE_650M[@]}")
+  PROFILE_8M_FROZEN=("${PROFILE_650M[@]}" --freeze_encoder)
   SUBSET_TRAIN=400 SUBSET_EVAL=100 LORA_STEPS=3 FROZEN_STEPS=3 LORA_TOKENS=2048 FROZEN_TOKENS=4096
   MODEL_ARGS=(--encoder_shape tiny --mixed_precision no)
 else
@@ -186,8 +189,10 @@ else
            --bf16 --activation_checkpointing --attn_implementation sdpa)
   PROFILE_650M=(--encoder 650M-shape --max_tokens 65536 --sort_buffer 1024 --warmup 2
                 --timed_steps 2 --steps 2 --bf16 --activation_checkpointing)
-  PROFILE_8M=(--encoder "$ESM2_8M" --max_tokens 65536 --sort_buffer 2048 --warmup 3
-              --timed_steps 5 --steps 5 --bf16)
+  PROFILE_8M_LORA=(--encoder "$ESM2_8M" --max_tokens 32768 --sort_buffer 2048 --warmup 3
+                   --timed_steps 5 --steps 5 --bf16 --no-activation_checkpointing)
+  PROFILE_8M_FROZEN=(--encoder "$ESM2_8M" --max_tokens 262144 --sort_buffer 4096 --warmup 3
+                     --timed_steps 5 --steps 5 --bf16 --freeze_encoder)
   SUBSET_TRAIN=40000 SUBSET_EVAL=1000 LORA_STEPS=150 FROZEN_STEPS=300 LORA_TOKENS=32768 FROZEN_TOKENS=65536
   MODEL_ARGS=(--encoder "$ESM2_8M" --mixed_precision bf16)
 fi
@@ -207,10 +212,11 @@ fi
 if [[ "$STAGE" == tests || "$STAGE" == speed ]]; then
   # ---- 3. profiles of one step: the 650M shape with LoRA, the 8M frozen ------------------
   profile profile_650m_lora "$PROFILE_650M_TIMEOUT" "${PROFILE_650M[@]}"
-  profile profile_8m_frozen "$PROFILE_8M_TIMEOUT" "${PROFILE_8M[@]}" --freeze_encoder
+  profile profile_8m_frozen "$PROFILE_8M_TIMEOUT" "${PROFILE_8M_FROZEN[@]}"
   if [[ "$STAGE" == speed ]]; then  # the host-bound 8M LoRA step, eager and compiled
-    profile profile_8m_lora "$PROFILE_8M_TIMEOUT" "${PROFILE_8M[@]}"
-    profile profile_8m_lora_compiled "$PROFILE_8M_COMPILED_TIMEOUT" "${PROFILE_8M[@]}" --compile
+    profile profile_8m_lora "$PROFILE_8M_TIMEOUT" "${PROFILE_8M_LORA[@]}"
+    profile profile_8m_lora_compiled "$PROFILE_8M_COMPILED_TIMEOUT" "${PROFILE_8M_LORA[@]}" \
+      --compile
   fi
   # ---- 4. torch.compile against eager, 650M shape, one budget ---------------------------
   run_check throughput_compile "$COMPILE_TIMEOUT" "${THROUGHPUT[@]}" "${COMPILE[@]}"

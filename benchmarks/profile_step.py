@@ -1,10 +1,13 @@
 """Where a training step's time goes: `torch.profiler` over the trainer's own step.
 
 The step is `ppi_dist.train.train_step` with the trainer's optimizer (`make_optimizer`: fused
-AdamW on a GPU) and Accelerator set-up, on token-budget batches of Bernett lengths built as
-throughput.py builds them (its helpers: the same sample, model and batches). Frozen mode
-(`--freeze_encoder`) feeds random per-residue states of the right shape, already on the
-device, as the trainer's GPU-resident embedding cache does (the cache's gather is left out).
+AdamW on a GPU) and Accelerator set-up, and the loop's own device copy, on batches of a
+Bernett sample built as throughput.py builds them (its helpers: the same sample, model and
+token-budget batches). Frozen mode (`--freeze_encoder`) runs the frozen trainer's input
+path: cache-row batches (`PairBatches(cache_index=...)`, the budget in pair tokens) and
+`with_cached_states` gathering from a device-resident embedding cache of the sample's
+proteins at their real lengths, with zero states (data_loader.py's stand-in: the kernels'
+work does not depend on the values).
 
 After `--warmup` untimed steps (the compilation too, with `--compile`), `--timed_steps` steps
 are timed without the profiler, then `--steps` are profiled (after one profiler warm-up
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: `python benchmarks/profile_step.py`
     sys.path.insert(0, str(REPO))
 
+from benchmarks.data_loader import stand_in_cache  # noqa: E402
 from benchmarks.throughput import (  # noqa: E402
     DEFAULT_FASTA,
     DEFAULT_PAIRS,
@@ -51,12 +56,12 @@ from benchmarks.throughput import (  # noqa: E402
     machine_report,
     our_batches,
     sample_pairs,
-    time_our_steps,
     write_pair_files,
 )
 from ppi_dist.config import TrainConfig  # noqa: E402
-from ppi_dist.model import SECAI, residue_mask  # noqa: E402
-from ppi_dist.packing import LAYOUT_FIELDS  # noqa: E402
+from ppi_dist.data import PairBatches, PairSource  # noqa: E402
+from ppi_dist.embeddings import with_cached_states  # noqa: E402
+from ppi_dist.model import SECAI  # noqa: E402
 from ppi_dist.speed import compile_model, default_backend  # noqa: E402
 from ppi_dist.train import make_optimizer, train_step  # noqa: E402
 
@@ -212,21 +217,6 @@ def host_top(events: list[Event], steps: int, count: int) -> list[tuple[str, flo
 # --------------------------------------------------------------------------- batches
 
 
-def frozen_batch(batch: dict, hidden: int, device: torch.device, seed: int) -> dict:
-    """A token batch as the frozen trainer sees it (`embeddings.with_cached_states`): no
-    tokens or layout; per-residue `states` (U, residues, hidden) fp32, zero past each
-    protein's length, and `states_mask`, on the device (a GPU-resident cache)."""
-    mask = residue_mask(batch["attention_mask"])
-    lengths = mask.sum(dim=1)
-    width = int(lengths.max())
-    states_mask = torch.arange(width)[None, :] < lengths[:, None]
-    generator = torch.Generator().manual_seed(seed)
-    states = torch.randn(*states_mask.shape, hidden, generator=generator) * states_mask[..., None]
-    unused = {"input_ids", "attention_mask", *LAYOUT_FIELDS}
-    frozen = {k: v for k, v in batch.items() if k not in unused}
-    return {**frozen, "states": states.to(device), "states_mask": states_mask.to(device)}
-
-
 # --------------------------------------------------------------------------- run
 
 
@@ -240,7 +230,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pairs", default=str(DEFAULT_PAIRS))
     p.add_argument("--fasta", default=str(DEFAULT_FASTA))
     p.add_argument("--fixed_length", type=int, default=None)
-    p.add_argument("--max_tokens", type=int, default=16384)
+    p.add_argument("--max_tokens", type=int, default=16384,
+                   help="the trainer's: encoder tokens (LoRA), pair tokens (frozen)")  # fmt: skip
     p.add_argument("--sort_buffer", type=int, default=4096)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation too)")
     p.add_argument("--timed_steps", type=int, default=3, help="timed without the profiler")
@@ -282,25 +273,53 @@ def settings_of(args: argparse.Namespace) -> Settings:
     )  # fmt: skip
 
 
-def make_batches(args: argparse.Namespace, model: SECAI, device: torch.device) -> list[dict]:
-    """Enough batches for every warm-up, timed and profiled step (cycled when too few)."""
+Prepare = Callable[[dict], dict]  # a loader batch -> the batch train_step gets
+
+
+def make_batches(
+    args: argparse.Namespace, model: SECAI, device: torch.device
+) -> tuple[list[dict], Prepare]:
+    """Enough batches for every warm-up, timed and profiled step (cycled when too few), and
+    what the trainer's loop does to each before `train_step`."""
     pairs, sequences = sample_pairs(Path(args.pairs), Path(args.fasta), args.sort_buffer,
                                     args.seed, args.fixed_length)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         pair_path, fasta_path = write_pair_files(Path(tmp), pairs, sequences)
-        batches = our_batches(pair_path, fasta_path, args.max_tokens, args.seed, args.sort_buffer)
+        if args.freeze_encoder:
+            source = PairSource(pair_path, fasta=fasta_path)
+            source.validate()  # reads the FASTA: the cache holds its proteins
+            cache = stand_in_cache(source, model.encoder.config.hidden_size)
+            cache.keep_on(device)  # as the trainer keeps it on a GPU
+            batches = list(PairBatches(source, seed=args.seed, training=True,
+                                       max_tokens=args.max_tokens, sort_buffer=args.sort_buffer,
+                                       cache_index=cache.index))  # fmt: skip
+
+            def prepare(batch: dict) -> dict:
+                return with_cached_states(batch, cache, device)
+        else:
+            batches = our_batches(pair_path, fasta_path, args.max_tokens, args.seed,
+                                  args.sort_buffer)  # fmt: skip
+
+            def prepare(batch: dict) -> dict:
+                return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                        for k, v in batch.items()}  # fmt: skip
+
     needed = args.warmup + args.timed_steps + 1 + args.steps  # + the profiler's warm-up
-    batches = list(itertools.islice(itertools.cycle(batches), needed))
-    if args.freeze_encoder:
-        hidden = model.encoder.config.hidden_size
-        batches = [frozen_batch(b, hidden, device, args.seed + i) for i, b in enumerate(batches)]
-    return batches
+    return list(itertools.islice(itertools.cycle(batches), needed)), prepare
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    """The trainer's copy of a batch to the device."""
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()}  # fmt: skip
+def time_steps(model, optimizer, accelerator, config, batches, prepare, device) -> list[float]:
+    """Seconds of each step as the trainer's loop runs it: prepare, `train_step`."""
+    seconds = []
+    for batch in batches:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        train_step(model, prepare(batch), optimizer, accelerator, config, False)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def run(args: argparse.Namespace) -> ProfileSummary:
@@ -320,20 +339,20 @@ def run(args: argparse.Namespace) -> ProfileSummary:
     optimizer = make_optimizer(model, config)
     accelerator = Accelerator(cpu=not on_cuda, mixed_precision="bf16" if args.bf16 else "no")
     model, optimizer = accelerator.prepare(model, optimizer)
-    batches = make_batches(args, accelerator.unwrap_model(model), device)
+    batches, prepare = make_batches(args, accelerator.unwrap_model(model), device)
     print(f"step: encoder {args.encoder}, {mode}, compile {args.compile}, max_tokens "
           f"{args.max_tokens}, bf16 {args.bf16}, activation checkpointing "
           f"{args.activation_checkpointing}, attention {args.attn_implementation}; "
           f"{args.warmup} warm-up, {args.timed_steps} timed, {args.steps} profiled steps"
-          + ("; frozen states pre-placed on the device (cache gather not included)"
+          + ("; cache-row batches, budget in pair tokens, zero states kept on the device"
              if args.freeze_encoder else ""))  # fmt: skip
 
     warm, rest = batches[: args.warmup], batches[args.warmup :]
     timed, profiled = rest[: args.timed_steps], rest[args.timed_steps :]
     start = time.perf_counter()
-    time_our_steps(model, optimizer, accelerator, warm, settings)
+    time_steps(model, optimizer, accelerator, config, warm, prepare, device)
     print(f"warm-up: {len(warm)} step(s) in {time.perf_counter() - start:.1f} s")
-    seconds = time_our_steps(model, optimizer, accelerator, timed, settings)
+    seconds = time_steps(model, optimizer, accelerator, config, timed, prepare, device)
     pairs = statistics.mean(len(b["index_a"]) for b in timed)
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
@@ -342,8 +361,7 @@ def run(args: argparse.Namespace) -> ProfileSummary:
         for batch in profiled:
             with record_function(STEP_RANGE):
                 with record_function(TRAIN_STEP_RANGE):
-                    on_device = to_device(batch, device)
-                    train_step(model, on_device, optimizer, accelerator, config, False)
+                    train_step(model, prepare(batch), optimizer, accelerator, config, False)
                 if on_cuda:
                     torch.cuda.synchronize(device)
             prof.step()
