@@ -694,7 +694,7 @@ def record(result: MethodResult, settings: Settings) -> None:
         row = {"encoder": settings.encoder, "device": settings.device,
                "fixed_length": settings.fixed_length, "bf16": settings.bf16,
                "activation_checkpointing": settings.activation_checkpointing,
-               **asdict(result)}  # fmt: skip
+               "attention": settings.attn_implementation, **asdict(result)}  # fmt: skip
         with open(settings.json_out, "a") as handle:
             handle.write(json.dumps(row) + "\n")
 

@@ -218,6 +218,11 @@ def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
         checks |= {"gpu_tests", "trainer_8m_lora", "trainer_8m_frozen"}
     else:
         checks |= {"profile_8m_lora", "profile_8m_lora_compiled", "throughput_sweep"}
+        checks |= {"attention_sdpa", "attention_varlen", "attention_flex"}
+        # Each attention kernel's throughput row names it (on the CPU flex and varlen run
+        # as SDPA: ppi_dist.attention falls back off CUDA).
+        for kernel in ("sdpa", "varlen", "flex"):
+            assert any(f"{kernel} attention" in r[-1] for r in throughput), (kernel, throughput)
     assert set(statuses) == checks, rows
     # Every check must work; FAIL = a broken interface (see the logs).
     failed = {name: s for name, s in statuses.items() if s != "OK"}
@@ -232,6 +237,23 @@ def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
     assert "skipped" in gpu_row[-1], gpu_row
     trainer = [r for r in rows if r[0].startswith("trainer 8M")]
     assert len(trainer) == 2 and all(float(r[2]) > 0 for r in trainer), trainer
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_results_stage_runs_both_datasets(tmp_path):
+    env = {**os.environ, "WORK": str(tmp_path), "PYTHON": sys.executable, "STAGE": "results",
+           "SEED": "4", "SEEDS": "1"}  # fmt: skip
+    done = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", "--dry"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    table = output.split("=== results", 1)[1].splitlines()
+    statuses = {r[0]: r[1] for r in map(_numbers, table) if r and r[0].endswith("_8m")}
+    assert statuses == {"yeast_random_frozen_8m": "OK", "bernett_frozen_8m": "OK"}, output
+    for name in ("real_yeast", "real_bernett"):  # SEED and SEEDS reached real_data.py
+        assert "(1 seed: [4])" in (tmp_path / name / "results.md").read_text()
 
 
 def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path):
