@@ -10,6 +10,7 @@ import torch
 
 from ppi_dist.data import Pair, collate_pairs
 from ppi_dist.model import SECAI, SECAIConfig, tiny_esm2_config
+from ppi_dist.sequences import tokenize
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -38,6 +39,15 @@ def tiny_model(seed: int = 0, **overrides) -> SECAI:
         "head_hidden": 16, "head_dropout": 0.0, "lora_r": 4,
     }  # fmt: skip
     return SECAI(SECAIConfig(**{**settings, **overrides}))
+
+
+def states_alone(model: SECAI, sequences: list[str]) -> list[torch.Tensor]:
+    """Each sequence through the encoder on its own, no padding at all."""
+    alone = []
+    for sequence in sequences:
+        ids, mask = tokenize([sequence])
+        alone.append(model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[0])
+    return alone
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from ppi_dist import attention
-from ppi_dist.model import SECAI, SECAIConfig
+from ppi_dist.model import SECAIConfig
 from ppi_dist.packing import pack_batch, packing_layout
 from ppi_dist.sequences import tokenize
-from tests.conftest import random_sequence, tiny_model
+from tests.conftest import random_sequence, states_alone, tiny_model
 
 
 def segment_attention(q, k, v, cu_q, cu_k, max_q, max_k, scale=None):
@@ -50,15 +50,6 @@ def _sequences(seed: int = 1, n: int = 9) -> list[str]:
     return [random_sequence(rng, 3, 50) for _ in range(n)]
 
 
-def _alone(model: SECAI, sequences: list[str]) -> list[torch.Tensor]:
-    """Each sequence through the encoder on its own, no padding, no packing."""
-    states = []
-    for sequence in sequences:
-        ids, mask = tokenize([sequence])
-        states.append(model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[0])
-    return states
-
-
 def test_cu_seqlens_cut_the_rows_into_sequences_and_padding_tails():
     lengths = [7, 5, 3, 2, 6]
     layout = packing_layout(lengths)
@@ -86,7 +77,7 @@ def test_packed_encoding_equals_each_sequence_alone(monkeypatch, everywhere, cho
     ids, mask = tokenize(sequences)
     with torch.no_grad():  # FlexAttention has no CPU backward
         states = model.encode(ids, mask)
-        for row, alone in enumerate(_alone(model, sequences)):
+        for row, alone in enumerate(states_alone(model, sequences)):
             n = len(sequences[row]) + 2
             torch.testing.assert_close(states[row, :n], alone, atol=1e-5, rtol=1e-4)
             assert torch.all(states[row, n:] == 0)

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -187,8 +188,10 @@ def test_profile_step_dry_run(tmp_path, capsys, mode):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["tests", "speed"])
-def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
-    env = {**os.environ, "WORK": str(tmp_path), "PYTHON": sys.executable, "STAGE": stage}
+def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]]]:
+    """`gpu_check.sh --dry` with these environment settings: (its output, the cells of the
+    final results table's rows)."""
+    env = {**os.environ, "WORK": str(work), "PYTHON": sys.executable, **env}
     done = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--dry"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
@@ -196,7 +199,11 @@ def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     table = output.split("=== results", 1)[1].splitlines()
-    rows = [_numbers(line) for line in table if line.startswith("| ")][2:]  # less header, rule
+    return output, [_numbers(line) for line in table if line.startswith("| ")][2:]  # no header
+
+
+def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
+    output, rows = gpu_check_dry(tmp_path, STAGE=stage)
     throughput = [r for r in rows if r[0].startswith("throughput ")]
     assert {"throughput ours", "throughput ours+compile"} <= {r[0] for r in throughput}, output
     for row in throughput:
@@ -241,16 +248,8 @@ def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
 
 @pytest.mark.slow
 def test_gpu_check_dry_results_stage_runs_both_datasets(tmp_path):
-    env = {**os.environ, "WORK": str(tmp_path), "PYTHON": sys.executable, "STAGE": "results",
-           "SEED": "4", "SEEDS": "1"}  # fmt: skip
-    done = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", "--dry"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
-    table = output.split("=== results", 1)[1].splitlines()
-    statuses = {r[0]: r[1] for r in map(_numbers, table) if r and r[0].endswith("_8m")}
+    output, rows = gpu_check_dry(tmp_path, STAGE="results", SEED="4", SEEDS="1")
+    statuses = {r[0]: r[1] for r in rows}
     assert statuses == {"yeast_random_frozen_8m": "OK", "bernett_frozen_8m": "OK"}, output
     for name in ("real_yeast", "real_bernett"):  # SEED and SEEDS reached real_data.py
         assert "(1 seed: [4])" in (tmp_path / name / "results.md").read_text()

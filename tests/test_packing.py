@@ -19,7 +19,7 @@ from ppi_dist.packing import (
     unpack_states,
 )
 from ppi_dist.sequences import esm2_tokenizer, tokenize
-from tests.conftest import SHARED, random_pairs, random_sequence, tiny_model
+from tests.conftest import SHARED, random_pairs, random_sequence, states_alone, tiny_model
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -117,15 +117,6 @@ def test_layout_path_needs_no_values_on_the_host():
         pack_batch(input_ids.to("meta"), attention_mask.to("meta"), pad_id=1)
 
 
-def _states_alone(model: SECAI, sequences: list[str]) -> list[torch.Tensor]:
-    """Each sequence through the encoder on its own, no padding at all."""
-    alone = []
-    for sequence in sequences:
-        ids, mask = tokenize([sequence])
-        alone.append(model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[0])
-    return alone
-
-
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_packed_encoding_equals_each_sequence_alone(attention):
     model = tiny_model().eval()
@@ -136,7 +127,7 @@ def test_packed_encoding_equals_each_sequence_alone(attention):
     input_ids, attention_mask = tokenize(sequences)
     with torch.no_grad():
         states = model.encode(input_ids, attention_mask)
-        for row, alone in enumerate(_states_alone(model, sequences)):
+        for row, alone in enumerate(states_alone(model, sequences)):
             n = len(sequences[row]) + 2
             assert torch.allclose(states[row, :n], alone, atol=1e-5)
             assert torch.all(states[row, n:] == 0)
@@ -173,7 +164,7 @@ def test_absolute_position_encoders_run_padded():
     sequences = ["ACDEFGHIKLMN", "MK", "WYWYW"]
     with torch.no_grad():
         states = model.encode(*tokenize(sequences))
-        for row, alone in enumerate(_states_alone(model, sequences)):
+        for row, alone in enumerate(states_alone(model, sequences)):
             assert torch.allclose(states[row, : len(sequences[row]) + 2], alone, atol=1e-5)
 
 
@@ -186,6 +177,6 @@ def test_real_8m_encoder_packed_equals_alone():
     sequences = [random_sequence(rng, 5, 150) for _ in range(7)]
     with torch.no_grad():
         states = model.encode(*tokenize(sequences))
-        for row, alone in enumerate(_states_alone(model, sequences)):
+        for row, alone in enumerate(states_alone(model, sequences)):
             n = len(sequences[row]) + 2
             assert (states[row, :n] - alone).abs().max() <= 1e-4 * alone.abs().max()
