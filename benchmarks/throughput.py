@@ -395,6 +395,7 @@ class Settings:
     device: str = "cpu"
     bf16: bool = False
     activation_checkpointing: bool = False
+    activation_checkpointing_every: int = 1
     attn_implementation: str = "sdpa"
     baseline_attn_implementation: str = "eager"
     compile: bool = False
@@ -469,6 +470,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         help="default: on for CUDA, off on CPU",
     )
     p.add_argument(
+        "--activation_checkpointing_every",
+        type=int,
+        default=default.activation_checkpointing_every,
+        help="with checkpointing, recompute every n-th encoder layer only (1: all)",
+    )
+    p.add_argument(
         "--attn_implementation",
         default=default.attn_implementation,
         help="ESM-2 attention for ours: sdpa, flex or varlen (ppi_dist.attention; flex and "
@@ -513,6 +520,7 @@ def build_model(settings: Settings) -> SECAI:
         "cross_attention_heads": settings.cross_attention_heads,
         "head_hidden": settings.head_hidden,
         "activation_checkpointing": settings.activation_checkpointing,
+        "activation_checkpointing_every": settings.activation_checkpointing_every,
         "freeze_encoder": settings.freeze_encoder,
     }
     if settings.encoder in ("tiny", "650M-shape"):

@@ -77,6 +77,7 @@ class TrainConfig:
     freeze_encoder: bool = False
     embedding_cache: str | None = None  # folder; default output_dir/embedding_cache
     activation_checkpointing: bool = False
+    activation_checkpointing_every: int = 1  # checkpoint every n-th encoder layer (1: all)
     # Encoder attention over packed rows: "sdpa" (dense block-diagonal mask, everywhere),
     # "flex" (FlexAttention, skips masked tiles) or "varlen" (flash attention over sequence
     # boundaries, bf16/fp16); the last two on CUDA only, SDPA elsewhere (ppi_dist/attention.py).
@@ -162,7 +163,7 @@ class TrainConfig:
         """Values that would fail deep inside training, or silently train something else."""
         at_least_one = ["lora_r", "epochs", "gradient_accumulation_steps", "log_every",
                         "max_residues", "max_tokens", "cross_attention_heads", "head_hidden",
-                        "keep_checkpoints"]  # fmt: skip
+                        "keep_checkpoints", "activation_checkpointing_every"]  # fmt: skip
         at_least_one += [name for name in ("max_steps", "max_pairs", "batch_size",
                          "eval_max_tokens", "eval_every", "checkpoint_every")
                          if getattr(self, name) is not None]  # fmt: skip

@@ -31,6 +31,7 @@ from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dic
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import EsmConfig, EsmModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ppi_dist import attention
 from ppi_dist.packing import LAYOUT_FIELDS, pack_batch, packed_inputs_from_layout, unpack_states
@@ -67,6 +68,9 @@ class SECAIConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
     freeze_encoder: bool = False  # no LoRA; only cross-attention and head train
     activation_checkpointing: bool = False
+    # With checkpointing: recompute every n-th encoder layer only (1: all), the others keep
+    # their activations; memory against recompute, between all and none.
+    activation_checkpointing_every: int = 1
     # How the packed encoder rows attend: "sdpa" (dense block-diagonal mask), "flex"
     # (FlexAttention, masked tiles skipped) or "varlen" (flash attention over cumulative
     # sequence lengths); "flex" and "varlen" run on CUDA, "sdpa" elsewhere (`attention`).
@@ -89,6 +93,11 @@ class SECAIConfig:
             raise ValueError(
                 f"encoder_attention must be one of {attention.ENCODER_ATTENTION}, "
                 f"got {self.encoder_attention!r}"
+            )
+        if self.activation_checkpointing_every < 1:
+            raise ValueError(
+                "activation_checkpointing_every must be at least 1, "
+                f"got {self.activation_checkpointing_every}"
             )
         if (self.encoder is None) == (self.encoder_config is None):
             raise ValueError("give exactly one of `encoder` (name or path) or `encoder_config`")
@@ -218,6 +227,10 @@ def build_encoder(config: SECAIConfig) -> nn.Module:
             encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        every = config.activation_checkpointing_every
+        layers = [m for m in encoder.modules() if isinstance(m, GradientCheckpointingLayer)]
+        for index, layer in enumerate(layers):
+            layer.gradient_checkpointing = index % every == 0
     if config.freeze_encoder:
         return encoder
     lora = LoraConfig(

@@ -48,6 +48,7 @@ RESUME_FREE = frozenset({
     "output_dir", "resume_from", "overwrite", "resume_override", "debug", "report_to",
     "log_every", "plots", "push_to_hub", "hub_private", "checkpoint_every", "keep_checkpoints",
     "eval_every", "embedding_cache", "eval_max_tokens", "activation_checkpointing", "test_file",
+    "activation_checkpointing_every",
     "max_steps", "epochs", "data_workers", "encoder_attention", "compile",
 })  # fmt: skip
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ppi_dist.data import Pair, collate_pairs
 from ppi_dist.model import (
@@ -16,6 +17,7 @@ from ppi_dist.model import (
     lora_parameter_count,
     masked_max_mean,
     residue_mask,
+    tiny_esm2_config,
 )
 from ppi_dist.model import main as parameter_report_main
 from ppi_dist.sequences import esm2_tokenizer, tokenize
@@ -184,6 +186,36 @@ def test_one_step_changes_only_lora_cross_attention_and_head(checkpointing, batc
             assert not torch.equal(param, before[name]), f"{name} did not change"
         if not trainable:
             assert torch.equal(param, before[name]), f"frozen {name} changed"
+
+
+def test_checkpointing_every_second_layer_recomputes_half_and_changes_no_gradient(batch):
+    """`activation_checkpointing_every: 2` checkpoints layers 0, 2 of 4; gradients are those
+    of the model without checkpointing (recompute gives the same numbers)."""
+    encoder_config = tiny_esm2_config(layers=4)
+    grads, recomputed = {}, {}
+    for every in (None, 1, 2):
+        settings = {"activation_checkpointing": every is not None,
+                    "activation_checkpointing_every": every or 1}  # fmt: skip
+        model = tiny_model(seed=3, encoder_config=encoder_config, lora_dropout=0.0, **settings)
+        layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        flags = [layer.gradient_checkpointing for layer in layers]
+        calls = []
+        for layer in layers:  # count the layers run twice (forward, then recomputed)
+            layer.attention.register_forward_pre_hook(lambda m, args, calls=calls: calls.append(m))
+        model.train()
+        logits = model(**batch)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"]).backward()
+        recomputed[every] = (flags, len(calls) - len(layers))
+        grads[every] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert recomputed[None] == ([False] * 4, 0)
+    assert recomputed[1] == ([True] * 4, 4)
+    assert recomputed[2] == ([True, False, True, False], 2)
+    for every in (1, 2):
+        assert grads[every].keys() == grads[None].keys()
+        for name, grad in grads[None].items():
+            torch.testing.assert_close(grads[every][name], grad, msg=name)
+    with pytest.raises(ValueError, match="activation_checkpointing_every must be at least 1"):
+        tiny_model(activation_checkpointing_every=0)
 
 
 def test_parameter_report_for_the_650m_shape(capsys):
