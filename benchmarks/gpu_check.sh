@@ -18,12 +18,14 @@
 #     and memory sweep and the no-checkpointing run moved to STAGE=speed to make room.
 #   STAGE=speed: speed measurements only, no GPU tests, in this order
 #     the packed encoder's attention kernels (ppi_dist/attention.py), the 650M shape at
-#     65,536 tokens with checkpointing: sdpa beside the naive baseline, varlen, flex, 80 each;
+#     65,536 tokens with checkpointing: sdpa beside the naive baseline, varlen, cudnn, flex,
+#     80 each;
 #     profiles: 650M LoRA 55, 8M frozen 35, 8M LoRA (32,768 tokens, no checkpointing, as
 #     the trainer row) 35 and the same compiled 60; compile against eager (as in tests) 130;
 #     the budget and memory sweep of the 650M shape (32,768 / 65,536 / 131,072 tokens,
 #     naive baseline) 130; the same without activation checkpointing (32,768 / 65,536) 80.
-#     Limits add up to 765 s: past the stage's 555 the last (the sweeps) are SKIPPED.
+#     Limits add up to 845 s: past the stage's 555 the last ones (the sweeps, the compile
+#     comparison) are SKIPPED.
 #   STAGE=results (SEEDS runs from SEED on; default 3 from 0)                      limits
 #     6. frozen 8M on whole splits (benchmarks/real_data.py, max_tokens 262,144 pair tokens):
 #        yeast random (2 epochs, protein-disjoint validation) first, then Bernett       200
@@ -224,7 +226,7 @@ if [[ "$STAGE" == speed ]]; then
   # the lever with the most to gain (under sdpa every masked block is computed).
   run_check attention_sdpa "$KERNEL_TIMEOUT" "${THROUGHPUT[@]}" "${KERNELS[@]}" \
     --attn_implementation sdpa
-  for kernel in varlen flex; do
+  for kernel in varlen cudnn flex; do
     run_check "attention_$kernel" "$KERNEL_TIMEOUT" "${THROUGHPUT[@]}" "${KERNELS[@]}" \
       --no_baseline --attn_implementation "$kernel"
   done

@@ -308,11 +308,11 @@ class PeakMemory:
 
 def set_encoder_attention(model: SECAI, implementation: str) -> None:
     """Switch ESM-2's attention kernel in place, weights untouched: a transformers
-    implementation ("sdpa", "eager", ...) or one of our packed kernels ("flex", "varlen",
-    `ppi_dist.attention`), which run through `encoder_attention` as in training."""
+    implementation ("sdpa", "eager", ...) or one of our packed kernels ("cudnn", "flex",
+    "varlen", `ppi_dist.attention`), which run through `encoder_attention` as in training."""
     encoder = model.encoder
     base = encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
-    ours = implementation in ("flex", "varlen")
+    ours = implementation in attention.ENCODER_ATTENTION and implementation != "sdpa"
     model.config.encoder_attention = implementation if ours else "sdpa"
     base.set_attn_implementation(attention.IMPLEMENTATION if ours else implementation)
 
@@ -478,8 +478,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument(
         "--attn_implementation",
         default=default.attn_implementation,
-        help="ESM-2 attention for ours: sdpa, flex or varlen (ppi_dist.attention; flex and "
-        "varlen on CUDA), or a transformers implementation (eager, ...)",
+        help="ESM-2 attention for ours: sdpa, cudnn, flex or varlen (ppi_dist.attention; "
+        "all but sdpa on CUDA), or a transformers implementation (eager, ...)",
     )
     p.add_argument("--baseline_attn_implementation", default=default.baseline_attn_implementation)
     p.add_argument(

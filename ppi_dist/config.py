@@ -79,8 +79,9 @@ class TrainConfig:
     activation_checkpointing: bool = False
     activation_checkpointing_every: int = 1  # checkpoint every n-th encoder layer (1: all)
     # Encoder attention over packed rows: "sdpa" (dense block-diagonal mask, everywhere),
-    # "flex" (FlexAttention, skips masked tiles) or "varlen" (flash attention over sequence
-    # boundaries, bf16/fp16); the last two on CUDA only, SDPA elsewhere (ppi_dist/attention.py).
+    # "cudnn" (the same, cuDNN's kernel first), "flex" (FlexAttention, skips masked tiles) or
+    # "varlen" (flash attention over sequence boundaries, bf16/fp16); all but "sdpa" on CUDA
+    # only, SDPA elsewhere (ppi_dist/attention.py).
     encoder_attention: str = "sdpa"
     sync_batchnorm: bool = False
     # torch.compile the encoder's layers and the pair head (ppi_dist/speed.py): fewer
@@ -148,7 +149,7 @@ class TrainConfig:
             "mixed_precision": ("auto", "no", "bf16", "fp16"),
             "report_to": ("tensorboard", "wandb", "all", "none"),
             "threshold_objective": ("weighted", "accuracy", "mcc"),
-            "encoder_attention": ("sdpa", "flex", "varlen"),
+            "encoder_attention": ("sdpa", "cudnn", "flex", "varlen"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

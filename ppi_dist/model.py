@@ -71,9 +71,10 @@ class SECAIConfig:
     # With checkpointing: recompute every n-th encoder layer only (1: all), the others keep
     # their activations; memory against recompute, between all and none.
     activation_checkpointing_every: int = 1
-    # How the packed encoder rows attend: "sdpa" (dense block-diagonal mask), "flex"
-    # (FlexAttention, masked tiles skipped) or "varlen" (flash attention over cumulative
-    # sequence lengths); "flex" and "varlen" run on CUDA, "sdpa" elsewhere (`attention`).
+    # How the packed encoder rows attend: "sdpa" (dense block-diagonal mask), "cudnn" (the
+    # same, cuDNN's kernel first), "flex" (FlexAttention, masked tiles skipped) or "varlen"
+    # (flash attention over cumulative sequence lengths); all but "sdpa" run on CUDA only,
+    # "sdpa" elsewhere (`attention`).
     encoder_attention: str = "sdpa"
     sync_batchnorm: bool = False
     decision_threshold: float = 0.5

@@ -67,9 +67,10 @@ def test_cu_seqlens_cut_the_rows_into_sequences_and_padding_tails():
     assert sorted(seen) == list(enumerate(lengths))  # every sequence exactly once, whole
 
 
-@pytest.mark.parametrize("choice", ["varlen", "flex"])
+@pytest.mark.parametrize("choice", ["varlen", "flex", "cudnn"])
 def test_packed_encoding_equals_each_sequence_alone(monkeypatch, everywhere, choice):
-    kernel = {"varlen": "varlen_attention", "flex": "flex_attention_forward"}[choice]
+    kernel = {"varlen": "varlen_attention", "flex": "flex_attention_forward",
+              "cudnn": "sdpa_kernel"}[choice]  # fmt: skip
     calls, real = [], getattr(attention, kernel)
     monkeypatch.setattr(attention, kernel, lambda *a, **k: calls.append(1) or real(*a, **k))
     model = tiny_model(encoder_attention=choice).eval()
@@ -133,8 +134,8 @@ def test_flex_hands_the_layers_a_document_block_mask(everywhere):
         assert torch.equal(mask.mask_mod(row, 0, q, kv), expected)
 
 
-@pytest.mark.parametrize("choice", ["flex", "varlen"])
-def test_flex_and_varlen_fall_back_to_sdpa_on_the_cpu(choice):
+@pytest.mark.parametrize("choice", ["cudnn", "flex", "varlen"])
+def test_cuda_kernels_fall_back_to_sdpa_on_the_cpu(choice):
     states = torch.zeros(2, 5, 8)
     assert attention.kernel_for(choice, states) == "sdpa"
     assert attention.kernel_for("sdpa", states) == "sdpa"

@@ -225,10 +225,10 @@ def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
         checks |= {"gpu_tests", "trainer_8m_lora", "trainer_8m_frozen"}
     else:
         checks |= {"profile_8m_lora", "profile_8m_lora_compiled", "throughput_sweep"}
-        checks |= {"attention_sdpa", "attention_varlen", "attention_flex"}
-        # Each attention kernel's throughput row names it (on the CPU flex and varlen run
-        # as SDPA: ppi_dist.attention falls back off CUDA).
-        for kernel in ("sdpa", "varlen", "flex"):
+        checks |= {"attention_sdpa", "attention_varlen", "attention_cudnn", "attention_flex"}
+        # Each attention kernel's throughput row names it (on the CPU all run as SDPA:
+        # ppi_dist.attention falls back off CUDA).
+        for kernel in ("sdpa", "varlen", "cudnn", "flex"):
             assert any(f"{kernel} attention" in r[-1] for r in throughput), (kernel, throughput)
     assert set(statuses) == checks, rows
     # Every check must work; FAIL = a broken interface (see the logs).

@@ -128,15 +128,16 @@ def test_encoder_and_cross_attention_never_fall_back_to_the_math_kernel():
     assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("kernel", ["flex", "varlen"])
-def test_flex_and_varlen_compute_sdpas_encoder_in_bf16(monkeypatch, kernel):
-    """On CUDA the packed encoder through FlexAttention (document mask) or flash varlen gives
-    SDPA's states, logits and gradients to bf16 rounding, and really ran that kernel."""
+@pytest.mark.parametrize("kernel", ["cudnn", "flex", "varlen"])
+def test_packed_kernels_compute_sdpas_encoder_in_bf16(monkeypatch, kernel):
+    """On CUDA the packed encoder through cuDNN-first SDPA, FlexAttention (document mask) or
+    flash varlen gives SDPA's logits and gradients to bf16 rounding, and took that path."""
     from ppi_dist import attention
     from ppi_dist.data import collate_pairs
     from tests.conftest import random_pairs, tiny_model
 
-    spied = {"flex": "flex_attention_forward", "varlen": "varlen_attention"}[kernel]
+    spied = {"cudnn": "sdpa_kernel", "flex": "flex_attention_forward",
+             "varlen": "varlen_attention"}[kernel]  # fmt: skip
     calls, real = [], getattr(attention, spied)
     monkeypatch.setattr(attention, spied, lambda *a, **k: calls.append(1) or real(*a, **k))
     batch = {k: v.cuda() if torch.is_tensor(v) else v
