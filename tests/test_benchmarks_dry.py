@@ -186,8 +186,6 @@ def test_profile_step_dry_run(tmp_path, capsys, mode):
     assert json.loads(out.read_text())["mode"] == summary.mode
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stage", ["tests", "speed"])
 def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]]]:
     """`gpu_check.sh --dry` with these environment settings: (its output, the cells of the
     final results table's rows)."""
@@ -202,6 +200,8 @@ def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]]]:
     return output, [_numbers(line) for line in table if line.startswith("| ")][2:]  # no header
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["tests", "speed"])
 def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
     output, rows = gpu_check_dry(tmp_path, STAGE=stage)
     throughput = [r for r in rows if r[0].startswith("throughput ")]
