@@ -106,15 +106,20 @@ class CacheIndex:
         in `cache_rows`, i.e. in the states `EmbeddingCache.gather(cache_rows)` returns.
         """
         proteins = list(dict.fromkeys(itertools.chain(protein_a, protein_b)))
-        missing = [p for p in proteins if p not in self.row]
-        if missing:
-            raise KeyError(f"not in the embedding cache: {missing[:5]}")
         position = {protein: i for i, protein in enumerate(proteins)}
         return {
-            "cache_rows": torch.tensor([self.row[p] for p in proteins], dtype=torch.long),
+            "cache_rows": self.rows(proteins),
             "index_a": torch.tensor([position[p] for p in protein_a], dtype=torch.long),
             "index_b": torch.tensor([position[p] for p in protein_b], dtype=torch.long),
         }
+
+    def rows(self, ids: Iterable[str]) -> torch.Tensor:
+        """Cache rows (int64) of `ids`; a KeyError names the missing ones."""
+        ids = list(ids)
+        missing = [p for p in ids if p not in self.row]
+        if missing:
+            raise KeyError(f"not in the embedding cache: {missing[:5]}")
+        return torch.tensor([self.row[p] for p in ids], dtype=torch.long)
 
 
 class EmbeddingCache:
@@ -362,14 +367,6 @@ class EmbeddingCache:
         self._resident = (flat.to(device), torch.from_numpy(self.offsets).to(device),
                           torch.from_numpy(self.lengths).to(device))  # fmt: skip
 
-    def rows(self, ids: Iterable[str]) -> torch.Tensor:
-        """Cache rows (int64) of `ids`; a KeyError names the missing ones."""
-        ids = list(ids)
-        missing = [p for p in ids if p not in self.row]
-        if missing:
-            raise KeyError(f"not in the embedding cache: {missing[:5]}")
-        return torch.tensor([self.row[p] for p in ids], dtype=torch.long)
-
     def get(
         self,
         ids: Iterable[str],
@@ -381,7 +378,7 @@ class EmbeddingCache:
         Residues sit at positions 0..length-1 (see the module docstring), zeros after.
         Feed them to `model.pair_logits((states, mask), (states, mask), index_a, index_b)`.
         """
-        return self.gather(self.rows(ids), dtype, device)
+        return self.gather(self.index.rows(ids), dtype, device)
 
     def gather(
         self,

@@ -217,7 +217,7 @@ def build_encoder(config: SECAIConfig) -> nn.Module:
     encoder.requires_grad_(False)
     rotary = getattr(encoder.config, "position_embedding_type", None) == "rotary"
     if config.encoder_attention != "sdpa" and rotary:
-        # One attention function that runs SDPA, flex or varlen per call (`attention`).
+        # One attention function that runs SDPA, cuDNN-first SDPA, flex or varlen per call.
         encoder.set_attn_implementation(attention.IMPLEMENTATION)
     if config.activation_checkpointing:
         # Non-reentrant: correct with frozen inputs and with ZeRO-2's gradient hooks.

@@ -166,7 +166,7 @@ def test_gather_by_rows_equals_get_by_ids(dtype, tmp_path):
     proteins = _proteins()
     cache = EmbeddingCache.build(tiny_model().eval(), proteins, dtype=dtype, directory=tmp_path)
     ids = ["Q4", "Q1", "Q4", "Q8"]
-    states, mask = cache.gather(cache.rows(ids), dtype=None)
+    states, mask = cache.gather(cache.index.rows(ids), dtype=None)
     assert states.dtype == DTYPES[dtype][0]
     for k, protein in enumerate(ids):
         n = cache.length(protein)
