@@ -60,6 +60,7 @@ from ppi_dist.loss import focal_loss  # noqa: E402
 from ppi_dist.model import (  # noqa: E402
     SECAI,
     SECAIConfig,
+    base_encoder,
     esm2_650m_config,
     masked_max_mean,
     residue_mask,
@@ -310,8 +311,7 @@ def set_encoder_attention(model: SECAI, implementation: str) -> None:
     """Switch ESM-2's attention kernel in place, weights untouched: a transformers
     implementation ("sdpa", "eager", ...) or one of our packed kernels ("cudnn", "flex",
     "varlen", `ppi_dist.attention`), which run through `encoder_attention` as in training."""
-    encoder = model.encoder
-    base = encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
+    base = base_encoder(model.encoder)
     ours = implementation in attention.ENCODER_ATTENTION and implementation != "sdpa"
     model.config.encoder_attention = implementation if ours else "sdpa"
     base.set_attn_implementation(attention.IMPLEMENTATION if ours else implementation)

@@ -406,12 +406,9 @@ def base_encoder_fingerprint(model_or_encoder) -> str:
     """
     import hashlib
 
-    from peft import PeftModel
+    from ppi_dist.model import _base_weights, base_encoder
 
-    from ppi_dist.model import _base_weights
-
-    encoder = getattr(model_or_encoder, "encoder", model_or_encoder)
-    base = encoder.get_base_model() if isinstance(encoder, PeftModel) else encoder
+    base = base_encoder(getattr(model_or_encoder, "encoder", model_or_encoder))
     digest = hashlib.sha256()
     for name, tensor in sorted(_base_weights(base).items()):
         flat = tensor.detach().reshape(-1)

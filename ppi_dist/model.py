@@ -31,7 +31,6 @@ from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dic
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import EsmConfig, EsmModel
-from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ppi_dist import attention
 from ppi_dist.packing import LAYOUT_FIELDS, pack_batch, packed_inputs_from_layout, unpack_states
@@ -202,6 +201,19 @@ class PairHead(nn.Module):
         return self.fc2(self.dropout(F.gelu(hidden))).squeeze(-1)
 
 
+def base_encoder(encoder: nn.Module) -> nn.Module:
+    """The ESM-2 model itself, under peft's LoRA wrapper when there is one."""
+    return encoder.get_base_model() if isinstance(encoder, PeftModel) else encoder
+
+
+def encoder_layers(encoder: nn.Module) -> list[nn.Module]:
+    """ESM-2's transformer layers in order (`encoder.layer`), LoRA-wrapped or not."""
+    layers = getattr(getattr(base_encoder(encoder), "encoder", None), "layer", None)
+    if layers is None:
+        raise ValueError(f"no transformer layers (encoder.layer) in {type(encoder).__name__}")
+    return list(layers)
+
+
 def build_encoder(config: SECAIConfig) -> nn.Module:
     """The ESM-2 encoder, with LoRA on `config.lora_target_modules` unless frozen.
 
@@ -229,8 +241,7 @@ def build_encoder(config: SECAIConfig) -> nn.Module:
         else:
             encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         every = config.activation_checkpointing_every
-        layers = [m for m in encoder.modules() if isinstance(m, GradientCheckpointingLayer)]
-        for index, layer in enumerate(layers):
+        for index, layer in enumerate(encoder_layers(encoder)):
             layer.gradient_checkpointing = index % every == 0
     if config.freeze_encoder:
         return encoder
@@ -281,9 +292,7 @@ class SECAI(nn.Module):
         if not self._can_pack():
             output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
             return output.last_hidden_state
-        base = (
-            self.encoder.get_base_model() if isinstance(self.encoder, PeftModel) else self.encoder
-        )
+        base = base_encoder(self.encoder)
         pad_id = base.config.pad_token_id
         packed = (
             packed_inputs_from_layout(input_ids, layout, pad_id)
@@ -410,11 +419,7 @@ class SECAI(nn.Module):
             self.encoder.save_pretrained(directory / ADAPTER_DIR)
         config = asdict(self.config)
         if config["encoder_config"] is not None:
-            base = (
-                self.encoder.get_base_model()
-                if isinstance(self.encoder, PeftModel)
-                else self.encoder
-            )
+            base = base_encoder(self.encoder)
             # Save the base without LoRA layers: unload() would merge, so save a clean copy.
             clean = EsmModel(EsmConfig(**config["encoder_config"]), add_pooling_layer=False)
             clean.load_state_dict(_base_weights(base), strict=True)

@@ -12,6 +12,8 @@ import os
 import torch._dynamo
 from torch import nn
 
+from ppi_dist.model import encoder_layers
+
 # The backend when none is given: inductor (generated kernels). Tests and CPU dry runs set
 # "aot_eager" (traces the same graphs through dynamo and AOTAutograd, generates no code):
 # it checks that the model compiles and differentiates, in seconds instead of a minute.
@@ -38,9 +40,9 @@ def compile_model(model: nn.Module, backend: str | None = None) -> list[str]:
     _allow_transformers_warnings()
     compiled = []
     if not getattr(model.config, "freeze_encoder", False):
-        for name, layer in _encoder_layers(model):
+        for index, layer in enumerate(encoder_layers(model.encoder)):
             layer.compile(backend=backend, dynamic=True)
-            compiled.append(name)
+            compiled.append(f"encoder.layer.{index}")
     model.head.compile(backend=backend, dynamic=True)
     compiled.append("head")
     return compiled
@@ -56,16 +58,6 @@ def compiled_graphs() -> int:
     from torch._dynamo.utils import counters
 
     return counters["stats"]["unique_graphs"]
-
-
-def _encoder_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, layer) of the encoder's transformer layers (ESM-2: `encoder.layer`)."""
-    encoder = model.encoder
-    base = encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if layers is None:
-        raise ValueError(f"compile: no transformer layers found in {type(base).__name__}")
-    return [(f"encoder.layer.{i}", layer) for i, layer in enumerate(layers)]
 
 
 def _allow_transformers_warnings() -> None:

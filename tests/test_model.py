@@ -13,6 +13,8 @@ from ppi_dist.model import (
     SECAI,
     CrossAttention,
     SECAIConfig,
+    base_encoder,
+    encoder_layers,
     esm2_650m_config,
     lora_parameter_count,
     masked_max_mean,
@@ -186,6 +188,20 @@ def test_one_step_changes_only_lora_cross_attention_and_head(checkpointing, batc
             assert not torch.equal(param, before[name]), f"{name} did not change"
         if not trainable:
             assert torch.equal(param, before[name]), f"frozen {name} changed"
+
+
+def test_encoder_layers_are_the_same_with_and_without_lora():
+    """One listing of ESM-2's layers serves checkpointing, compile and kernel switches, so it
+    must see through peft's wrapper and refuse a module without transformer layers."""
+    lora, frozen = tiny_model(seed=0), tiny_model(seed=0, freeze_encoder=True)
+    assert base_encoder(lora.encoder) is lora.encoder.get_base_model()
+    assert base_encoder(frozen.encoder) is frozen.encoder
+    for model in (lora, frozen):
+        walked = [m for m in model.encoder.modules() if isinstance(m, GradientCheckpointingLayer)]
+        assert encoder_layers(model.encoder) == walked
+        assert len(walked) == model.encoder.config.num_hidden_layers
+    with pytest.raises(ValueError, match="no transformer layers"):
+        encoder_layers(torch.nn.Linear(2, 2))
 
 
 def test_checkpointing_every_second_layer_recomputes_half_and_changes_no_gradient(batch):
