@@ -273,7 +273,8 @@ if [[ "$STAGE" == results ]]; then
   # degree baseline and "all positive" beside), SEEDS runs each from SEED on; the quick
   # yeast-random first, then Bernett with what is left of the stage. real_data.py writes
   # its tables after every seed, so a run cut short keeps the seeds it finished; the next
-  # call continues with SEED set past them.
+  # call continues with SEED set past them and pools its seeds with those in
+  # $WORK/real_*/results.json (on a fresh machine, put the earlier files back there first).
   if [[ "$DRY" == 1 ]]; then
     # real_data.py --dry: splits and baselines only (the yeast cache alone is a CPU hour)
     SIZES=(--train_pairs 300 --valid_pairs 100 --test_pairs 100 --max_residues 256

@@ -19,6 +19,13 @@ Every threshold is chosen on validation only and applied unchanged to test.
 `--seeds N` repeats every configuration with seeds seed, seed+1, ... (new subsets, new
 validation hold-out, new trainer seed) and reports the mean and standard deviation of each
 metric over the N runs. `--dry` skips the SE-CAI runs (baselines only: a quick check).
+
+Seeds accumulate: results.json keeps every seed's metrics with the settings that made them,
+and a later call into the same --work_dir (say `--seed 1` after a run of seed 0 that ran out
+of time) pools its seeds with the earlier ones; `--merge FILE` pools those of a results.json
+from elsewhere (another machine's run). Seeds are pooled only with runs of the same settings
+(sizes, crop, budget, epochs); anything else is refused, naming the file and the setting.
+A seed run again replaces its earlier run.
 """
 
 from __future__ import annotations
@@ -178,6 +185,47 @@ def run_secai(
 
 
 TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc", "aupr")
+# The arguments that define a configuration: seeds are pooled only across equal values.
+POOLED_SETTINGS = ("train_pairs", "valid_pairs", "test_pairs", "max_residues", "max_tokens",
+                   "epochs", "lora_steps", "valid_protein_fraction")  # fmt: skip
+
+
+def run_settings(args) -> dict:
+    return {key: getattr(args, key) for key in POOLED_SETTINGS}
+
+
+def read_earlier(files: list[Path], datasets: list[str], settings: dict) -> dict[str, dict]:
+    """Per dataset: {"settings", "predictors": {label: {seed: metrics}}, "commands"} from
+    earlier results.json files. A dataset run now pools only with runs of `settings`; one
+    found in several files pools only with its own settings; others are kept as they were."""
+    earlier: dict[str, dict] = {}
+    for path in files:
+        for name, result in json.loads(path.read_text()).items():
+            if "settings" not in result:
+                raise SystemExit(
+                    f"{path}: {name}: written by an older real_data.py, without the seed and "
+                    "settings of each run, so its runs cannot be pooled; move the file away "
+                    "or pass another --work_dir"
+                )
+            wanted = settings if name in datasets else earlier.get(name, result)["settings"]
+            found = result["settings"]
+            differ = [f"{key} {found.get(key)!r} there, {value!r} here"
+                      for key, value in wanted.items() if found.get(key) != value]  # fmt: skip
+            if differ:
+                raise SystemExit(
+                    f"{path}: {name}: its runs were made with other settings ("
+                    + "; ".join(differ)
+                    + "); seeds are pooled only with like runs: pass another --work_dir"
+                )
+            into = earlier.setdefault(
+                name, {"settings": result["settings"], "predictors": {}, "commands": {}}
+            )
+            for label, record in result["predictors"].items():
+                into["predictors"].setdefault(label, {}).update(
+                    zip(record["seeds"], record["runs"], strict=True)
+                )
+            into["commands"].update(result["commands"])
+    return earlier
 
 
 def row(label: str, m: dict) -> str:
@@ -226,17 +274,26 @@ def main(argv: list[str] | None = None) -> None:
         "--valid_protein_fraction", type=float, default=0.2,
         help="yeast: fraction of training PROTEINS held out for validation (ppi_dist.split)",
     )  # fmt: skip
+    parser.add_argument(
+        "--merge", nargs="+", default=[], metavar="FILE",
+        help="results.json of earlier runs (same settings) whose seeds to pool with these",
+    )  # fmt: skip
     parser.add_argument("--dry", action="store_true", help="baselines only, no SE-CAI runs")
     args = parser.parse_args(argv)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    earlier_files = [Path(f) for f in args.merge]
+    if (work / "results.json").exists():
+        earlier_files.insert(0, work / "results.json")
+    settings = run_settings(args)
+    earlier = read_earlier(earlier_files, args.datasets, settings)
     import torch
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}; settings {vars(args)}")  # fmt: skip
-    header = ("| predictor | accuracy | precision | recall | F1 | weighted | MCC | AUROC | AUPR "
-              "| threshold |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
-    report, results = [], {}
+    # Datasets not run now stay in results.json as they were.
+    results = {name: pooled_result(e["predictors"], e["commands"], e["settings"])
+               for name, e in earlier.items() if name not in args.datasets}  # fmt: skip
     seeds = [args.seed + k for k in range(args.seeds)]
     for name in args.datasets:
         spec = DATASETS[name]
@@ -246,45 +303,80 @@ def main(argv: list[str] | None = None) -> None:
         runs = [("SE-CAI frozen 8M", False)] + (
             [("SE-CAI LoRA 8M", True)] if args.lora_steps else []
         )
-        per_seed: dict[str, list[dict]] = {}
-        commands = {}
+        before = earlier.get(name, {"predictors": {}, "commands": {}})
+        per_seed = {label: dict(by_seed) for label, by_seed in before["predictors"].items()}
+        commands = dict(before["commands"])
+        if per_seed:
+            print(f"{name}: pooling with earlier seeds {seeds_of(per_seed)} (a seed run again "
+                  "replaces its earlier run)")  # fmt: skip
         for seed in seeds:
             paths = make_splits(name, spec, work, args, seed)
-            per_seed.setdefault("degree baseline", []).append(degree_baseline(paths))
-            per_seed.setdefault("all positive", []).append(all_positive(paths))
+            per_seed.setdefault("degree baseline", {})[seed] = degree_baseline(paths)
+            per_seed.setdefault("all positive", {})[seed] = all_positive(paths)
             for label, lora in [] if args.dry else runs:
                 metrics, objectives, command, seconds = run_secai(
                     name, paths, fasta, work, args, lora, seed
                 )
-                per_seed.setdefault(label, []).append(metrics)
+                per_seed.setdefault(label, {})[seed] = metrics
                 # The same model with each threshold objective (chosen on validation).
                 for objective, values in objectives.items():
-                    per_seed.setdefault(f"{label}, threshold by {objective}", []).append(values)
-                commands[f"{label}, seed {seed}"] = f"{command}  ({seconds / 60:.1f} min)"
+                    per_seed.setdefault(f"{label}, threshold by {objective}", {})[seed] = values
+                commands[f"{label}, seed {seed}"] = (
+                    f"{command}  ({seconds / 60:.1f} min on {machine()})"
+                )
             # Written after every seed: a run cut short keeps what it finished.
-            done = [s for s in seeds if s <= seed]
-            write_results(work, report, results, name, spec, per_seed, commands, done, header)
-        report.append(section(name, spec, results[name], commands, done, header))
-        print(report[-1], flush=True)
+            results[name] = pooled_result(per_seed, commands, settings)
+            write_results(work, results)
+        print(section(name, results[name]), flush=True)
     print(f"written: {work / 'results.md'}")
 
 
-def section(name, spec, result, commands, seeds, header) -> str:
-    lines = [f"### {name} ({len(seeds)} seed{'s' * (len(seeds) > 1)}: {seeds})", "", header]
-    if len(seeds) == 1:
-        lines += [row(label, r["runs"][0]) for label, r in result.items()]
-    else:
-        lines += [row_mean_sd(label, r["mean_sd"]) for label, r in result.items()]
-    lines += ["", f"Published: {spec['published']}.", ""]
-    lines += [f"- {label}: `{c}`" for label, c in commands.items()]
+def machine() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def seeds_of(per_seed: dict[str, dict[int, dict]]) -> list[int]:
+    return sorted({seed for runs in per_seed.values() for seed in runs})
+
+
+def pooled_result(per_seed: dict[str, dict[int, dict]], commands: dict, settings: dict) -> dict:
+    predictors = {}
+    for label, by_seed in per_seed.items():
+        seeds = sorted(by_seed)
+        runs = [by_seed[seed] for seed in seeds]
+        predictors[label] = {"seeds": seeds, "runs": runs, "mean_sd": mean_sd(runs)}
+    return {"settings": settings, "predictors": predictors, "commands": commands}
+
+
+def section(name: str, result: dict) -> str:
+    predictors = result["predictors"]
+    seeds = sorted({seed for record in predictors.values() for seed in record["seeds"]})
+    lines = [f"### {name} ({len(seeds)} seed{'s' * (len(seeds) > 1)}: {seeds})", "", HEADER]
+    for label, record in predictors.items():
+        # A predictor with fewer seeds than the section (a run cut short) says so.
+        shown = label if record["seeds"] == seeds else f"{label} (seeds {record['seeds']})"
+        if len(record["runs"]) == 1:
+            lines.append(row(shown, record["runs"][0]))
+        else:
+            lines.append(row_mean_sd(shown, record["mean_sd"]))
+    lines += ["", f"Published: {DATASETS[name]['published']}.", ""]
+    lines += [f"- {label}: `{c}`" for label, c in result["commands"].items()]
     return "\n".join(lines)
 
 
-def write_results(work, report, results, name, spec, per_seed, commands, seeds, header) -> None:
-    results[name] = {label: {"runs": values, "mean_sd": mean_sd(values)}
-                     for label, values in per_seed.items()}  # fmt: skip
-    sections = [*report, section(name, spec, results[name], commands, seeds, header)]
-    (work / "results.md").write_text("\n\n".join(sections) + "\n")
+HEADER = (
+    "| predictor | accuracy | precision | recall | F1 | weighted | MCC | AUROC | AUPR "
+    "| threshold |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def write_results(work: Path, results: dict) -> None:
+    text = "\n\n".join(section(name, result) for name, result in results.items())
+    (work / "results.md").write_text(text + "\n")
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 

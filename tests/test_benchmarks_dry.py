@@ -267,7 +267,8 @@ def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 seeds: [0, 1]" in done.stdout and "mixed pairs" in done.stdout
     assert re.search(r"\| all positive \| [\d.]+ ± [\d.]+ \|", done.stdout)
-    results = json.loads((tmp_path / "results.json").read_text())["yeast-c3"]
+    results = json.loads((tmp_path / "results.json").read_text())["yeast-c3"]["predictors"]
+    assert results["all positive"]["seeds"] == [0, 1]
     assert len(results["all positive"]["runs"]) == 2
     assert results["all positive"]["mean_sd"]["recall"] == {"mean": 1.0, "sd": 0.0, "n": 2}
     for seed in (0, 1):
@@ -277,6 +278,41 @@ def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path
             proteins[split] = {p for row in rows for p in row.split("\t")[:2]}
         assert proteins["train"] and proteins["valid"]
         assert not proteins["train"] & proteins["valid"]
+
+
+def real_data_dry(work, *extra: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "benchmarks/real_data.py", "--dry", "--datasets", "yeast-c3",
+        "--train_pairs", "300", "--valid_pairs", "100", "--test_pairs", "100",
+        "--work_dir", str(work), *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_real_data_pools_seeds_across_calls_and_refuses_unlike_settings(tmp_path):
+    """A call into the same work dir adds its seeds to the earlier ones; --merge pools another
+    dir's; a call with other sizes is refused and leaves the earlier results as they were."""
+    first, other, pooled = tmp_path / "first", tmp_path / "other", tmp_path / "pooled"
+    outputs = []
+    for work, seed in ((first, "0"), (first, "1"), (other, "2")):
+        done = real_data_dry(work, "--seed", seed)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.append(done.stdout)
+    assert "pooling" not in outputs[0] and "pooling with earlier seeds [0]" in outputs[1]
+    assert "(2 seeds: [0, 1])" in (first / "results.md").read_text()
+    done = real_data_dry(
+        pooled, "--seed", "1", "--merge", str(first / "results.json"), str(other / "results.json")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(3 seeds: [0, 1, 2])" in done.stdout
+    predictors = json.loads((pooled / "results.json").read_text())["yeast-c3"]["predictors"]
+    assert predictors["degree baseline"]["seeds"] == [0, 1, 2]
+    assert predictors["degree baseline"]["mean_sd"]["auroc"]["n"] == 3
+    before = (first / "results.json").read_text()
+    done = real_data_dry(first, "--seed", "5", "--train_pairs", "200")
+    assert done.returncode != 0
+    assert str(first / "results.json") in done.stderr and "train_pairs 300 there" in done.stderr
+    assert (first / "results.json").read_text() == before
 
 
 def test_data_loader_frozen_comparison_dry_run(tmp_path):
