@@ -58,7 +58,7 @@ def evaluate(
         raise UserError("the model folder has no decision_threshold; train it, or pass one")
     source = PairSource(pairs, fasta, labeled=True, max_residues=max_residues)
     scored = score_rows(model, *rows_and_sequences(source.pair_rows()),
-                        max_residues=max_residues)  # fmt: skip
+                        max_residues=max_residues, progress=Path(pairs).name)  # fmt: skip
     objective = model.config.threshold_objective or "weighted"
     result = evaluate_at(scored.scores, scored.labels, threshold, objective=objective)
     report = {
@@ -87,7 +87,7 @@ def evaluate(
     if valid is not None:
         valid_source = PairSource(valid, fasta, labeled=True, max_residues=max_residues)
         valid_scored = score_rows(model, *rows_and_sequences(valid_source.pair_rows()),
-                                  max_residues=max_residues)  # fmt: skip
+                                  max_residues=max_residues, progress=Path(valid).name)  # fmt: skip
         comparison = compare_objectives(valid_scored.scores, valid_scored.labels,
                                         scored.scores, scored.labels)  # fmt: skip
         report["objectives"] = {

@@ -187,6 +187,7 @@ def score_rows(
     chunk_pairs: int = CHUNK_PAIRS,
     max_tokens: int = 65536,
     should_stop: Callable[[], bool] | None = None,
+    progress: str | None = None,
 ) -> ScoredPairs:
     """Score rows in chunks; rank r takes chunks r, r+W, ... (as `predict` does).
 
@@ -195,7 +196,11 @@ def score_rows(
     (row, probability) items; every rank gets the whole split back, in file order.
     `should_stop` is polled before each chunk, the same number of times on every rank (so
     it may be a collective); when it says stop, `ScoringInterrupted` is raised.
+    `progress` names the progress bars of this rank's encoding and scoring (none if None):
+    a whole Bernett validation set is minutes of silence otherwise.
     """
+    from tqdm.auto import tqdm
+
     chunks = chunks_of(rows, chunk_pairs)
     mine = [(c, chunk) for c, chunk in enumerate(chunks) if c % world_size == rank]
     rounds = -(-len(chunks) // world_size)
@@ -205,9 +210,14 @@ def score_rows(
             spill = spill_dir or stack.enter_context(tempfile.TemporaryDirectory())
             cache = (
                 encode_proteins(model, wanted, spill_dir=Path(spill) / f"rank{rank}",
-                                max_residues=max_residues, memory_limit=memory_limit)
+                                max_residues=max_residues, memory_limit=memory_limit,
+                                progress=progress is not None)
                 if wanted else None
             )  # fmt: skip
+        bar = stack.enter_context(
+            tqdm(total=sum(len(chunk) for _, chunk in mine), unit="pair",
+                 desc=progress, disable=progress is None, dynamic_ncols=True)
+        )  # fmt: skip
         items: list[tuple[int, float]] = []
         for round_ in range(rounds):
             if should_stop is not None and should_stop():
@@ -218,6 +228,7 @@ def score_rows(
             probabilities = score_pairs(model, cache, [(a, b) for a, b, _ in chunk],
                                         max_tokens=max_tokens)  # fmt: skip
             items += [(c * chunk_pairs + k, float(p)) for k, p in enumerate(probabilities)]
+            bar.update(len(chunk))
     if gather is not None:
         items = gather(items)
     scores = np.zeros(len(rows))
@@ -250,8 +261,10 @@ def score_split(
     stop_flag: Callable[[], bool] | None = None,
     spill_dir: str | Path | None = None,
     cache: EmbeddingCache | None = None,
+    desc: str = "scoring",
 ) -> ScoredPairs:
-    """Every pair of a `data.PairSource`, each rank scoring its chunks, gathered on all.
+    """Every pair of a `data.PairSource`, each rank scoring its chunks, gathered on all;
+    the main process shows progress bars named `desc`.
 
     `stop_flag` (this process was asked to stop) is combined over ranks before each chunk,
     so every rank leaves together with `ScoringInterrupted`.
@@ -268,6 +281,7 @@ def score_split(
         world_size=accelerator.num_processes, cache=cache, max_residues=source.max_residues,
         gather=gather_object if accelerator.num_processes > 1 else None,
         should_stop=stop_everywhere if stop_flag is not None else None, spill_dir=spill_dir,
+        progress=desc if accelerator.is_main_process else None,
     )  # fmt: skip
 
 

@@ -169,7 +169,7 @@ def finish(config: TrainConfig, model: SECAI, sources: dict, accelerator: Accele
     staging, spill = output_dir / "model.partial", output_dir / "scoring_cache"
     shipped = save_and_reload(model, staging, accelerator)
     splits = {"validation": "valid", "test": "test"}
-    predictions = {split: score_split(shipped, sources[key], accelerator, stop, spill)
+    predictions = {split: score_split(shipped, sources[key], accelerator, stop, spill, desc=split)
                    for split, key in splits.items() if key in sources}  # fmt: skip
     valid = predictions["validation"]
     chosen = choose_threshold(valid, accelerator, config.score_weights, config.threshold_grid,
@@ -285,7 +285,8 @@ def train(config: TrainConfig) -> dict:
     def evaluate_now() -> None:
         nonlocal best, evaluated_step
         average_batchnorm(unwrapped, accelerator)
-        scored = score_split(unwrapped, sources["valid"], accelerator, stop, spill, cache)
+        scored = score_split(unwrapped, sources["valid"], accelerator, stop, spill, cache,
+                             desc=f"step {step} validation")  # fmt: skip
         result = choose_threshold(scored, accelerator, config.score_weights,
                                   config.threshold_grid, config.threshold_objective)  # fmt: skip
         accelerator.log({f"valid/{k}": v for k, v in result.summary().items()}, step=step)

@@ -146,3 +146,17 @@ def test_stop_is_polled_the_same_number_of_times_on_every_rank():
         assert len(polls) == 2
     with pytest.raises(ScoringInterrupted):
         score_rows(model, rows, proteins, chunk_pairs=8, should_stop=lambda: True)
+
+
+def test_score_rows_shows_progress_only_when_named(capsys):
+    """A named scoring shows its encoding and its pairs (the trainer's whole-split scoring
+    would otherwise be minutes of silence); unnamed, as on ranks other than the main one,
+    it prints nothing."""
+    model = tiny_model(seed=2).eval()
+    rows, proteins = _rows(seed=4)
+    quiet = score_rows(model, rows, proteins, chunk_pairs=8)
+    assert capsys.readouterr().err == ""
+    shown = score_rows(model, rows, proteins, chunk_pairs=8, progress="validation")
+    err = capsys.readouterr().err
+    assert "encoding" in err and "validation: 100%" in err and f"{len(rows)}/{len(rows)}" in err
+    assert np.array_equal(quiet.scores, shown.scores)
