@@ -289,8 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     earlier = read_earlier(earlier_files, args.datasets, settings)
     import torch
 
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}; settings {vars(args)}")  # fmt: skip
+    print(f"machine: {machine()}, torch {torch.__version__}; settings {vars(args)}")
     # Datasets not run now stay in results.json as they were.
     results = {name: pooled_result(e["predictors"], e["commands"], e["settings"])
                for name, e in earlier.items() if name not in args.datasets}  # fmt: skip
