@@ -25,7 +25,8 @@ and a later call into the same --work_dir (say `--seed 1` after a run of seed 0 
 of time) pools its seeds with the earlier ones; `--merge FILE` pools those of a results.json
 from elsewhere (another machine's run). Seeds are pooled only with runs of the same settings
 (sizes, crop, budget, epochs); anything else is refused, naming the file and the setting.
-A seed run again replaces its earlier run.
+A seed run again replaces its earlier run; a seed whose run was stopped before its final
+metrics continues from that run's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ppi_dist.audit import degree_baseline_scores, read_pairs  # noqa: E402
+from ppi_dist.checkpoint import latest_checkpoint  # noqa: E402
 from ppi_dist.data import read_fasta  # noqa: E402
 from ppi_dist.metrics import evaluate_at, search_threshold  # noqa: E402
+from ppi_dist.rundir import run_contents  # noqa: E402
 from ppi_dist.split import split_pairs  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -173,6 +176,7 @@ def run_secai(
         cache = cache_dir(work, fasta, args)
         command += ["--freeze_encoder", "true", "--embedding_cache", str(cache),
                     "--epochs", str(args.epochs)]  # fmt: skip
+    command += continue_or_replace(out)
     shown = " ".join(c if c != sys.executable else "python" for c in command)
     print(f"$ {shown}", flush=True)
     started = time.perf_counter()
@@ -182,6 +186,19 @@ def run_secai(
     objectives = {k: v["test"] | {"threshold": v["threshold"]}
                   for k, v in metrics.get("objectives", {}).items()}  # fmt: skip
     return metrics["test"], objectives, shown, seconds
+
+
+def continue_or_replace(out: Path) -> list[str]:
+    """The trainer's flags for a seed's run folder, which it refuses as it stands when it
+    holds a run: one cut short (a completed checkpoint, no final metrics) is continued from
+    its latest checkpoint, so a stopped seed loses only the steps since; a finished one, or
+    one stopped before its first checkpoint, is replaced (a seed run again replaces its
+    earlier run)."""
+    if not run_contents(out):
+        return []
+    if not (out / "metrics.json").is_file() and latest_checkpoint(out / "checkpoints"):
+        return ["--resume_from", "latest"]
+    return ["--overwrite", "true"]
 
 
 TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc", "aupr")

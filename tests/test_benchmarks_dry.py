@@ -315,6 +315,50 @@ def test_real_data_pools_seeds_across_calls_and_refuses_unlike_settings(tmp_path
     assert (first / "results.json").read_text() == before
 
 
+def test_real_data_continues_a_stopped_seed_and_replaces_a_finished_one(tmp_path):
+    """A seed's run folder from an earlier call is refused by the trainer as it stands;
+    real_data passes the flag that the folder's state calls for, and the trainer accepts it."""
+    from benchmarks.real_data import continue_or_replace
+    from ppi_dist.checkpoint import COMPLETE, step_dir
+    from ppi_dist.rundir import RunFolderError, claim_output_dir
+
+    def folder(name: str, *, log=False, checkpoint=None, finished=False) -> Path:
+        out = tmp_path / name
+        out.mkdir()
+        if log:
+            (out / "train_log.jsonl").write_text("{}\n")
+        if checkpoint is not None:  # "complete" or "interrupted" (no COMPLETE marker)
+            step = step_dir(out / "checkpoints", 178)
+            step.mkdir(parents=True)
+            if checkpoint == "complete":
+                (step / COMPLETE).touch()
+        if finished:
+            (out / "metrics.json").write_text("{}")
+        return out
+
+    cases = {
+        "fresh": (folder("fresh"), []),
+        "stopped": (folder("stopped", log=True, checkpoint="complete"),
+                    ["--resume_from", "latest"]),
+        "finished": (folder("finished", log=True, checkpoint="complete", finished=True),
+                     ["--overwrite", "true"]),
+        "before first checkpoint": (folder("early", log=True), ["--overwrite", "true"]),
+        "interrupted save": (folder("torn", log=True, checkpoint="interrupted"),
+                             ["--overwrite", "true"]),
+    }  # fmt: skip
+    for name, (out, expected) in cases.items():
+        flags = continue_or_replace(out)
+        assert flags == expected, name
+        if flags:
+            with pytest.raises(RunFolderError):  # why the flags are needed
+                claim_output_dir(out, resuming=False, overwrite=False).release()
+        lock = claim_output_dir(out, resuming="--resume_from" in flags,
+                                overwrite="--overwrite" in flags)  # fmt: skip
+        lock.release()
+    assert not (tmp_path / "finished" / "metrics.json").exists()  # replaced, not kept
+    assert (tmp_path / "stopped" / "checkpoints").is_dir()  # continued, not cleared
+
+
 def test_data_loader_frozen_comparison_dry_run(tmp_path):
     from tests.test_loader import make_source
 
