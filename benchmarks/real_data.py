@@ -12,7 +12,10 @@ which ship none, a protein-disjoint hold-out of the training file made by `ppi_d
 - degree baseline: score(A, B) = net training degree of A plus that of B (ppi_dist.audit);
 - all positive: every pair predicted to interact;
 - SE-CAI, frozen 8M ESM-2 encoder (`--freeze_encoder`, states cached once), and optionally a
-  short LoRA fine-tune (`--lora_steps`).
+  short LoRA fine-tune (`--lora_steps`);
+- optionally (`--pooled_baseline`) the pooled-embedding baseline: the same frozen run with
+  `--interaction pooled`, each protein's own residue states max- and mean-pooled into the same
+  head, so the two rows differ only by the cross-attention.
 
 Every threshold is chosen on validation only and applied unchanged to test.
 
@@ -155,12 +158,16 @@ def build_whole_cache(fasta: Path, work: Path, args) -> None:
           f"{time.perf_counter() - started:.0f} s")  # fmt: skip
 
 
-def run_secai(
-    name: str, paths: dict, fasta: Path, work: Path, args, lora: bool, seed: int
-) -> tuple[dict, dict, str, float]:
-    """One trainer run: (test metrics at the shipped threshold, test metrics at each threshold
-    objective's validation choice, the command, wall seconds)."""
-    out = work / f"{name}_{'lora' if lora else 'frozen'}_seed{seed}"
+# The trainer runs per seed: variant (the middle of its run folder's name) -> table label.
+VARIANTS = {"frozen": "SE-CAI frozen 8M", "lora": "SE-CAI LoRA 8M",
+            "pooled": "pooled baseline frozen 8M (no cross-attention)"}  # fmt: skip
+
+
+def trainer_command(
+    name: str, paths: dict, fasta: Path, work: Path, args, variant: str, seed: int
+) -> tuple[list[str], Path]:
+    """The train.py command of one run (`variant` from VARIANTS) and its output folder."""
+    out = work / f"{name}_{variant}_seed{seed}"
     command = [
         sys.executable, "ppi_dist/train.py",
         "--train_file", str(paths["train"]), "--valid_file", str(paths["valid"]),
@@ -170,13 +177,23 @@ def run_secai(
         "--head_hidden", "256", "--learning_rate_head", "1e-3", "--learning_rate_lora", "5e-4",
         "--output_dir", str(out), "--report_to", "none", "--seed", str(seed),
     ]  # fmt: skip
-    if lora:
+    if variant == "lora":
         command += ["--max_steps", str(args.lora_steps)]
     else:
         cache = cache_dir(work, fasta, args)
         command += ["--freeze_encoder", "true", "--embedding_cache", str(cache),
                     "--epochs", str(args.epochs)]  # fmt: skip
-    command += continue_or_replace(out)
+    if variant == "pooled":
+        command += ["--interaction", "pooled"]
+    return command + continue_or_replace(out), out
+
+
+def run_secai(
+    name: str, paths: dict, fasta: Path, work: Path, args, variant: str, seed: int
+) -> tuple[dict, dict, str, float]:
+    """One trainer run: (test metrics at the shipped threshold, test metrics at each threshold
+    objective's validation choice, the command, wall seconds)."""
+    command, out = trainer_command(name, paths, fasta, work, args, variant, seed)
     shown = " ".join(c if c != sys.executable else "python" for c in command)
     print(f"$ {shown}", flush=True)
     started = time.perf_counter()
@@ -283,6 +300,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_tokens", type=int, default=8192)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lora_steps", type=int, default=0, help="0: no LoRA run")
+    parser.add_argument(
+        "--pooled_baseline", action="store_true",
+        help="also train the pooled-embedding baseline (same run, --interaction pooled)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--seeds", type=int, default=1, help="runs per configuration: seed, seed+1, ..."
@@ -316,9 +337,8 @@ def main(argv: list[str] | None = None) -> None:
         fasta = SHARED / "data" / spec["fasta"]
         if spec.get("cache_whole_fasta") and not args.dry:
             build_whole_cache(fasta, work, args)
-        runs = [("SE-CAI frozen 8M", False)] + (
-            [("SE-CAI LoRA 8M", True)] if args.lora_steps else []
-        )
+        variants = ["frozen"] + ["lora"] * bool(args.lora_steps)
+        variants += ["pooled"] * args.pooled_baseline
         before = earlier.get(name, {"predictors": {}, "commands": {}})
         per_seed = {label: dict(by_seed) for label, by_seed in before["predictors"].items()}
         commands = dict(before["commands"])
@@ -329,9 +349,10 @@ def main(argv: list[str] | None = None) -> None:
             paths = make_splits(name, spec, work, args, seed)
             per_seed.setdefault("degree baseline", {})[seed] = degree_baseline(paths)
             per_seed.setdefault("all positive", {})[seed] = all_positive(paths)
-            for label, lora in [] if args.dry else runs:
+            for variant in [] if args.dry else variants:
+                label = VARIANTS[variant]
                 metrics, objectives, command, seconds = run_secai(
-                    name, paths, fasta, work, args, lora, seed
+                    name, paths, fasta, work, args, variant, seed
                 )
                 per_seed.setdefault(label, {})[seed] = metrics
                 # The same model with each threshold objective (chosen on validation).

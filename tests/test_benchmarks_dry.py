@@ -359,6 +359,30 @@ def test_real_data_continues_a_stopped_seed_and_replaces_a_finished_one(tmp_path
     assert (tmp_path / "stopped" / "checkpoints").is_dir()  # continued, not cleared
 
 
+def test_real_data_pooled_baseline_differs_from_secai_only_by_the_interaction(tmp_path):
+    """--pooled_baseline's run is SE-CAI's frozen run with --interaction pooled: the same data,
+    encoder, cache, head, learning rates and seed, in its own folder."""
+    from benchmarks.real_data import trainer_command
+    from ppi_dist.config import load_config
+
+    paths = {split: tmp_path / f"{split}.tsv" for split in ("train", "valid", "test")}
+    args = SimpleNamespace(max_residues=64, max_tokens=4096, epochs=1, lora_steps=0)
+    fasta = tmp_path / "yeast" / "sequences.fasta"
+    runs = {variant: trainer_command("yeast-c3", paths, fasta, tmp_path, args, variant, 3)
+            for variant in ("frozen", "pooled")}  # fmt: skip
+    (secai, secai_out), (pooled, pooled_out) = runs["frozen"], runs["pooled"]
+    assert secai_out != pooled_out
+    secai_config = load_config(secai[2:]).to_dict()
+    pooled_config = load_config(pooled[2:]).to_dict()
+    differing = {key for key in secai_config if secai_config[key] != pooled_config[key]}
+    assert differing == {"interaction", "output_dir"}
+    assert (secai_config["interaction"], pooled_config["interaction"]) == (
+        "cross_attention", "pooled"
+    )  # fmt: skip
+    assert pooled_config["freeze_encoder"] and pooled_config["seed"] == 3
+    assert pooled_config["embedding_cache"] == secai_config["embedding_cache"]
+
+
 def test_data_loader_frozen_comparison_dry_run(tmp_path):
     from tests.test_loader import make_source
 
