@@ -197,12 +197,37 @@ def run_secai(
     shown = " ".join(c if c != sys.executable else "python" for c in command)
     print(f"$ {shown}", flush=True)
     started = time.perf_counter()
-    subprocess.run(command, cwd=REPO, check=True)
+    metrics = run_trainer(command, out)
     seconds = time.perf_counter() - started
-    metrics = json.loads((out / "metrics.json").read_text())
     objectives = {k: v["test"] | {"threshold": v["threshold"]}
                   for k, v in metrics.get("objectives", {}).items()}  # fmt: skip
     return metrics["test"], objectives, shown, seconds
+
+
+class TrainerStopped(Exception):
+    """train.py stopped on request (SIGTERM/SIGINT) before its final metrics."""
+
+
+def run_trainer(command: list[str], out: Path) -> dict:
+    """Run train.py to its end; its metrics.json.
+
+    Ctrl-C reaches the trainer too (one process group), which saves a checkpoint and exits:
+    wait for that rather than kill it mid-save (subprocess.run kills its child 0.25 s after
+    an interrupt). A stopped run raises TrainerStopped; a failed one exits with its status.
+    """
+    process = subprocess.Popen(command, cwd=REPO)
+    while True:
+        try:
+            returncode = process.wait()
+            break
+        except KeyboardInterrupt:
+            print("interrupted: waiting for train.py to save its checkpoint", flush=True)
+    if returncode != 0:
+        raise SystemExit(f"{out}: train.py exited with status {returncode} (its output is above)")
+    metrics = out / "metrics.json"
+    if not metrics.is_file():  # continue_or_replace resumes only folders without metrics
+        raise TrainerStopped(f"{out}: stopped before its final metrics, with its checkpoint")
+    return json.loads(metrics.read_text())
 
 
 def continue_or_replace(out: Path) -> list[str]:
@@ -351,9 +376,17 @@ def main(argv: list[str] | None = None) -> None:
             per_seed.setdefault("all positive", {})[seed] = all_positive(paths)
             for variant in [] if args.dry else variants:
                 label = VARIANTS[variant]
-                metrics, objectives, command, seconds = run_secai(
-                    name, paths, fasta, work, args, variant, seed
-                )
+                try:
+                    metrics, objectives, command, seconds = run_secai(
+                        name, paths, fasta, work, args, variant, seed
+                    )
+                except TrainerStopped as stopped:
+                    results[name] = pooled_result(per_seed, commands, settings)
+                    write_results(work, results)
+                    left = args.seed + args.seeds - seed
+                    sys.exit(f"{stopped}. {work / 'results.json'} keeps the runs finished "
+                             f"before it; the same command with --seed {seed} --seeds {left} "
+                             "continues from here.")  # fmt: skip
                 per_seed.setdefault(label, {})[seed] = metrics
                 # The same model with each threshold objective (chosen on validation).
                 for objective, values in objectives.items():

@@ -383,6 +383,73 @@ def test_real_data_pooled_baseline_differs_from_secai_only_by_the_interaction(tm
     assert pooled_config["embedding_cache"] == secai_config["embedding_cache"]
 
 
+# A stand-in for train.py: on SIGINT it takes a second to "save its checkpoint", then exits
+# 0 without metrics, as train.py does when pre-empted; without a signal it finishes.
+FAKE_TRAINER = """
+import json, signal, sys, time
+from pathlib import Path
+out, mode = Path(sys.argv[1]), sys.argv[2]
+stop = []
+signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+if mode == "fail":
+    sys.exit(2)
+if mode == "finish":
+    (out / "metrics.json").write_text(json.dumps({"test": {"auroc": 0.7}}))
+    sys.exit(0)
+(out / "ready").touch()
+while not stop:
+    time.sleep(0.05)
+time.sleep(1.0)
+(out / "checkpoint").touch()
+"""
+RUN_FAKE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, ".")
+from benchmarks.real_data import TrainerStopped, run_trainer
+out = Path(sys.argv[1])
+try:
+    print("metrics", run_trainer([sys.executable, "-c", sys.argv[2], str(out), sys.argv[3]], out))
+except TrainerStopped as stopped:
+    print("stopped:", stopped)
+    sys.exit(3)
+"""
+
+
+def run_fake_trainer(out: Path, mode: str, interrupt: bool = False):
+    import signal
+    import time
+
+    out.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_FAKE, str(out), FAKE_TRAINER, mode], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    if interrupt:  # Ctrl-C: SIGINT to the whole foreground process group
+        deadline = time.monotonic() + 60
+        while not (out / "ready").exists():
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    return process.returncode, stdout + stderr
+
+
+def test_real_data_lets_an_interrupted_trainer_save_its_checkpoint(tmp_path):
+    """Ctrl-C reaches real_data.py and the trainer: real_data waits while the trainer saves
+    its checkpoint (subprocess.run would kill it 0.25 s in) and reports the run as stopped;
+    a finished run gives its metrics, a failed one its exit status."""
+    code, output = run_fake_trainer(tmp_path / "stopped", "wait", interrupt=True)
+    assert code == 3, output
+    assert (tmp_path / "stopped" / "checkpoint").exists()
+    assert "waiting for train.py to save its checkpoint" in output
+    assert "stopped before its final metrics" in output
+    code, output = run_fake_trainer(tmp_path / "finished", "finish")
+    assert code == 0 and "metrics {'test': {'auroc': 0.7}}" in output, output
+    code, output = run_fake_trainer(tmp_path / "failed", "fail")
+    assert code == 1 and "train.py exited with status 2" in output, output
+
+
 def test_data_loader_frozen_comparison_dry_run(tmp_path):
     from tests.test_loader import make_source
 
