@@ -213,7 +213,8 @@ def run_trainer(command: list[str], out: Path) -> dict:
 
     Ctrl-C reaches the trainer too (one process group), which saves a checkpoint and exits:
     wait for that rather than kill it mid-save (subprocess.run kills its child 0.25 s after
-    an interrupt). A stopped run raises TrainerStopped; a failed one exits with its status.
+    an interrupt). A stopped run raises TrainerStopped; a failed one ends this script
+    (exit 1) with a message naming the trainer's exit status.
     """
     process = subprocess.Popen(command, cwd=REPO)
     while True:
