@@ -1,0 +1,74 @@
+"""What ppi_dist saved at commit 60fab62 still loads and scores the same.
+
+`tests/fixtures/saved_60fab62` (see its README) holds a model folder and a mid-run
+checkpoint written by that code, with what its run printed at the end. Probabilities are
+compared to 1e-5: the fixture's are printed to 6 decimals, and another CPU may round a
+matmul differently in the last bits.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ppi_dist.evaluate import evaluate
+from ppi_dist.hub import load_model
+from tests.conftest import REPO
+from tests.test_train import _env
+
+FIXTURE = REPO / "tests" / "fixtures" / "saved_60fab62"
+
+
+def predictions(path: Path) -> tuple[list[list[str]], np.ndarray]:
+    """(protein_a, protein_b, predicted, label) rows and the probabilities of a predictions file."""
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
+    return [[a, b, d, y] for a, b, _, d, y in rows], np.array([float(r[2]) for r in rows])
+
+
+def test_the_saved_model_folder_scores_its_test_pairs_as_its_run_did():
+    model = load_model(FIXTURE / "model")
+    assert model.config.decision_threshold == 0.51
+    report = evaluate(model, FIXTURE / "data" / "test.tsv", FIXTURE / "data" / "test.fasta",
+                      n_resamples=10)  # fmt: skip
+    scored = report["_scored"]
+    rows, expected = predictions(FIXTURE / "predictions_test.tsv")
+    assert [[a, b] for a, b, *_ in rows] == [
+        list(pair) for pair in zip(scored.protein_a, scored.protein_b, strict=True)
+    ]
+    np.testing.assert_allclose(scored.scores, expected, atol=1e-5, rtol=0)
+    trained = json.loads((FIXTURE / "metrics.json").read_text())["test"]
+    for name in ("auroc", "aupr", "accuracy", "mcc", "threshold"):
+        assert report["metrics"][name] == pytest.approx(trained[name], abs=1e-5), name
+
+
+@pytest.mark.slow
+def test_the_saved_checkpoint_resumes_to_the_uninterrupted_runs_end(tmp_path):
+    """Resumed at step 3 with the settings the checkpoint holds, the run ends where the
+    uninterrupted run of 60fab62 ended: the same test probabilities and decisions."""
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE / "checkpoint", run / "checkpoints")
+    saved = json.loads((run / "checkpoints" / "step_00000003" / "trainer_state.json").read_text())
+    recipe = tmp_path / "saved_config.yaml"  # the checkpoint's settings, as a recipe
+    recipe.write_text(yaml.safe_dump(saved["config"]))
+    command = [sys.executable, "ppi_dist/train.py", "--config", str(recipe),
+               "--output_dir", str(run), "--resume_from", "latest"]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "resumed from" in result.stdout and "at step 3" in result.stdout
+    rows, probabilities = predictions(run / "predictions_test.tsv")
+    expected_rows, expected = predictions(FIXTURE / "predictions_test.tsv")
+    assert rows == expected_rows
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5, rtol=0)
+    ended = json.loads((run / "metrics.json").read_text())
+    trained = json.loads((FIXTURE / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        for name in ("auroc", "aupr", "mcc", "threshold"):
+            assert ended[split][name] == pytest.approx(trained[split][name], abs=1e-5)
