@@ -118,9 +118,15 @@ def main() -> None:
         EmbeddingCache.build(model, sequences, directory=scratch / "cache", dtype=args.cache_dtype)
         encode_s = time.perf_counter() - start
         start = time.perf_counter()
-        summary = predict(model, scratch / "scores.tsv", fasta=fasta, tile=args.tile,
-                          cache_dir=scratch / "cache", cache_dtype=args.cache_dtype,
-                          progress=False)  # fmt: skip
+        summary = predict(
+            model,
+            scratch / "scores.tsv",
+            fasta=fasta,
+            tile=args.tile,
+            cache_dir=scratch / "cache",
+            cache_dtype=args.cache_dtype,
+            progress=False,
+        )
         score_s = time.perf_counter() - start
         assert summary["rows_written"] == n_pairs
         rows = (scratch / "scores.tsv").read_text().splitlines()[1:]
@@ -136,8 +142,9 @@ def main() -> None:
     rng = random.Random(0)
     all_pairs = list(cached)
     sample = rng.sample(all_pairs, min(args.naive_pairs, len(all_pairs)))
-    naive, probabilities = naive_pairs_per_second(model, sequences, sample, args.naive_batch,
-                                                  device)  # fmt: skip
+    naive, probabilities = naive_pairs_per_second(
+        model, sequences, sample, args.naive_batch, device
+    )
     worst = max(abs(p - cached[pair]) for p, pair in zip(probabilities, sample, strict=True))
     print(
         f"naive: {len(sample)} sampled pairs in batches of {args.naive_batch}: {naive:,.2f} "

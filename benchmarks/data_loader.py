@@ -188,8 +188,15 @@ def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
     ids = list(source.sequences)
     lengths = np.array([min(len(source.sequences[p]), source.max_residues) for p in ids])
     states = np.zeros((int(lengths.sum()), hidden), dtype=np.float16)
-    return EmbeddingCache(ids, lengths, states, "float16", digests=[""] * len(ids),
-                          fingerprint="", max_residues=source.max_residues)  # fmt: skip
+    return EmbeddingCache(
+        ids,
+        lengths,
+        states,
+        "float16",
+        digests=[""] * len(ids),
+        fingerprint="",
+        max_residues=source.max_residues,
+    )
 
 
 def frozen_input_speed(source: PairSource, args: argparse.Namespace) -> None:
@@ -199,16 +206,20 @@ def frozen_input_speed(source: PairSource, args: argparse.Namespace) -> None:
     cache.keep_on(device)
     warm_up = PairBatches(source, max_tokens=args.old_frozen_max_tokens)
     with_cached_states(next(iter(warm_up)), cache, device)  # meta kernels load lazily
-    paths = [(f"old, encoder budget {args.old_frozen_max_tokens:,}", args.old_frozen_max_tokens,
-              None)]  # fmt: skip
+    paths = [
+        (f"old, encoder budget {args.old_frozen_max_tokens:,}", args.old_frozen_max_tokens, None)
+    ]
     for tokens in map(int, args.frozen_max_tokens.split(",")):
         paths.append((f"new, pair-token budget {tokens:,}", tokens, cache.index))
-    print(f"frozen-encoder input stage, first {args.frozen_pairs:,} pairs of an epoch, "
-          f"with_cached_states on {len(cache):,} cached proteins:")  # fmt: skip
+    print(
+        f"frozen-encoder input stage, first {args.frozen_pairs:,} pairs of an epoch, "
+        f"with_cached_states on {len(cache):,} cached proteins:"
+    )
     for workers in map(int, args.workers.split(",")):
         for name, tokens, index in paths:
-            batches = PairBatches(source, seed=0, max_tokens=tokens, sort_buffer=args.sort_buffer,
-                                  cache_index=index)  # fmt: skip
+            batches = PairBatches(
+                source, seed=0, max_tokens=tokens, sort_buffer=args.sort_buffer, cache_index=index
+            )
             loader = BatchLoader(batches, num_workers=workers, pin_memory=False)
             n = pairs = first_pairs = 0
             in_loop = 0.0

@@ -178,9 +178,16 @@ class EpochCount:
 
 
 def count_batched_epoch(
-    pair_file: str, fasta: str, shape: EncoderShape, max_tokens: int, *, lora_r: int,
-    head_hidden: int, checkpointing: bool, seed: int = 0,
-) -> EpochCount:  # fmt: skip
+    pair_file: str,
+    fasta: str,
+    shape: EncoderShape,
+    max_tokens: int,
+    *,
+    lora_r: int,
+    head_hidden: int,
+    checkpointing: bool,
+    seed: int = 0,
+) -> EpochCount:
     """Run the data layer's token-budget batching over a whole pair file (no model) and sum
     the FLOPs of every batch as it would be trained: dedup and padding as they come."""
     from ppi_dist.data import PairBatches, PairSource
@@ -202,16 +209,24 @@ def count_batched_epoch(
         rows = encoder_tokens(mask) // width  # `SECAI.encode` packs them
         count.encoded_padded += rows * width
         count.flops = count.flops + secai_step_flops(
-            shape, [[width] * rows], [(width, width)] * pairs, lora_r=lora_r,
-            head_hidden=head_hidden, checkpointing=checkpointing,
-        )  # fmt: skip
+            shape,
+            [[width] * rows],
+            [(width, width)] * pairs,
+            lora_r=lora_r,
+            head_hidden=head_hidden,
+            checkpointing=checkpointing,
+        )
     return count
 
 
 def count_unbatched_epoch(
-    pair_lengths: Iterable[tuple[int, int]], shape: EncoderShape, *, lora_r: int,
-    head_hidden: int, checkpointing: bool,
-) -> EpochCount:  # fmt: skip
+    pair_lengths: Iterable[tuple[int, int]],
+    shape: EncoderShape,
+    *,
+    lora_r: int,
+    head_hidden: int,
+    checkpointing: bool,
+) -> EpochCount:
     """Conservative count: every pair's two sequences encoded at their own real length (no
     dedup, no padding); cross-attention at the real lengths. Lengths in tokens."""
     count = EpochCount()
@@ -223,9 +238,13 @@ def count_unbatched_epoch(
     count.pairs = count.steps = len(pairs)
     count.pair_tokens = count.encoded_real = count.encoded_padded = sum(widths)
     count.flops = secai_step_flops(
-        shape, [widths], pairs, lora_r=lora_r, head_hidden=head_hidden,
+        shape,
+        [widths],
+        pairs,
+        lora_r=lora_r,
+        head_hidden=head_hidden,
         checkpointing=checkpointing,
-    )  # fmt: skip
+    )
     return count
 
 
@@ -252,8 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     from ppi_dist.sequences import ESM2_MAX_RESIDUES
 
     data = repo.parent / "shared" / "data" / "bernett-gold"
-    p = argparse.ArgumentParser(description="FLOP model of an SE-CAI training step and the "
-                                "projected epoch time of the 650M LoRA recipe.")  # fmt: skip
+    p = argparse.ArgumentParser(
+        description="FLOP model of an SE-CAI training step and the "
+        "projected epoch time of the 650M LoRA recipe."
+    )
     p.add_argument("--pairs", default=str(data / "train.tsv"))
     p.add_argument("--fasta", default=str(data / "sequences.fasta"))
     p.add_argument("--max_tokens", type=int, default=16384, help="token budget per GPU step")
@@ -267,26 +288,35 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip_batching", action="store_true", help="only the conservative count")
     args = p.parse_args(argv)
     shape = EncoderShape.from_config(esm2_650m_config())
-    common = {"lora_r": args.lora_r, "head_hidden": args.head_hidden,
-              "checkpointing": args.checkpointing}  # fmt: skip
+    common = {
+        "lora_r": args.lora_r,
+        "head_hidden": args.head_hidden,
+        "checkpointing": args.checkpointing,
+    }
 
     sequences = read_fasta(args.fasta)
     cropped = [min(len(s), ESM2_MAX_RESIDUES) for s in sequences.values()]
     mean_protein = statistics.mean(cropped)
-    print(f"650M shape: d={shape.hidden}, {shape.layers} layers, f={shape.intermediate}, "
-          f"{shape.matmul_params:,} matmul weights")  # fmt: skip
-    print(f"{args.fasta}: {len(cropped):,} proteins, mean length "
-          f"{statistics.mean(len(s) for s in sequences.values()):.1f}, cropped at "
-          f"{ESM2_MAX_RESIDUES}: {mean_protein:.1f}")  # fmt: skip
+    print(
+        f"650M shape: d={shape.hidden}, {shape.layers} layers, f={shape.intermediate}, "
+        f"{shape.matmul_params:,} matmul weights"
+    )
+    print(
+        f"{args.fasta}: {len(cropped):,} proteins, mean length "
+        f"{statistics.mean(len(s) for s in sequences.values()):.1f}, cropped at "
+        f"{ESM2_MAX_RESIDUES}: {mean_protein:.1f}"
+    )
 
     # Worked example: one pair of two proteins of the cropped mean length, no padding.
     width = round(mean_protein) + 2
     one = secai_step_flops(shape, [[width, width]], [(width, width)], **common)
     encoder_only = encoder_flops(shape, [width], args.lora_r)
     print(f"\nworked example, one pair, both sequences {width} tokens ({width - 2} residues):")
-    print(f"  encoder forward, one sequence: {format_flops(encoder_only.encoder_forward)} "
-          f"(linear {format_flops(2.0 * shape.matmul_params * width)}, attention "
-          f"{format_flops(4.0 * shape.layers * width * width * shape.hidden)})")  # fmt: skip
+    print(
+        f"  encoder forward, one sequence: {format_flops(encoder_only.encoder_forward)} "
+        f"(linear {format_flops(2.0 * shape.matmul_params * width)}, attention "
+        f"{format_flops(4.0 * shape.layers * width * width * shape.hidden)})"
+    )
     for name, value in (
         ("encoder forward (2 seqs)", one.encoder_forward),
         ("encoder backward", one.encoder_backward),
@@ -297,8 +327,10 @@ def main(argv: list[str] | None = None) -> None:
         ("executed FLOPs (HFU)", one.executed),
     ):
         print(f"  {name:30s} {format_flops(value):>12s}")
-    print(f"  per pair token: {one.model / (2 * width) / 1e9:.2f} GFLOP model, "
-          f"{one.executed / (2 * width) / 1e9:.2f} GFLOP executed")  # fmt: skip
+    print(
+        f"  per pair token: {one.model / (2 * width) / 1e9:.2f} GFLOP model, "
+        f"{one.executed / (2 * width) / 1e9:.2f} GFLOP executed"
+    )
 
     lengths = {name: min(len(s), ESM2_MAX_RESIDUES) + 2 for name, s in sequences.items()}
     import csv
@@ -308,30 +340,38 @@ def main(argv: list[str] | None = None) -> None:
             (lengths[r["protein_a"]], lengths[r["protein_b"]])
             for r in csv.DictReader(handle, delimiter="\t")
         ]
-    counts = {"no dedup, no padding (conservative in dedup, optimistic in padding)":
-              count_unbatched_epoch(pair_lengths, shape, **common)}  # fmt: skip
+    conservative = count_unbatched_epoch(pair_lengths, shape, **common)
+    counts = {"no dedup, no padding (conservative in dedup, optimistic in padding)": conservative}
     if not args.skip_batching:
         counts[f"data layer batches, max_tokens {args.max_tokens} (dedup + padding as run)"] = (
             count_batched_epoch(args.pairs, args.fasta, shape, args.max_tokens, **common)
         )
-    print(f"\nepoch of {args.pairs}: {len(pair_lengths):,} pairs; assumed MFU "
-          f"{100 * args.mfu:.0f}% of {args.peak_tflops:g} TFLOP/s (bf16 dense), "
-          f"{100 * args.scaling:.0f}% scaling efficiency on more than one GPU")  # fmt: skip
+    print(
+        f"\nepoch of {args.pairs}: {len(pair_lengths):,} pairs; assumed MFU "
+        f"{100 * args.mfu:.0f}% of {args.peak_tflops:g} TFLOP/s (bf16 dense), "
+        f"{100 * args.scaling:.0f}% scaling efficiency on more than one GPU"
+    )
     for label, count in counts.items():
         print(f"- {label}:")
-        print(f"  {count.steps:,} steps, pair tokens {count.pair_tokens:,}, encoded real "
-              f"{count.encoded_real:,} (dedup x{count.pair_tokens / count.encoded_real:.2f}), "
-              f"encoded padded {count.encoded_padded:,} "
-              f"(padded/real {count.encoded_padded / count.encoded_real:.2f})")  # fmt: skip
-        print(f"  model FLOPs {format_flops(count.flops.model)}, executed "
-              f"{format_flops(count.flops.executed)}")  # fmt: skip
+        print(
+            f"  {count.steps:,} steps, pair tokens {count.pair_tokens:,}, encoded real "
+            f"{count.encoded_real:,} (dedup x{count.pair_tokens / count.encoded_real:.2f}), "
+            f"encoded padded {count.encoded_padded:,} "
+            f"(padded/real {count.encoded_padded / count.encoded_real:.2f})"
+        )
+        print(
+            f"  model FLOPs {format_flops(count.flops.model)}, executed "
+            f"{format_flops(count.flops.executed)}"
+        )
         for gpus in args.gpus:
             wall, gpu_hours = project_hours(
                 count.flops.model, args.peak_tflops, args.mfu, gpus, args.scaling
             )
             gpu_word = "GPUs" if gpus > 1 else "GPU"
-            print(f"  {gpus} {gpu_word}: {wall:.2f} h ({60 * wall:.0f} min) wall, "
-                  f"{gpu_hours:.2f} GPU-hours per epoch")  # fmt: skip
+            print(
+                f"  {gpus} {gpu_word}: {wall:.2f} h ({60 * wall:.0f} min) wall, "
+                f"{gpu_hours:.2f} GPU-hours per epoch"
+            )
 
 
 if __name__ == "__main__":

@@ -81,9 +81,12 @@ CATEGORIES = (
     ("optimizer", r"adam|multi_tensor_apply|_foreach|optimizer|clip_grad|lpnorm"),
     ("copy", r"^memcpy|^memset|aten::(copy_|_to_copy|to)$"),
     ("norm/reduction", r"norm|reduce|softmax|triton_(per|red)|aten::(sum|mean|amax|max|var)"),
-    ("elementwise", r"elementwise|vectorized|unrolled|triton_poi|index|scatter|gather|fill|cat"
-     r"|dropout|bernoulli|^aten::"),
-)  # fmt: skip
+    (
+        "elementwise",
+        r"elementwise|vectorized|unrolled|triton_poi|index|scatter|gather|fill|cat"
+        r"|dropout|bernoulli|^aten::",
+    ),
+)
 
 
 def category(name: str) -> str:
@@ -160,8 +163,10 @@ class ProfileSummary:
 
 def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
     """Per-step timings, syncs, category shares and the top table from the events."""
-    ranges = {name: [(e.start, e.end) for e in events if e.name == name and not e.on_device]
-              for name in (STEP_RANGE, TRAIN_STEP_RANGE)}  # fmt: skip
+    ranges = {
+        name: [(e.start, e.end) for e in events if e.name == name and not e.on_device]
+        for name in (STEP_RANGE, TRAIN_STEP_RANGE)
+    }
     inside = ranges[TRAIN_STEP_RANGE]
 
     def in_train_step(e: Event) -> bool:
@@ -230,18 +235,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pairs", default=str(DEFAULT_PAIRS))
     p.add_argument("--fasta", default=str(DEFAULT_FASTA))
     p.add_argument("--fixed_length", type=int, default=None)
-    p.add_argument("--max_tokens", type=int, default=16384,
-                   help="the trainer's: encoder tokens (LoRA), pair tokens (frozen)")  # fmt: skip
+    p.add_argument(
+        "--max_tokens",
+        type=int,
+        default=16384,
+        help="the trainer's: encoder tokens (LoRA), pair tokens (frozen)",
+    )
     p.add_argument("--sort_buffer", type=int, default=4096)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation too)")
     p.add_argument("--timed_steps", type=int, default=3, help="timed without the profiler")
     p.add_argument("--steps", type=int, default=3, help="profiled steps")
     p.add_argument("--top", type=int, default=20, help="rows of the top table")
     p.add_argument("--device", default="cuda" if gpu else "cpu")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: on for CUDA")  # fmt: skip
-    p.add_argument("--activation_checkpointing", action=argparse.BooleanOptionalAction,
-                   default=None, help="default: on for CUDA (LoRA)")  # fmt: skip
+    p.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, default=None, help="default: on for CUDA"
+    )
+    p.add_argument(
+        "--activation_checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="default: on for CUDA (LoRA)",
+    )
     p.add_argument("--attn_implementation", default="sdpa")
     p.add_argument("--lora_r", type=int, default=8)
     p.add_argument("--cross_attention_heads", type=int, default=8)
@@ -264,13 +278,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def settings_of(args: argparse.Namespace) -> Settings:
     """throughput.py's settings for the same model and batches."""
     return Settings(
-        encoder=args.encoder, pairs=args.pairs, fasta=args.fasta, fixed_length=args.fixed_length,
-        sort_buffer=args.sort_buffer, max_tokens=[args.max_tokens], seed=args.seed,
-        device=args.device, bf16=args.bf16, activation_checkpointing=args.activation_checkpointing,
-        attn_implementation=args.attn_implementation, lora_r=args.lora_r,
-        cross_attention_heads=args.cross_attention_heads, head_hidden=args.head_hidden,
+        encoder=args.encoder,
+        pairs=args.pairs,
+        fasta=args.fasta,
+        fixed_length=args.fixed_length,
+        sort_buffer=args.sort_buffer,
+        max_tokens=[args.max_tokens],
+        seed=args.seed,
+        device=args.device,
+        bf16=args.bf16,
+        activation_checkpointing=args.activation_checkpointing,
+        attn_implementation=args.attn_implementation,
+        lora_r=args.lora_r,
+        cross_attention_heads=args.cross_attention_heads,
+        head_hidden=args.head_hidden,
         freeze_encoder=args.freeze_encoder,
-    )  # fmt: skip
+    )
 
 
 Prepare = Callable[[dict], dict]  # a loader batch -> the batch train_step gets
@@ -281,8 +304,9 @@ def make_batches(
 ) -> tuple[list[dict], Prepare]:
     """Enough batches for every warm-up, timed and profiled step (cycled when too few), and
     what the trainer's loop does to each before `train_step`."""
-    pairs, sequences = sample_pairs(Path(args.pairs), Path(args.fasta), args.sort_buffer,
-                                    args.seed, args.fixed_length)  # fmt: skip
+    pairs, sequences = sample_pairs(
+        Path(args.pairs), Path(args.fasta), args.sort_buffer, args.seed, args.fixed_length
+    )
     with tempfile.TemporaryDirectory() as tmp:
         pair_path, fasta_path = write_pair_files(Path(tmp), pairs, sequences)
         if args.freeze_encoder:
@@ -290,19 +314,29 @@ def make_batches(
             source.validate()  # reads the FASTA: the cache holds its proteins
             cache = stand_in_cache(source, model.encoder.config.hidden_size)
             cache.keep_on(device)  # as the trainer keeps it on a GPU
-            batches = list(PairBatches(source, seed=args.seed, training=True,
-                                       max_tokens=args.max_tokens, sort_buffer=args.sort_buffer,
-                                       cache_index=cache.index))  # fmt: skip
+            batches = list(
+                PairBatches(
+                    source,
+                    seed=args.seed,
+                    training=True,
+                    max_tokens=args.max_tokens,
+                    sort_buffer=args.sort_buffer,
+                    cache_index=cache.index,
+                )
+            )
 
             def prepare(batch: dict) -> dict:
                 return with_cached_states(batch, cache, device)
         else:
-            batches = our_batches(pair_path, fasta_path, args.max_tokens, args.seed,
-                                  args.sort_buffer)  # fmt: skip
+            batches = our_batches(
+                pair_path, fasta_path, args.max_tokens, args.seed, args.sort_buffer
+            )
 
             def prepare(batch: dict) -> dict:
-                return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                        for k, v in batch.items()}  # fmt: skip
+                return {
+                    k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                    for k, v in batch.items()
+                }
 
     needed = args.warmup + args.timed_steps + 1 + args.steps  # + the profiler's warm-up
     return list(itertools.islice(itertools.cycle(batches), needed)), prepare
@@ -340,12 +374,17 @@ def run(args: argparse.Namespace) -> ProfileSummary:
     accelerator = Accelerator(cpu=not on_cuda, mixed_precision="bf16" if args.bf16 else "no")
     model, optimizer = accelerator.prepare(model, optimizer)
     batches, prepare = make_batches(args, accelerator.unwrap_model(model), device)
-    print(f"step: encoder {args.encoder}, {mode}, compile {args.compile}, max_tokens "
-          f"{args.max_tokens}, bf16 {args.bf16}, activation checkpointing "
-          f"{args.activation_checkpointing}, attention {args.attn_implementation}; "
-          f"{args.warmup} warm-up, {args.timed_steps} timed, {args.steps} profiled steps"
-          + ("; cache-row batches, budget in pair tokens, zero states kept on the device"
-             if args.freeze_encoder else ""))  # fmt: skip
+    print(
+        f"step: encoder {args.encoder}, {mode}, compile {args.compile}, max_tokens "
+        f"{args.max_tokens}, bf16 {args.bf16}, activation checkpointing "
+        f"{args.activation_checkpointing}, attention {args.attn_implementation}; "
+        f"{args.warmup} warm-up, {args.timed_steps} timed, {args.steps} profiled steps"
+        + (
+            "; cache-row batches, budget in pair tokens, zero states kept on the device"
+            if args.freeze_encoder
+            else ""
+        )
+    )
 
     warm, rest = batches[: args.warmup], batches[args.warmup :]
     timed, profiled = rest[: args.timed_steps], rest[args.timed_steps :]
@@ -371,10 +410,17 @@ def run(args: argparse.Namespace) -> ProfileSummary:
     events = events_of(prof)
     wall = statistics.median(seconds)
     summary = ProfileSummary(
-        encoder=args.encoder, mode=mode, compiled=args.compile, device=args.device,
-        max_tokens=args.max_tokens, steps=args.steps, pairs_per_step=pairs, wall_s=wall,
-        pairs_per_s=pairs / wall, **summarise(events, args.steps, on_cuda),
-    )  # fmt: skip
+        encoder=args.encoder,
+        mode=mode,
+        compiled=args.compile,
+        device=args.device,
+        max_tokens=args.max_tokens,
+        steps=args.steps,
+        pairs_per_step=pairs,
+        wall_s=wall,
+        pairs_per_s=pairs / wall,
+        **summarise(events, args.steps, on_cuda),
+    )
     report(summary, host_top(events, args.steps, 10 if on_cuda else 0), args.top)
     if args.json_out:
         with open(args.json_out, "a") as handle:
@@ -402,27 +448,37 @@ def _short(name: str, width: int = 90) -> str:
 
 def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     s = summary
-    print(f"per step: {s.wall_s:.3f} s wall (median of the unprofiled steps), "
-          f"{s.pairs_per_step:.1f} pairs, {s.pairs_per_s:.1f} pairs/s")  # fmt: skip
-    print(f"profiled steps (mean of {s.steps}): {s.profiled_wall_s:.3f} s wall = host "
-          f"{s.host_s:.3f} s in train_step + {s.sync_wait_s:.3f} s waiting in its syncs + "
-          f"{s.drain_s:.3f} s waiting for the device to finish")  # fmt: skip
+    print(
+        f"per step: {s.wall_s:.3f} s wall (median of the unprofiled steps), "
+        f"{s.pairs_per_step:.1f} pairs, {s.pairs_per_s:.1f} pairs/s"
+    )
+    print(
+        f"profiled steps (mean of {s.steps}): {s.profiled_wall_s:.3f} s wall = host "
+        f"{s.host_s:.3f} s in train_step + {s.sync_wait_s:.3f} s waiting in its syncs + "
+        f"{s.drain_s:.3f} s waiting for the device to finish"
+    )
     if s.device_busy_s is None:
         print("device: none (CPU run: all of it is host time)")
     else:
         idle = max(s.profiled_wall_s - s.device_busy_s, 0.0)
-        print(f"device: busy {s.device_busy_s:.3f} s per step "
-              f"({100 * s.device_busy_s / s.profiled_wall_s:.0f}% of the wall), idle "
-              f"{idle:.3f} s (waiting for the host)")  # fmt: skip
+        print(
+            f"device: busy {s.device_busy_s:.3f} s per step "
+            f"({100 * s.device_busy_s / s.profiled_wall_s:.0f}% of the wall), idle "
+            f"{idle:.3f} s (waiting for the host)"
+        )
     syncs = ", ".join(f"{name} {count:g}" for name, count in s.syncs_per_step.items())
-    print(f"synchronisations and scalar reads per step inside train_step: {syncs or 'none'}"
-          + ("" if s.device_busy_s is not None else " (CPU run: none of them waits)"))  # fmt: skip
+    print(
+        f"synchronisations and scalar reads per step inside train_step: {syncs or 'none'}"
+        + ("" if s.device_busy_s is not None else " (CPU run: none of them waits)")
+    )
     what = "self device time (kernels, copies)" if s.device_busy_s is not None else "self CPU time"
     shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in s.shares.items())
     print(f"shares of {what}: {shares}")
     print(f"top {top} by {what}, per step:")
-    rows = [(_short(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
-            for name, calls, ms, share, kind in s.top[:top]]  # fmt: skip
+    rows = [
+        (_short(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
+        for name, calls, ms, share, kind in s.top[:top]
+    ]
     for line in _table(("name", "calls", "ms", "share", "category"), rows):
         print(line)
     if host_rows:
@@ -435,10 +491,12 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     count = sum(n for name, n in s.syncs_per_step.items() if name in SYNC_CALLS)
     syncs = f"{count:g}" if s.device_busy_s is not None else "-"
     reads = sum(n for name, n in s.syncs_per_step.items() if name in SCALAR_READS)
-    print(f"PROFILE encoder={s.encoder} mode={s.mode} compile={s.compiled} "
-          f"max_tokens={s.max_tokens} wall_s={s.wall_s:.4f} pairs_per_s={s.pairs_per_s:.2f} "
-          f"host_s={s.host_s:.4f} sync_wait_s={s.sync_wait_s:.4f} drain_s={s.drain_s:.4f} "
-          f"device_busy_s={busy} syncs={syncs} scalar_reads={reads:g} {shares}")  # fmt: skip
+    print(
+        f"PROFILE encoder={s.encoder} mode={s.mode} compile={s.compiled} "
+        f"max_tokens={s.max_tokens} wall_s={s.wall_s:.4f} pairs_per_s={s.pairs_per_s:.2f} "
+        f"host_s={s.host_s:.4f} sync_wait_s={s.sync_wait_s:.4f} drain_s={s.drain_s:.4f} "
+        f"device_busy_s={busy} syncs={syncs} scalar_reads={reads:g} {shares}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -99,8 +99,9 @@ def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str,
         rng.shuffle(valid)
     else:  # the yeast splits ship no validation file: hold out proteins (ppi_dist.split)
         proteins = {p for a, b, _ in train for p in (a, b)}
-        sequences = {k: v for k, v in read_fasta(SHARED / "data" / spec["fasta"]).items()
-                     if k in proteins}  # fmt: skip
+        sequences = {
+            k: v for k, v in read_fasta(SHARED / "data" / spec["fasta"]).items() if k in proteins
+        }
         train, valid, _, report = split_pairs(
             train, sequences, args.valid_protein_fraction, seed=seed
         )
@@ -152,15 +153,25 @@ def build_whole_cache(fasta: Path, work: Path, args) -> None:
     model = SECAI(SECAIConfig(encoder=str(ENCODER_8M), freeze_encoder=True))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
-    cache = EmbeddingCache.build(model, read_fasta(fasta), directory=cache_dir(work, fasta, args),
-                                 max_residues=args.max_residues, progress=True)  # fmt: skip
-    print(f"embedding cache of {fasta}: {len(cache):,} proteins, {cache.nbytes / 2**20:,.0f} MiB, "
-          f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    cache = EmbeddingCache.build(
+        model,
+        read_fasta(fasta),
+        directory=cache_dir(work, fasta, args),
+        max_residues=args.max_residues,
+        progress=True,
+    )
+    print(
+        f"embedding cache of {fasta}: {len(cache):,} proteins, {cache.nbytes / 2**20:,.0f} MiB, "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
 
 # The trainer runs per seed: variant (the middle of its run folder's name) -> table label.
-VARIANTS = {"frozen": "SE-CAI frozen 8M", "lora": "SE-CAI LoRA 8M",
-            "pooled": "pooled baseline frozen 8M (no cross-attention)"}  # fmt: skip
+VARIANTS = {
+    "frozen": "SE-CAI frozen 8M",
+    "lora": "SE-CAI LoRA 8M",
+    "pooled": "pooled baseline frozen 8M (no cross-attention)",
+}
 
 
 def trainer_command(
@@ -169,20 +180,49 @@ def trainer_command(
     """The train.py command of one run (`variant` from VARIANTS) and its output folder."""
     out = work / f"{name}_{variant}_seed{seed}"
     command = [
-        sys.executable, "ppi_dist/train.py",
-        "--train_file", str(paths["train"]), "--valid_file", str(paths["valid"]),
-        "--test_file", str(paths["test"]), "--fasta", str(fasta),
-        "--encoder", str(ENCODER_8M), "--max_residues", str(args.max_residues),
-        "--max_tokens", str(args.max_tokens), "--cross_attention_heads", "4",
-        "--head_hidden", "256", "--learning_rate_head", "1e-3", "--learning_rate_lora", "5e-4",
-        "--output_dir", str(out), "--report_to", "none", "--seed", str(seed),
-    ]  # fmt: skip
+        sys.executable,
+        "ppi_dist/train.py",
+        "--train_file",
+        str(paths["train"]),
+        "--valid_file",
+        str(paths["valid"]),
+        "--test_file",
+        str(paths["test"]),
+        "--fasta",
+        str(fasta),
+        "--encoder",
+        str(ENCODER_8M),
+        "--max_residues",
+        str(args.max_residues),
+        "--max_tokens",
+        str(args.max_tokens),
+        "--cross_attention_heads",
+        "4",
+        "--head_hidden",
+        "256",
+        "--learning_rate_head",
+        "1e-3",
+        "--learning_rate_lora",
+        "5e-4",
+        "--output_dir",
+        str(out),
+        "--report_to",
+        "none",
+        "--seed",
+        str(seed),
+    ]
     if variant == "lora":
         command += ["--max_steps", str(args.lora_steps)]
     else:
         cache = cache_dir(work, fasta, args)
-        command += ["--freeze_encoder", "true", "--embedding_cache", str(cache),
-                    "--epochs", str(args.epochs)]  # fmt: skip
+        command += [
+            "--freeze_encoder",
+            "true",
+            "--embedding_cache",
+            str(cache),
+            "--epochs",
+            str(args.epochs),
+        ]
     if variant == "pooled":
         command += ["--interaction", "pooled"]
     return command + continue_or_replace(out), out
@@ -199,8 +239,10 @@ def run_secai(
     started = time.perf_counter()
     metrics = run_trainer(command, out)
     seconds = time.perf_counter() - started
-    objectives = {k: v["test"] | {"threshold": v["threshold"]}
-                  for k, v in metrics.get("objectives", {}).items()}  # fmt: skip
+    objectives = {
+        k: v["test"] | {"threshold": v["threshold"]}
+        for k, v in metrics.get("objectives", {}).items()
+    }
     return metrics["test"], objectives, shown, seconds
 
 
@@ -246,8 +288,16 @@ def continue_or_replace(out: Path) -> list[str]:
 
 TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc", "aupr")
 # The arguments that define a configuration: seeds are pooled only across equal values.
-POOLED_SETTINGS = ("train_pairs", "valid_pairs", "test_pairs", "max_residues", "max_tokens",
-                   "epochs", "lora_steps", "valid_protein_fraction")  # fmt: skip
+POOLED_SETTINGS = (
+    "train_pairs",
+    "valid_pairs",
+    "test_pairs",
+    "max_residues",
+    "max_tokens",
+    "epochs",
+    "lora_steps",
+    "valid_protein_fraction",
+)
 
 
 def run_settings(args) -> dict:
@@ -269,8 +319,11 @@ def read_earlier(files: list[Path], datasets: list[str], settings: dict) -> dict
                 )
             wanted = settings if name in datasets else earlier.get(name, result)["settings"]
             found = result["settings"]
-            differ = [f"{key} {found.get(key)!r} there, {value!r} here"
-                      for key, value in wanted.items() if found.get(key) != value]  # fmt: skip
+            differ = [
+                f"{key} {found.get(key)!r} there, {value!r} here"
+                for key, value in wanted.items()
+                if found.get(key) != value
+            ]
             if differ:
                 raise SystemExit(
                     f"{path}: {name}: its runs were made with other settings ("
@@ -327,21 +380,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lora_steps", type=int, default=0, help="0: no LoRA run")
     parser.add_argument(
-        "--pooled_baseline", action="store_true",
+        "--pooled_baseline",
+        action="store_true",
         help="also train the pooled-embedding baseline (same run, --interaction pooled)",
-    )  # fmt: skip
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--seeds", type=int, default=1, help="runs per configuration: seed, seed+1, ..."
     )
     parser.add_argument(
-        "--valid_protein_fraction", type=float, default=0.2,
+        "--valid_protein_fraction",
+        type=float,
+        default=0.2,
         help="yeast: fraction of training PROTEINS held out for validation (ppi_dist.split)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--merge", nargs="+", default=[], metavar="FILE",
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="FILE",
         help="results.json of earlier runs (same settings) whose seeds to pool with these",
-    )  # fmt: skip
+    )
     parser.add_argument("--dry", action="store_true", help="baselines only, no SE-CAI runs")
     args = parser.parse_args(argv)
     work = Path(args.work_dir)
@@ -355,8 +414,11 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"machine: {machine()}, torch {torch.__version__}; settings {vars(args)}")
     # Datasets not run now stay in results.json as they were.
-    results = {name: pooled_result(e["predictors"], e["commands"], e["settings"])
-               for name, e in earlier.items() if name not in args.datasets}  # fmt: skip
+    results = {
+        name: pooled_result(e["predictors"], e["commands"], e["settings"])
+        for name, e in earlier.items()
+        if name not in args.datasets
+    }
     seeds = [args.seed + k for k in range(args.seeds)]
     for name in args.datasets:
         spec = DATASETS[name]
@@ -369,8 +431,10 @@ def main(argv: list[str] | None = None) -> None:
         per_seed = {label: dict(by_seed) for label, by_seed in before["predictors"].items()}
         commands = dict(before["commands"])
         if per_seed:
-            print(f"{name}: pooling with earlier seeds {seeds_of(per_seed)} (a seed run again "
-                  "replaces its earlier run)")  # fmt: skip
+            print(
+                f"{name}: pooling with earlier seeds {seeds_of(per_seed)} (a seed run again "
+                "replaces its earlier run)"
+            )
         for seed in seeds:
             paths = make_splits(name, spec, work, args, seed)
             per_seed.setdefault("degree baseline", {})[seed] = degree_baseline(paths)
@@ -385,9 +449,11 @@ def main(argv: list[str] | None = None) -> None:
                     results[name] = pooled_result(per_seed, commands, settings)
                     write_results(work, results)
                     left = args.seed + args.seeds - seed
-                    sys.exit(f"{stopped}. {work / 'results.json'} keeps the runs finished "
-                             f"before it; the same command with --seed {seed} --seeds {left} "
-                             "continues from here.")  # fmt: skip
+                    sys.exit(
+                        f"{stopped}. {work / 'results.json'} keeps the runs finished "
+                        f"before it; the same command with --seed {seed} --seeds {left} "
+                        "continues from here."
+                    )
                 per_seed.setdefault(label, {})[seed] = metrics
                 # The same model with each threshold objective (chosen on validation).
                 for objective, values in objectives.items():

@@ -170,11 +170,15 @@ def baseline_batches(rows: list[tuple[str, str, float]], batch_size: int, seed: 
         chunk = rows[start : start + batch_size]
         ids_a, mask_a = tokenize([a for a, _, _ in chunk])
         ids_b, mask_b = tokenize([b for _, b, _ in chunk])
-        batches.append({
-            "input_ids_a": ids_a, "attention_mask_a": mask_a,
-            "input_ids_b": ids_b, "attention_mask_b": mask_b,
-            "labels": torch.tensor([label for _, _, label in chunk], dtype=torch.float32),
-        })  # fmt: skip
+        batches.append(
+            {
+                "input_ids_a": ids_a,
+                "attention_mask_a": mask_a,
+                "input_ids_b": ids_b,
+                "attention_mask_b": mask_b,
+                "labels": torch.tensor([label for _, _, label in chunk], dtype=torch.float32),
+            }
+        )
     return batches
 
 
@@ -250,10 +254,13 @@ def our_stats(batch: dict, shape: EncoderShape, settings: Settings) -> BatchStat
     rows = encoder_tokens(mask) // width  # `model.encode` packs the sequences
     pairs = len(batch["index_a"])
     flops = secai_step_flops(
-        shape, [[width] * rows], [(width, width)] * pairs,
-        lora_r=settings.lora_r, head_hidden=settings.head_hidden,
+        shape,
+        [[width] * rows],
+        [(width, width)] * pairs,
+        lora_r=settings.lora_r,
+        head_hidden=settings.head_hidden,
         checkpointing=settings.activation_checkpointing,
-    )  # fmt: skip
+    )
     return BatchStats(
         pairs=pairs,
         pair_tokens=int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum()),
@@ -267,10 +274,13 @@ def baseline_stats(batch: dict, shape: EncoderShape, settings: Settings) -> Batc
     mask_a, mask_b = batch["attention_mask_a"], batch["attention_mask_b"]
     pairs, width_a, width_b = mask_a.shape[0], mask_a.shape[1], mask_b.shape[1]
     flops = secai_step_flops(
-        shape, [[width_a] * pairs, [width_b] * pairs], [(width_a, width_b)] * pairs,
-        lora_r=settings.lora_r, head_hidden=settings.head_hidden,
+        shape,
+        [[width_a] * pairs, [width_b] * pairs],
+        [(width_a, width_b)] * pairs,
+        lora_r=settings.lora_r,
+        head_hidden=settings.head_hidden,
         checkpointing=settings.activation_checkpointing,
-    )  # fmt: skip
+    )
     real = int(mask_a.sum() + mask_b.sum())
     return BatchStats(pairs, real, real, mask_a.numel() + mask_b.numel(), flops)
 
@@ -334,8 +344,10 @@ def time_our_steps(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        on_device = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                     for k, v in batch.items()}  # fmt: skip
+        on_device = {
+            k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()
+        }
         train_step(model, on_device, optimizer, accelerator, config, stop_requested=False)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -699,10 +711,15 @@ def select_measured(batches: list[dict], num_pairs: int, warmup: int) -> tuple[l
 def record(result: MethodResult, settings: Settings) -> None:
     """Append one JSON line at once, so a run cut short by a timeout keeps what it measured."""
     if settings.json_out:
-        row = {"encoder": settings.encoder, "device": settings.device,
-               "fixed_length": settings.fixed_length, "bf16": settings.bf16,
-               "activation_checkpointing": settings.activation_checkpointing,
-               "attention": settings.attn_implementation, **asdict(result)}  # fmt: skip
+        row = {
+            "encoder": settings.encoder,
+            "device": settings.device,
+            "fixed_length": settings.fixed_length,
+            "bf16": settings.bf16,
+            "activation_checkpointing": settings.activation_checkpointing,
+            "attention": settings.attn_implementation,
+            **asdict(result),
+        }
         with open(settings.json_out, "a") as handle:
             handle.write(json.dumps(row) + "\n")
 
@@ -714,33 +731,46 @@ def run(settings: Settings) -> list[MethodResult]:
     for line in machine_report(device):
         print(line)
     print("settings: " + json.dumps(asdict(settings)))
-    print(f"peak for MFU: {settings.peak_tflops or 'none'} TFLOP/s"
-          + (" (H100 SXM / H200 dense bf16 assumed)"
-             if settings.peak_tflops == PEAK_DEFAULT_TFLOPS else ""))  # fmt: skip
+    print(
+        f"peak for MFU: {settings.peak_tflops or 'none'} TFLOP/s"
+        + (
+            " (H100 SXM / H200 dense bf16 assumed)"
+            if settings.peak_tflops == PEAK_DEFAULT_TFLOPS
+            else ""
+        )
+    )
 
     pairs, sequences = sample_pairs(
-        Path(settings.pairs), Path(settings.fasta), settings.sort_buffer, settings.seed,
+        Path(settings.pairs),
+        Path(settings.fasta),
+        settings.sort_buffer,
+        settings.seed,
         settings.fixed_length,
-    )  # fmt: skip
+    )
     lengths = [min(len(s), ESM2_MAX_RESIDUES) for s in sequences.values()]
-    print(f"sample: {len(pairs)} pairs from {settings.pairs}, {len(sequences)} proteins, "
-          f"cropped length mean {statistics.mean(lengths):.0f}, "
-          f"median {statistics.median(lengths):.0f}, max {max(lengths)}")  # fmt: skip
+    print(
+        f"sample: {len(pairs)} pairs from {settings.pairs}, {len(sequences)} proteins, "
+        f"cropped length mean {statistics.mean(lengths):.0f}, "
+        f"median {statistics.median(lengths):.0f}, max {max(lengths)}"
+    )
 
     model = build_model(settings)
     shape = EncoderShape.from_config(model.encoder.config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr)
     # Ours runs through the trainer's Accelerator set-up and step; the baseline keeps its own.
-    accelerator = Accelerator(cpu=device.type == "cpu",
-                              mixed_precision="bf16" if settings.bf16 else "no")  # fmt: skip
+    accelerator = Accelerator(
+        cpu=device.type == "cpu", mixed_precision="bf16" if settings.bf16 else "no"
+    )
     ours_model, ours_optimizer = accelerator.prepare(model, optimizer)
-    print(f"model: encoder {settings.encoder} (d={shape.hidden}, {shape.layers} layers), "
-          f"{sum(p.numel() for p in trainable):,} trainable of "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters; ours attention "
-          f"{settings.attn_implementation}, baseline attention "
-          f"{settings.baseline_attn_implementation}; bf16 {settings.bf16}, activation "
-          f"checkpointing {settings.activation_checkpointing}")  # fmt: skip
+    print(
+        f"model: encoder {settings.encoder} (d={shape.hidden}, {shape.layers} layers), "
+        f"{sum(p.numel() for p in trainable):,} trainable of "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters; ours attention "
+        f"{settings.attn_implementation}, baseline attention "
+        f"{settings.baseline_attn_implementation}; bf16 {settings.bf16}, activation "
+        f"checkpointing {settings.activation_checkpointing}"
+    )
 
     compiled = None
     if settings.compile:
@@ -750,8 +780,10 @@ def run(settings: Settings) -> list[MethodResult]:
         )
         compiled = accelerator.prepare(twin, twin_optimizer)
         shown = names if len(names) < 4 else [names[0], "...", *names[-2:]]
-        print(f"ours+compile: {len(names)} modules compiled ({', '.join(shown)}), backend "
-              f"{default_backend()}, dynamic shapes")  # fmt: skip
+        print(
+            f"ours+compile: {len(names)} modules compiled ({', '.join(shown)}), backend "
+            f"{default_backend()}, dynamic shapes"
+        )
 
     memory = PeakMemory(device)
     results: list[MethodResult] = []
@@ -780,15 +812,20 @@ def run(settings: Settings) -> list[MethodResult]:
                 before = compiled_graphs()
                 seconds = sum(time_our_steps(*compiled, accelerator, warm, settings))
                 graphs = compiled_graphs()
-                print(f"ours+compile warm-up at max_tokens {max_tokens}: {len(warm)} step(s) in "
-                      f"{seconds:.1f} s, {graphs - before} graph(s) compiled")  # fmt: skip
+                print(
+                    f"ours+compile warm-up at max_tokens {max_tokens}: {len(warm)} step(s) in "
+                    f"{seconds:.1f} s, {graphs - before} graph(s) compiled"
+                )
             if run_baseline:
                 set_encoder_attention(model, settings.baseline_attn_implementation)
                 time_steps(model, optimizer, naive_forward, base_warm, settings)
                 set_encoder_attention(model, settings.attn_implementation)
             for repeat in range(settings.repeats):
-                print(f"  repeat {repeat + 1}/{settings.repeats} (max_tokens {max_tokens})...",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"  repeat {repeat + 1}/{settings.repeats} (max_tokens {max_tokens})...",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 memory.reset()
                 ours_times.append(
                     time_our_steps(ours_model, ours_optimizer, accelerator, measured, settings)
@@ -806,13 +843,19 @@ def run(settings: Settings) -> list[MethodResult]:
                     base_peak = max(base_peak, memory.peak_bytes())
                     set_encoder_attention(model, settings.attn_implementation)
 
-            ours = summarise("ours", ours_stats, ours_times, ours_peak, memory, settings,
-                             max_tokens=max_tokens)  # fmt: skip
+            ours = summarise(
+                "ours", ours_stats, ours_times, ours_peak, memory, settings, max_tokens=max_tokens
+            )
             if run_baseline:
                 baseline_result = summarise(
-                    "baseline", base_stats, base_times, base_peak, memory, settings,
+                    "baseline",
+                    base_stats,
+                    base_times,
+                    base_peak,
+                    memory,
+                    settings,
                     batch_size=settings.baseline_batch_size,
-                )  # fmt: skip
+                )
                 print_result(baseline_result)
                 results.append(baseline_result)
                 record(baseline_result, settings)
@@ -820,15 +863,24 @@ def run(settings: Settings) -> list[MethodResult]:
             results.append(ours)
             record(ours, settings)
             if compiled is not None:
-                fast = summarise("ours+compile", ours_stats, compiled_times, compiled_peak,
-                                 memory, settings, max_tokens=max_tokens)  # fmt: skip
+                fast = summarise(
+                    "ours+compile",
+                    ours_stats,
+                    compiled_times,
+                    compiled_peak,
+                    memory,
+                    settings,
+                    max_tokens=max_tokens,
+                )
                 print_result(fast)
                 results.append(fast)
                 record(fast, settings)
                 recompiled = compiled_graphs() - graphs  # compilation inside the timed steps
                 warning = f" ({recompiled} graph(s) compiled while timed)" if recompiled else ""
-                print(f"RATIO compiled/eager pairs/s at max_tokens {max_tokens}: "
-                      f"{fast.pairs_per_s / ours.pairs_per_s:.2f}x{warning}")  # fmt: skip
+                print(
+                    f"RATIO compiled/eager pairs/s at max_tokens {max_tokens}: "
+                    f"{fast.pairs_per_s / ours.pairs_per_s:.2f}x{warning}"
+                )
             if baseline_result is not None:
                 ratio = ours.pairs_per_s / baseline_result.pairs_per_s
                 later = " (baseline timed on the first budget's pairs)" if index else ""

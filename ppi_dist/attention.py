@@ -55,8 +55,12 @@ _VARLEN_TAKES_SCALE = varlen_attn is not None and (
 
 ENCODER_ATTENTION = ("sdpa", "cudnn", "flex", "varlen")
 # SDPA's backends in the order "cudnn" tries them (the rest as PyTorch would).
-CUDNN_FIRST = [SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-               SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]  # fmt: skip
+CUDNN_FIRST = [
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.MATH,
+]
 IMPLEMENTATION = "ppi_packed"  # the name the encoder's config carries
 
 
@@ -118,9 +122,15 @@ def varlen_attention(
         return x.transpose(1, 2).reshape(rows * width, heads, dim).to(dtype)
 
     out = varlen_attn(
-        stream(query), stream(key), stream(value), cu_seqlens, cu_seqlens, width, width,
+        stream(query),
+        stream(key),
+        stream(value),
+        cu_seqlens,
+        cu_seqlens,
+        width,
+        width,
         **scale_kwargs,
-    )  # fmt: skip
+    )
     return out.view(rows, width, heads, dim), None
 
 
@@ -134,8 +144,9 @@ def packed_attention_inputs(
     """
     if implementation == "eager":  # eager adds the mask to the logits
         blocked = torch.finfo(embeddings.dtype).min
-        additive = torch.zeros(packed.same_sequence.shape, dtype=embeddings.dtype,
-                               device=embeddings.device)  # fmt: skip
+        additive = torch.zeros(
+            packed.same_sequence.shape, dtype=embeddings.dtype, device=embeddings.device
+        )
         return additive.masked_fill(~packed.same_sequence, blocked), {}
     kernel = kernel_for(choice, embeddings) if implementation == IMPLEMENTATION else "sdpa"
     if kernel == "flex":

@@ -109,8 +109,15 @@ def load(directory: Path, model, optimizer, scheduler, accelerator: Accelerator)
     return state
 
 
-def resume(directory: Path, model, optimizer, scheduler, accelerator: Accelerator,
-           config: dict, override: str | None = None) -> dict:  # fmt: skip
+def resume(
+    directory: Path,
+    model,
+    optimizer,
+    scheduler,
+    accelerator: Accelerator,
+    config: dict,
+    override: str | None = None,
+) -> dict:
     """`load`, after checking this command line against the checkpoint's configuration.
 
     Settings that matter (learning rates, data, model shape, seed...) must be the same

@@ -42,8 +42,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     try:  # Hub: offline, unknown repo or revision, bad repo id
         from huggingface_hub import errors as hub
 
-        types += [hub.HfHubHTTPError, hub.LocalEntryNotFoundError, hub.HFValidationError,
-                  hub.OfflineModeIsEnabled]  # fmt: skip
+        types += [
+            hub.HfHubHTTPError,
+            hub.LocalEntryNotFoundError,
+            hub.HFValidationError,
+            hub.OfflineModeIsEnabled,
+        ]
     except (ImportError, AttributeError):
         pass
     return tuple(types)

@@ -162,12 +162,30 @@ class TrainConfig:
 
     def _check_values(self) -> None:
         """Values that would fail deep inside training, or silently train something else."""
-        at_least_one = ["lora_r", "epochs", "gradient_accumulation_steps", "log_every",
-                        "max_residues", "max_tokens", "cross_attention_heads", "head_hidden",
-                        "keep_checkpoints", "activation_checkpointing_every"]  # fmt: skip
-        at_least_one += [name for name in ("max_steps", "max_pairs", "batch_size",
-                         "eval_max_tokens", "eval_every", "checkpoint_every")
-                         if getattr(self, name) is not None]  # fmt: skip
+        at_least_one = [
+            "lora_r",
+            "epochs",
+            "gradient_accumulation_steps",
+            "log_every",
+            "max_residues",
+            "max_tokens",
+            "cross_attention_heads",
+            "head_hidden",
+            "keep_checkpoints",
+            "activation_checkpointing_every",
+        ]
+        at_least_one += [
+            name
+            for name in (
+                "max_steps",
+                "max_pairs",
+                "batch_size",
+                "eval_max_tokens",
+                "eval_every",
+                "checkpoint_every",
+            )
+            if getattr(self, name) is not None
+        ]
         for name in at_least_one:
             if getattr(self, name) < 1:
                 hint = (

@@ -646,8 +646,7 @@ def rows_and_sequences(
     rows: list[tuple[str, str, float | None]] = []
     sequences: dict[str, str] = {}
     for row in pair_rows:
-        for protein, sequence in ((row.protein_a, row.sequence_a),
-                                  (row.protein_b, row.sequence_b)):  # fmt: skip
+        for protein, sequence in ((row.protein_a, row.sequence_a), (row.protein_b, row.sequence_b)):
             if sequences.setdefault(protein, sequence) != sequence:
                 raise ValueError(f"identifier {protein!r} comes with two different sequences")
         rows.append((row.protein_a, row.protein_b, row.label))

@@ -103,8 +103,9 @@ def claim_run_folder(config: TrainConfig, accelerator: Accelerator) -> RunLock:
     lock, refusal = None, None
     if accelerator.is_main_process:
         try:
-            lock = claim_output_dir(config.output_dir, resuming=bool(config.resume_from),
-                                    overwrite=config.overwrite)  # fmt: skip
+            lock = claim_output_dir(
+                config.output_dir, resuming=bool(config.resume_from), overwrite=config.overwrite
+            )
         except RunFolderError as error:
             refusal = str(error)
     if accelerator.num_processes > 1:

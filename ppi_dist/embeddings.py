@@ -210,9 +210,11 @@ class EmbeddingCache:
             directory.mkdir(parents=True, exist_ok=True)
             (directory / INDEX_NAME).unlink(missing_ok=True)  # invalid until complete
             array = np.memmap(
-                directory / STATES_NAME, dtype=numpy_dtype, mode="w+",
+                directory / STATES_NAME,
+                dtype=numpy_dtype,
+                mode="w+",
                 shape=(int(lengths.sum()), hidden),
-            )  # fmt: skip
+            )
         elif total_bytes > memory_limit:
             raise CacheTooLargeError(
                 f"the states of {len(ids):,} proteins take {total_bytes / 2**30:.2f} GiB, over "
@@ -222,8 +224,16 @@ class EmbeddingCache:
         else:
             array = np.empty((int(lengths.sum()), hidden), dtype=numpy_dtype)
 
-        cache = cls(ids, lengths, array, dtype, digests=digests, fingerprint=fingerprint,
-                    max_residues=max_residues, directory=directory)  # fmt: skip
+        cache = cls(
+            ids,
+            lengths,
+            array,
+            dtype,
+            digests=digests,
+            fingerprint=fingerprint,
+            max_residues=max_residues,
+            directory=directory,
+        )
         cache._fill(model, cropped, torch_dtype, max_tokens, device, progress)
         if directory is not None:
             array.flush()
@@ -286,8 +296,9 @@ class EmbeddingCache:
             return
         directory.mkdir(parents=True, exist_ok=True)
         (directory / INDEX_NAME).unlink(missing_ok=True)
-        out = np.memmap(directory / STATES_NAME, dtype=self.array.dtype, mode="w+",
-                        shape=self.array.shape)  # fmt: skip
+        out = np.memmap(
+            directory / STATES_NAME, dtype=self.array.dtype, mode="w+", shape=self.array.shape
+        )
         out[:] = self.array
         out.flush()
         self._write_index(directory)
@@ -310,9 +321,16 @@ class EmbeddingCache:
         if actual != expected:
             raise ValueError(f"{directory / STATES_NAME}: {actual} bytes, expected {expected}")
         array = np.memmap(directory / STATES_NAME, dtype=numpy_dtype, mode="r", shape=shape)
-        return cls(index["ids"], lengths, array, index["dtype"], digests=index["sequence_sha1"],
-                   fingerprint=index["encoder_fingerprint"], max_residues=index["max_residues"],
-                   directory=directory)  # fmt: skip
+        return cls(
+            index["ids"],
+            lengths,
+            array,
+            index["dtype"],
+            digests=index["sequence_sha1"],
+            fingerprint=index["encoder_fingerprint"],
+            max_residues=index["max_residues"],
+            directory=directory,
+        )
 
     @classmethod
     def _reusable(cls, directory, ids, digests, fingerprint, dtype, max_residues):
@@ -321,9 +339,12 @@ class EmbeddingCache:
         except (FileNotFoundError, ValueError):
             return None
         same = (
-            cache.ids == ids and cache.digests == digests and cache.fingerprint == fingerprint
-            and cache.dtype == dtype and cache.max_residues == max_residues
-        )  # fmt: skip
+            cache.ids == ids
+            and cache.digests == digests
+            and cache.fingerprint == fingerprint
+            and cache.dtype == dtype
+            and cache.max_residues == max_residues
+        )
         return cache if same else None
 
     def matches(self, model: nn.Module) -> bool:
@@ -364,8 +385,11 @@ class EmbeddingCache:
         flat = torch.from_numpy(np.asarray(self.array))
         if self.dtype == "bfloat16":
             flat = flat.view(torch.bfloat16)
-        self._resident = (flat.to(device), torch.from_numpy(self.offsets).to(device),
-                          torch.from_numpy(self.lengths).to(device))  # fmt: skip
+        self._resident = (
+            flat.to(device),
+            torch.from_numpy(self.offsets).to(device),
+            torch.from_numpy(self.lengths).to(device),
+        )
 
     def get(
         self,
@@ -480,8 +504,14 @@ def open_training_cache(
         for source in sources:
             sequences.update(rows_and_sequences(source.pair_rows())[1])
         if _covering_cache(directory, model, sequences, max_residues) is None:
-            EmbeddingCache.build(model, sequences, directory=directory, max_residues=max_residues,
-                                 device=accelerator.device, progress=True)  # fmt: skip
+            EmbeddingCache.build(
+                model,
+                sequences,
+                directory=directory,
+                max_residues=max_residues,
+                device=accelerator.device,
+                progress=True,
+            )
     accelerator.wait_for_everyone()
     cache = EmbeddingCache.open(directory)
     device = torch.device(accelerator.device)
@@ -490,8 +520,10 @@ def open_training_cache(
     if resident:
         cache.keep_on(device)
     seconds, where = time.perf_counter() - started, "; kept on the GPU" if resident else ""
-    accelerator.print(f"embedding cache: {len(cache):,} proteins, {cache.nbytes / 2**20:,.0f} "
-                      f"MiB in {directory} ({seconds:.0f} s){where}")  # fmt: skip
+    accelerator.print(
+        f"embedding cache: {len(cache):,} proteins, {cache.nbytes / 2**20:,.0f} "
+        f"MiB in {directory} ({seconds:.0f} s){where}"
+    )
     return cache
 
 
@@ -527,6 +559,9 @@ def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device)
         batch = {k: v for k, v in batch.items() if k not in unused}
         batch.update(cache.index.pair_rows(batch["protein_a"], batch["protein_b"]))
     states, states_mask = cache.gather(batch["cache_rows"], dtype=None, device=device)
-    moved = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-             for k, v in batch.items() if k != "cache_rows"}  # fmt: skip
+    moved = {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+        for k, v in batch.items()
+        if k != "cache_rows"
+    }
     return {**moved, "states": states, "states_mask": states_mask}

@@ -57,8 +57,12 @@ def evaluate(
     if threshold is None:
         raise UserError("the model folder has no decision_threshold; train it, or pass one")
     source = PairSource(pairs, fasta, labeled=True, max_residues=max_residues)
-    scored = score_rows(model, *rows_and_sequences(source.pair_rows()),
-                        max_residues=max_residues, progress=Path(pairs).name)  # fmt: skip
+    scored = score_rows(
+        model,
+        *rows_and_sequences(source.pair_rows()),
+        max_residues=max_residues,
+        progress=Path(pairs).name,
+    )
     objective = model.config.threshold_objective or "weighted"
     result = evaluate_at(scored.scores, scored.labels, threshold, objective=objective)
     report = {
@@ -75,21 +79,31 @@ def evaluate(
     }
     if train is not None:
         seen = {p for a, b, _ in read_pairs(train) for p in (a, b)}
-        classes = np.array([(a in seen) + (b in seen) for a, b in
-                            zip(scored.protein_a, scored.protein_b, strict=True)])  # fmt: skip
+        classes = np.array(
+            [
+                (a in seen) + (b in seen)
+                for a, b in zip(scored.protein_a, scored.protein_b, strict=True)
+            ]
+        )
         report["by_class"] = {}
         for k, name in CLASSES.items():
             keep = classes == k
             if keep.any():
-                part = evaluate_at(scored.scores[keep], scored.labels[keep], threshold,
-                                   objective=objective)  # fmt: skip
+                part = evaluate_at(
+                    scored.scores[keep], scored.labels[keep], threshold, objective=objective
+                )
                 report["by_class"][name] = {"pairs": int(keep.sum()), **part.summary()}
     if valid is not None:
         valid_source = PairSource(valid, fasta, labeled=True, max_residues=max_residues)
-        valid_scored = score_rows(model, *rows_and_sequences(valid_source.pair_rows()),
-                                  max_residues=max_residues, progress=Path(valid).name)  # fmt: skip
-        comparison = compare_objectives(valid_scored.scores, valid_scored.labels,
-                                        scored.scores, scored.labels)  # fmt: skip
+        valid_scored = score_rows(
+            model,
+            *rows_and_sequences(valid_source.pair_rows()),
+            max_residues=max_residues,
+            progress=Path(valid).name,
+        )
+        comparison = compare_objectives(
+            valid_scored.scores, valid_scored.labels, scored.scores, scored.labels
+        )
         report["objectives"] = {
             objective: {"threshold": pair["validation"].threshold, "test": pair["test"].summary()}
             for objective, pair in comparison.items()
@@ -115,11 +129,15 @@ def describe(report: dict) -> str:
         ),
     ]
     for name, values in report.get("by_class", {}).items():
-        lines.append(f"{name}: {values['pairs']} pairs, accuracy {values['accuracy']:.3f}, "
-                     f"AUROC {values['auroc']:.3f}, MCC {values['mcc']:.3f}")  # fmt: skip
+        lines.append(
+            f"{name}: {values['pairs']} pairs, accuracy {values['accuracy']:.3f}, "
+            f"AUROC {values['auroc']:.3f}, MCC {values['mcc']:.3f}"
+        )
     if "_comparison" in report:
-        lines += ["each objective chosen on --valid, metrics here:",
-                  describe_objectives(report["_comparison"])]  # fmt: skip
+        lines += [
+            "each objective chosen on --valid, metrics here:",
+            describe_objectives(report["_comparison"]),
+        ]
     return "\n".join(lines)
 
 
@@ -131,8 +149,13 @@ def write_outputs(report: dict, out_dir: Path) -> list[Path]:
     scored.write_tsv(out_dir / "predictions.tsv", report["threshold"])
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     (out_dir / "metrics.json").write_text(json.dumps(public, indent=2, default=float) + "\n")
-    return plot_evaluation(scored.scores, scored.labels, result, out_dir / "plots",
-                           title_prefix=Path(report["pairs"]).name)  # fmt: skip
+    return plot_evaluation(
+        scored.scores,
+        scored.labels,
+        result,
+        out_dir / "plots",
+        title_prefix=Path(report["pairs"]).name,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ppi_dist.evaluate",
-                                     description=__doc__.split("\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m ppi_dist.evaluate", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--model", required=True, help="saved SE-CAI folder or Hub repo id")
     parser.add_argument("--pairs", required=True, help="labelled pair file to evaluate")
     parser.add_argument("--fasta", help="sequences (unless the pair file has them inline)")
@@ -151,15 +175,25 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--out", help="output folder (default: beside the model folder)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--max_residues", type=int, default=1022)
-    parser.add_argument("--allow_encoder_mismatch", action="store_true",
-                        help="load even if the encoder weights differ")  # fmt: skip
+    parser.add_argument(
+        "--allow_encoder_mismatch",
+        action="store_true",
+        help="load even if the encoder weights differ",
+    )
     args = parser.parse_args(argv)
     from ppi_dist.hub import load_model
 
     model = load_model(args.model, allow_encoder_mismatch=args.allow_encoder_mismatch)
     model = model.to("cuda" if torch.cuda.is_available() else "cpu")
-    report = evaluate(model, args.pairs, args.fasta, train=args.train, valid=args.valid,
-                      n_resamples=args.bootstrap, max_residues=args.max_residues)  # fmt: skip
+    report = evaluate(
+        model,
+        args.pairs,
+        args.fasta,
+        train=args.train,
+        valid=args.valid,
+        n_resamples=args.bootstrap,
+        max_residues=args.max_residues,
+    )
     print(describe(report))
     default = Path(args.model).parent / f"evaluation_{Path(args.pairs).name.split('.')[0]}"
     for path in write_outputs(report, Path(args.out) if args.out else default):

@@ -52,12 +52,20 @@ ALLOWED_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt", "*.png"]
 _SECRET_KEY = re.compile(r"token|password|secret|api_key|credential", re.IGNORECASE)
 # Metrics listed in the card (and the Hub model-index), in this order.
 CARD_METRICS = {
-    "auroc": "AUROC", "aupr": "AUPR", "accuracy": "Accuracy", "precision": "Precision",
-    "recall": "Recall", "f1": "F1", "mcc": "MCC", "score": "Weighted score",
-    "threshold": "Threshold", "all_positive_score": "Score of 'all interact'",
-    "all_negative_score": "Score of 'none interact'", "n": "Pairs",
+    "auroc": "AUROC",
+    "aupr": "AUPR",
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
+    "mcc": "MCC",
+    "score": "Weighted score",
+    "threshold": "Threshold",
+    "all_positive_score": "Score of 'all interact'",
+    "all_negative_score": "Score of 'none interact'",
+    "n": "Pairs",
     "positive_fraction": "Positive fraction",
-}  # fmt: skip
+}
 
 
 # --------------------------------------------------------------------------- paths
@@ -140,12 +148,16 @@ def card_metadata(
         ]
         if listed:
             dataset = (dataset_names or {}).get(split, split)
-            results.append({
-                "task": {"type": "text-classification",
-                         "name": "Protein-protein interaction prediction"},
-                "dataset": {"name": dataset, "type": dataset, "split": split},
-                "metrics": listed,
-            })  # fmt: skip
+            results.append(
+                {
+                    "task": {
+                        "type": "text-classification",
+                        "name": "Protein-protein interaction prediction",
+                    },
+                    "dataset": {"name": dataset, "type": dataset, "split": split},
+                    "metrics": listed,
+                }
+            )
     if results:
         metadata["model-index"] = [{"name": model_name, "results": results}]
     return metadata
@@ -168,9 +180,14 @@ def render_model_card(
     `metrics`: split name -> metric values (e.g. `ThresholdResult.summary()`).
     `data`: split name -> where that split came from (free text: file, dataset, block).
     """
-    metadata = card_metadata(base_model=base_model, metrics=metrics, datasets=datasets,
-                             model_name=model_name, library_name="ppi_dist" if merged else "peft",
-                             dataset_names=data)  # fmt: skip
+    metadata = card_metadata(
+        base_model=base_model,
+        metrics=metrics,
+        datasets=datasets,
+        model_name=model_name,
+        library_name="ppi_dist" if merged else "peft",
+        dataset_names=data,
+    )
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
     lines = [f"---\n{front}---", "", f"# {model_name}: siamese ESM-2 cross-attention PPI model", ""]
     lines += [
@@ -305,9 +322,16 @@ def save_for_hub(
         target.parent.mkdir(exist_ok=True)
         shutil.copyfile(image, target)
         shown.append(name)
-    card = render_model_card(base_model=base_model, metrics=metrics, data=data,
-                             datasets=datasets, training_config=clean_config, repo_id=repo_id,
-                             merged=merged, images=shown)  # fmt: skip
+    card = render_model_card(
+        base_model=base_model,
+        metrics=metrics,
+        data=data,
+        datasets=datasets,
+        training_config=clean_config,
+        repo_id=repo_id,
+        merged=merged,
+        images=shown,
+    )
     (folder / CARD_NAME).write_text(card)
     return folder
 
@@ -343,8 +367,10 @@ def save_run_outputs(
     """
     chosen = results["validation"]
     names = {"train": "train", "valid": "validation", "test": "test"}
-    data = {names[split]: ", ".join(source.files) or str(source.dataset_name)
-            for split, source in sources.items()}  # fmt: skip
+    data = {
+        names[split]: ", ".join(source.files) or str(source.dataset_name)
+        for split, source in sources.items()
+    }
     model.config.decision_threshold = chosen.threshold
     model.config.threshold_objective = chosen.objective
     images: list[Path] = []
@@ -353,23 +379,32 @@ def save_run_outputs(
         if plots:
             from ppi_dist.plots import plot_evaluation
 
-            images += plot_evaluation(predictions[split].scores, predictions[split].labels,
-                                      result, output_dir / "plots" / split,
-                                      title_prefix=split)  # fmt: skip
+            images += plot_evaluation(
+                predictions[split].scores,
+                predictions[split].labels,
+                result,
+                output_dir / "plots" / split,
+                title_prefix=split,
+            )
     metrics = {split: result.summary() for split, result in results.items()}
     extra = {"threshold_objective": chosen.objective}
     if comparison:
         extra["objectives"] = {
-            objective: {"threshold": pair["validation"].threshold,
-                        "test": pair["test"].summary()}
+            objective: {"threshold": pair["validation"].threshold, "test": pair["test"].summary()}
             for objective, pair in comparison.items()
-        }  # fmt: skip
+        }
     (output_dir / "metrics.json").write_text(
         json.dumps({**metrics, **extra}, indent=2, default=str) + "\n"
     )
-    return save_for_hub(model, output_dir / "model", metrics=metrics,
-                        training_config=training_config, data=data, images=images,
-                        repo_id=repo_id)  # fmt: skip
+    return save_for_hub(
+        model,
+        output_dir / "model",
+        metrics=metrics,
+        training_config=training_config,
+        data=data,
+        images=images,
+        repo_id=repo_id,
+    )
 
 
 def export_merged(model: SECAI, folder: str | Path) -> Path:
@@ -385,8 +420,13 @@ def export_merged(model: SECAI, folder: str | Path) -> Path:
     if isinstance(encoder, PeftModel):
         encoder = encoder.merge_and_unload()
     encoder_config = json.loads(encoder.config.to_json_string())
-    config = replace(model.config, encoder=None, encoder_config=encoder_config,
-                     freeze_encoder=True, activation_checkpointing=False)  # fmt: skip
+    config = replace(
+        model.config,
+        encoder=None,
+        encoder_config=encoder_config,
+        freeze_encoder=True,
+        activation_checkpointing=False,
+    )
     merged = SECAI(config, encoder=encoder)
     merged.load_state_dict(model.trainable_state_dict(), strict=False)  # cross-attention, head
     merged.save_pretrained(folder)
@@ -421,8 +461,10 @@ def base_encoder_fingerprint(model_or_encoder) -> str:
 def write_encoder_identity(model: SECAI, folder: str | Path) -> Path:
     """Record which encoder `model` was built on (name or path + weight fingerprint)."""
     path = Path(folder) / IDENTITY_NAME
-    identity = {"encoder": model.config.encoder or BASE_ENCODER_DIR,
-                "fingerprint": base_encoder_fingerprint(model)}  # fmt: skip
+    identity = {
+        "encoder": model.config.encoder or BASE_ENCODER_DIR,
+        "fingerprint": base_encoder_fingerprint(model),
+    }
     path.write_text(json.dumps(identity, indent=2) + "\n")
     return path
 
@@ -492,11 +534,19 @@ def check_encoder_identity(model: SECAI, folder: Path, *, allow_mismatch: bool =
     if adapter_config.is_file() and saved and saved != BASE_ENCODER_DIR:
         named = _read_json(adapter_config).get("base_model_name_or_path")
         if named and named != saved:
-            logger.warning("%s names the encoder %r but %s says %r", adapter_config, named,
-                           folder / CONFIG_NAME, saved)  # fmt: skip
+            logger.warning(
+                "%s names the encoder %r but %s says %r",
+                adapter_config,
+                named,
+                folder / CONFIG_NAME,
+                saved,
+            )
     if not identity_path.is_file():
-        logger.warning("%s: no %s (saved by an older version); the encoder weights are not "
-                       "checked", folder, IDENTITY_NAME)  # fmt: skip
+        logger.warning(
+            "%s: no %s (saved by an older version); the encoder weights are not checked",
+            folder,
+            IDENTITY_NAME,
+        )
         return
     expected = _read_json(identity_path).get("fingerprint")
     found = base_encoder_fingerprint(model)
@@ -533,10 +583,15 @@ def load_model(
             raise FileNotFoundError(f"{name_or_path}: no such model folder")
         from huggingface_hub import snapshot_download
 
-        local = Path(snapshot_download(
-            str(name_or_path), revision=revision, token=token,
-            allow_patterns=ALLOWED_PATTERNS, library_name="ppi_dist",
-        ))  # fmt: skip
+        local = Path(
+            snapshot_download(
+                str(name_or_path),
+                revision=revision,
+                token=token,
+                allow_patterns=ALLOWED_PATTERNS,
+                library_name="ppi_dist",
+            )
+        )
     if not (local / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{name_or_path}: no {CONFIG_NAME}; not an SE-CAI model folder")
     config = _read_json(local / CONFIG_NAME)
@@ -590,15 +645,23 @@ def push_folder(
         raise FileNotFoundError(f"{folder}: no {CONFIG_NAME}; save the model first")
     _refuse_token_in_files(folder, token or os.environ.get("HF_TOKEN") or get_token())
     api = HfApi(token=token)
-    logger.info("pushing %s to the Hub repo %s%s", folder, repo_id,
-                f" (branch {revision})" if revision else "")  # fmt: skip
+    logger.info(
+        "pushing %s to the Hub repo %s%s",
+        folder,
+        repo_id,
+        f" (branch {revision})" if revision else "",
+    )
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     if revision:
         api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
     commit = api.upload_folder(
-        repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
-        commit_message=commit_message, allow_patterns=ALLOWED_PATTERNS,
-    )  # fmt: skip
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type="model",
+        revision=revision,
+        commit_message=commit_message,
+        allow_patterns=ALLOWED_PATTERNS,
+    )
     url = getattr(commit, "commit_url", None) or str(commit)
     logger.info("pushed: %s", url)
     return url

@@ -215,9 +215,13 @@ def evaluate_at(
     `objective` only names what `objective_value` reports.
     """
     return search_threshold(
-        scores, labels, weights=weights, candidates=[threshold], objective=objective,
+        scores,
+        labels,
+        weights=weights,
+        candidates=[threshold],
+        objective=objective,
         require_both_classes=False,
-    )  # fmt: skip
+    )
 
 
 def _check_inputs(scores, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -283,9 +287,11 @@ def search_threshold(
         best = int(np.argmax(target))  # first maximum = lowest threshold among ties
 
     trivial = metrics_from_counts(
-        tp=np.array([n_pos, 0]), fp=np.array([n - n_pos, 0]),
-        tn=np.array([0, n - n_pos]), fn=np.array([0, n_pos]),
-    )  # fmt: skip
+        tp=np.array([n_pos, 0]),
+        fp=np.array([n - n_pos, 0]),
+        tn=np.array([0, n - n_pos]),
+        fn=np.array([0, n_pos]),
+    )
     all_positive, all_negative = weighted_score(trivial, weights)
     auroc, aupr = auroc_aupr(scores, labels)
     predicted_positive = predicted[best]
@@ -511,13 +517,19 @@ def final_report(
     """What a run or `evaluate` prints: the shipped threshold, each split's metrics at it,
     and every objective's validation-chosen threshold with its test metrics."""
     chosen = results["validation"]
-    lines = [f"decision threshold (chosen on validation, objective {chosen.objective}): "
-             f"{chosen.threshold:.4f}"]  # fmt: skip
+    lines = [
+        f"decision threshold (chosen on validation, objective {chosen.objective}): "
+        f"{chosen.threshold:.4f}"
+    ]
     for split, result in results.items():
         lines.append(f"{split}: {result.describe()}")
-        lines.append(f"{split} accuracy: {result.accuracy:.3f}  AUROC: {result.auroc:.3f}  "
-                     f"AUPR: {result.aupr:.3f}  MCC: {result.mcc:.3f}")  # fmt: skip
+        lines.append(
+            f"{split} accuracy: {result.accuracy:.3f}  AUROC: {result.auroc:.3f}  "
+            f"AUPR: {result.aupr:.3f}  MCC: {result.mcc:.3f}"
+        )
     if comparison:
-        lines += ["each objective, threshold chosen on validation, metrics on test:",
-                  describe_objectives(comparison)]  # fmt: skip
+        lines += [
+            "each objective, threshold chosen on validation, metrics on test:",
+            describe_objectives(comparison),
+        ]
     return "\n".join(lines)

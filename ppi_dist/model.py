@@ -193,9 +193,14 @@ class PairHead(nn.Module):
         hidden = self.fc1(pair_vector)
         if self.training and hidden.shape[0] < 2:
             hidden = F.batch_norm(
-                hidden, self.norm.running_mean, self.norm.running_var,
-                self.norm.weight, self.norm.bias, training=False, eps=self.norm.eps,
-            )  # fmt: skip
+                hidden,
+                self.norm.running_mean,
+                self.norm.running_var,
+                self.norm.weight,
+                self.norm.bias,
+                training=False,
+                eps=self.norm.eps,
+            )
         else:
             hidden = self.norm(hidden)
         return self.fc2(self.dropout(F.gelu(hidden))).squeeze(-1)
@@ -306,9 +311,11 @@ class SECAI(nn.Module):
             packed, embeddings, self.config.encoder_attention, base.config._attn_implementation
         )
         packed_states = self.encoder(
-            inputs_embeds=embeddings, attention_mask=attend, position_ids=packed.position_ids,
+            inputs_embeds=embeddings,
+            attention_mask=attend,
+            position_ids=packed.position_ids,
             **extra,
-        ).last_hidden_state  # fmt: skip
+        ).last_hidden_state
         return unpack_states(packed_states, packed, attention_mask.shape)
 
     def _can_pack(self) -> bool:
@@ -450,8 +457,10 @@ class SECAI(nn.Module):
             adapter = load_file(directory / ADAPTER_DIR / "adapter_model.safetensors")
             result = set_peft_model_state_dict(model.encoder, adapter)
             if result.unexpected_keys:
-                raise ValueError(f"{directory / ADAPTER_DIR}: unexpected adapter weights "
-                                 f"{result.unexpected_keys[:3]}")  # fmt: skip
+                raise ValueError(
+                    f"{directory / ADAPTER_DIR}: unexpected adapter weights "
+                    f"{result.unexpected_keys[:3]}"
+                )
         weights = load_file(directory / HEAD_WEIGHTS_NAME)
         for name in ("cross_attention", "head"):
             if getattr(model, name) is None:
@@ -525,13 +534,17 @@ def _fmt_share(part: int, whole: int) -> str:
     return f"{part:,} ({100 * part / whole:.3f}% of {whole:,})"
 
 
-def parameter_report(encoder_config: dict, lora_r: int = 8, cross_attention_heads: int = 20,
-                     head_hidden: int = 512) -> str:  # fmt: skip
+def parameter_report(
+    encoder_config: dict, lora_r: int = 8, cross_attention_heads: int = 20, head_hidden: int = 512
+) -> str:
     """Trainable-parameter table for a shape, built on the meta device (no weights)."""
     config = SECAIConfig(
-        encoder=None, encoder_config=encoder_config, lora_r=lora_r,
-        cross_attention_heads=cross_attention_heads, head_hidden=head_hidden,
-    )  # fmt: skip
+        encoder=None,
+        encoder_config=encoder_config,
+        lora_r=lora_r,
+        cross_attention_heads=cross_attention_heads,
+        head_hidden=head_hidden,
+    )
     with torch.device("meta"):
         model = SECAI(config)
     esm_total = sum(p.numel() for n, p in model.encoder.named_parameters() if "lora_" not in n)

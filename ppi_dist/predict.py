@@ -142,8 +142,10 @@ class PairFilePlan:
         self.sequences: dict[str, str] = {}
         self.has_labels = False
         for row in source.pair_rows():  # one pass: the distinct proteins, and labels or not
-            for protein, sequence in ((row.protein_a, row.sequence_a),
-                                      (row.protein_b, row.sequence_b)):  # fmt: skip
+            for protein, sequence in (
+                (row.protein_a, row.sequence_a),
+                (row.protein_b, row.sequence_b),
+            ):
                 known = self.sequences.setdefault(protein, sequence)
                 if known != sequence:
                     raise ValueError(
@@ -291,8 +293,15 @@ def run_rank(
         return True
     mine = [c for c in range(state["next_chunk"], plan.num_chunks) if c % world_size == rank]
     total = math.ceil(plan.total_pairs / world_size)
-    bar = tqdm(total=total, initial=min(state["pairs"], total), unit="pair", unit_scale=True,
-               desc=f"scoring (rank {rank})", disable=not progress, smoothing=0.1)  # fmt: skip
+    bar = tqdm(
+        total=total,
+        initial=min(state["pairs"], total),
+        unit="pair",
+        unit_scale=True,
+        desc=f"scoring (rank {rank})",
+        disable=not progress,
+        smoothing=0.1,
+    )
     with open(part, "r+b" if part.exists() else "w+b") as handle:
         handle.truncate(state["bytes"])  # drop rows written after the last recorded chunk
         handle.seek(state["bytes"])
@@ -301,8 +310,9 @@ def run_rank(
         for done_now, (chunk, rows) in enumerate(wanted):
             if max_chunks is not None and done_now >= max_chunks:
                 break
-            probabilities = score_pairs(model, cache, [(a, b) for a, b, _ in rows],
-                                        **(score_kwargs or {}))  # fmt: skip
+            probabilities = score_pairs(
+                model, cache, [(a, b) for a, b, _ in rows], **(score_kwargs or {})
+            )
             check_probabilities(model, probabilities, rows)
             handle.write("".join(_chunk_lines(chunk, rows, probabilities, options)).encode())
             handle.flush()
@@ -337,9 +347,10 @@ def finalize(out: Path, world_size: int, options: PredictOptions, has_labels: bo
     if options.top_k is not None:
         # Highest probability first; ties keep enumeration order (the counter).
         best = heapq.nlargest(
-            options.top_k, ((float(f[2]), -i, f) for i, f in enumerate(rows)),
+            options.top_k,
+            ((float(f[2]), -i, f) for i, f in enumerate(rows)),
             key=lambda item: (item[0], item[1]),
-        )  # fmt: skip
+        )
         rows = (fields for _, _, fields in best)
     columns = ["protein_a", "protein_b", "probability", "predicted"]
     if has_labels:
@@ -365,8 +376,13 @@ def _write_table(path: Path, rows: Iterator[list[str]], columns: list[str], fmt:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"protein_a": pa.string(), "protein_b": pa.string(), "probability": pa.float64(),
-             "predicted": pa.int8(), "label": pa.int8()}  # fmt: skip
+    types = {
+        "protein_a": pa.string(),
+        "protein_b": pa.string(),
+        "probability": pa.float64(),
+        "predicted": pa.int8(),
+        "label": pa.int8(),
+    }
     schema = pa.schema([(name, types[name]) for name in columns])
     converters = [str, str, float, int, int]
     with pq.ParquetWriter(path, schema) as writer:
@@ -374,8 +390,10 @@ def _write_table(path: Path, rows: Iterator[list[str]], columns: list[str], fmt:
 
         def flush() -> None:
             values = list(zip(*buffer, strict=True))
-            arrays = [pa.array([converters[c](v) for v in values[c]], type=schema.field(c).type)
-                      for c in range(width)]  # fmt: skip
+            arrays = [
+                pa.array([converters[c](v) for v in values[c]], type=schema.field(c).type)
+                for c in range(width)
+            ]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             buffer.clear()
 
@@ -389,8 +407,9 @@ def _write_table(path: Path, rows: Iterator[list[str]], columns: list[str], fmt:
     return count
 
 
-def run_signature(model: torch.nn.Module, inputs: list[str | None], options: PredictOptions,
-                  world_size: int) -> str:  # fmt: skip
+def run_signature(
+    model: torch.nn.Module, inputs: list[str | None], options: PredictOptions, world_size: int
+) -> str:
     """Identifies a run: model weights, input files (path, size, mtime), options, ranks."""
     files = []
     for name in inputs:
@@ -398,8 +417,13 @@ def run_signature(model: torch.nn.Module, inputs: list[str | None], options: Pre
             continue
         path = Path(name)
         stat = path.stat() if path.exists() else None
-        files.append([str(path.resolve()), stat.st_size if stat else None,
-                      stat.st_mtime_ns if stat else None])  # fmt: skip
+        files.append(
+            [
+                str(path.resolve()),
+                stat.st_size if stat else None,
+                stat.st_mtime_ns if stat else None,
+            ]
+        )
     identity = {
         "model": encoder_fingerprint(model),
         "inputs": files,
@@ -450,25 +474,59 @@ def predict(
     if fasta_b is not None and (fasta is None or pairs is not None):
         raise UserError("--fasta_b needs --fasta (set A) and no --pairs")
     threshold = check_threshold(model, threshold)
-    options = PredictOptions(threshold=threshold, top_k=top_k, min_prob=min_prob,
-                             include_self=include_self, tile=tile, chunk_pairs=chunk_pairs,
-                             max_residues=max_residues, cache_dtype=cache_dtype)  # fmt: skip
+    options = PredictOptions(
+        threshold=threshold,
+        top_k=top_k,
+        min_prob=min_prob,
+        include_self=include_self,
+        tile=tile,
+        chunk_pairs=chunk_pairs,
+        max_residues=max_residues,
+        cache_dtype=cache_dtype,
+    )
     # One predict per output: a second one is refused (lock released on return or exit).
     lock = acquire_lock(out.with_name(out.name + ".lock"), what="predict") if rank == 0 else None
     try:
-        return _predict_locked(model, out, pairs=pairs, fasta=fasta, fasta_b=fasta_b,
-                               options=options, cache_dir=cache_dir, memory_limit=memory_limit,
-                               overwrite=overwrite, max_chunks=max_chunks, rank=rank,
-                               world_size=world_size, barrier=barrier, progress=progress,
-                               score_kwargs=score_kwargs)  # fmt: skip
+        return _predict_locked(
+            model,
+            out,
+            pairs=pairs,
+            fasta=fasta,
+            fasta_b=fasta_b,
+            options=options,
+            cache_dir=cache_dir,
+            memory_limit=memory_limit,
+            overwrite=overwrite,
+            max_chunks=max_chunks,
+            rank=rank,
+            world_size=world_size,
+            barrier=barrier,
+            progress=progress,
+            score_kwargs=score_kwargs,
+        )
     finally:
         if lock is not None:
             lock.release()
 
 
-def _predict_locked(model, out: Path, *, pairs, fasta, fasta_b, options: PredictOptions,
-                    cache_dir, memory_limit, overwrite, max_chunks, rank, world_size, barrier,
-                    progress, score_kwargs) -> dict:  # fmt: skip
+def _predict_locked(
+    model,
+    out: Path,
+    *,
+    pairs,
+    fasta,
+    fasta_b,
+    options: PredictOptions,
+    cache_dir,
+    memory_limit,
+    overwrite,
+    max_chunks,
+    rank,
+    world_size,
+    barrier,
+    progress,
+    score_kwargs,
+) -> dict:
     max_residues, cache_dtype = options.max_residues, options.cache_dtype
     include_self, tile, chunk_pairs = options.include_self, options.tile, options.chunk_pairs
     parts = _parts_dir(out)
@@ -493,8 +551,13 @@ def _predict_locked(model, out: Path, *, pairs, fasta, fasta_b, options: Predict
             if clash:
                 raise UserError(f"{clash[0]!r} has different sequences in {fasta} and {fasta_b}")
         lengths = {p: min(len(s), max_residues) for p, s in sequences.items()}
-        plan = AllPairsPlan(lengths, list(set_a), list(set_b) if set_b is not None else None,
-                            include_self=include_self, tile=tile)  # fmt: skip
+        plan = AllPairsPlan(
+            lengths,
+            list(set_a),
+            list(set_b) if set_b is not None else None,
+            include_self=include_self,
+            tile=tile,
+        )
     if plan.total_pairs == 0:
         raise UserError("no pairs to score")
 
@@ -515,22 +578,43 @@ def _predict_locked(model, out: Path, *, pairs, fasta, fasta_b, options: Predict
         # Each rank encodes only the proteins of its own chunks.
         mine = plan.proteins_of(lambda c: c % world_size == rank)
         cache = encode_proteins(
-            model, {p: sequences[p] for p in mine}, memory_limit=memory_limit,
-            spill_dir=parts / f"embeddings-rank{rank}", **cache_options,
-        )  # fmt: skip
-    complete = run_rank(model, cache, plan, out, options, signature, rank=rank,
-                        world_size=world_size, max_chunks=max_chunks, progress=progress,
-                        score_kwargs=score_kwargs)  # fmt: skip
-    summary = {"output": str(out), "pairs": plan.total_pairs, "proteins": len(sequences),
-               "chunks": plan.num_chunks, "complete": complete, "rows_written": None}  # fmt: skip
+            model,
+            {p: sequences[p] for p in mine},
+            memory_limit=memory_limit,
+            spill_dir=parts / f"embeddings-rank{rank}",
+            **cache_options,
+        )
+    complete = run_rank(
+        model,
+        cache,
+        plan,
+        out,
+        options,
+        signature,
+        rank=rank,
+        world_size=world_size,
+        max_chunks=max_chunks,
+        progress=progress,
+        score_kwargs=score_kwargs,
+    )
+    summary = {
+        "output": str(out),
+        "pairs": plan.total_pairs,
+        "proteins": len(sequences),
+        "chunks": plan.num_chunks,
+        "complete": complete,
+        "rows_written": None,
+    }
     if barrier is not None:
         barrier()
     if rank == 0 and world_size == 1 and complete:
         summary["rows_written"] = finalize(out, 1, options, plan.has_labels)
     elif rank == 0 and barrier is not None:
         # Every rank passed the barrier, so all parts are final (or some rank stopped early).
-        done = [json.loads(_part_paths(out, r, world_size)[1].read_text())["done"]
-                for r in range(world_size)]  # fmt: skip
+        done = [
+            json.loads(_part_paths(out, r, world_size)[1].read_text())["done"]
+            for r in range(world_size)
+        ]
         summary["complete"] = all(done)
         if all(done):
             summary["rows_written"] = finalize(out, world_size, options, plan.has_labels)
@@ -545,8 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m ppi_dist.predict",
         description="Score protein pairs with a saved SE-CAI model (each protein encoded once).",
     )
-    parser.add_argument("--model", required=True,
-                        help="saved SE-CAI folder, or a Hub repo id (downloaded)")  # fmt: skip
+    parser.add_argument(
+        "--model", required=True, help="saved SE-CAI folder, or a Hub repo id (downloaded)"
+    )
     parser.add_argument("--revision", default=None, help="Hub revision of --model")
     parser.add_argument("--pairs", help="pair file (tsv/csv/jsonl/parquet; label optional)")
     parser.add_argument("--fasta", help="sequences; alone (no --pairs): score all-vs-all")
@@ -555,26 +640,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--include_self", action="store_true", help="also score (p, p)")
     parser.add_argument("--top_k", type=int, help="keep only the k highest probabilities")
     parser.add_argument("--min_prob", type=float, help="keep only pairs at least this likely")
-    parser.add_argument("--threshold", type=float,
-                        help="decision threshold (default: the model's saved one)")  # fmt: skip
+    parser.add_argument(
+        "--threshold", type=float, help="decision threshold (default: the model's saved one)"
+    )
     parser.add_argument("--cache_dir", help="keep the per-residue states here (reused if valid)")
-    parser.add_argument("--cache_dtype", default="float16",
-                        choices=["float16", "bfloat16", "float32"])  # fmt: skip
-    parser.add_argument("--memory_limit_gb", type=float, default=DEFAULT_MEMORY_LIMIT / 2**30,
-                        help="in-memory cache limit; above it the states go to disk")  # fmt: skip
+    parser.add_argument(
+        "--cache_dtype", default="float16", choices=["float16", "bfloat16", "float32"]
+    )
+    parser.add_argument(
+        "--memory_limit_gb",
+        type=float,
+        default=DEFAULT_MEMORY_LIMIT / 2**30,
+        help="in-memory cache limit; above it the states go to disk",
+    )
     parser.add_argument("--max_residues", type=int, default=ESM2_MAX_RESIDUES)
     parser.add_argument("--tile", type=int, default=64, help="proteins per all-vs-all tile")
     parser.add_argument(
         "--chunk_pairs", type=int, default=CHUNK_PAIRS, help="pair-file rows per chunk"
     )
-    parser.add_argument("--max_tokens", type=int, default=65536,
-                        help="pair batch budget: pairs x (longest A + longest B)")  # fmt: skip
-    parser.add_argument("--max_chunks", type=int,
-                        help="stop after this many chunks (rerun to resume)")  # fmt: skip
+    parser.add_argument(
+        "--max_tokens",
+        type=int,
+        default=65536,
+        help="pair batch budget: pairs x (longest A + longest B)",
+    )
+    parser.add_argument(
+        "--max_chunks", type=int, help="stop after this many chunks (rerun to resume)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="discard output and progress")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    parser.add_argument("--allow_encoder_mismatch", action="store_true",
-                        help="score though the encoder's weights changed")  # fmt: skip
+    parser.add_argument(
+        "--allow_encoder_mismatch",
+        action="store_true",
+        help="score though the encoder's weights changed",
+    )
     parser.add_argument("--debug", action="store_true", help="tracebacks for user errors too")
     return parser
 
@@ -601,16 +700,29 @@ def _main(argv: list[str]) -> int:
     model = load_model(args.model, revision=args.revision, allow_encoder_mismatch=allow)
     model = model.to(state.device)
     summary = predict(
-        model, args.out, pairs=args.pairs, fasta=args.fasta, fasta_b=args.fasta_b,
-        threshold=args.threshold, top_k=args.top_k, min_prob=args.min_prob,
-        include_self=args.include_self, tile=args.tile, chunk_pairs=args.chunk_pairs,
-        cache_dir=args.cache_dir, cache_dtype=args.cache_dtype, max_residues=args.max_residues,
-        memory_limit=int(args.memory_limit_gb * 2**30), overwrite=args.overwrite,
-        max_chunks=args.max_chunks, rank=state.process_index, world_size=state.num_processes,
+        model,
+        args.out,
+        pairs=args.pairs,
+        fasta=args.fasta,
+        fasta_b=args.fasta_b,
+        threshold=args.threshold,
+        top_k=args.top_k,
+        min_prob=args.min_prob,
+        include_self=args.include_self,
+        tile=args.tile,
+        chunk_pairs=args.chunk_pairs,
+        cache_dir=args.cache_dir,
+        cache_dtype=args.cache_dtype,
+        max_residues=args.max_residues,
+        memory_limit=int(args.memory_limit_gb * 2**30),
+        overwrite=args.overwrite,
+        max_chunks=args.max_chunks,
+        rank=state.process_index,
+        world_size=state.num_processes,
         barrier=state.wait_for_everyone if state.num_processes > 1 else None,
         progress=not args.no_progress and state.is_main_process,
         score_kwargs={"max_tokens": args.max_tokens},
-    )  # fmt: skip
+    )
     if state.is_main_process:
         print(json.dumps(summary))
         if not summary["complete"]:

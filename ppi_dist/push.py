@@ -31,8 +31,13 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--commit_message", default="Upload SE-CAI model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    url = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,
-                      commit_message=args.commit_message)  # fmt: skip
+    url = push_folder(
+        args.folder,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+    )
     print(url)
     return 0
 

@@ -109,8 +109,11 @@ def _main(argv: list[str]) -> int:
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--threshold", type=float, help="evaluate at this threshold")
     chosen.add_argument("--model", help="evaluate at this model folder's saved threshold")
-    chosen.add_argument("--search_threshold", action="store_true",
-                        help="search it on this very file (flatters the metrics)")  # fmt: skip
+    chosen.add_argument(
+        "--search_threshold",
+        action="store_true",
+        help="search it on this very file (flatters the metrics)",
+    )
     parser.add_argument("--score_column", default="probability")
     parser.add_argument("--label_column", default="label")
     parser.add_argument("--title", default=None, help="title prefix (default: the file name)")

@@ -44,13 +44,33 @@ RUN_OUTPUTS = (*RUN_MARKERS, "plots", "ppi_dist", "synthetic_data", "predictions
 # rebuilt for the new length from the command line, so nothing given there is ignored.
 # `data_workers` changes where batches are prepared, not which; `encoder_attention` which
 # kernel computes the same attention; `compile` whether the same layers run compiled.
-RESUME_FREE = frozenset({
-    "output_dir", "resume_from", "overwrite", "resume_override", "debug", "report_to",
-    "log_every", "plots", "push_to_hub", "hub_private", "checkpoint_every", "keep_checkpoints",
-    "eval_every", "embedding_cache", "eval_max_tokens", "activation_checkpointing", "test_file",
-    "activation_checkpointing_every",
-    "max_steps", "epochs", "data_workers", "encoder_attention", "compile",
-})  # fmt: skip
+RESUME_FREE = frozenset(
+    {
+        "output_dir",
+        "resume_from",
+        "overwrite",
+        "resume_override",
+        "debug",
+        "report_to",
+        "log_every",
+        "plots",
+        "push_to_hub",
+        "hub_private",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_every",
+        "embedding_cache",
+        "eval_max_tokens",
+        "activation_checkpointing",
+        "test_file",
+        "activation_checkpointing_every",
+        "max_steps",
+        "epochs",
+        "data_workers",
+        "encoder_attention",
+        "compile",
+    }
+)
 
 
 class RunFolderError(UserError):
@@ -119,13 +139,21 @@ def acquire_lock(path: str | Path, *, what: str = "run") -> RunLock:
             continue
         stale = _holder(path)
         if stale:
-            logger.warning("%s: stale lock of pid %s on %s (since %s) taken over; that process "
-                           "is gone", path, stale.get("pid"), stale.get("host"),
-                           stale.get("started"))  # fmt: skip
+            logger.warning(
+                "%s: stale lock of pid %s on %s (since %s) taken over; that process is gone",
+                path,
+                stale.get("pid"),
+                stale.get("host"),
+                stale.get("started"),
+            )
         handle.seek(0)
         handle.truncate()
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "what": what}  # fmt: skip
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "what": what,
+        }
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         return RunLock(path, handle)

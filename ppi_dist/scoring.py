@@ -209,15 +209,26 @@ def score_rows(
             wanted = {p: sequences[p] for _, chunk in mine for a, b, _ in chunk for p in (a, b)}
             spill = spill_dir or stack.enter_context(tempfile.TemporaryDirectory())
             cache = (
-                encode_proteins(model, wanted, spill_dir=Path(spill) / f"rank{rank}",
-                                max_residues=max_residues, memory_limit=memory_limit,
-                                progress=progress is not None)
-                if wanted else None
-            )  # fmt: skip
+                encode_proteins(
+                    model,
+                    wanted,
+                    spill_dir=Path(spill) / f"rank{rank}",
+                    max_residues=max_residues,
+                    memory_limit=memory_limit,
+                    progress=progress is not None,
+                )
+                if wanted
+                else None
+            )
         bar = stack.enter_context(
-            tqdm(total=sum(len(chunk) for _, chunk in mine), unit="pair",
-                 desc=progress, disable=progress is None, dynamic_ncols=True)
-        )  # fmt: skip
+            tqdm(
+                total=sum(len(chunk) for _, chunk in mine),
+                unit="pair",
+                desc=progress,
+                disable=progress is None,
+                dynamic_ncols=True,
+            )
+        )
         items: list[tuple[int, float]] = []
         for round_ in range(rounds):
             if should_stop is not None and should_stop():
@@ -225,8 +236,9 @@ def score_rows(
             if round_ >= len(mine):
                 continue
             c, chunk = mine[round_]
-            probabilities = score_pairs(model, cache, [(a, b) for a, b, _ in chunk],
-                                        max_tokens=max_tokens)  # fmt: skip
+            probabilities = score_pairs(
+                model, cache, [(a, b) for a, b, _ in chunk], max_tokens=max_tokens
+            )
             items += [(c * chunk_pairs + k, float(p)) for k, p in enumerate(probabilities)]
             bar.update(len(chunk))
     if gather is not None:
@@ -277,12 +289,18 @@ def score_split(
 
     rows, sequences = rows_and_sequences(source.pair_rows())
     return score_rows(
-        model, rows, sequences, rank=accelerator.process_index,
-        world_size=accelerator.num_processes, cache=cache, max_residues=source.max_residues,
+        model,
+        rows,
+        sequences,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        cache=cache,
+        max_residues=source.max_residues,
         gather=gather_object if accelerator.num_processes > 1 else None,
-        should_stop=stop_everywhere if stop_flag is not None else None, spill_dir=spill_dir,
+        should_stop=stop_everywhere if stop_flag is not None else None,
+        spill_dir=spill_dir,
         progress=desc if accelerator.is_main_process else None,
-    )  # fmt: skip
+    )
 
 
 def choose_threshold(

@@ -69,18 +69,25 @@ def make_sources(config: TrainConfig, accelerator: Accelerator) -> dict[str, Pai
     fasta = config.fasta
     if config.train_file is None:  # the embedded default
         paths = prepare_synthetic_task(
-            Path(config.output_dir) / "synthetic_data", seed=config.seed,
-            train_pairs=config.synthetic_train_pairs, eval_pairs=config.synthetic_eval_pairs,
+            Path(config.output_dir) / "synthetic_data",
+            seed=config.seed,
+            train_pairs=config.synthetic_train_pairs,
+            eval_pairs=config.synthetic_eval_pairs,
             accelerator=accelerator,
-        )  # fmt: skip
+        )
         files, fasta = {k: str(paths[k]) for k in files}, str(paths["fasta"])
     columns = Columns(config.column_a, config.column_b, label=config.column_label)
     sources = {}
     for split, path in files.items():
         if path is not None:
-            sources[split] = PairSource(path, fasta, columns=columns, labeled=True,
-                                        max_residues=config.max_residues,
-                                        skip_bad_rows=config.skip_bad_rows)  # fmt: skip
+            sources[split] = PairSource(
+                path,
+                fasta,
+                columns=columns,
+                labeled=True,
+                max_residues=config.max_residues,
+                skip_bad_rows=config.skip_bad_rows,
+            )
             accelerator.print(f"{split}: {sources[split].validate().summary()}")
     return sources
 
@@ -96,9 +103,10 @@ def make_optimizer(model: SECAI, config: TrainConfig) -> torch.optim.AdamW:
             part = "lora" if "lora_" in name else "head"
             groups.setdefault((part, param.ndim > 1), []).append(param)
     rates = {"lora": config.learning_rate_lora, "head": config.learning_rate_head}
-    param_groups = [dict(params=params, lr=rates[part], part=part,
-                         weight_decay=config.weight_decay * decay)
-                    for (part, decay), params in sorted(groups.items())]  # fmt: skip
+    param_groups = [
+        dict(params=params, lr=rates[part], part=part, weight_decay=config.weight_decay * decay)
+        for (part, decay), params in sorted(groups.items())
+    ]
     # fused: one kernel for all tensors on a GPU
     return torch.optim.AdamW(param_groups, fused=torch.cuda.is_available())
 
@@ -113,8 +121,14 @@ class StepResult(NamedTuple):
     skipped: bool  # non-finite loss under `nonfinite_loss: skip`: no update was made
 
 
-def train_step(model, batch: dict, optimizer, accelerator: Accelerator, config: TrainConfig,
-               stop_requested: bool) -> StepResult:  # fmt: skip
+def train_step(
+    model,
+    batch: dict,
+    optimizer,
+    accelerator: Accelerator,
+    config: TrainConfig,
+    stop_requested: bool,
+) -> StepResult:
     """Forward, focal loss, backward, clip, optimiser step.
 
     One all-reduce carries what every rank must agree on before backward (a non-finite
@@ -156,8 +170,14 @@ def train_step(model, batch: dict, optimizer, accelerator: Accelerator, config: 
 # ---- the end of a run ----------------------------------------------------------------
 
 
-def finish(config: TrainConfig, model: SECAI, sources: dict, accelerator: Accelerator,
-           best: dict, stop: StopRequested) -> dict:  # fmt: skip
+def finish(
+    config: TrainConfig,
+    model: SECAI,
+    sources: dict,
+    accelerator: Accelerator,
+    best: dict,
+    stop: StopRequested,
+) -> dict:
     """Best weights -> model folder -> reload -> validation threshold -> test metrics.
 
     The threshold is chosen on the scores of the model as it is saved (reloaded from the
@@ -169,26 +189,49 @@ def finish(config: TrainConfig, model: SECAI, sources: dict, accelerator: Accele
     staging, spill = output_dir / "model.partial", output_dir / "scoring_cache"
     shipped = save_and_reload(model, staging, accelerator)
     splits = {"validation": "valid", "test": "test"}
-    predictions = {split: score_split(shipped, sources[key], accelerator, stop, spill, desc=split)
-                   for split, key in splits.items() if key in sources}  # fmt: skip
+    predictions = {
+        split: score_split(shipped, sources[key], accelerator, stop, spill, desc=split)
+        for split, key in splits.items()
+        if key in sources
+    }
     valid = predictions["validation"]
-    chosen = choose_threshold(valid, accelerator, config.score_weights, config.threshold_grid,
-                              config.threshold_objective)  # fmt: skip
+    chosen = choose_threshold(
+        valid, accelerator, config.score_weights, config.threshold_grid, config.threshold_objective
+    )
     results, comparison = {"validation": chosen}, None
     if "test" in predictions:  # the threshold comes from validation only: no tuning on test
         test = predictions["test"]
-        results["test"] = evaluate_at(test.scores, test.labels, chosen.threshold,
-                                      config.score_weights, config.threshold_objective)  # fmt: skip
-        comparison = compare_objectives(valid.scores, valid.labels, test.scores, test.labels,
-                                        config.score_weights, config.threshold_grid)  # fmt: skip
+        results["test"] = evaluate_at(
+            test.scores,
+            test.labels,
+            chosen.threshold,
+            config.score_weights,
+            config.threshold_objective,
+        )
+        comparison = compare_objectives(
+            valid.scores,
+            valid.labels,
+            test.scores,
+            test.labels,
+            config.score_weights,
+            config.threshold_grid,
+        )
     accelerator.print(f"best {best['metric']} at step {best['step']}")
     accelerator.print(final_report(results, comparison))
     for split, result in results.items():
         accelerator.log({f"final_{split}/{k}": v for k, v in result.summary().items()})
     if accelerator.is_main_process:
-        folder = save_run_outputs(output_dir, shipped, results, predictions, comparison,
-                                  training_config=config.to_dict(), sources=sources,
-                                  plots=config.plots, repo_id=config.push_to_hub)  # fmt: skip
+        folder = save_run_outputs(
+            output_dir,
+            shipped,
+            results,
+            predictions,
+            comparison,
+            training_config=config.to_dict(),
+            sources=sources,
+            plots=config.plots,
+            repo_id=config.push_to_hub,
+        )
         shutil.rmtree(staging, ignore_errors=True)
         accelerator.print(f"model: {folder}")
         if config.push_to_hub:
@@ -207,9 +250,11 @@ def train(config: TrainConfig) -> dict:
     output_dir, device = Path(config.output_dir), accelerator.device
     checkpoints, spill = output_dir / "checkpoints", output_dir / "scoring_cache"
     lock = claim_run_folder(config, accelerator)  # one run per folder, refused or cleared
-    accelerator.print(f"ppi_dist: {accelerator.num_processes} process(es), "
-                      f"{accelerator.distributed_type.value}, "
-                      f"{compute_precision(accelerator)} precision")  # fmt: skip
+    accelerator.print(
+        f"ppi_dist: {accelerator.num_processes} process(es), "
+        f"{accelerator.distributed_type.value}, "
+        f"{compute_precision(accelerator)} precision"
+    )
     accelerator.print("config: " + json.dumps(config.to_dict(), default=str))
     set_seed(config.seed)
 
@@ -220,17 +265,28 @@ def train(config: TrainConfig) -> dict:
     cache = None
     if config.freeze_encoder:  # the encoder never changes: encode every protein once
         directory = config.embedding_cache or output_dir / "embedding_cache"
-        cache = open_training_cache(model, sources.values(), directory, accelerator,
-                                    config.max_residues)  # fmt: skip
+        cache = open_training_cache(
+            model, sources.values(), directory, accelerator, config.max_residues
+        )
     # Frozen: the workers hand out cache rows (no tokens), budgeted in cross-attention tokens.
-    train_batches = BatchLoader(PairBatches(
-        sources["train"], rank=accelerator.process_index, world_size=accelerator.num_processes,
-        seed=config.seed, training=True, max_tokens=config.max_tokens, max_pairs=config.max_pairs,
-        batch_size=config.batch_size, sort_buffer=config.sort_buffer,
-        shuffle_buffer=config.shuffle_buffer,
-        cache_index=cache.index if cache is not None else None,
-    ), num_workers=config.data_workers if config.data_workers is not None
-       else 2 * torch.cuda.is_available())  # fmt: skip
+    train_batches = BatchLoader(
+        PairBatches(
+            sources["train"],
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+            seed=config.seed,
+            training=True,
+            max_tokens=config.max_tokens,
+            max_pairs=config.max_pairs,
+            batch_size=config.batch_size,
+            sort_buffer=config.sort_buffer,
+            shuffle_buffer=config.shuffle_buffer,
+            cache_index=cache.index if cache is not None else None,
+        ),
+        num_workers=config.data_workers
+        if config.data_workers is not None
+        else 2 * torch.cuda.is_available(),
+    )
     optimizer = make_optimizer(model, config)
     steps_per_epoch = max(train_batches.count_batches() // config.gradient_accumulation_steps, 1)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -242,9 +298,11 @@ def train(config: TrainConfig) -> dict:
     unwrapped: SECAI = accelerator.unwrap_model(model)
     trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
     total = sum(p.numel() for p in unwrapped.parameters())
-    accelerator.print(f"model: {trainable:,} trainable of {total:,} parameters "
-                      f"({100 * trainable / total:.3f}%); {steps_per_epoch} steps/epoch, "
-                      f"{total_steps} steps")  # fmt: skip
+    accelerator.print(
+        f"model: {trainable:,} trainable of {total:,} parameters "
+        f"({100 * trainable / total:.3f}%); {steps_per_epoch} steps/epoch, "
+        f"{total_steps} steps"
+    )
 
     step, epoch, evaluated_step = 0, 0, 0
     best = {"metric": config.best_metric, "value": -math.inf, "step": None, "tensors": None}
@@ -254,13 +312,22 @@ def train(config: TrainConfig) -> dict:
         if directory is None:
             accelerator.print(f"resume: no checkpoint under {checkpoints}; starting fresh")
         else:
-            state = ckpt.resume(directory, model, optimizer, scheduler, accelerator,
-                                config.to_dict(), config.resume_override)  # fmt: skip
+            state = ckpt.resume(
+                directory,
+                model,
+                optimizer,
+                scheduler,
+                accelerator,
+                config.to_dict(),
+                config.resume_override,
+            )
             step, epoch, best = state["step"], state["epoch"], state["best"]
             evaluated_step = state.get("evaluated_step", step)
             train_batches.load_state_dict(state["data"])
-            accelerator.print(f"resumed from {directory} at step {step}" + "".join(
-                f"; overridden {change}" for change in state["overridden"]))  # fmt: skip
+            accelerator.print(
+                f"resumed from {directory} at step {step}"
+                + "".join(f"; overridden {change}" for change in state["overridden"])
+            )
 
     settings = config.to_dict()
     scalars = {
@@ -268,47 +335,78 @@ def train(config: TrainConfig) -> dict:
     }
     accelerator.init_trackers("ppi_dist", config=scalars)
     swap_generator = torch.Generator().manual_seed(config.seed + accelerator.process_index)
-    progress = tqdm(total=total_steps, initial=step, desc="train", dynamic_ncols=True,
-                    disable=not accelerator.is_local_main_process,
-                    mininterval=0.1 if sys.stderr.isatty() else 10.0)  # fmt: skip
+    progress = tqdm(
+        total=total_steps,
+        initial=step,
+        desc="train",
+        dynamic_ncols=True,
+        disable=not accelerator.is_local_main_process,
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,
+    )
     checkpoint_every = config.checkpoint_every or steps_per_epoch
     eval_every = config.eval_every or steps_per_epoch
     window = {"loss": 0.0, "pairs": 0.0, "start": time.perf_counter()}
 
     def save_checkpoint() -> Path:
         average_batchnorm(unwrapped, accelerator)
-        state = {"step": step, "epoch": epoch, "data": train_batches.state_dict(),
-                 "evaluated_step": evaluated_step, "config": config.to_dict(),
-                 "keep_checkpoints": config.keep_checkpoints}  # fmt: skip
+        state = {
+            "step": step,
+            "epoch": epoch,
+            "data": train_batches.state_dict(),
+            "evaluated_step": evaluated_step,
+            "config": config.to_dict(),
+            "keep_checkpoints": config.keep_checkpoints,
+        }
         return ckpt.save(checkpoints, state, best, model, optimizer, scheduler, accelerator)
 
     def evaluate_now() -> None:
         nonlocal best, evaluated_step
         average_batchnorm(unwrapped, accelerator)
-        scored = score_split(unwrapped, sources["valid"], accelerator, stop, spill, cache,
-                             desc=f"step {step} validation")  # fmt: skip
-        result = choose_threshold(scored, accelerator, config.score_weights,
-                                  config.threshold_grid, config.threshold_objective)  # fmt: skip
+        scored = score_split(
+            unwrapped,
+            sources["valid"],
+            accelerator,
+            stop,
+            spill,
+            cache,
+            desc=f"step {step} validation",
+        )
+        result = choose_threshold(
+            scored,
+            accelerator,
+            config.score_weights,
+            config.threshold_grid,
+            config.threshold_objective,
+        )
         accelerator.log({f"valid/{k}": v for k, v in result.summary().items()}, step=step)
         value = selection_metric(result, config.best_metric)
         if value > best["value"]:
-            best = {"metric": config.best_metric, "value": value, "step": step,
-                    "tensors": ckpt.trainable_tensors(unwrapped)}  # fmt: skip
+            best = {
+                "metric": config.best_metric,
+                "value": value,
+                "step": step,
+                "tensors": ckpt.trainable_tensors(unwrapped),
+            }
         evaluated_step = step
         if accelerator.is_main_process:
             progress.write(f"step {step} validation: {result.describe()}")
 
     def log_window() -> None:
         nonlocal window
-        logs = {"train/loss": window["loss"] / max(window["pairs"], 1),
-                "train/pairs_per_s": window["pairs"] / (time.perf_counter() - window["start"]),
-                "train/lr_head": scheduler.get_last_lr()[-1]}  # fmt: skip
+        logs = {
+            "train/loss": window["loss"] / max(window["pairs"], 1),
+            "train/pairs_per_s": window["pairs"] / (time.perf_counter() - window["start"]),
+            "train/lr_head": scheduler.get_last_lr()[-1],
+        }
         accelerator.log(logs, step=step)
         if accelerator.is_main_process:  # plain-text log beside the trackers
             with open(output_dir / "train_log.jsonl", "a") as handle:
                 handle.write(json.dumps({"step": step, **logs}) + "\n")
-        progress.set_postfix(loss=f"{logs['train/loss']:.4f}",
-                             pairs_s=f"{logs['train/pairs_per_s']:.1f}", refresh=False)  # fmt: skip
+        progress.set_postfix(
+            loss=f"{logs['train/loss']:.4f}",
+            pairs_s=f"{logs['train/pairs_per_s']:.1f}",
+            refresh=False,
+        )
         window = {"loss": 0.0, "pairs": 0.0, "start": time.perf_counter()}
 
     def due_evaluation() -> bool:
@@ -326,8 +424,10 @@ def train(config: TrainConfig) -> dict:
                 if cache is not None:  # cache rows -> states gathered on the device
                     batch = with_cached_states(batch, cache, device)
                 else:
-                    batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                             for k, v in batch.items()}  # fmt: skip
+                    batch = {
+                        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                        for k, v in batch.items()
+                    }
                 if config.swap_augmentation:
                     batch = swap_sides(batch, swap_generator)
                 try:
@@ -364,8 +464,9 @@ def train(config: TrainConfig) -> dict:
         progress.close()
         average_batchnorm(unwrapped, accelerator)
         digest = ckpt.check_ranks_agree(unwrapped, accelerator)
-        accelerator.print(f"trainable weights identical on all {accelerator.num_processes} "
-                          f"rank(s): {digest}")  # fmt: skip
+        accelerator.print(
+            f"trainable weights identical on all {accelerator.num_processes} rank(s): {digest}"
+        )
         results = finish(config, unwrapped, sources, accelerator, best, stop)
     except (Preempted, ScoringInterrupted):
         # Pre-empted (SIGTERM/SIGINT): the steps taken are in a checkpoint; exit 0.

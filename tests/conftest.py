@@ -35,9 +35,13 @@ def random_pairs(n: int, seed: int = 0, proteins: int | None = None) -> list[Pai
 def tiny_model(seed: int = 0, **overrides) -> SECAI:
     torch.manual_seed(seed)
     settings = {
-        "encoder": None, "encoder_config": tiny_esm2_config(), "cross_attention_heads": 4,
-        "head_hidden": 16, "head_dropout": 0.0, "lora_r": 4,
-    }  # fmt: skip
+        "encoder": None,
+        "encoder_config": tiny_esm2_config(),
+        "cross_attention_heads": 4,
+        "head_hidden": 16,
+        "head_dropout": 0.0,
+        "lora_r": 4,
+    }
     return SECAI(SECAIConfig(**{**settings, **overrides}))
 
 

@@ -69,8 +69,11 @@ def test_cu_seqlens_cut_the_rows_into_sequences_and_padding_tails():
 
 @pytest.mark.parametrize("choice", ["varlen", "flex", "cudnn"])
 def test_packed_encoding_equals_each_sequence_alone(monkeypatch, everywhere, choice):
-    kernel = {"varlen": "varlen_attention", "flex": "flex_attention_forward",
-              "cudnn": "sdpa_kernel"}[choice]  # fmt: skip
+    kernel = {
+        "varlen": "varlen_attention",
+        "flex": "flex_attention_forward",
+        "cudnn": "sdpa_kernel",
+    }[choice]
     calls, real = [], getattr(attention, kernel)
     monkeypatch.setattr(attention, kernel, lambda *a, **k: calls.append(1) or real(*a, **k))
     model = tiny_model(encoder_attention=choice).eval()

@@ -81,12 +81,32 @@ ENV_AOT_EAGER = {**os.environ, BACKEND_ENV: "aot_eager"}
 def test_throughput_dry_run(tmp_path):
     out = tmp_path / "results.jsonl"
     command = [
-        sys.executable, "benchmarks/throughput.py", "--encoder", "tiny", "--device", "cpu",
-        "--fixed_length", "30", "--num_pairs", "4", "--sort_buffer", "32", "--repeats", "1",
-        "--max_tokens", "2048", "--baseline_batch_size", "4", "--json_out", str(out),
-        "--pairs", str(BERNETT / "train.tsv"), "--fasta", str(BERNETT / "sequences.fasta"),
+        sys.executable,
+        "benchmarks/throughput.py",
+        "--encoder",
+        "tiny",
+        "--device",
+        "cpu",
+        "--fixed_length",
+        "30",
+        "--num_pairs",
+        "4",
+        "--sort_buffer",
+        "32",
+        "--repeats",
+        "1",
+        "--max_tokens",
+        "2048",
+        "--baseline_batch_size",
+        "4",
+        "--json_out",
+        str(out),
+        "--pairs",
+        str(BERNETT / "train.tsv"),
+        "--fasta",
+        str(BERNETT / "sequences.fasta"),
         "--compile",
-    ]  # fmt: skip
+    ]
     done = subprocess.run(
         command, cwd=REPO, env=ENV_AOT_EAGER, capture_output=True, text=True, timeout=300
     )
@@ -143,36 +163,59 @@ def test_profile_summary_splits_host_and_device_time():
     assert got["drain_s"] == pytest.approx(300e-6)
     assert got["device_busy_s"] == pytest.approx(650e-6)  # 50-600 and 700-800
     assert got["syncs_per_step"] == {"aten::_local_scalar_dense": 1, "cudaStreamSynchronize": 1}
-    assert got["shares"] == pytest.approx({"matmul": 3 / 7, "attention": 3 / 7,
-                                           "elementwise": 1 / 7})  # fmt: skip
+    assert got["shares"] == pytest.approx(
+        {"matmul": 3 / 7, "attention": 3 / 7, "elementwise": 1 / 7}
+    )
     assert [row[0] for row in got["top"]][-1] == "vectorized_elementwise_kernel"
     assert merged_length([(0, 2), (1, 3), (5, 6)]) == 4
 
 
 def test_profile_events_leave_out_our_ranges_on_the_gpu_timeline():
     def event(name, device, start, end, annotation=False, self_cpu=0.0):
-        return SimpleNamespace(name=name, device_type=device, is_user_annotation=annotation,
-                               time_range=SimpleNamespace(start=start, end=end),
-                               self_cpu_time_total=self_cpu)  # fmt: skip
+        return SimpleNamespace(
+            name=name,
+            device_type=device,
+            is_user_annotation=annotation,
+            time_range=SimpleNamespace(start=start, end=end),
+            self_cpu_time_total=self_cpu,
+        )
 
-    profiled = SimpleNamespace(events=lambda: [
-        event("train_step", DeviceType.CPU, 0, 10, annotation=True, self_cpu=4),
-        event("train_step", DeviceType.CUDA, 2, 12, annotation=True),  # spans kernels + gaps
-        event("nvjet_gemm", DeviceType.CUDA, 3, 5),
-    ])  # fmt: skip
+    profiled = SimpleNamespace(
+        events=lambda: [
+            event("train_step", DeviceType.CPU, 0, 10, annotation=True, self_cpu=4),
+            event("train_step", DeviceType.CUDA, 2, 12, annotation=True),  # spans kernels + gaps
+            event("nvjet_gemm", DeviceType.CUDA, 3, 5),
+        ]
+    )
     assert profile_step.events_of(profiled) == [
-        Event("train_step", False, 0, 10, 4), Event("nvjet_gemm", True, 3, 5, 2),
-    ]  # fmt: skip
+        Event("train_step", False, 0, 10, 4),
+        Event("nvjet_gemm", True, 3, 5, 2),
+    ]
 
 
 @pytest.mark.parametrize("mode", [[], ["--freeze_encoder"]], ids=["lora", "frozen"])
 def test_profile_step_dry_run(tmp_path, capsys, mode):
     trace, out = tmp_path / "trace.json", tmp_path / "profile.jsonl"
-    args = profile_step.parse_args([
-        "--dry", "--warmup", "1", "--timed_steps", "1", "--steps", "2", "--top", "5",
-        "--trace", str(trace), "--json_out", str(out), "--pairs", str(BERNETT / "train.tsv"),
-        *mode,
-    ])  # fmt: skip
+    args = profile_step.parse_args(
+        [
+            "--dry",
+            "--warmup",
+            "1",
+            "--timed_steps",
+            "1",
+            "--steps",
+            "2",
+            "--top",
+            "5",
+            "--trace",
+            str(trace),
+            "--json_out",
+            str(out),
+            "--pairs",
+            str(BERNETT / "train.tsv"),
+            *mode,
+        ]
+    )
     summary = profile_step.run(args)
     printed = capsys.readouterr().out
     assert summary.mode == ("frozen" if mode else "lora") and summary.pairs_per_s > 0
@@ -192,8 +235,12 @@ def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]]]:
     env = {**os.environ, "WORK": str(work), "PYTHON": sys.executable, **env}
     done = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--dry"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     table = output.split("=== results", 1)[1].splitlines()
@@ -259,10 +306,22 @@ def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path
     """Baselines only (--dry), two seeds: mean ± sd rows, and the yeast validation set
     shares no protein with its training set."""
     command = [
-        sys.executable, "benchmarks/real_data.py", "--dry", "--datasets", "yeast-c3",
-        "--seeds", "2", "--train_pairs", "300", "--valid_pairs", "100", "--test_pairs", "100",
-        "--work_dir", str(tmp_path),
-    ]  # fmt: skip
+        sys.executable,
+        "benchmarks/real_data.py",
+        "--dry",
+        "--datasets",
+        "yeast-c3",
+        "--seeds",
+        "2",
+        "--train_pairs",
+        "300",
+        "--valid_pairs",
+        "100",
+        "--test_pairs",
+        "100",
+        "--work_dir",
+        str(tmp_path),
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 seeds: [0, 1]" in done.stdout and "mixed pairs" in done.stdout
@@ -282,10 +341,21 @@ def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path
 
 def real_data_dry(work, *extra: str) -> subprocess.CompletedProcess:
     command = [
-        sys.executable, "benchmarks/real_data.py", "--dry", "--datasets", "yeast-c3",
-        "--train_pairs", "300", "--valid_pairs", "100", "--test_pairs", "100",
-        "--work_dir", str(work), *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "benchmarks/real_data.py",
+        "--dry",
+        "--datasets",
+        "yeast-c3",
+        "--train_pairs",
+        "300",
+        "--valid_pairs",
+        "100",
+        "--test_pairs",
+        "100",
+        "--work_dir",
+        str(work),
+        *extra,
+    ]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -338,22 +408,29 @@ def test_real_data_continues_a_stopped_seed_and_replaces_a_finished_one(tmp_path
 
     cases = {
         "fresh": (folder("fresh"), []),
-        "stopped": (folder("stopped", log=True, checkpoint="complete"),
-                    ["--resume_from", "latest"]),
-        "finished": (folder("finished", log=True, checkpoint="complete", finished=True),
-                     ["--overwrite", "true"]),
+        "stopped": (
+            folder("stopped", log=True, checkpoint="complete"),
+            ["--resume_from", "latest"],
+        ),
+        "finished": (
+            folder("finished", log=True, checkpoint="complete", finished=True),
+            ["--overwrite", "true"],
+        ),
         "before first checkpoint": (folder("early", log=True), ["--overwrite", "true"]),
-        "interrupted save": (folder("torn", log=True, checkpoint="interrupted"),
-                             ["--overwrite", "true"]),
-    }  # fmt: skip
+        "interrupted save": (
+            folder("torn", log=True, checkpoint="interrupted"),
+            ["--overwrite", "true"],
+        ),
+    }
     for name, (out, expected) in cases.items():
         flags = continue_or_replace(out)
         assert flags == expected, name
         if flags:
             with pytest.raises(RunFolderError):  # why the flags are needed
                 claim_output_dir(out, resuming=False, overwrite=False).release()
-        lock = claim_output_dir(out, resuming="--resume_from" in flags,
-                                overwrite="--overwrite" in flags)  # fmt: skip
+        lock = claim_output_dir(
+            out, resuming="--resume_from" in flags, overwrite="--overwrite" in flags
+        )
         lock.release()
     assert not (tmp_path / "finished" / "metrics.json").exists()  # replaced, not kept
     assert (tmp_path / "stopped" / "checkpoints").is_dir()  # continued, not cleared
@@ -368,8 +445,10 @@ def test_real_data_pooled_baseline_differs_from_secai_only_by_the_interaction(tm
     paths = {split: tmp_path / f"{split}.tsv" for split in ("train", "valid", "test")}
     args = SimpleNamespace(max_residues=64, max_tokens=4096, epochs=1, lora_steps=0)
     fasta = tmp_path / "yeast" / "sequences.fasta"
-    runs = {variant: trainer_command("yeast-c3", paths, fasta, tmp_path, args, variant, 3)
-            for variant in ("frozen", "pooled")}  # fmt: skip
+    runs = {
+        variant: trainer_command("yeast-c3", paths, fasta, tmp_path, args, variant, 3)
+        for variant in ("frozen", "pooled")
+    }
     (secai, secai_out), (pooled, pooled_out) = runs["frozen"], runs["pooled"]
     assert secai_out != pooled_out
     secai_config = load_config(secai[2:]).to_dict()
@@ -377,8 +456,9 @@ def test_real_data_pooled_baseline_differs_from_secai_only_by_the_interaction(tm
     differing = {key for key in secai_config if secai_config[key] != pooled_config[key]}
     assert differing == {"interaction", "output_dir"}
     assert (secai_config["interaction"], pooled_config["interaction"]) == (
-        "cross_attention", "pooled"
-    )  # fmt: skip
+        "cross_attention",
+        "pooled",
+    )
     assert pooled_config["freeze_encoder"] and pooled_config["seed"] == 3
     assert pooled_config["embedding_cache"] == secai_config["embedding_cache"]
 
@@ -422,9 +502,13 @@ def run_fake_trainer(out: Path, mode: str, interrupt: bool = False):
 
     out.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-c", RUN_FAKE, str(out), FAKE_TRAINER, mode], cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-c", RUN_FAKE, str(out), FAKE_TRAINER, mode],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     if interrupt:  # Ctrl-C: SIGINT to the whole foreground process group
         deadline = time.monotonic() + 60
         while not (out / "ready").exists():
@@ -455,13 +539,28 @@ def test_data_loader_frozen_comparison_dry_run(tmp_path):
 
     source = make_source(tmp_path)
     command = [
-        sys.executable, "benchmarks/data_loader.py", "--pairs", source.files[0],
-        "--fasta", source.fasta, "--frozen-only", "--workers", "0", "--frozen-pairs", "100",
-        "--old-frozen-max-tokens", "4096", "--frozen-max-tokens", "4096,16384",
-    ]  # fmt: skip
+        sys.executable,
+        "benchmarks/data_loader.py",
+        "--pairs",
+        source.files[0],
+        "--fasta",
+        source.fasta,
+        "--frozen-only",
+        "--workers",
+        "0",
+        "--frozen-pairs",
+        "100",
+        "--old-frozen-max-tokens",
+        "4096",
+        "--frozen-max-tokens",
+        "4096,16384",
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "torch" in done.stdout
-    for path in ("old, encoder budget 4,096", "new, pair-token budget 4,096",
-                 "new, pair-token budget 16,384"):  # fmt: skip
+    for path in (
+        "old, encoder budget 4,096",
+        "new, pair-token budget 4,096",
+        "new, pair-token budget 16,384",
+    ):
         assert re.search(rf"{path}: \d+ pairs/batch; steady .* [\d,]+ pairs/s", done.stdout), path

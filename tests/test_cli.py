@@ -14,8 +14,13 @@ from tests.conftest import REPO, tiny_model
 
 
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"ppi_dist.{module}", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", f"ppi_dist.{module}", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _one_line_error(result, *needles: str) -> None:
@@ -53,27 +58,76 @@ def test_predict_user_errors(tmp_path):
     (tmp_path / "p.fasta").write_text(">A\nMKV\n")
     (tmp_path / "out.tsv").write_text("earlier\n")
     common = ["--model", str(folder), "--no_progress"]
-    _one_line_error(_run("predict", *common, "--fasta", str(tmp_path / "p.fasta"), "--out",
-                         str(tmp_path / "out.tsv")), "out.tsv exists", "--overwrite")  # fmt: skip
-    _one_line_error(_run("predict", *common, "--fasta", str(tmp_path / "p.fasta"), "--out",
-                         str(tmp_path / "new.tsv")), "no pairs to score")  # fmt: skip
+    _one_line_error(
+        _run(
+            "predict",
+            *common,
+            "--fasta",
+            str(tmp_path / "p.fasta"),
+            "--out",
+            str(tmp_path / "out.tsv"),
+        ),
+        "out.tsv exists",
+        "--overwrite",
+    )
+    _one_line_error(
+        _run(
+            "predict",
+            *common,
+            "--fasta",
+            str(tmp_path / "p.fasta"),
+            "--out",
+            str(tmp_path / "new.tsv"),
+        ),
+        "no pairs to score",
+    )
     new = str(tmp_path / "new.tsv")
-    _one_line_error(_run("predict", *common, "--fasta", str(tmp_path / "p.fasta"), "--out", new,
-                         "--threshold", "1.7"), "--threshold")  # fmt: skip
+    _one_line_error(
+        _run(
+            "predict",
+            *common,
+            "--fasta",
+            str(tmp_path / "p.fasta"),
+            "--out",
+            new,
+            "--threshold",
+            "1.7",
+        ),
+        "--threshold",
+    )
     head = folder / "secai_head.safetensors"
     head.write_bytes(head.read_bytes()[:-8])
-    _one_line_error(_run("predict", *common, "--fasta", str(tmp_path / "p.fasta"), "--out",
-                         str(tmp_path / "new.tsv")), str(head))  # fmt: skip
-    debug = _run("predict", *common, "--fasta", str(tmp_path / "p.fasta"), "--out",
-                 str(tmp_path / "new.tsv"), "--debug")  # fmt: skip
+    _one_line_error(
+        _run(
+            "predict",
+            *common,
+            "--fasta",
+            str(tmp_path / "p.fasta"),
+            "--out",
+            str(tmp_path / "new.tsv"),
+        ),
+        str(head),
+    )
+    debug = _run(
+        "predict",
+        *common,
+        "--fasta",
+        str(tmp_path / "p.fasta"),
+        "--out",
+        str(tmp_path / "new.tsv"),
+        "--debug",
+    )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
 def test_report_push_audit_user_errors(tmp_path):
     missing = str(tmp_path / "nope.tsv")
-    _one_line_error(_run("report", "--predictions", missing, "--out", str(tmp_path / "r"),
-                         "--threshold", "0.5"),
-                    "nope.tsv")  # fmt: skip
+    _one_line_error(
+        _run(
+            "report", "--predictions", missing, "--out", str(tmp_path / "r"), "--threshold", "0.5"
+        ),
+        "nope.tsv",
+    )
     _one_line_error(_run("push", str(tmp_path), "user/repo"), "save the model first")
     _one_line_error(_run("audit", "--train", missing, "--test", missing), "nope.tsv")
 

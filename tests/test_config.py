@@ -29,8 +29,18 @@ def test_every_recipe_loads(recipe):
 
 
 def test_flags_override_the_recipe():
-    config = load_config(["--config", str(REPO / "recipes/synthetic_tiny.yaml"), "--epochs", "7",
-                          "--lora_target_modules", "query", "key", "value"])  # fmt: skip
+    config = load_config(
+        [
+            "--config",
+            str(REPO / "recipes/synthetic_tiny.yaml"),
+            "--epochs",
+            "7",
+            "--lora_target_modules",
+            "query",
+            "key",
+            "value",
+        ]
+    )
     assert config.epochs == 7 and config.lora_target_modules == ["query", "key", "value"]
     assert config.encoder_shape == "tiny"  # untouched recipe values stay
 
@@ -75,25 +85,36 @@ def test_accelerate_configs_parse_with_accelerate(path):
 
 def test_every_named_config_exists():
     names = {p.name for p in ACCELERATE_CONFIGS}
-    assert {"cpu_ddp.yaml", "single_gpu.yaml", "multi_gpu.yaml", "zero2.yaml",
-            "zero2_multinode.yaml"} <= names  # fmt: skip
+    assert {
+        "cpu_ddp.yaml",
+        "single_gpu.yaml",
+        "multi_gpu.yaml",
+        "zero2.yaml",
+        "zero2_multinode.yaml",
+    } <= names
 
 
 def _dry_run(script: str, env: dict, *args: str) -> list[str]:
     full_env = {**os.environ, "DRY_RUN": "1", **env}
-    result = subprocess.run(["bash", script, *args], cwd=REPO, env=full_env, capture_output=True,
-                            text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        ["bash", script, *args], cwd=REPO, env=full_env, capture_output=True, text=True, check=True
+    )
     return result.stdout.strip().splitlines()
 
 
 def test_slurm_script_builds_one_command_per_node():
-    env = {"SLURM_NNODES": "3", "SLURM_JOB_NODELIST": "gpu017,gpu018,gpu019",
-           "GPUS_PER_NODE": "4", "PATH": "/usr/bin:/bin"}  # fmt: skip
+    env = {
+        "SLURM_NNODES": "3",
+        "SLURM_JOB_NODELIST": "gpu017,gpu018,gpu019",
+        "GPUS_PER_NODE": "4",
+        "PATH": "/usr/bin:/bin",
+    }
     lines = _dry_run("launch/slurm_zero2.sbatch", env, "--config", "recipes/bernett_650m.yaml")
     assert len(lines) == 3
     for node, line in enumerate(lines):
-        assert line.startswith(f"node {node}: accelerate launch --config_file "
-                               "accelerate_configs/zero2_multinode.yaml")  # fmt: skip
+        assert line.startswith(
+            f"node {node}: accelerate launch --config_file accelerate_configs/zero2_multinode.yaml"
+        )
         assert "--num_machines 3 --num_processes 12" in line
         assert "--main_process_ip gpu017 --main_process_port 29500" in line
         assert f"--machine_rank {node} ppi_dist/train.py" in line
@@ -102,8 +123,9 @@ def test_slurm_script_builds_one_command_per_node():
 
 def test_slurm_script_refuses_to_run_outside_slurm():
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    result = subprocess.run(["bash", "launch/slurm_zero2.sbatch"], cwd=REPO, env=env,
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        ["bash", "launch/slurm_zero2.sbatch"], cwd=REPO, env=env, capture_output=True, text=True
+    )
     assert result.returncode != 0 and "run under SLURM" in result.stderr
 
 

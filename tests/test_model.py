@@ -210,8 +210,10 @@ def test_checkpointing_every_second_layer_recomputes_half_and_changes_no_gradien
     encoder_config = tiny_esm2_config(layers=4)
     grads, recomputed = {}, {}
     for every in (None, 1, 2):
-        settings = {"activation_checkpointing": every is not None,
-                    "activation_checkpointing_every": every or 1}  # fmt: skip
+        settings = {
+            "activation_checkpointing": every is not None,
+            "activation_checkpointing_every": every or 1,
+        }
         model = tiny_model(seed=3, encoder_config=encoder_config, lora_dropout=0.0, **settings)
         layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
         flags = [layer.gradient_checkpointing for layer in layers]

@@ -131,8 +131,16 @@ def test_report_cli_writes_metrics_and_plots(tmp_path, capsys):
 def test_report_needs_labels(tmp_path):
     (tmp_path / "p.tsv").write_text("protein_a\tprotein_b\tprobability\nA\tB\t0.3\n")
     with pytest.raises(ValueError, match="no column 'label'"):
-        report_main(["--predictions", str(tmp_path / "p.tsv"), "--out", str(tmp_path / "r"),
-                     "--threshold", "0.5"])  # fmt: skip
+        report_main(
+            [
+                "--predictions",
+                str(tmp_path / "p.tsv"),
+                "--out",
+                str(tmp_path / "r"),
+                "--threshold",
+                "0.5",
+            ]
+        )
 
 
 def test_report_uses_the_models_saved_threshold(tmp_path):
@@ -143,7 +151,15 @@ def test_report_uses_the_models_saved_threshold(tmp_path):
     model.save_pretrained(tmp_path / "model")
     scores, labels = _scores()
     _write_predictions(tmp_path / "pred.tsv", scores, labels)
-    report_main(["--predictions", str(tmp_path / "pred.tsv"), "--out", str(tmp_path / "r"),
-                 "--model", str(tmp_path / "model")])  # fmt: skip
+    report_main(
+        [
+            "--predictions",
+            str(tmp_path / "pred.tsv"),
+            "--out",
+            str(tmp_path / "r"),
+            "--model",
+            str(tmp_path / "model"),
+        ]
+    )
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["threshold"] == 0.37 and metrics["threshold_chosen_on_this_data"] is False

@@ -291,8 +291,17 @@ def test_ranks_sharing_a_cache_dir_encode_once(model, tmp_path, monkeypatch):
 
     def rank(r: int) -> None:
         try:
-            predict(model, tmp_path / "two.tsv", fasta=fasta, tile=3, rank=r, world_size=2,
-                    barrier=barrier.wait, cache_dir=tmp_path / "cache", progress=False)  # fmt: skip
+            predict(
+                model,
+                tmp_path / "two.tsv",
+                fasta=fasta,
+                tile=3,
+                rank=r,
+                world_size=2,
+                barrier=barrier.wait,
+                cache_dir=tmp_path / "cache",
+                progress=False,
+            )
         except BaseException as error:  # surfaced below, not lost in the thread
             errors.append(error)
             barrier.abort()

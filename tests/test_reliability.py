@@ -86,8 +86,9 @@ def test_missing_threshold_is_an_error_not_half(saved, tmp_path):
     fasta = _fasta(tmp_path / "p.fasta")
     with pytest.raises(UserError, match="no decision_threshold saved; pass --threshold"):
         predict(load_model(saved), tmp_path / "out.tsv", fasta=fasta, progress=False)
-    summary = predict(load_model(saved), tmp_path / "out.tsv", fasta=fasta, threshold=0.3,
-                      progress=False)  # fmt: skip
+    summary = predict(
+        load_model(saved), tmp_path / "out.tsv", fasta=fasta, threshold=0.3, progress=False
+    )
     assert summary["rows_written"] == 10
 
 
@@ -95,8 +96,9 @@ def _model_on_encoder_path(tmp_path):
     torch.manual_seed(0)
     encoder_dir = tmp_path / "esm"
     EsmModel(EsmConfig(**tiny_esm2_config()), add_pooling_layer=False).save_pretrained(encoder_dir)
-    config = SECAIConfig(encoder=str(encoder_dir), cross_attention_heads=4, head_hidden=16,
-                         lora_r=4)  # fmt: skip
+    config = SECAIConfig(
+        encoder=str(encoder_dir), cross_attention_heads=4, head_hidden=16, lora_r=4
+    )
     folder = save_for_hub(SECAI(config), tmp_path / "model")
     return folder, encoder_dir
 

@@ -75,14 +75,16 @@ HOLD = textwrap.dedent("""
 
 def test_two_processes_contend_for_one_folder(tmp_path):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out), "30"],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out), "30"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunFolderError, match=f"in use by another trainer \\(pid {holder.pid}"):
             claim_output_dir(out, resuming=False, overwrite=False)
-        second = subprocess.run([sys.executable, "-c", HOLD, str(out), "0"],
-                                capture_output=True, text=True)  # fmt: skip
+        second = subprocess.run(
+            [sys.executable, "-c", HOLD, str(out), "0"], capture_output=True, text=True
+        )
         assert second.returncode != 0 and "in use by another trainer" in second.stderr
     finally:
         holder.kill()
@@ -94,8 +96,9 @@ def test_two_processes_contend_for_one_folder(tmp_path):
 
 
 def test_lock_released_at_exit(tmp_path):
-    done = subprocess.run([sys.executable, "-c", HOLD, str(tmp_path), "0"], capture_output=True,
-                          text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", HOLD, str(tmp_path), "0"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / LOCK_NAME).exists()
     acquire_lock(tmp_path / LOCK_NAME).release()

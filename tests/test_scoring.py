@@ -18,8 +18,7 @@ from tests.conftest import random_sequence, tiny_model
 
 def _reference_logits(model, states, mask, index_a, index_b):
     """The card's formula per pair (the benchmark's naive baseline), on the same states."""
-    return naive_pair_logits(model, states[index_a], mask[index_a], states[index_b],
-                             mask[index_b])  # fmt: skip
+    return naive_pair_logits(model, states[index_a], mask[index_a], states[index_b], mask[index_b])
 
 
 @pytest.mark.parametrize("symmetric", ["average", "none"])
@@ -76,8 +75,9 @@ def test_cached_half_states_meet_bf16_weights():
     states = torch.randn(2, 5, 32, dtype=torch.float16)
     mask = torch.ones(2, 5, dtype=torch.bool)
     with torch.no_grad():
-        logits = model.pair_logits((states, mask), (states, mask), torch.tensor([0]),
-                                   torch.tensor([1]))  # fmt: skip
+        logits = model.pair_logits(
+            (states, mask), (states, mask), torch.tensor([0]), torch.tensor([1])
+        )
     assert logits.dtype == torch.bfloat16
 
 
@@ -105,8 +105,9 @@ def test_score_rows_over_ranks_equals_one_process():
             barrier.wait()
             return [item for r in range(world) for item in posted[r]]
 
-        results[rank] = score_rows(model, rows, proteins, rank=rank, world_size=world,
-                                   chunk_pairs=8, gather=gather)  # fmt: skip
+        results[rank] = score_rows(
+            model, rows, proteins, rank=rank, world_size=world, chunk_pairs=8, gather=gather
+        )
 
     threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
     for thread in threads:
@@ -140,9 +141,16 @@ def test_stop_is_polled_the_same_number_of_times_on_every_rank():
 
     for rank in (0, 1):
         polls = []
-        score_rows(model, rows, proteins, rank=rank, world_size=2, chunk_pairs=8,
-                   should_stop=lambda polls=polls: polls.append(1) and False,
-                   gather=gather)  # fmt: skip
+        score_rows(
+            model,
+            rows,
+            proteins,
+            rank=rank,
+            world_size=2,
+            chunk_pairs=8,
+            should_stop=lambda polls=polls: polls.append(1) and False,
+            gather=gather,
+        )
         assert len(polls) == 2
     with pytest.raises(ScoringInterrupted):
         score_rows(model, rows, proteins, chunk_pairs=8, should_stop=lambda: True)

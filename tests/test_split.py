@@ -93,8 +93,19 @@ def test_clusters_join_groups_and_bad_fractions_are_refused():
 def test_command_line_prints_counts(tmp_path):
     pair_file, fasta, _ = _write_task(tmp_path)
     out = str(tmp_path / "cli")
-    command = [sys.executable, "-m", "ppi_dist.split", "--pairs", str(pair_file), "--fasta",
-               str(fasta), "--valid_fraction", "0.3", "--out_dir", out]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "ppi_dist.split",
+        "--pairs",
+        str(pair_file),
+        "--fasta",
+        str(fasta),
+        "--valid_fraction",
+        "0.3",
+        "--out_dir",
+        out,
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "dropped" in done.stdout and "mixed pairs" in done.stdout

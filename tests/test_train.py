@@ -28,12 +28,39 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 TINY = [
-    "--encoder_shape", "tiny", "--tiny_hidden", "32", "--tiny_layers", "2", "--tiny_heads", "2",
-    "--cross_attention_heads", "4", "--head_hidden", "32", "--synthetic_train_pairs", "96",
-    "--synthetic_eval_pairs", "48", "--max_tokens", "2048", "--report_to", "none",
-    "--plots", "false", "--log_every", "1", "--learning_rate_head", "3e-3",
-    "--learning_rate_lora", "3e-3", "--warmup_ratio", "0", "--lr_schedule", "constant_with_warmup",
-]  # fmt: skip
+    "--encoder_shape",
+    "tiny",
+    "--tiny_hidden",
+    "32",
+    "--tiny_layers",
+    "2",
+    "--tiny_heads",
+    "2",
+    "--cross_attention_heads",
+    "4",
+    "--head_hidden",
+    "32",
+    "--synthetic_train_pairs",
+    "96",
+    "--synthetic_eval_pairs",
+    "48",
+    "--max_tokens",
+    "2048",
+    "--report_to",
+    "none",
+    "--plots",
+    "false",
+    "--log_every",
+    "1",
+    "--learning_rate_head",
+    "3e-3",
+    "--learning_rate_lora",
+    "3e-3",
+    "--warmup_ratio",
+    "0",
+    "--lr_schedule",
+    "constant_with_warmup",
+]
 
 
 def _env(**extra: str) -> dict:
@@ -42,16 +69,21 @@ def _env(**extra: str) -> dict:
     return env
 
 
-def launch(args: list[str], accelerate: list[str] | None = None, env: dict | None = None,
-           timeout: int = 300) -> subprocess.CompletedProcess:  # fmt: skip
+def launch(
+    args: list[str],
+    accelerate: list[str] | None = None,
+    env: dict | None = None,
+    timeout: int = 300,
+) -> subprocess.CompletedProcess:
     """`accelerate launch [accelerate args] ppi_dist/train.py args` (or plain python)."""
     if accelerate is None:
         command = [sys.executable, "ppi_dist/train.py", *args]
     else:
         launcher = [sys.executable, "-m", "accelerate.commands.launch"]
         command = [*launcher, *accelerate, "ppi_dist/train.py", *args]
-    result = subprocess.run(command, cwd=REPO, env=env or _env(), capture_output=True,
-                            text=True, timeout=timeout)  # fmt: skip
+    result = subprocess.run(
+        command, cwd=REPO, env=env or _env(), capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -99,9 +131,15 @@ def test_deepspeed_zero2_two_cpu_processes(tmp_path):
     out = tmp_path / "zero2"
     result = launch(
         [*TINY, "--output_dir", str(out), "--epochs", "6"],
-        accelerate=["--config_file", "accelerate_configs/zero2.yaml", "--num_processes", "2",
-                    "--mixed_precision", "no"],
-    )  # fmt: skip
+        accelerate=[
+            "--config_file",
+            "accelerate_configs/zero2.yaml",
+            "--num_processes",
+            "2",
+            "--mixed_precision",
+            "no",
+        ],
+    )
     assert "DEEPSPEED" in result.stdout
     assert (out / "checkpoints").glob("step_*/deepspeed")
     check_distributed_run(result, out)
@@ -112,18 +150,39 @@ def test_two_nodes_simulated_on_loopback(tmp_path):
     port = str(29500 + os.getpid() % 1000)
 
     def node(rank: int) -> list[str]:
-        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                "--num_machines", "2", "--machine_rank", str(rank), "--num_processes", "2",
-                "--main_process_ip", "127.0.0.1", "--main_process_port", port,
-                "--mixed_precision", "no", "ppi_dist/train.py", *TINY,
-                "--output_dir", str(out), "--epochs", "6"]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_machines",
+            "2",
+            "--machine_rank",
+            str(rank),
+            "--num_processes",
+            "2",
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            port,
+            "--mixed_precision",
+            "no",
+            "ppi_dist/train.py",
+            *TINY,
+            "--output_dir",
+            str(out),
+            "--epochs",
+            "6",
+        ]
 
     env = _env(ACCELERATE_USE_CPU="true")
-    second = subprocess.Popen(node(1), cwd=REPO, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    second = subprocess.Popen(
+        node(1), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
-        first = subprocess.run(node(0), cwd=REPO, env=env, capture_output=True, text=True,
-                               timeout=300)  # fmt: skip
+        first = subprocess.run(
+            node(0), cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
         second_out, _ = second.communicate(timeout=60)
     finally:
         second.kill()
@@ -139,9 +198,14 @@ def _trainables(output_dir: Path, step: int) -> dict[str, torch.Tensor]:
 def _run_until_checkpoint(args: list[str], output_dir: Path, step: int, sig: int) -> int:
     """Start a single-process run, send `sig` once checkpoint `step` is complete."""
     marker = output_dir / "checkpoints" / f"step_{step:08d}" / "COMPLETE"
-    process = subprocess.Popen([sys.executable, "ppi_dist/train.py", *args], cwd=REPO,
-                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "ppi_dist/train.py", *args],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while not marker.exists():
         assert process.poll() is None, process.stdout.read()[-3000:]
@@ -172,8 +236,9 @@ def test_exact_resume_after_sigkill(tmp_path):
     launch([*args, "--output_dir", str(straight)])
 
     killed = tmp_path / "killed"
-    returncode, _ = _run_until_checkpoint([*args, "--output_dir", str(killed)], killed, 4,
-                                          signal.SIGKILL)  # fmt: skip
+    returncode, _ = _run_until_checkpoint(
+        [*args, "--output_dir", str(killed)], killed, 4, signal.SIGKILL
+    )
     assert returncode == -signal.SIGKILL
     assert not (killed / "checkpoints" / f"step_{24:08d}").exists()
     result = launch([*args, "--output_dir", str(killed), "--resume_from", "latest"])
@@ -189,8 +254,9 @@ def test_exact_resume_after_sigkill(tmp_path):
 def test_sigterm_writes_checkpoint_and_exits_zero(tmp_path):
     out = tmp_path / "preempted"
     common = [*TINY, "--checkpoint_every", "2", "--eval_every", "1000", "--output_dir", str(out)]
-    returncode, printed = _run_until_checkpoint([*common, "--max_steps", "400"], out, 2,
-                                                signal.SIGTERM)  # fmt: skip
+    returncode, printed = _run_until_checkpoint(
+        [*common, "--max_steps", "400"], out, 2, signal.SIGTERM
+    )
     assert returncode == 0, printed[-3000:]
     assert "stop requested: checkpoint" in printed
     stopped_at = max(int(p.name.split("_")[1]) for p in (out / "checkpoints").glob("step_*"))
@@ -216,10 +282,27 @@ sys.exit(train.main(sys.argv[1:]))
 @pytest.mark.parametrize("mode", ["stop", "skip"])
 def test_nonfinite_loss(tmp_path, mode):
     out = tmp_path / mode
-    args = [*TINY, "--max_steps", "5", "--checkpoint_every", "1", "--eval_every", "1000",
-            "--output_dir", str(out), "--nonfinite_loss", mode]  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", NAN_AT_STEP_3, *args], cwd=REPO, env=_env(),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    args = [
+        *TINY,
+        "--max_steps",
+        "5",
+        "--checkpoint_every",
+        "1",
+        "--eval_every",
+        "1000",
+        "--output_dir",
+        str(out),
+        "--nonfinite_loss",
+        mode,
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", NAN_AT_STEP_3, *args],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     saved = sorted(p.name for p in (out / "checkpoints").glob("step_*"))
     if mode == "stop":
         assert result.returncode == 2  # a user-facing error: one line, exit 2
@@ -261,13 +344,29 @@ sys.exit(train.main(sys.argv[1:]))
 
 def test_frozen_cache_row_batches_train_exactly_as_token_batches(tmp_path):
     # Fixed-size batches hold the same pairs either way, so the steps must be identical.
-    common = [*TINY, "--freeze_encoder", "true", "--batch_size", "8", "--max_steps", "4",
-              "--checkpoint_every", "4", "--eval_every", "1000"]  # fmt: skip
+    common = [
+        *TINY,
+        "--freeze_encoder",
+        "true",
+        "--batch_size",
+        "8",
+        "--max_steps",
+        "4",
+        "--checkpoint_every",
+        "4",
+        "--eval_every",
+        "1000",
+    ]
     rows, tokens = tmp_path / "rows", tmp_path / "tokens"
     launch([*common, "--output_dir", str(rows)])
-    result = subprocess.run([sys.executable, "-c", TOKEN_BATCHES_FOR_FROZEN, *common,
-                             "--output_dir", str(tokens)], cwd=REPO, env=_env(),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", TOKEN_BATCHES_FOR_FROZEN, *common, "--output_dir", str(tokens)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "token batches for a cache of" in result.stdout
     assert len(losses(rows)) == 4 and losses(rows) == losses(tokens)
@@ -280,10 +379,27 @@ def test_frozen_cache_row_batches_train_exactly_as_token_batches(tmp_path):
 def test_deepspeed_zero2_resume_continues_the_run(tmp_path):
     """Stop a ZeRO-2 run at a checkpoint, resume it from DeepSpeed's own optimizer state and
     our trainables, and land where the uninterrupted run lands."""
-    zero2 = ["--config_file", "accelerate_configs/zero2.yaml", "--num_processes", "2",
-             "--mixed_precision", "no"]  # fmt: skip
-    common = [*TINY, "--checkpoint_every", "4", "--eval_every", "1000", "--keep_checkpoints",
-              "10", "--head_dropout", "0.2", "--lora_dropout", "0.1"]  # fmt: skip
+    zero2 = [
+        "--config_file",
+        "accelerate_configs/zero2.yaml",
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+    ]
+    common = [
+        *TINY,
+        "--checkpoint_every",
+        "4",
+        "--eval_every",
+        "1000",
+        "--keep_checkpoints",
+        "10",
+        "--head_dropout",
+        "0.2",
+        "--lora_dropout",
+        "0.1",
+    ]
     straight = tmp_path / "straight"
     launch([*common, "--max_steps", "12", "--output_dir", str(straight)], accelerate=zero2)
 
@@ -325,19 +441,30 @@ def check_sigterm_in_final_evaluation(tmp_path: Path, extra: list[str], launcher
     straight, killed = tmp_path / "straight", tmp_path / "killed"
 
     def run(command: list[str]) -> subprocess.CompletedProcess:
-        result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
-                                timeout=300)  # fmt: skip
+        result = subprocess.run(
+            command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return result
 
     run([*launcher, "ppi_dist/train.py", *common, "--output_dir", str(straight)])
-    stopped = run([sys.executable, "-c", SIGTERM_IN_THIRD_SCORING, *common, "--output_dir",
-                   str(killed)])  # fmt: skip
+    stopped = run(
+        [sys.executable, "-c", SIGTERM_IN_THIRD_SCORING, *common, "--output_dir", str(killed)]
+    )
     assert "stop requested: checkpoint" in stopped.stdout
     assert not (killed / "metrics.json").exists() and not (killed / "model").exists()
     assert (killed / "checkpoints" / f"step_{6:08d}" / "COMPLETE").is_file()
-    resumed = run([*launcher, "ppi_dist/train.py", *common, "--output_dir", str(killed),
-                   "--resume_from", "latest"])  # fmt: skip
+    resumed = run(
+        [
+            *launcher,
+            "ppi_dist/train.py",
+            *common,
+            "--output_dir",
+            str(killed),
+            "--resume_from",
+            "latest",
+        ]
+    )
     assert "at step 6" in resumed.stdout
     assert json.loads((killed / "metrics.json").read_text()) == json.loads(
         (straight / "metrics.json").read_text()
@@ -354,10 +481,26 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     out = tmp_path / "run"
     launch([*TINY, "--max_steps", "4", "--output_dir", str(out)])
     data, scores = out / "synthetic_data", tmp_path / "scores.tsv"
-    subprocess.run([sys.executable, "-m", "ppi_dist.predict", "--model", str(out / "model"),
-                    "--pairs", str(data / "test.tsv"), "--fasta", str(data / "sequences.fasta"),
-                    "--out", str(scores), "--no_progress"],
-                   cwd=REPO, env=_env(), check=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ppi_dist.predict",
+            "--model",
+            str(out / "model"),
+            "--pairs",
+            str(data / "test.tsv"),
+            "--fasta",
+            str(data / "sequences.fasta"),
+            "--out",
+            str(scores),
+            "--no_progress",
+        ],
+        cwd=REPO,
+        env=_env(),
+        check=True,
+        timeout=300,
+    )
 
     def rows(path: Path) -> list[list[str]]:
         return [line.split("\t") for line in path.read_text().splitlines()[1:]]
@@ -372,17 +515,33 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     from ppi_dist.evaluate import main as evaluate_main
     from ppi_dist.hub import load_model
 
-    report = evaluate(load_model(out / "model"), data / "test.tsv", data / "sequences.fasta",
-                      train=data / "train.tsv", n_resamples=200)  # fmt: skip
+    report = evaluate(
+        load_model(out / "model"),
+        data / "test.tsv",
+        data / "sequences.fasta",
+        train=data / "train.tsv",
+        n_resamples=200,
+    )
     trained = json.loads((out / "metrics.json").read_text())
     assert report["metrics"] == trained["test"]
     intervals = report["intervals_95"]
     assert intervals["auroc"][0] <= report["metrics"]["auroc"] <= intervals["auroc"][1]
     assert report["by_class"] == {"C3 (none seen)": {"pairs": 48, **trained["test"]}}
     assert report["trivial"]["all_positive"]["recall"] == 1.0
-    evaluate_main(["--model", str(out / "model"), "--pairs", str(data / "test.tsv"), "--fasta",
-                   str(data / "sequences.fasta"), "--out", str(tmp_path / "eval"),
-                   "--bootstrap", "50"])  # fmt: skip
+    evaluate_main(
+        [
+            "--model",
+            str(out / "model"),
+            "--pairs",
+            str(data / "test.tsv"),
+            "--fasta",
+            str(data / "sequences.fasta"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--bootstrap",
+            "50",
+        ]
+    )
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert written["metrics"] == trained["test"]
     assert (tmp_path / "eval" / "plots" / "pr_curve.png").is_file()
@@ -401,12 +560,31 @@ def test_pooled_baseline_trains_under_ddp(tmp_path):
 
 
 def test_sync_batchnorm_with_one_pair_batches_is_refused_under_ddp(tmp_path):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               "accelerate_configs/cpu_ddp.yaml", "ppi_dist/train.py", *TINY,
-               "--sync_batchnorm", "true", "--symmetric", "none", "--max_steps", "2",
-               "--output_dir", str(tmp_path / "sync")]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, env=_env(ACCELERATE_USE_CPU="true"),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        "accelerate_configs/cpu_ddp.yaml",
+        "ppi_dist/train.py",
+        *TINY,
+        "--sync_batchnorm",
+        "true",
+        "--symmetric",
+        "none",
+        "--max_steps",
+        "2",
+        "--output_dir",
+        str(tmp_path / "sync"),
+    ]
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        env=_env(ACCELERATE_USE_CPU="true"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert "sync_batchnorm with symmetric: none" in result.stderr
     assert "Traceback" not in result.stderr.split("sync_batchnorm")[0][-200:]
@@ -418,9 +596,15 @@ def test_deepspeed_bf16_keeps_fp32_master_weights_and_buffers(tmp_path):
     out = tmp_path / "zero2_bf16"
     result = launch(
         [*TINY, "--max_steps", "3", "--mixed_precision", "bf16", "--output_dir", str(out)],
-        accelerate=["--config_file", "accelerate_configs/zero2.yaml", "--num_processes", "2",
-                    "--mixed_precision", "bf16"],
-    )  # fmt: skip
+        accelerate=[
+            "--config_file",
+            "accelerate_configs/zero2.yaml",
+            "--num_processes",
+            "2",
+            "--mixed_precision",
+            "bf16",
+        ],
+    )
     assert "DEEPSPEED, bf16 autocast precision" in result.stdout
     head = load_file(out / "model" / "secai_head.safetensors")
     assert all(t.dtype == torch.float32 for t in head.values() if t.is_floating_point())
@@ -429,8 +613,9 @@ def test_deepspeed_bf16_keeps_fp32_master_weights_and_buffers(tmp_path):
     step = max((out / "checkpoints").glob("step_*"))
     trainables = load_file(step / "trainable.safetensors")
     assert trainables["head.norm.running_var"].dtype == torch.float32
-    assert not torch.equal(trainables["head.norm.running_var"],
-                           trainables["head.norm.running_var"].bfloat16().float())  # fmt: skip
+    assert not torch.equal(
+        trainables["head.norm.running_var"], trainables["head.norm.running_var"].bfloat16().float()
+    )
 
 
 def test_a_run_folder_belongs_to_one_run(tmp_path):
@@ -443,18 +628,31 @@ def test_a_run_folder_belongs_to_one_run(tmp_path):
 
     def refused(extra: list[str]) -> str:
         command = [sys.executable, "ppi_dist/train.py", *args, *extra]
-        result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
-                                timeout=300)  # fmt: skip
+        result = subprocess.run(
+            command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
         assert "Traceback" not in result.stderr
         return result.stderr.strip().splitlines()[-1]
 
     assert "holds another run" in refused([]) and "--overwrite" in refused([])
     assert "keep_checkpoints" in refused(["--overwrite", "true", "--keep_checkpoints", "0"])
-    assert "learning_rate_head" in refused(["--resume_from", "latest",
-                                            "--learning_rate_head", "1e-2"])  # fmt: skip
-    resumed = launch([*args, "--resume_from", "latest", "--max_steps", "3", "--learning_rate_head",
-                      "1e-2", "--resume_override", "learning_rate_head"])  # fmt: skip
+    assert "learning_rate_head" in refused(
+        ["--resume_from", "latest", "--learning_rate_head", "1e-2"]
+    )
+    resumed = launch(
+        [
+            *args,
+            "--resume_from",
+            "latest",
+            "--max_steps",
+            "3",
+            "--learning_rate_head",
+            "1e-2",
+            "--resume_override",
+            "learning_rate_head",
+        ]
+    )
     assert "overridden learning_rate_head" in resumed.stdout
     state = json.loads((out / "checkpoints" / f"step_{3:08d}" / "optimizer.json").read_text())
     head_rates = {group["lr"] for group in state["param_groups"] if group["part"] == "head"}

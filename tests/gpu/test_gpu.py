@@ -23,16 +23,26 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 ESM2_8M = SHARED / "models" / "esm2_t6_8M"
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
-          "--num_machines", "1", "--dynamo_backend", "no"]  # fmt: skip
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--num_processes",
+    "1",
+    "--num_machines",
+    "1",
+    "--dynamo_backend",
+    "no",
+]
 ZERO2 = ["--config_file", "accelerate_configs/zero2.yaml"]
 SHORT = [*TINY, "--max_steps", "4", "--eval_every", "1000", "--mixed_precision", "bf16"]
 
 
 def train(args: list[str], accelerate: list[str] = (), timeout: int = 240) -> str:
     command = [*LAUNCH, *accelerate, "ppi_dist/train.py", *args]
-    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
-                            timeout=timeout)  # fmt: skip
+    result = subprocess.run(
+        command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert re.search(r"ppi_dist: 1 process\(es\), \w+, bf16( autocast)? precision", result.stdout)
     return result.stdout
@@ -54,8 +64,15 @@ def test_lora_bf16_on_the_real_8m_encoder(tmp_path):
     without = [
         a for i, a in enumerate(SHORT) if a not in tiny_shape and SHORT[i - 1] not in tiny_shape
     ]
-    args = [*without, "--encoder", str(ESM2_8M), "--output_dir", str(out),
-            "--activation_checkpointing", "true"]  # fmt: skip
+    args = [
+        *without,
+        "--encoder",
+        str(ESM2_8M),
+        "--output_dir",
+        str(out),
+        "--activation_checkpointing",
+        "true",
+    ]
     train(args)
     assert _not_bf16_copies(load_file(out / "model" / "secai_head.safetensors"))
 
@@ -91,10 +108,26 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     train([*SHORT, "--output_dir", str(out)])
     data = out / "synthetic_data"
     scores = tmp_path / "scores.tsv"
-    subprocess.run([sys.executable, "-m", "ppi_dist.predict", "--model", str(out / "model"),
-                    "--pairs", str(data / "test.tsv"), "--fasta", str(data / "sequences.fasta"),
-                    "--out", str(scores), "--no_progress"],
-                   cwd=REPO, env=_env(), check=True, timeout=240)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ppi_dist.predict",
+            "--model",
+            str(out / "model"),
+            "--pairs",
+            str(data / "test.tsv"),
+            "--fasta",
+            str(data / "sequences.fasta"),
+            "--out",
+            str(scores),
+            "--no_progress",
+        ],
+        cwd=REPO,
+        env=_env(),
+        check=True,
+        timeout=240,
+    )
 
     def rows(path):
         return [line.split("\t") for line in path.read_text().splitlines()[1:]]
@@ -118,8 +151,10 @@ def test_encoder_and_cross_attention_never_fall_back_to_the_math_kernel():
     from tests.conftest import random_pairs, tiny_model
 
     model = tiny_model().cuda()
-    batch = {k: v.cuda() if torch.is_tensor(v) else v
-             for k, v in collate_pairs(random_pairs(8, proteins=10)).items()}  # fmt: skip
+    batch = {
+        k: v.cuda() if torch.is_tensor(v) else v
+        for k, v in collate_pairs(random_pairs(8, proteins=10)).items()
+    }
     fused = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION]
     # With the math kernel excluded, a shape or mask that needs it raises "No available kernel".
     with sdpa_kernel(fused), torch.autocast("cuda", dtype=torch.bfloat16):
@@ -136,12 +171,17 @@ def test_packed_kernels_compute_sdpas_encoder_in_bf16(monkeypatch, kernel):
     from ppi_dist.data import collate_pairs
     from tests.conftest import random_pairs, tiny_model
 
-    spied = {"cudnn": "sdpa_kernel", "flex": "flex_attention_forward",
-             "varlen": "varlen_attention"}[kernel]  # fmt: skip
+    spied = {
+        "cudnn": "sdpa_kernel",
+        "flex": "flex_attention_forward",
+        "varlen": "varlen_attention",
+    }[kernel]
     calls, real = [], getattr(attention, spied)
     monkeypatch.setattr(attention, spied, lambda *a, **k: calls.append(1) or real(*a, **k))
-    batch = {k: v.cuda() if torch.is_tensor(v) else v
-             for k, v in collate_pairs(random_pairs(16, proteins=20, seed=3)).items()}  # fmt: skip
+    batch = {
+        k: v.cuda() if torch.is_tensor(v) else v
+        for k, v in collate_pairs(random_pairs(16, proteins=20, seed=3)).items()
+    }
     results = {}
     for choice in ("sdpa", kernel):
         model = tiny_model(seed=1, encoder_attention=choice, lora_dropout=0.0).cuda()
@@ -159,6 +199,15 @@ def test_packed_kernels_compute_sdpas_encoder_in_bf16(monkeypatch, kernel):
 @pytest.mark.parametrize("kernel", ["flex", "varlen"])
 def test_trainer_runs_with_each_encoder_attention(tmp_path, kernel):
     out = tmp_path / kernel
-    train([*SHORT, "--encoder_attention", kernel, "--output_dir", str(out),
-           "--activation_checkpointing", "true"])  # fmt: skip
+    train(
+        [
+            *SHORT,
+            "--encoder_attention",
+            kernel,
+            "--output_dir",
+            str(out),
+            "--activation_checkpointing",
+            "true",
+        ]
+    )
     assert (out / "model" / "secai_config.json").is_file()

@@ -35,8 +35,9 @@ def predictions(path: Path) -> tuple[list[list[str]], np.ndarray]:
 def test_the_saved_model_folder_scores_its_test_pairs_as_its_run_did():
     model = load_model(FIXTURE / "model")
     assert model.config.decision_threshold == 0.51
-    report = evaluate(model, FIXTURE / "data" / "test.tsv", FIXTURE / "data" / "test.fasta",
-                      n_resamples=10)  # fmt: skip
+    report = evaluate(
+        model, FIXTURE / "data" / "test.tsv", FIXTURE / "data" / "test.fasta", n_resamples=10
+    )
     scored = report["_scored"]
     rows, expected = predictions(FIXTURE / "predictions_test.tsv")
     assert [[a, b] for a, b, *_ in rows] == [
@@ -57,10 +58,19 @@ def test_the_saved_checkpoint_resumes_to_the_uninterrupted_runs_end(tmp_path):
     saved = json.loads((run / "checkpoints" / "step_00000003" / "trainer_state.json").read_text())
     recipe = tmp_path / "saved_config.yaml"  # the checkpoint's settings, as a recipe
     recipe.write_text(yaml.safe_dump(saved["config"]))
-    command = [sys.executable, "ppi_dist/train.py", "--config", str(recipe),
-               "--output_dir", str(run), "--resume_from", "latest"]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    command = [
+        sys.executable,
+        "ppi_dist/train.py",
+        "--config",
+        str(recipe),
+        "--output_dir",
+        str(run),
+        "--resume_from",
+        "latest",
+    ]
+    result = subprocess.run(
+        command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "resumed from" in result.stdout and "at step 3" in result.stdout
     rows, probabilities = predictions(run / "predictions_test.tsv")
