@@ -15,8 +15,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import REPO, SHARED
-from tests.test_train import TINY, _env, check_sigterm_in_final_evaluation
+from tests.helpers import REPO, SHARED
+from tests.integration.runs import (
+    TINY,
+    check_predict_reproduces_test_scores,
+    check_sigterm_in_final_evaluation,
+    trainer_env,
+)
 
 pytestmark = [
     pytest.mark.gpu,
@@ -41,7 +46,7 @@ SHORT = [*TINY, "--max_steps", "4", "--eval_every", "1000", "--mixed_precision",
 def train(args: list[str], accelerate: list[str] = (), timeout: int = 240) -> str:
     command = [*LAUNCH, *accelerate, "ppi_dist/train.py", *args]
     result = subprocess.run(
-        command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout
+        command, cwd=REPO, env=trainer_env(), capture_output=True, text=True, timeout=timeout
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert re.search(r"ppi_dist: 1 process\(es\), \w+, bf16( autocast)? precision", result.stdout)
@@ -106,38 +111,8 @@ def test_deepspeed_zero2_bf16_exports_fp32_master_weights(tmp_path, frozen):
 def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     out = tmp_path / "run"
     train([*SHORT, "--output_dir", str(out)])
-    data = out / "synthetic_data"
-    scores = tmp_path / "scores.tsv"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ppi_dist.predict",
-            "--model",
-            str(out / "model"),
-            "--pairs",
-            str(data / "test.tsv"),
-            "--fasta",
-            str(data / "sequences.fasta"),
-            "--out",
-            str(scores),
-            "--no_progress",
-        ],
-        cwd=REPO,
-        env=_env(),
-        check=True,
-        timeout=240,
-    )
-
-    def rows(path):
-        return [line.split("\t") for line in path.read_text().splitlines()[1:]]
-
-    trainer, predicted = rows(out / "predictions_test.tsv"), rows(scores)
-    assert [r[:2] for r in trainer] == [r[:2] for r in predicted]
     # The same scoring code on the same model and device: equal to the 6 printed decimals.
-    assert (
-        max(abs(float(a[2]) - float(b[2])) for a, b in zip(trainer, predicted, strict=True)) <= 1e-6
-    )
+    assert check_predict_reproduces_test_scores(out, tmp_path / "scores.tsv", timeout=240) > 0
 
 
 def test_sigterm_in_the_final_evaluation_resumes_to_the_same_metrics(tmp_path):
@@ -147,8 +122,8 @@ def test_sigterm_in_the_final_evaluation_resumes_to_the_same_metrics(tmp_path):
 def test_encoder_and_cross_attention_never_fall_back_to_the_math_kernel():
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from ppi_dist.data import collate_pairs
-    from tests.conftest import random_pairs, tiny_model
+    from ppi_dist.data.batching import collate_pairs
+    from tests.helpers import random_pairs, tiny_model
 
     model = tiny_model().cuda()
     batch = {
@@ -167,17 +142,10 @@ def test_encoder_and_cross_attention_never_fall_back_to_the_math_kernel():
 def test_packed_kernels_compute_sdpas_encoder_in_bf16(monkeypatch, kernel):
     """On CUDA the packed encoder through cuDNN-first SDPA, FlexAttention (document mask) or
     flash varlen gives SDPA's logits and gradients to bf16 rounding, and took that path."""
-    from ppi_dist import attention
-    from ppi_dist.data import collate_pairs
-    from tests.conftest import random_pairs, tiny_model
+    from ppi_dist.data.batching import collate_pairs
+    from tests.helpers import random_pairs, spy_on_kernel, tiny_model
 
-    spied = {
-        "cudnn": "sdpa_kernel",
-        "flex": "flex_attention_forward",
-        "varlen": "varlen_attention",
-    }[kernel]
-    calls, real = [], getattr(attention, spied)
-    monkeypatch.setattr(attention, spied, lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = spy_on_kernel(monkeypatch, kernel)
     batch = {
         k: v.cuda() if torch.is_tensor(v) else v
         for k, v in collate_pairs(random_pairs(16, proteins=20, seed=3)).items()

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from ppi_dist.evaluate import evaluate
-from ppi_dist.hub import load_model
-from tests.conftest import REPO
-from tests.test_train import _env
+from ppi_dist.evaluation.evaluate import evaluate
+from ppi_dist.hub.loading import load_model
+from tests.helpers import REPO
+from tests.integration.runs import run_python
 
 FIXTURE = REPO / "tests" / "fixtures" / "saved_60fab62"
 
@@ -49,7 +47,7 @@ def test_the_saved_model_folder_scores_its_test_pairs_as_its_run_did():
         assert report["metrics"][name] == pytest.approx(trained[name], abs=1e-5), name
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_the_saved_checkpoint_resumes_to_the_uninterrupted_runs_end(tmp_path):
     """Resumed at step 3 with the settings the checkpoint holds, the run ends where the
     uninterrupted run of 60fab62 ended: the same test probabilities and decisions."""
@@ -58,19 +56,8 @@ def test_the_saved_checkpoint_resumes_to_the_uninterrupted_runs_end(tmp_path):
     saved = json.loads((run / "checkpoints" / "step_00000003" / "trainer_state.json").read_text())
     recipe = tmp_path / "saved_config.yaml"  # the checkpoint's settings, as a recipe
     recipe.write_text(yaml.safe_dump(saved["config"]))
-    command = [
-        sys.executable,
-        "ppi_dist/train.py",
-        "--config",
-        str(recipe),
-        "--output_dir",
-        str(run),
-        "--resume_from",
-        "latest",
-    ]
-    result = subprocess.run(
-        command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
-    )
+    command = ["ppi_dist/train.py", "--config", str(recipe), "--output_dir", str(run)]
+    result = run_python([*command, "--resume_from", "latest"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "resumed from" in result.stdout and "at step 3" in result.stdout
     rows, probabilities = predictions(run / "predictions_test.tsv")

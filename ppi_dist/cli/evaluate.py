@@ -1,0 +1,59 @@
+"""Evaluate a saved model on a labelled pair file, scored exactly as training scored it.
+
+    ppi-dist evaluate --model outputs/run/model --pairs test.tsv --fasta seqs.fasta \
+        [--train train.tsv] [--valid valid.tsv] [--out eval/]
+
+Prints the metrics at the model's saved threshold with 95% bootstrap intervals, the trivial
+predictors, C1/C2/C3 classes (`--train`) and every threshold objective chosen on `--valid`;
+writes predictions.tsv, metrics.json and the plots to `--out` (default: beside the model
+folder, `evaluation_<pairs name>`). See `ppi_dist.evaluation.evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ppi_dist.cli.boundary import command
+from ppi_dist.evaluation.evaluate import describe, evaluate, write_outputs
+from ppi_dist.hub.loading import load_model
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ppi-dist evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="saved SE-CAI folder or Hub repo id")
+    parser.add_argument("--pairs", required=True, help="labelled pair file to evaluate")
+    parser.add_argument("--fasta", help="sequences (unless the pair file has them inline)")
+    parser.add_argument("--train", help="the training pair file: metrics per C1/C2/C3 class")
+    parser.add_argument("--valid", help="a validation pair file: every threshold objective")
+    parser.add_argument("--out", help="output folder (default: beside the model folder)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--max_residues", type=int, default=1022)
+    parser.add_argument(
+        "--allow_encoder_mismatch", action="store_true", help="load though the encoder changed"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model(args.model, allow_encoder_mismatch=args.allow_encoder_mismatch)
+    model = model.to("cuda" if torch.cuda.is_available() else "cpu")
+    report = evaluate(
+        model,
+        args.pairs,
+        args.fasta,
+        train=args.train,
+        valid=args.valid,
+        n_resamples=args.bootstrap,
+        max_residues=args.max_residues,
+    )
+    print(describe(report))
+    default = Path(args.model).parent / f"evaluation_{Path(args.pairs).name.split('.')[0]}"
+    for path in write_outputs(report, Path(args.out) if args.out else default):
+        print(path)
+    return 0
+
+
+main = command(build_parser, run)

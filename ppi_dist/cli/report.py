@@ -1,0 +1,63 @@
+"""Metrics and plots of a labelled predictions file, at a threshold chosen elsewhere.
+
+    ppi-dist report --predictions pred.tsv --out report/ --model outputs/run/model
+    ppi-dist report --predictions pred.tsv --out report/ --threshold 0.42
+
+The threshold is the model's saved one (`--model`, chosen on validation) or `--threshold`:
+that is the honest test figure. `--search_threshold` searches it on the very file being
+reported, which flatters every thresholded metric, and the output says so. See
+`ppi_dist.evaluation.report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ppi_dist.cli.boundary import command
+from ppi_dist.errors import UserError
+from ppi_dist.evaluation.report import build_report, read_model_config, read_scores
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ppi-dist report", description=__doc__.split("\n")[0])
+    parser.add_argument("--predictions", required=True, help="predictions .tsv/.csv/.parquet")
+    parser.add_argument("--out", required=True, help="folder for metrics.json and the PNGs")
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--threshold", type=float, help="evaluate at this threshold")
+    chosen.add_argument("--model", help="evaluate at this model folder's saved threshold")
+    chosen.add_argument(
+        "--search_threshold", action="store_true", help="search it on this file (flatters)"
+    )
+    parser.add_argument("--score_column", default="probability")
+    parser.add_argument("--label_column", default="label")
+    parser.add_argument("--title", default=None, help="title prefix (default: the file name)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        config = json.loads(read_model_config(args.model))
+        args.threshold = config.get("decision_threshold")
+        if args.threshold is None:
+            raise UserError(f"{args.model}: the model has no saved decision_threshold")
+    scores, labels = read_scores(args.predictions, args.score_column, args.label_column)
+    title = args.title if args.title is not None else Path(args.predictions).name
+    result, paths = build_report(
+        scores,
+        labels,
+        args.out,
+        threshold=args.threshold,
+        title_prefix=title,
+        source=str(args.predictions),
+    )
+    print(result.describe())
+    if args.threshold is None:
+        print("note: threshold searched on this file; quote test metrics at the validation one")
+    for path in paths:
+        print(path)
+    return 0
+
+
+main = command(build_parser, run)

@@ -1,0 +1,98 @@
+"""Protein sequences: the ESM-2 alphabet, cleaning, cropping and tokenisation.
+
+ESM-2 reads `<cls> residues <eos>`; its vocabulary already holds the rare residues
+U (selenocysteine), O (pyrrolysine), B, Z and X, so they are kept as they are.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+import torch
+from transformers import EsmTokenizer
+
+from ppi_dist.errors import InvalidSequenceError
+
+# The 25 residue letters of the ESM-2 vocabulary (20 standard + X B U Z O).
+RESIDUES = frozenset("LAGVSERTIDPKQNFYMHWCXBUZO")
+# ESM-2 position embeddings cover 1,026 tokens; minus <cls> and <eos> and the model's
+# own margin this is the 1,022 residues the ESM-2 papers use.
+ESM2_MAX_RESIDUES = 1022
+
+
+def clean_sequence(sequence: str) -> str:
+    """Upper-case, strip whitespace and one trailing stop `*`; raise on anything else odd."""
+    cleaned = "".join(sequence.split()).upper()
+    if cleaned.endswith("*"):
+        cleaned = cleaned[:-1]
+    if not cleaned:
+        raise InvalidSequenceError("empty sequence")
+    bad = sorted(set(cleaned) - RESIDUES)
+    if bad:
+        position = min(cleaned.index(letter) for letter in bad) + 1
+        raise InvalidSequenceError(
+            f"invalid residue {', '.join(repr(b) for b in bad)} (first at position {position}); "
+            f"ESM-2 reads only {''.join(sorted(RESIDUES))}"
+        )
+    return cleaned
+
+
+def crop(sequence: str, max_residues: int, rng: random.Random | None = None) -> str:
+    """Crop to at most `max_residues`.
+
+    Training passes an `rng` and gets a uniformly random window, so every part of a long
+    protein is seen over the epochs. Evaluation passes none and gets the centred window:
+    deterministic, and it keeps the middle of the chain where long proteins' domains sit
+    rather than favouring either terminus.
+    """
+    excess = len(sequence) - max_residues
+    if excess <= 0:
+        return sequence
+    start = rng.randint(0, excess) if rng is not None else excess // 2
+    return sequence[start : start + max_residues]
+
+
+@lru_cache(maxsize=1)
+def esm2_tokenizer() -> EsmTokenizer:
+    """The ESM-2 tokenizer built from the 33-token vocabulary shipped with the package.
+
+    Token ids are the ones of every released ESM-2 checkpoint, so this needs no Hub access.
+    """
+    vocab = resources.files("ppi_dist.data").joinpath("esm2_vocab.txt")
+    with resources.as_file(vocab) as path:
+        return EsmTokenizer(vocab_file=str(path))
+
+
+@lru_cache(maxsize=1)
+def _residue_lookup() -> np.ndarray:
+    """Byte -> token id table for the residue letters, taken from the tokenizer's vocabulary."""
+    vocab = esm2_tokenizer().get_vocab()
+    table = np.full(256, vocab["<unk>"], dtype=np.int64)
+    for letter in RESIDUES:
+        table[ord(letter)] = vocab[letter]
+    return table
+
+
+def tokenize(sequences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask for cleaned sequences, right-padded to the longest.
+
+    Returns `(input_ids, attention_mask)`, both `(len(sequences), longest + 2)` int64,
+    exactly what `EsmTokenizer(sequences, padding=True)` gives. The tokenizer's Python loop
+    runs at about 150k residues/s here, too slow to feed a GPU, so ids come from a byte
+    lookup table built from its vocabulary.
+    """
+    tokenizer = esm2_tokenizer()
+    width = max(len(s) for s in sequences) + 2
+    input_ids = np.full((len(sequences), width), tokenizer.pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
+    lookup = _residue_lookup()
+    for row, sequence in enumerate(sequences):
+        n = len(sequence)
+        input_ids[row, 0] = tokenizer.cls_token_id
+        input_ids[row, 1 : n + 1] = lookup[np.frombuffer(sequence.encode("ascii"), np.uint8)]
+        input_ids[row, n + 1] = tokenizer.eos_token_id
+        attention_mask[row, : n + 2] = 1
+    return torch.from_numpy(input_ids), torch.from_numpy(attention_mask)

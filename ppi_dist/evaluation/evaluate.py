@@ -1,0 +1,147 @@
+"""Evaluate a saved model on a labelled pair file, scored exactly as training scored it.
+
+    report = evaluate(model, "test.tsv", "seqs.fasta", train="train.tsv", valid="valid.tsv")
+    print(describe(report)); write_outputs(report, Path("eval"))
+
+Scores every pair through `inference.scoring` (the path training's evaluation and `predict`
+use), and reports (`ppi-dist evaluate` prints it and writes it beside the model folder):
+- metrics at the model's saved decision threshold (chosen on validation when it trained),
+  with AUROC, AUPR and MCC, and 95% bootstrap confidence intervals over pairs;
+- the trivial predictors on the same pairs ("all positive", "all negative", a random
+  ranking) beside them;
+- with `--train`: the same metrics per C1/C2/C3 class (both, one or neither protein seen in
+  training; Park & Marcotte 2012), since C1 pairs reward remembering proteins;
+- with `--valid`: every threshold objective chosen on that validation file, with its metrics
+  on these pairs (never a threshold chosen on the pairs being evaluated);
+- predictions.tsv, metrics.json and the PR, ROC and threshold plots.
+On the test file of a run, the metrics equal what the trainer printed for `test`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ppi_dist.data.pairs import PairSource
+from ppi_dist.errors import UserError
+from ppi_dist.evaluation.audit import read_pairs
+from ppi_dist.evaluation.bootstrap import bootstrap_intervals
+from ppi_dist.evaluation.metrics import trivial_predictors
+from ppi_dist.evaluation.plots import plot_evaluation
+from ppi_dist.evaluation.threshold import compare_objectives, describe_objectives, evaluate_at
+from ppi_dist.inference.scoring import ScoredPairs, score_pairs
+
+CLASSES = {2: "C1 (both seen in training)", 1: "C2 (one seen)", 0: "C3 (none seen)"}
+
+
+def evaluate(
+    model,
+    pairs: str | Path,
+    fasta: str | Path | None,
+    *,
+    train: str | Path | None = None,
+    valid: str | Path | None = None,
+    n_resamples: int = 1000,
+    max_residues: int = 1022,
+) -> dict:
+    """Scores and metrics of `pairs` (see the module docstring); returns everything as JSON."""
+    threshold = model.config.decision_threshold
+    if threshold is None:
+        raise UserError("the model folder has no decision_threshold; train it, or pass one")
+    scored = _score_file(model, pairs, fasta, max_residues)
+    objective = model.config.threshold_objective or "weighted"
+    result = evaluate_at(scored.scores, scored.labels, threshold, objective=objective)
+    report = {
+        "pairs": str(pairs),
+        "threshold": threshold,
+        "threshold_objective": model.config.threshold_objective,
+        "metrics": result.summary(),
+        "intervals_95": bootstrap_intervals(
+            scored.scores, scored.labels, threshold, n_resamples=n_resamples
+        ),
+        "trivial": trivial_predictors(scored.labels),
+        "_scored": scored,
+        "_result": result,
+    }
+    if train is not None:
+        seen = {p for pair in read_pairs(train) for p in pair[:2]}
+        classes = np.array(
+            [
+                (a in seen) + (b in seen)
+                for a, b in zip(scored.protein_a, scored.protein_b, strict=True)
+            ]
+        )
+        report["by_class"] = {}
+        for k, name in CLASSES.items():
+            keep = classes == k
+            if keep.any():
+                part = evaluate_at(
+                    scored.scores[keep], scored.labels[keep], threshold, objective=objective
+                )
+                report["by_class"][name] = {"pairs": int(keep.sum()), **part.summary()}
+    if valid is not None:
+        valid_scored = _score_file(model, valid, fasta, max_residues)
+        comparison = compare_objectives(
+            valid_scored.scores, valid_scored.labels, scored.scores, scored.labels
+        )
+        report["objectives"] = {
+            objective: {"threshold": pair["validation"].threshold, "test": pair["test"].summary()}
+            for objective, pair in comparison.items()
+        }
+        report["_comparison"] = comparison
+    return report
+
+
+def _score_file(
+    model, path: str | Path, fasta: str | Path | None, max_residues: int
+) -> ScoredPairs:
+    source = PairSource(path, fasta, labeled=True, max_residues=max_residues)
+    pairs = list(source.pair_rows())
+    return score_pairs(model, pairs, max_residues=max_residues, progress=Path(path).name)
+
+
+def describe(report: dict) -> str:
+    result = report["_result"]
+    lines = [
+        f"{report['pairs']}: {result.n} pairs; threshold {report['threshold']:.4f} "
+        f"(saved with the model, objective {report['threshold_objective']})",
+        result.describe(),
+        f"test accuracy: {result.accuracy:.3f}  AUROC: {result.auroc:.3f}  "
+        f"AUPR: {result.aupr:.3f}  MCC: {result.mcc:.3f}",
+        "95% bootstrap intervals (pairs resampled): "
+        + ", ".join(f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in report["intervals_95"].items()),
+        "trivial predictors: "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+            for name, values in report["trivial"].items()
+        ),
+    ]
+    for name, values in report.get("by_class", {}).items():
+        lines.append(
+            f"{name}: {values['pairs']} pairs, accuracy {values['accuracy']:.3f}, "
+            f"AUROC {values['auroc']:.3f}, MCC {values['mcc']:.3f}"
+        )
+    if "_comparison" in report:
+        lines += [
+            "each objective chosen on --valid, metrics here:",
+            describe_objectives(report["_comparison"]),
+        ]
+    return "\n".join(lines)
+
+
+def write_outputs(report: dict, out_dir: Path) -> list[Path]:
+    """predictions.tsv, metrics.json and the plots of `evaluate`'s report, into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scored, result = report["_scored"], report["_result"]
+    scored.write_tsv(out_dir / "predictions.tsv", report["threshold"])
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    (out_dir / "metrics.json").write_text(json.dumps(public, indent=2, default=float) + "\n")
+    return plot_evaluation(
+        scored.scores,
+        scored.labels,
+        result,
+        out_dir / "plots",
+        title_prefix=Path(report["pairs"]).name,
+    )

@@ -1,0 +1,475 @@
+"""Score protein pairs with a saved SE-CAI model into a file: a pair file, all-vs-all, or A x B.
+
+    summary = predict(model, "scores.tsv", fasta="proteome.fasta")         # all-vs-all
+    summary = predict(model, "p.parquet", pairs="test.tsv", fasta="seqs.fasta",
+                      options=PredictOptions(top_k=1000))
+
+Cost: every distinct protein goes through the encoder once (`inference.cache`); each pair
+then costs only cross-attention + head, so all-vs-all over N proteins is N encoder passes +
+N(N-1)/2 cheap pair scores.
+
+Order and resuming: pairs are enumerated in a fixed order, cut into chunks (`plans`). Rank r
+of W takes chunks r, r+W, ...
+and appends its rows to `OUT.partial/rankR-of-W.tsv`; after each chunk a small JSON file
+beside it records the next chunk and the byte size of the part file. A rerun with the same
+arguments truncates the part file to that size and goes on from there. When every rank is
+done, rank 0 merges the parts in chunk order (or keeps the top k) into OUT (.tsv or
+.parquet) and removes OUT.partial. Nothing holds the N^2 table in memory.
+
+Output columns: protein_a, protein_b, probability, predicted (0/1 at the model's saved
+`decision_threshold`, or `PredictOptions.threshold`), and label when the pair file has
+labels. All-vs-all names each pair once, protein_a being the one that comes first in the
+FASTA file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import logging
+import math
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from ppi_dist.data.fasta import read_fasta
+from ppi_dist.data.pairs import Pair, PairSource
+from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
+from ppi_dist.errors import ProgressMismatchError, UserError
+from ppi_dist.files import acquire_lock, write_text_atomic
+from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT, EmbeddingCache
+from ppi_dist.inference.plans import AllPairsPlan, PairFilePlan
+from ppi_dist.inference.scoring import (
+    CHUNK_PAIRS,
+    ONE_PROCESS,
+    Ranks,
+    encode_proteins,
+    score_cached,
+)
+from ppi_dist.models.encoder import encoder_fingerprint
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What changes the output; part of the resume signature (so a rerun with other options
+    is refused rather than merged)."""
+
+    threshold: float | None = None
+    """Decision threshold; None: the model's saved one."""
+    top_k: int | None = None
+    """Keep only the k highest probabilities."""
+    min_prob: float | None = None
+    """Keep only pairs at least this likely."""
+    include_self: bool = False
+    """All-vs-all: also score each protein with itself."""
+    tile: int = 64
+    """All-vs-all: proteins per tile (a chunk is a pair of tiles)."""
+    chunk_pairs: int = CHUNK_PAIRS
+    """Pair files: rows per chunk."""
+    max_residues: int = ESM2_MAX_RESIDUES
+    """Crop of longer proteins (the centred window)."""
+    cache_dtype: str = "float16"
+    """Precision of the stored per-residue states."""
+
+
+def _parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _part_paths(out: Path, rank: int, world_size: int) -> tuple[Path, Path]:
+    stem = _parts_dir(out) / f"rank{rank}-of-{world_size}"
+    return stem.with_suffix(".tsv"), stem.with_suffix(".json")
+
+
+def _chunk_lines(
+    chunk: int, pairs: list[Pair], probabilities: np.ndarray, options: PredictOptions
+) -> list[str]:
+    keep = np.arange(len(pairs))
+    if options.min_prob is not None:
+        keep = keep[probabilities[keep] >= options.min_prob]
+    if options.top_k is not None and keep.size > options.top_k:
+        # A chunk's share of the global top k is within its own top k; ties: earlier row.
+        best = np.argsort(-probabilities[keep], kind="stable")[: options.top_k]
+        keep = np.sort(keep[best])
+    lines = []
+    for k in keep:
+        pair, p = pairs[k], float(probabilities[k])
+        label = "" if pair.label is None else str(int(pair.label))
+        decision = int(p >= options.threshold)
+        lines.append(f"{chunk}\t{pair.protein_a}\t{pair.protein_b}\t{p!r}\t{decision}\t{label}\n")
+    return lines
+
+
+def check_threshold(model: torch.nn.Module, given: float | None) -> float:
+    """The decision threshold: `given`, else the model's saved one; either must lie in [0, 1]."""
+    where = getattr(model, "loaded_from", None) or "the model"
+    if given is not None:
+        if not (isinstance(given, int | float) and 0 <= given <= 1):
+            raise UserError(f"--threshold must lie in [0, 1], got {given}")
+        return float(given)
+    saved = getattr(model.config, "decision_threshold", None)
+    if saved is None:
+        raise UserError(f"{where}: no decision_threshold saved; pass --threshold")
+    if not (isinstance(saved, int | float) and 0 <= saved <= 1):
+        raise UserError(
+            f"{where}: saved decision_threshold {saved} is not in [0, 1] (damaged config?); "
+            "fix it, or pass --threshold"
+        )
+    return float(saved)
+
+
+def check_probabilities(
+    model: torch.nn.Module, probabilities: np.ndarray, pairs: list[Pair]
+) -> None:
+    """Stop on a NaN or infinite score: it means damaged weights, not a prediction."""
+    bad = ~np.isfinite(np.asarray(probabilities, dtype=np.float64))
+    if bad.any():
+        a, b = pairs[int(np.argmax(bad))][:2]
+        where = getattr(model, "loaded_from", None) or "the model"
+        raise UserError(
+            f"{where}: scores are not finite ({int(bad.sum())} of {bad.size} pairs, first "
+            f"{a} x {b}); the model's weights are damaged, or the run that made them diverged"
+        )
+
+
+def run_rank(
+    model: torch.nn.Module,
+    cache: EmbeddingCache,
+    plan: AllPairsPlan | PairFilePlan,
+    out: Path,
+    options: PredictOptions,
+    signature: str,
+    *,
+    ranks: Ranks = ONE_PROCESS,
+    max_chunks: int | None = None,
+    progress: bool = True,
+    max_tokens: int = 65536,
+) -> bool:
+    """Score this rank's chunks (r, r+W, ...) into its part file; True when all are done.
+
+    Resumes from the rank's progress file. `max_chunks` stops after that many chunks of this
+    call (a time slice; also how tests interrupt a run).
+    """
+    part, progress_path = _part_paths(out, ranks.rank, ranks.world_size)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    state = {"signature": signature, "next_chunk": 0, "bytes": 0, "pairs": 0, "done": False}
+    if progress_path.is_file():
+        saved = json.loads(progress_path.read_text())
+        if saved.get("signature") != signature:
+            raise ProgressMismatchError(
+                f"{progress_path} belongs to a run with other inputs, model or options; "
+                "rerun with the same arguments, or pass --overwrite to start afresh"
+            )
+        state = saved
+    if state["done"]:
+        return True
+    mine = [c for c in range(state["next_chunk"], plan.num_chunks) if ranks.takes(c)]
+    total = math.ceil(plan.total_pairs / ranks.world_size)
+    bar = tqdm(
+        total=total,
+        initial=min(state["pairs"], total),
+        unit="pair",
+        unit_scale=True,
+        desc=f"scoring (rank {ranks.rank})",
+        disable=not progress,
+        smoothing=0.1,
+    )
+    with open(part, "r+b" if part.exists() else "w+b") as handle:
+        handle.truncate(state["bytes"])  # drop rows written after the last recorded chunk
+        handle.seek(state["bytes"])
+        start = state["next_chunk"]
+        wanted = plan.chunks(lambda c: c >= start and ranks.takes(c))
+        for done_now, (chunk, pairs) in enumerate(wanted):
+            if max_chunks is not None and done_now >= max_chunks:
+                break
+            probabilities = score_cached(model, cache, pairs, max_tokens=max_tokens)
+            check_probabilities(model, probabilities, pairs)
+            handle.write("".join(_chunk_lines(chunk, pairs, probabilities, options)).encode())
+            handle.flush()
+            state.update(
+                next_chunk=chunk + 1, bytes=handle.tell(), pairs=state["pairs"] + len(pairs)
+            )
+            state["done"] = chunk == mine[-1]
+            write_text_atomic(progress_path, json.dumps(state) + "\n")
+            bar.update(len(pairs))
+        if not mine and not state["done"]:
+            state["done"] = True
+            write_text_atomic(progress_path, json.dumps(state) + "\n")
+    bar.close()
+    return bool(state["done"])
+
+
+def _read_part(path: Path) -> Iterator[tuple[int, list[str]]]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.rstrip("\n").split("\t")
+            yield int(fields[0]), fields[1:]
+
+
+def finalize(out: Path, world_size: int, options: PredictOptions, has_labels: bool) -> int:
+    """Merge the ranks' part files in chunk order (or keep the top k) into `out`; rows written."""
+    parts = [_part_paths(out, r, world_size) for r in range(world_size)]
+    for _, progress_path in parts:
+        if not progress_path.is_file() or not json.loads(progress_path.read_text())["done"]:
+            raise RuntimeError(f"{progress_path}: that rank has not finished")
+    merged = heapq.merge(*(_read_part(part) for part, _ in parts), key=lambda item: item[0])
+    rows: Iterator[list[str]] = (fields for _, fields in merged)
+    if options.top_k is not None:
+        # Highest probability first; ties keep enumeration order (the counter).
+        best = heapq.nlargest(
+            options.top_k,
+            ((float(f[2]), -i, f) for i, f in enumerate(rows)),
+            key=lambda item: (item[0], item[1]),
+        )
+        rows = (fields for _, _, fields in best)
+    columns = ["protein_a", "protein_b", "probability", "predicted"]
+    if has_labels:
+        columns.append("label")
+    temporary = out.with_name(out.name + ".writing")
+    count = _write_table(temporary, rows, columns, OUTPUT_FORMATS[out.suffix.lower()])
+    temporary.replace(out)
+    shutil.rmtree(_parts_dir(out))
+    return count
+
+
+def _write_table(path: Path, rows: Iterator[list[str]], columns: list[str], fmt: str) -> int:
+    """Stream rows (text fields as in the part files) to TSV or Parquet; returns the count."""
+    count = 0
+    width = len(columns)
+    if fmt == "tsv":
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("\t".join(columns) + "\n")
+            for fields in rows:
+                handle.write("\t".join(fields[:width]) + "\n")
+                count += 1
+        return count
+    types = {
+        "protein_a": pa.string(),
+        "protein_b": pa.string(),
+        "probability": pa.float64(),
+        "predicted": pa.int8(),
+        "label": pa.int8(),
+    }
+    schema = pa.schema([(name, types[name]) for name in columns])
+    converters = [str, str, float, int, int]
+    with pq.ParquetWriter(path, schema) as writer:
+        buffer: list[list[str]] = []
+
+        def flush() -> None:
+            values = list(zip(*buffer, strict=True))
+            arrays = [
+                pa.array([converters[c](v) for v in values[c]], type=schema.field(c).type)
+                for c in range(width)
+            ]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            buffer.clear()
+
+        for fields in rows:
+            buffer.append(fields[:width])
+            count += 1
+            if len(buffer) == 65536:
+                flush()
+        if buffer:
+            flush()
+    return count
+
+
+def run_signature(
+    model: torch.nn.Module, inputs: list[str | None], options: PredictOptions, world_size: int
+) -> str:
+    """Identifies a run: model weights, input files (path, size, mtime), options, ranks."""
+    files = []
+    for name in inputs:
+        if name is None:
+            continue
+        path = Path(name)
+        stat = path.stat() if path.exists() else None
+        files.append(
+            [
+                str(path.resolve()),
+                stat.st_size if stat else None,
+                stat.st_mtime_ns if stat else None,
+            ]
+        )
+    identity = {
+        "model": encoder_fingerprint(model.encoder),
+        "inputs": files,
+        "options": asdict(options),
+        "world_size": world_size,
+    }
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def predict(
+    model: torch.nn.Module,
+    out: str | Path,
+    *,
+    pairs: str | Path | None = None,
+    fasta: str | Path | None = None,
+    fasta_b: str | Path | None = None,
+    options: PredictOptions = PredictOptions(),
+    ranks: Ranks = ONE_PROCESS,
+    cache_dir: str | Path | None = None,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    overwrite: bool = False,
+    max_chunks: int | None = None,
+    progress: bool = True,
+    max_tokens: int = 65536,
+) -> dict:
+    """Score `pairs` (a pair file), every pair of `fasta`, or `fasta` x `fasta_b`, into `out`
+    (.tsv or .parquet); see the module docstring. Returns a summary dict.
+
+    `ranks` come from Accelerate in `cli.predict`: each rank scores its slice, and rank 0
+    merges when all are done. `cache_dir` keeps the per-residue states (rank 0 encodes, the
+    others read; reused when valid); without it they are in memory, on disk beside the output
+    above `memory_limit` bytes. `max_tokens` budgets the pair batches (pairs x (longest A +
+    longest B)). `summary["complete"]` is False when `max_chunks` stopped the run early.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        raise UserError(f"{out}: output must end in one of {sorted(OUTPUT_FORMATS)}")
+    if options.top_k is not None and options.top_k < 1:
+        raise UserError("top_k must be at least 1")
+    if pairs is None and fasta is None:
+        raise UserError("give --pairs FILE, or --fasta F (all-vs-all), or --fasta F --fasta_b G")
+    if fasta_b is not None and (fasta is None or pairs is not None):
+        raise UserError("--fasta_b needs --fasta (set A) and no --pairs")
+    options = replace(options, threshold=check_threshold(model, options.threshold))
+    # One predict per output: a second one is refused (lock released on return or exit).
+    lock = (
+        acquire_lock(out.with_name(out.name + ".lock"), what="predict") if ranks.rank == 0 else None
+    )
+    try:
+        parts = _parts_dir(out)
+        if ranks.rank == 0 and overwrite:
+            shutil.rmtree(parts, ignore_errors=True)
+            out.unlink(missing_ok=True)
+        if ranks.barrier is not None:
+            ranks.barrier()
+        if out.exists() and not parts.exists():
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        plan, sequences = _plan(pairs, fasta, fasta_b, options)
+        signature = run_signature(model, [pairs, fasta, fasta_b], options, ranks.world_size)
+        encoding = {
+            "dtype": options.cache_dtype,
+            "max_residues": options.max_residues,
+            "progress": progress,
+        }
+        if cache_dir is not None:
+            cache = _shared_cache(model, sequences, cache_dir, encoding, ranks)
+        else:  # each rank encodes only the proteins of its own chunks
+            mine = {p: sequences[p] for p in plan.proteins_of(ranks.takes)}
+            spill = parts / f"embeddings-rank{ranks.rank}"
+            cache = encode_proteins(
+                model, mine, memory_limit=memory_limit, spill_dir=spill, **encoding
+            )
+        complete = run_rank(
+            model,
+            cache,
+            plan,
+            out,
+            options,
+            signature,
+            ranks=ranks,
+            max_chunks=max_chunks,
+            progress=progress,
+            max_tokens=max_tokens,
+        )
+        summary = {
+            "output": str(out),
+            "pairs": plan.total_pairs,
+            "proteins": len(sequences),
+            "chunks": plan.num_chunks,
+            "complete": complete,
+            "rows_written": None,
+        }
+        return _merge(summary, out, options, plan.has_labels, ranks)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _plan(
+    pairs: str | Path | None,
+    fasta: str | Path | None,
+    fasta_b: str | Path | None,
+    options: PredictOptions,
+) -> tuple[AllPairsPlan | PairFilePlan, dict[str, str]]:
+    """The plan of the pairs to score and the sequences of their proteins."""
+    if pairs is not None:
+        source = PairSource(pairs, fasta=fasta, max_residues=options.max_residues)
+        plan: AllPairsPlan | PairFilePlan = PairFilePlan(source, options.chunk_pairs)
+        sequences = plan.sequences
+    else:
+        set_a = read_fasta(fasta)
+        set_b = read_fasta(fasta_b) if fasta_b is not None else None
+        sequences = {**set_a, **(set_b or {})}
+        if set_b is not None:
+            clash = [p for p in set_a.keys() & set_b.keys() if set_a[p] != set_b[p]]
+            if clash:
+                raise UserError(f"{clash[0]!r} has different sequences in {fasta} and {fasta_b}")
+        lengths = {p: min(len(s), options.max_residues) for p, s in sequences.items()}
+        ids_b = list(set_b) if set_b is not None else None
+        plan = AllPairsPlan(
+            lengths, list(set_a), ids_b, include_self=options.include_self, tile=options.tile
+        )
+    if plan.total_pairs == 0:
+        raise UserError("no pairs to score")
+    return plan, sequences
+
+
+def _shared_cache(
+    model: torch.nn.Module,
+    sequences: dict[str, str],
+    cache_dir: str | Path,
+    encoding: dict,
+    ranks: Ranks,
+) -> EmbeddingCache:
+    """One cache folder for every rank: rank 0 encodes every protein once, the others wait
+    and read it (several ranks writing one memory-mapped file at once would corrupt it).
+    `encoding`: `encode_proteins`' dtype, max_residues and progress."""
+    if ranks.rank == 0:
+        cache = encode_proteins(model, sequences, directory=cache_dir, **encoding)
+    if ranks.barrier is not None:
+        ranks.barrier()
+    if ranks.rank != 0:
+        cache = EmbeddingCache.open(cache_dir)
+        if not cache.matches(model):
+            raise RuntimeError(f"{cache_dir}: the cache is not from this model's encoder")
+    return cache
+
+
+def _merge(
+    summary: dict, out: Path, options: PredictOptions, has_labels: bool, ranks: Ranks
+) -> dict:
+    """Rank 0 merges the parts into `out` once every rank is done (the rows it wrote go in
+    `summary["rows_written"]`); called on every rank (it waits for all of them)."""
+    if ranks.barrier is not None:
+        ranks.barrier()
+    if ranks.rank == 0 and ranks.world_size == 1 and summary["complete"]:
+        summary["rows_written"] = finalize(out, 1, options, has_labels)
+    elif ranks.rank == 0 and ranks.barrier is not None:
+        # Every rank passed the barrier, so all parts are final (or some rank stopped early).
+        done = [
+            json.loads(_part_paths(out, r, ranks.world_size)[1].read_text())["done"]
+            for r in range(ranks.world_size)
+        ]
+        summary["complete"] = all(done)
+        if all(done):
+            summary["rows_written"] = finalize(out, ranks.world_size, options, has_labels)
+    return summary

@@ -1,0 +1,82 @@
+"""`SECAIConfig`: everything needed to rebuild an SE-CAI model, saved as JSON beside its weights.
+
+The trainer's configuration embeds this one (`training.config.ModelConfig.secai`): the
+model's settings are declared once, here, and a recipe names them directly (`lora_r: 16`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ppi_dist.checks import check_at_least_one, check_choice, check_fraction
+from ppi_dist.errors import ConfigError
+from ppi_dist.models.attention import ENCODER_ATTENTION
+
+SYMMETRIC = ("average", "none")
+INTERACTIONS = ("cross_attention", "pooled")
+
+
+@dataclass
+class SECAIConfig:
+    """The model: its encoder, cross-attention, head, LoRA, how it runs, and its threshold."""
+
+    encoder: str | None = "facebook/esm2_t33_650M_UR50D"
+    """Hub name or local path of an ESM-2 checkpoint (`EsmModel` weights, safetensors)."""
+    encoder_config: dict | None = None
+    """An `EsmConfig` as a dict, to build the encoder with random weights instead of
+    `encoder` (tests, benchmark shapes); give exactly one of the two."""
+    cross_attention_heads: int = 8
+    """Heads of the A->B / B->A cross-attention; they must divide the encoder width."""
+    head_hidden: int = 512
+    """Width of the pair head's hidden layer."""
+    head_dropout: float = 0.1
+    """Dropout in the pair head, in [0, 1)."""
+    symmetric: str = "average"
+    """"average": the logits of (A, B) and (B, A) averaged, so score(A, B) == score(B, A)
+    exactly; "none": the raw order-dependent head (v_A - v_B is antisymmetric)."""
+    interaction: str = "cross_attention"
+    """"cross_attention" (SE-CAI) or "pooled": the classic baseline that max- and mean-pools
+    each protein's own residue states into the same head; only the interaction differs."""
+    lora_r: int = 8
+    """LoRA rank on the encoder's `lora_target_modules`."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on LoRA's input, in [0, 1)."""
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    """The encoder's linear layers LoRA adapts (peft has no default for ESM)."""
+    freeze_encoder: bool = False
+    """No LoRA: only cross-attention and head train, on states encoded once."""
+    activation_checkpointing: bool = False
+    """Recompute the encoder's activations in the backward pass (memory for time)."""
+    activation_checkpointing_every: int = 1
+    """With checkpointing, recompute every n-th encoder layer only (1: all); the others keep
+    their activations: memory against recompute, between all and none."""
+    encoder_attention: str = "sdpa"
+    """How packed encoder rows attend: "sdpa" (a dense block-diagonal mask), "cudnn" (the
+    same, cuDNN's kernel first), "flex" (FlexAttention, masked tiles skipped) or "varlen"
+    (flash attention over cumulative sequence lengths). All but "sdpa" run on CUDA only and
+    fall back to "sdpa" elsewhere (`models.attention`)."""
+    sync_batchnorm: bool = False
+    """Batch statistics of the head's BatchNorm computed over all GPUs (SyncBatchNorm)."""
+    decision_threshold: float = 0.5
+    """P(interact) at and above which a pair is predicted to interact; chosen on validation
+    at the end of training."""
+    threshold_objective: str | None = None
+    """What `decision_threshold` maximised on validation ("mcc", "weighted", "accuracy"),
+    once chosen."""
+
+    def __post_init__(self) -> None:
+        if self.interaction == "mean_pool":  # the old name of the pooled baseline
+            self.interaction = "pooled"
+        check_choice("symmetric", self.symmetric, SYMMETRIC)
+        check_choice("interaction", self.interaction, INTERACTIONS)
+        check_choice("encoder_attention", self.encoder_attention, ENCODER_ATTENTION)
+        check_at_least_one(
+            self,
+            ["lora_r", "cross_attention_heads", "head_hidden", "activation_checkpointing_every"],
+        )
+        check_fraction("head_dropout", self.head_dropout, closed=False)
+        check_fraction("lora_dropout", self.lora_dropout, closed=False)
+        if (self.encoder is None) == (self.encoder_config is None):
+            raise ConfigError("give exactly one of `encoder` (name or path) or `encoder_config`")

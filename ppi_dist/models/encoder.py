@@ -1,0 +1,117 @@
+"""The ESM-2 encoder: built (weights or a shape), with LoRA, and recognised by its weights.
+
+`build_encoder` is the one way an encoder is made, for training and for loading a saved
+model alike. `base_encoder` and `encoder_layers` see through peft's LoRA wrapper (for
+checkpointing, compile, saving and the kernel switch). A fingerprint says which weights an
+encoder holds: `encoder_fingerprint` (LoRA included: were these cached states computed by
+these weights?) and `base_encoder_fingerprint` (LoRA excluded: is this the encoder a saved
+adapter was trained on?), both from `weights_fingerprint`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import EsmConfig, EsmModel
+
+from ppi_dist.models import attention
+from ppi_dist.models.config import SECAIConfig
+
+
+def build_encoder(config: SECAIConfig) -> nn.Module:
+    """The ESM-2 encoder, with LoRA on `config.lora_target_modules` unless frozen.
+
+    The base weights are always frozen; LoRA (peft) adds the only trainable encoder weights.
+    """
+    if config.encoder_config is not None:
+        encoder = EsmModel(EsmConfig(**config.encoder_config), add_pooling_layer=False)
+    else:
+        # Same call for a Hub name and a local folder; weights load from safetensors.
+        encoder = EsmModel.from_pretrained(
+            config.encoder, add_pooling_layer=False, use_safetensors=True
+        )
+    encoder.requires_grad_(False)
+    rotary = getattr(encoder.config, "position_embedding_type", None) == "rotary"
+    if config.encoder_attention != "sdpa" and rotary:
+        # One attention function that runs SDPA, cuDNN-first SDPA, flex or varlen per call.
+        encoder.set_attn_implementation(attention.IMPLEMENTATION)
+    if config.activation_checkpointing:
+        # Non-reentrant: correct with frozen inputs and with ZeRO-2's gradient hooks.
+        # transformers 5 renamed gradient_checkpointing_enable (the old name still works,
+        # with a deprecation warning); 4.x has only the old one.
+        kwargs = {"use_reentrant": False}
+        if hasattr(encoder, "activation_checkpointing_enable"):
+            encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        every = config.activation_checkpointing_every
+        for index, layer in enumerate(encoder_layers(encoder)):
+            layer.gradient_checkpointing = index % every == 0
+    if config.freeze_encoder:
+        return encoder
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        bias="none",
+    )
+    return get_peft_model(encoder, lora)
+
+
+def base_encoder(encoder: nn.Module) -> nn.Module:
+    """The ESM-2 model itself, under peft's LoRA wrapper when there is one."""
+    return encoder.get_base_model() if isinstance(encoder, PeftModel) else encoder
+
+
+def encoder_layers(encoder: nn.Module) -> list[nn.Module]:
+    """ESM-2's transformer layers in order (`encoder.layer`), LoRA-wrapped or not."""
+    layers = getattr(getattr(base_encoder(encoder), "encoder", None), "layer", None)
+    if layers is None:
+        raise ValueError(f"no transformer layers (encoder.layer) in {type(encoder).__name__}")
+    return list(layers)
+
+
+def base_weights(base: nn.Module) -> dict[str, torch.Tensor]:
+    """The plain EsmModel state dict of a (possibly LoRA-wrapped) base: LoRA tensors dropped."""
+    weights = {}
+    for key, value in base.state_dict().items():
+        if "lora_" in key:
+            continue
+        weights[key.replace(".base_layer.", ".")] = value
+    return weights
+
+
+# ---- fingerprints ----------------------------------------------------------------------
+
+
+def weights_fingerprint(
+    tensors: Mapping[str, torch.Tensor], *, samples: int, digest: str, length: int
+) -> str:
+    """Hash of every tensor's name, shape and a strided sample of at most `samples` values:
+    milliseconds to a second even for ESM-2 650M, and any trained matrix changes it."""
+    hasher = hashlib.new(digest)
+    for name, tensor in sorted(tensors.items()):
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // samples)].float().cpu().numpy()
+        hasher.update(f"{name}:{tuple(tensor.shape)}".encode())
+        hasher.update(sample.tobytes())
+    return hasher.hexdigest()[:length]
+
+
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """The encoder's weights, LoRA included: an embedding cache records it, so states from
+    other weights are never reused."""
+    return weights_fingerprint(encoder.state_dict(), samples=4096, digest="sha1", length=20)
+
+
+def base_encoder_fingerprint(encoder: nn.Module) -> str:
+    """The BASE encoder's weights: LoRA excluded, names unwrapped. The same pretrained ESM-2
+    gives the same fingerprint with or without an adapter on it, so a saved model can say
+    which encoder weights its adapter and head were trained on."""
+    base = base_weights(base_encoder(encoder))
+    return weights_fingerprint(base, samples=65536, digest="sha256", length=32)

@@ -1,0 +1,295 @@
+"""SE-CAI: Siamese ESM-2 Cross-Attention Interaction model.
+
+Read top to bottom, a batch goes:
+
+1. `encode`: ONE call of the shared ESM-2 on the batch's distinct sequences -> per-residue
+   states. One call (not one for A and one for B) is what keeps DeepSpeed ZeRO-2 and
+   activation checkpointing correct for a siamese model, and encodes a protein that occurs
+   in several pairs only once. The sequences are packed several to a row (`packing`), so
+   short partners of long proteins cost no padding.
+2. `CrossAttention`: A's residues attend to B's (A->B) and B's to A's (B->A) with shared
+   W_Q, W_K, W_V, through `F.scaled_dot_product_attention` (with the padding mask, the GPU
+   runs its memory-efficient or cuDNN kernel; tests/gpu checks it is never the math one).
+3. `masked_max_mean`: max- and mean-pool each direction over real residues only.
+4. `PairHead`: v = [v_A, v_B, v_A - v_B, v_A * v_B] -> Linear -> BatchNorm -> GELU ->
+   Dropout -> Linear -> one logit per pair.
+
+Its settings are `models.config.SECAIConfig`; the encoder is built by `models.encoder`;
+saving and loading are `models.saving`.
+
+Residues only: `<cls>`, `<eos>` and padding are masked out of cross-attention keys and of
+pooling. They carry no residue of the partner protein, and counting them would let the
+sequence length leak into the pooled vector.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ppi_dist.models import attention
+from ppi_dist.models.config import SECAIConfig
+from ppi_dist.models.encoder import base_encoder, build_encoder
+from ppi_dist.models.packing import (
+    LAYOUT_FIELDS,
+    pack_batch,
+    packed_inputs_from_layout,
+    unpack_states,
+)
+
+
+def residue_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """True at residue positions: the attention mask less `<cls>` (first) and `<eos>` (last)."""
+    mask = attention_mask.bool().clone()
+    lengths = mask.sum(dim=1)
+    mask[:, 0] = False
+    mask[torch.arange(mask.shape[0], device=mask.device), lengths - 1] = False
+    return mask
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from a query protein's residues to a key protein's residues.
+
+    The same W_Q, W_K, W_V serve both directions (A->B and B->A): the model is siamese here
+    too. d_k = d / heads. Padding (and `<cls>`/`<eos>`) of the key protein is masked.
+    `project` and `attend` are the two halves of `forward`: the projections act per residue,
+    so `SECAI.pair_logits` projects each distinct protein once and attends per pair.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"encoder width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.w_q = nn.Linear(dim, dim)
+        # No key bias: it adds the same q.b to every logit of a query, which softmax ignores.
+        self.w_k = nn.Linear(dim, dim, bias=False)
+        self.w_v = nn.Linear(dim, dim)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+        return x.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)
+
+    def project(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(U, L, d) -> Q, K, V, each (U, heads, L, d_k)."""
+        return tuple(self._split_heads(w(states)) for w in (self.w_q, self.w_k, self.w_v))
+
+    @staticmethod
+    def attend(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Query residues read key residues: (P, h, Lq, d_k) x2 + (P, Lk) bool -> (P, Lq, d)."""
+        # Boolean mask, True = attend; broadcast over heads and query positions.
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        pairs, _, length, _ = attended.shape
+        return attended.transpose(1, 2).reshape(pairs, length, -1)
+
+    def forward(
+        self, query_states: torch.Tensor, key_states: torch.Tensor, key_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(P, Lq, d), (P, Lk, d), (P, Lk) bool -> (P, Lq, d)."""
+        q, _, _ = self.project(query_states)
+        _, k, v = self.project(key_states)
+        return self.attend(q, k, v, key_mask)
+
+
+def masked_max_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[max, mean] over the positions where `mask` is True: (P, L, d), (P, L) -> (P, 2d).
+
+    The mean is summed and divided in fp32: in bf16 a count of 529 residues rounds to 528
+    and 1,022 to 1,024, and a long sum of bf16 values loses its low digits.
+    """
+    mask = mask.unsqueeze(-1)
+    lowest = torch.finfo(states.dtype).min
+    maxed = states.masked_fill(~mask, lowest).amax(dim=1)
+    count = mask.sum(dim=1).clamp(min=1).float()
+    mean = states.masked_fill(~mask, 0.0).float().sum(dim=1) / count
+    return torch.cat([maxed, mean.to(states.dtype)], dim=-1)
+
+
+class PairHead(nn.Module):
+    """Linear -> BatchNorm1d -> GELU -> Dropout -> Linear on v = [v_A, v_B, v_A-v_B, v_A*v_B].
+
+    BatchNorm rule: in training, a batch of fewer than two rows (one pair, not symmetrised)
+    has no batch variance, so it is normalised with the running statistics instead, and the
+    running statistics are left unchanged. Each rank normalises its own micro-batch (uneven
+    sizes are fine); `sync_batchnorm=True` makes statistics global across GPUs.
+    """
+
+    def __init__(self, pooled_dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4 * pooled_dim, hidden)
+        self.norm = nn.BatchNorm1d(hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, v_a: torch.Tensor, v_b: torch.Tensor) -> torch.Tensor:
+        pair_vector = torch.cat([v_a, v_b, v_a - v_b, v_a * v_b], dim=-1)
+        hidden = self.fc1(pair_vector)
+        if self.training and hidden.shape[0] < 2:
+            hidden = F.batch_norm(
+                hidden,
+                self.norm.running_mean,
+                self.norm.running_var,
+                self.norm.weight,
+                self.norm.bias,
+                training=False,
+                eps=self.norm.eps,
+            )
+        else:
+            hidden = self.norm(hidden)
+        return self.fc2(self.dropout(F.gelu(hidden))).squeeze(-1)
+
+
+class SECAI(nn.Module):
+    """Siamese ESM-2 encoder + bidirectional cross-attention + pair head. Returns logits."""
+
+    def __init__(self, config: SECAIConfig, encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder if encoder is not None else build_encoder(config)
+        dim = self.encoder.config.hidden_size
+        # The pooled baseline has no cross-attention at all: an unused module would make DDP
+        # fail ("parameters that were not used in producing loss").
+        self.cross_attention = (
+            CrossAttention(dim, config.cross_attention_heads)
+            if config.interaction == "cross_attention"
+            else None
+        )
+        self.head = PairHead(2 * dim, config.head_hidden, config.head_dropout)
+        if config.sync_batchnorm:
+            self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        layout: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Last-layer per-residue states of the distinct sequences: (U, L, d).
+
+        One encoder call. The sequences are packed several to a row (`packing`), each
+        attending only to itself, so the encoder runs on little padding; the states come
+        back one sequence per row, zero at padding. Encoders that cannot take a packed
+        layout (absolute positions, kernels without a 4D mask) run the padded rows as given.
+        `layout` (the batch's `pack_*` tensors, computed by the data loader on the CPU) spares
+        the device a host synchronisation; without it the layout is computed here.
+        """
+        if not self._can_pack():
+            output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            return output.last_hidden_state
+        base = base_encoder(self.encoder)
+        pad_id = base.config.pad_token_id
+        packed = (
+            packed_inputs_from_layout(input_ids, layout, pad_id)
+            if layout is not None
+            else pack_batch(input_ids, attention_mask, pad_id)
+        )
+        # Embedding here, with the 2D token mask: ESM-2's embedding layer reads the mask as
+        # (rows, tokens), while the layers below get the packed layout.
+        embeddings = base.embeddings(input_ids=packed.input_ids, attention_mask=packed.token_mask)
+        attend, extra = attention.packed_attention_inputs(
+            packed, embeddings, self.config.encoder_attention, base.config._attn_implementation
+        )
+        packed_states = self.encoder(
+            inputs_embeds=embeddings,
+            attention_mask=attend,
+            position_ids=packed.position_ids,
+            **extra,
+        ).last_hidden_state
+        return unpack_states(packed_states, packed, attention_mask.shape)
+
+    def _can_pack(self) -> bool:
+        config = self.encoder.config
+        return getattr(config, "position_embedding_type", None) == "rotary" and (
+            config._attn_implementation in ("sdpa", "eager", attention.IMPLEMENTATION)
+        )
+
+    def pair_logits(
+        self,
+        side_a: tuple[torch.Tensor, torch.Tensor],
+        side_b: tuple[torch.Tensor, torch.Tensor],
+        index_a: torch.Tensor,
+        index_b: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits of pairs (side_a row index_a[i], side_b row index_b[i]): THE pair scoring.
+
+        Each side is `(states (U, L, d), mask (U, L) True at residues)` of distinct proteins,
+        from `encode` (training: both sides are the same tuple) or from an embedding cache
+        (`scoring`, frozen-encoder training). W_Q, W_K, W_V act per residue, so each
+        distinct protein is projected once and the pairs index the projections: an
+        all-vs-all tile of t x t pairs needs 2t projections, not 2t^2.
+        """
+        (states_a, mask_a), (states_b, mask_b) = side_a, side_b
+        # Cached states may be stored in another precision than the weights (fp16 cache,
+        # fp32 or bf16 weights): compute in the weights' precision.
+        dtype = self.head.fc1.weight.dtype
+        states_a = states_a.to(dtype)
+        states_b = states_a if side_b is side_a else states_b.to(dtype)
+        pair_mask_a, pair_mask_b = mask_a[index_a], mask_b[index_b]
+        if self.cross_attention is not None:
+            q_a, k_a, v_a = self.cross_attention.project(states_a)
+            q_b, k_b, v_b = (
+                (q_a, k_a, v_a) if side_b is side_a else self.cross_attention.project(states_b)
+            )
+            attend = self.cross_attention.attend
+            # A's residues read B, and B's residues read A.
+            a_to_b = attend(q_a[index_a], k_b[index_b], v_b[index_b], pair_mask_b)
+            b_to_a = attend(q_b[index_b], k_a[index_a], v_a[index_a], pair_mask_a)
+            pooled_a = masked_max_mean(a_to_b, pair_mask_a)
+            pooled_b = masked_max_mean(b_to_a, pair_mask_b)
+        else:  # pooled baseline: each protein's own residues, pooled the same way
+            pooled_a = masked_max_mean(states_a, mask_a)[index_a]
+            pooled_b = masked_max_mean(states_b, mask_b)[index_b]
+        if self.config.symmetric == "none":
+            return self.head(pooled_a, pooled_b)
+        # Both orders in one head call (BatchNorm sees the same rows either way), then the
+        # mean of the two logits: addition commutes, so score(A,B) == score(B,A) exactly.
+        both = self.head(torch.cat([pooled_a, pooled_b]), torch.cat([pooled_b, pooled_a]))
+        forward, backward = both.chunk(2)
+        return (forward + backward) / 2
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        index_a: torch.Tensor | None = None,
+        index_b: torch.Tensor | None = None,
+        states: torch.Tensor | None = None,
+        states_mask: torch.Tensor | None = None,
+        **batch: object,
+    ) -> torch.Tensor:
+        """Batch from `data.collate_pairs` -> one logit per pair (P,).
+
+        Frozen-encoder training passes precomputed per-residue `states` and their
+        `states_mask` (from `embeddings.EmbeddingCache`) instead of tokens.
+        """
+        if states is None:
+            has_layout = all(name in batch for name in LAYOUT_FIELDS)
+            layout = {name: batch[name] for name in LAYOUT_FIELDS} if has_layout else None
+            states = self.encode(input_ids, attention_mask, layout)
+            states_mask = residue_mask(attention_mask)
+        side = (states, states_mask)
+        return self.pair_logits(side, side, index_a, index_b)
+
+    @torch.no_grad()
+    def predict_proba(self, batch: dict) -> torch.Tensor:
+        """P(interact) per pair, in eval mode (dropout off, BatchNorm running statistics)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.sigmoid(self(**batch).float())
+        finally:
+            self.train(was_training)
+
+    # ---- what trains (saved by `models.saving`) ------------------------------------
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Cross-attention and head weights (+ BatchNorm buffers): what is not the encoder."""
+        return {
+            f"{name}.{key}": value
+            for name in ("cross_attention", "head")
+            if getattr(self, name) is not None
+            for key, value in getattr(self, name).state_dict().items()
+        }

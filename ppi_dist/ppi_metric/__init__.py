@@ -1,5 +1,0 @@
-"""Path of the `evaluate` module, for `evaluate.load(ppi_dist.ppi_metric.PATH)`."""
-
-from pathlib import Path
-
-PATH = str(Path(__file__).with_name("ppi_metric.py"))

@@ -1,0 +1,258 @@
+"""Resumable training state, in safetensors and JSON.
+
+A checkpoint folder `checkpoints/step_00000120/` holds:
+
+    trainable.safetensors   LoRA, cross-attention and head weights, BatchNorm statistics
+    best.safetensors        the best weights so far (by the configured metric), if any
+    optimizer.safetensors   AdamW moments per parameter   } without DeepSpeed
+    optimizer.json          parameter groups              }
+    deepspeed/              DeepSpeed's own partitioned optimizer state (ZeRO-2 runs)
+    rng_<rank>.safetensors  torch RNG state of each rank  (+ rng_<rank>.json: Python, NumPy)
+    trainer_state.json      step, epoch, data position, scheduler, best metric, config
+    COMPLETE                written last: a folder without it is an interrupted save
+
+Nothing here is unpickled, except DeepSpeed's own optimizer files under `deepspeed/`,
+which DeepSpeed reads itself: resume only from checkpoints your own runs wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, gather_object
+from safetensors.torch import save_file
+
+from ppi_dist.errors import NonFiniteWeightsError
+from ppi_dist.files import read_safetensors
+from ppi_dist.training.rundir import check_resume_config
+
+COMPLETE = "COMPLETE"
+
+
+# ---- a whole checkpoint: what the trainer calls ----------------------------------------
+
+
+def save(
+    root: Path, state: dict, best: dict, model, optimizer, scheduler, accelerator: Accelerator
+) -> Path:
+    """Write checkpoint `step_<state["step"]>` under `root`: everything to continue exactly.
+
+    `state` is JSON (step, epoch, data position, config...); `best` holds the best weights
+    so far under "tensors". Every rank takes part (DeepSpeed saves its own partitions).
+    """
+    step = state["step"]
+    trainables = trainable_tensors(accelerator.unwrap_model(model))
+    if not all_finite(trainables):
+        raise NonFiniteWeightsError(f"step {step}: weights are not finite; no checkpoint written")
+    directory = step_dir(root, step)
+    if accelerator.is_main_process:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / COMPLETE).unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        model.save_checkpoint(str(directory / "deepspeed"), exclude_frozen_parameters=True)
+    elif accelerator.is_main_process:
+        tensors, groups = optimizer_to_files(optimizer.optimizer)
+        save_file(tensors, directory / "optimizer.safetensors")
+        write_json(directory / "optimizer.json", groups)
+    save_rng(directory, accelerator.process_index)
+    if accelerator.is_main_process:
+        save_file(trainables, directory / "trainable.safetensors")
+        if best["tensors"] is not None:
+            save_file(best["tensors"], directory / "best.safetensors")
+        scalars = {k: v for k, v in best.items() if k != "tensors"}
+        write_json(
+            directory / "trainer_state.json",
+            {**state, "scheduler": scheduler.state_dict(), "best": scalars},
+        )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (directory / COMPLETE).touch()
+        rotate(root, state["keep_checkpoints"])
+    accelerator.wait_for_everyone()
+    return directory
+
+
+def load(directory: Path, model, optimizer, scheduler, accelerator: Accelerator) -> dict:
+    """Restore a checkpoint written by `save`; returns its state with `best["tensors"]`."""
+    if not (directory / COMPLETE).is_file():
+        raise FileNotFoundError(f"{directory}: not a completed checkpoint")
+    state = json.loads((directory / "trainer_state.json").read_text())
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        model.load_checkpoint(
+            str(directory / "deepspeed"),
+            load_module_strict=False,
+            load_optimizer_states=True,
+            load_lr_scheduler_states=False,
+        )
+    else:
+        groups = json.loads((directory / "optimizer.json").read_text())
+        tensors = read_safetensors(directory / "optimizer.safetensors")
+        optimizer.optimizer.load_state_dict(optimizer_from_files(tensors, groups))
+    # After DeepSpeed's own load, so our trainables (BatchNorm statistics included) win.
+    load_trainable_tensors(
+        accelerator.unwrap_model(model), read_safetensors(directory / "trainable.safetensors")
+    )
+    scheduler.load_state_dict(state["scheduler"])
+    load_rng(directory, accelerator.process_index)
+    best_path = directory / "best.safetensors"
+    state["best"]["tensors"] = read_safetensors(best_path) if best_path.is_file() else None
+    return state
+
+
+def resume(
+    directory: Path,
+    model,
+    optimizer,
+    scheduler,
+    accelerator: Accelerator,
+    config: dict,
+    override: str | None = None,
+) -> dict:
+    """`load`, after checking this command line against the checkpoint's configuration.
+
+    Settings that matter (learning rates, data, model shape, seed...) must be the same
+    unless named in `override` (`--resume_override`); overridden learning rates are applied
+    to the restored optimizer and schedule (which would otherwise win silently).
+    """
+    saved = json.loads((directory / "trainer_state.json").read_text())["config"]
+    changed = check_resume_config(saved, config, override=override)
+    state = load(directory, model, optimizer, scheduler, accelerator)
+    for i, group in enumerate(optimizer.param_groups):
+        name = f"learning_rate_{group.get('part', '')}"
+        if name in config and saved.get(name) != config[name]:
+            scheduler.base_lrs[i] = config[name]
+            group["lr"] = config[name] * scheduler.lr_lambdas[i](scheduler.last_epoch)
+    state["overridden"] = changed
+    return state
+
+
+def check_ranks_agree(model: torch.nn.Module, accelerator: Accelerator) -> str:
+    """Every rank must hold the same trainable weights; untied processes are caught here."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(trainable_tensors(model).items()):
+        digest.update(name.encode())
+        digest.update(tensor.float().numpy().tobytes())
+    digests = gather_object([digest.hexdigest()[:16]])
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"ranks ended with different weights: {digests}")
+    return digests[0]
+
+
+# ---- the parts --------------------------------------------------------------------------
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"step_{step:08d}"
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The completed checkpoint with the highest step under `root`, if any."""
+    done = [p for p in root.glob("step_*") if (p / COMPLETE).is_file()]
+    return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
+
+
+def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters that train, plus the head's buffers (BatchNorm running statistics)."""
+    tensors = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    tensors.update({f"head.{n}": b.detach() for n, b in model.head.named_buffers()})
+    return {n: t.cpu().contiguous().clone() for n, t in tensors.items()}
+
+
+def load_trainable_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy saved trainables into the model; every trainable must be in the file."""
+    expected = set(trainable_tensors(model))
+    missing, unexpected = expected - set(tensors), set(tensors) - expected
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint does not fit this model: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
+        )
+    result = model.load_state_dict(tensors, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys
+
+
+def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
+    return all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+
+
+def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """An optimizer state dict as (tensors for safetensors, JSON-able parameter groups)."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"{index}.{name}": (value if torch.is_tensor(value) else torch.tensor(value)).cpu()
+        for index, slots in state["state"].items()
+        for name, value in slots.items()
+    }
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def optimizer_from_files(tensors: dict[str, torch.Tensor], groups: dict) -> dict:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    param_groups = groups["param_groups"]
+    for group in param_groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    return {"state": state, "param_groups": param_groups}
+
+
+def save_rng(directory: Path, rank: int) -> None:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda_{i}"] = s
+    save_file(tensors, directory / f"rng_{rank}.safetensors")
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    (directory / f"rng_{rank}.json").write_text(
+        json.dumps(
+            {
+                "python": [version, list(internal), gauss_next],
+                "numpy": [kind, keys.tolist(), position, has_gauss, gauss],
+            }
+        )
+    )
+
+
+def load_rng(directory: Path, rank: int) -> None:
+    path = directory / f"rng_{rank}.safetensors"
+    if not path.is_file():  # resumed on more ranks than saved: fresh streams for the new ones
+        return
+    tensors = read_safetensors(path)
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda_")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    states = json.loads((directory / f"rng_{rank}.json").read_text())
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+
+
+def write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def rotate(root: Path, keep: int) -> None:
+    """Delete all but the newest `keep` completed checkpoints.
+
+    The newest completed checkpoint is always kept, whatever `keep` says (0 or negative
+    included): it is what `--resume_from latest` needs, e.g. after a pre-emption save.
+    """
+    done = sorted(
+        (p for p in root.glob("step_*") if (p / COMPLETE).is_file()),
+        key=lambda p: int(p.name.split("_")[1]),
+    )
+    for old in done[: max(len(done) - max(keep, 1), 0)]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,82 @@
+"""Frozen-encoder training: the embedding cache as the source of the encoder's states.
+
+With `freeze_encoder: true` the encoder never changes, so every protein of every split is
+encoded once (`open_training_cache`) and each step gathers its batch's states from the cache
+(`with_cached_states`) instead of running ESM-2; only cross-attention and head train.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from ppi_dist.data.batching import batch_to_device
+from ppi_dist.data.pairs import PairSource, sequences_of
+from ppi_dist.inference.cache import EmbeddingCache, covering_cache
+from ppi_dist.models.packing import LAYOUT_FIELDS
+
+
+def open_training_cache(
+    model: nn.Module,
+    sources: Iterable[PairSource],
+    directory: str | Path,
+    accelerator: Accelerator,
+    max_residues: int,
+) -> EmbeddingCache:
+    """Every protein of every split encoded once, by the main process, on the accelerator's
+    device; the other processes wait, then memory-map the same folder.
+
+    A cache already in the folder is reused when it holds every protein needed, from the
+    same encoder weights and crop (`inference.cache.covering_cache`).
+    """
+    directory, started = Path(directory), time.perf_counter()
+    if accelerator.is_main_process:
+        sequences = {}
+        for source in sources:
+            sequences.update(sequences_of(source.pair_rows()))
+        if covering_cache(directory, model, sequences, max_residues) is None:
+            EmbeddingCache.build(
+                model,
+                sequences,
+                directory=directory,
+                max_residues=max_residues,
+                device=accelerator.device,
+                progress=True,
+            )
+    accelerator.wait_for_everyone()
+    cache = EmbeddingCache.open(directory)
+    device = torch.device(accelerator.device)
+    # On a GPU with room, the states live there: each step gathers its batch on the device.
+    resident = device.type == "cuda" and cache.nbytes < 0.4 * torch.cuda.mem_get_info(device)[0]
+    if resident:
+        cache.keep_on(device)
+    seconds, where = time.perf_counter() - started, "; kept on the GPU" if resident else ""
+    accelerator.print(
+        f"embedding cache: {len(cache):,} proteins, {cache.nbytes / 2**20:,.0f} "
+        f"MiB in {directory} ({seconds:.0f} s){where}"
+    )
+    return cache
+
+
+def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device) -> dict:
+    """A training batch with its proteins' cached residue states, every tensor on `device`.
+
+    Frozen-encoder batches (`data.batching.PairBatches(cache_index=...)`) already carry
+    `cache_rows`, `index_a` and `index_b`, made in the loader's workers: here they are copied
+    and the states gathered, nothing per pair runs in Python. A batch of tokens
+    (`collate_pairs`) is indexed here from its protein ids, and its tokens and packing layout
+    are dropped (the encoder does not run). The states keep the cache's dtype (see
+    `EmbeddingCache.gather`).
+    """
+    if "cache_rows" not in batch:
+        unused = {"input_ids", "attention_mask", *LAYOUT_FIELDS}
+        batch = {k: v for k, v in batch.items() if k not in unused}
+        batch.update(cache.index.pair_rows(batch["protein_a"], batch["protein_b"]))
+    states, states_mask = cache.gather(batch["cache_rows"], dtype=None, device=device)
+    rest = {k: v for k, v in batch.items() if k != "cache_rows"}
+    return {**batch_to_device(rest, device), "states": states, "states_mask": states_mask}

@@ -1,0 +1,84 @@
+"""What a run leaves in its folder at the end: predictions, plots, metrics and the model.
+
+output_dir/
+  predictions_validation.tsv, predictions_test.tsv   every pair, its probability, decision
+  plots/validation/, plots/test/                      PR, ROC and threshold plots
+  metrics.json                                        each split, and every objective
+  model/                                              the model folder (`hub.folder`)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from ppi_dist.data.pairs import PairSource
+from ppi_dist.evaluation.plots import plot_evaluation
+from ppi_dist.evaluation.threshold import ThresholdResult
+from ppi_dist.hub.card import ModelCard
+from ppi_dist.hub.folder import save_for_hub
+from ppi_dist.inference.scoring import ScoredPairs
+from ppi_dist.models.saving import from_pretrained, save_pretrained
+from ppi_dist.models.secai import SECAI
+from ppi_dist.training.config import TrainConfig
+
+
+@dataclass
+class FinalResults:
+    """The end of a run, at the threshold chosen on validation."""
+
+    results: dict[str, ThresholdResult]
+    """Split ("validation", "test") -> its metrics at that threshold."""
+    predictions: dict[str, ScoredPairs]
+    """Split -> its pairs and their probabilities."""
+    comparison: dict[str, dict[str, ThresholdResult]] | None = None
+    """Each threshold objective's validation choice and test metrics
+    (`evaluation.threshold.compare_objectives`), when there is a test split."""
+
+
+def save_and_reload(model: SECAI, folder: Path, accelerator: Accelerator) -> SECAI:
+    """Save `model` (main process), then load it back on every process, on its device: the
+    model exactly as it ships (fp32 weights), for the scores its threshold is chosen on."""
+    if accelerator.is_main_process:
+        shutil.rmtree(folder, ignore_errors=True)
+        save_pretrained(model, folder)
+    accelerator.wait_for_everyone()
+    return from_pretrained(folder).to(accelerator.device)
+
+
+def save_run_outputs(
+    config: TrainConfig, model: SECAI, final: FinalResults, sources: dict[str, PairSource]
+) -> Path:
+    """Predictions, plots, metrics.json and the model folder with its card (main process)."""
+    output_dir = Path(config.run.output_dir)
+    chosen = final.results["validation"]
+    model.config.decision_threshold = chosen.threshold
+    model.config.threshold_objective = chosen.objective
+    images: list[Path] = []
+    for split, result in final.results.items():
+        scored = final.predictions[split]
+        scored.write_tsv(output_dir / f"predictions_{split}.tsv", chosen.threshold)
+        if config.evaluation.plots:
+            plots = output_dir / "plots" / split
+            images += plot_evaluation(scored.scores, scored.labels, result, plots, split)
+    metrics = {split: result.summary() for split, result in final.results.items()}
+    extra: dict = {"threshold_objective": chosen.objective}
+    if final.comparison:
+        extra["objectives"] = {
+            objective: {"threshold": pair["validation"].threshold, "test": pair["test"].summary()}
+            for objective, pair in final.comparison.items()
+        }
+    text = json.dumps({**metrics, **extra}, indent=2, default=str) + "\n"
+    (output_dir / "metrics.json").write_text(text)
+    names = {"train": "train", "valid": "validation", "test": "test"}
+    data = {
+        names[split]: ", ".join(source.files) or str(source.dataset_name)
+        for split, source in sources.items()
+    }
+    card = ModelCard(metrics=metrics, data=data, repo_id=config.run.push_to_hub)
+    folder = output_dir / "model"
+    return save_for_hub(model, folder, card, training_config=config.to_dict(), images=images)

@@ -1,0 +1,81 @@
+"""Helpers the tests share: tiny ESM-2 SE-CAI models, random protein pairs, the paths."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from ppi_dist.data.pairs import Pair
+from ppi_dist.data.sequences import tokenize
+from ppi_dist.models.config import SECAIConfig
+from ppi_dist.models.secai import SECAI
+from ppi_dist.models.shapes import tiny_esm2_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+STANDARD = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def random_sequence(rng: random.Random, low: int = 8, high: int = 40) -> str:
+    return "".join(rng.choice(STANDARD) for _ in range(rng.randint(low, high)))
+
+
+def random_pairs(n: int, seed: int = 0, proteins: int | None = None) -> list[Pair]:
+    """`n` labelled pairs over `proteins` distinct random proteins (default: 2n)."""
+    rng = random.Random(seed)
+    pool = [random_sequence(rng) for _ in range(proteins or 2 * n)]
+    pairs = []
+    for _ in range(n):
+        i, j = rng.randrange(len(pool)), rng.randrange(len(pool))
+        pairs.append(Pair(f"P{i}", f"P{j}", pool[i], pool[j], float(rng.random() < 0.5)))
+    return pairs
+
+
+def tiny_model(seed: int = 0, **overrides) -> SECAI:
+    torch.manual_seed(seed)
+    settings = {
+        "encoder": None,
+        "encoder_config": tiny_esm2_config(),
+        "cross_attention_heads": 4,
+        "head_hidden": 16,
+        "head_dropout": 0.0,
+        "lora_r": 4,
+    }
+    return SECAI(SECAIConfig(**{**settings, **overrides}))
+
+
+def states_alone(model: SECAI, sequences: list[str]) -> list[torch.Tensor]:
+    """Each sequence through the encoder on its own, no padding at all."""
+    alone = []
+    for sequence in sequences:
+        ids, mask = tokenize([sequence])
+        alone.append(model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[0])
+    return alone
+
+
+def sgd_step(model: SECAI, batch: dict) -> None:
+    """One plain SGD step on binary cross-entropy: moves LoRA, head and BatchNorm statistics."""
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    logits = model(**batch)
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"]).backward()
+    optimizer.step()
+
+
+# The function each `encoder_attention` choice must reach in `ppi_dist.models.attention`.
+KERNEL_FUNCTION = {
+    "varlen": "varlen_attention",
+    "flex": "flex_attention_forward",
+    "cudnn": "sdpa_kernel",
+}
+
+
+def spy_on_kernel(monkeypatch, choice: str) -> list[int]:
+    """Count calls into the attention function `choice` must take; the real one still runs."""
+    from ppi_dist.models import attention
+
+    name = KERNEL_FUNCTION[choice]
+    calls, real = [], getattr(attention, name)
+    monkeypatch.setattr(attention, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls

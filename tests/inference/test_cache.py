@@ -1,0 +1,165 @@
+"""Embedding cache: states equal the encoder's, scoring from the cache equals `forward`."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from ppi_dist.data.batching import collate_pairs
+from ppi_dist.data.pairs import sequences_of
+from ppi_dist.data.sequences import tokenize
+from ppi_dist.errors import CacheTooLargeError
+from ppi_dist.inference import cache as cache_module
+from ppi_dist.inference.cache import DTYPES, EmbeddingCache
+from ppi_dist.models.secai import residue_mask
+from tests.helpers import random_pairs, random_sequence, tiny_model
+
+
+def _proteins(n: int = 9, seed: int = 1) -> dict[str, str]:
+    rng = random.Random(seed)
+    return {f"Q{i}": random_sequence(rng, 5, 60) for i in range(n)}
+
+
+def test_states_are_the_encoders_residue_states():
+    model = tiny_model().eval()
+    proteins = _proteins()
+    cache = EmbeddingCache.build(model, proteins, dtype="float32", max_tokens=200)
+    for protein, sequence in proteins.items():
+        input_ids, attention_mask = tokenize([sequence])
+        with torch.no_grad():
+            expected = model.encode(input_ids, attention_mask)[0, 1 : len(sequence) + 1]
+        assert torch.allclose(cache.states_of(protein), expected, atol=1e-5)
+    states, mask = cache.get(["Q3", "Q0"])
+    assert mask.sum(1).tolist() == [len(proteins["Q3"]), len(proteins["Q0"])]
+    assert states.shape[:2] == mask.shape and torch.all(states[~mask] == 0)
+
+
+def test_pair_logits_from_the_cache_equal_forward():
+    model = tiny_model().eval()
+    pairs = random_pairs(12, seed=3, proteins=8)
+    batch = collate_pairs(pairs)
+    expected = model.predict_proba(batch)
+    proteins = sequences_of(pairs)
+    cache = EmbeddingCache.build(model, proteins, dtype="float32")
+    ids = list(proteins)
+    states, mask = cache.get(ids)
+    index_a = torch.tensor([ids.index(p.protein_a) for p in pairs])
+    index_b = torch.tensor([ids.index(p.protein_b) for p in pairs])
+    with torch.no_grad():
+        got = torch.sigmoid(model.pair_logits((states, mask), (states, mask), index_a, index_b))
+    assert torch.allclose(got, expected, atol=1e-5)
+    # The layout differs from encode's (<cls> first) but the masks select the same residues.
+    assert residue_mask(batch["attention_mask"]).sum().item() == sum(
+        len(s) for s in {p.sequence_a for p in pairs} | {p.sequence_b for p in pairs}
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_is_close_and_takes_half_the_memory(dtype):
+    model = tiny_model().eval()
+    proteins = _proteins()
+    full = EmbeddingCache.build(model, proteins, dtype="float32")
+    half = EmbeddingCache.build(model, proteins, dtype=dtype)
+    assert half.nbytes * 2 == full.nbytes
+    a, _ = full.get(list(proteins))
+    b, _ = half.get(list(proteins))
+    assert b.dtype == torch.float32
+    assert torch.allclose(a, b, rtol=1e-2, atol=1e-2)
+
+
+def test_long_sequences_are_centre_cropped():
+    model = tiny_model().eval()
+    sequence = random_sequence(random.Random(5), 50, 50)
+    cache = EmbeddingCache.build(model, {"long": sequence}, dtype="float32", max_residues=20)
+    input_ids, attention_mask = tokenize([sequence[15:35]])
+    with torch.no_grad():
+        expected = model.encode(input_ids, attention_mask)[0, 1:21]
+    assert cache.length("long") == 20
+    assert torch.allclose(cache.states_of("long"), expected, atol=1e-5)
+
+
+def test_disk_cache_round_trip_reuse_and_staleness(tmp_path):
+    model = tiny_model().eval()
+    proteins = _proteins()
+    memory = EmbeddingCache.build(model, proteins, dtype="bfloat16")
+    built = EmbeddingCache.build(model, proteins, dtype="bfloat16", directory=tmp_path / "c")
+    assert isinstance(built.array, np.memmap)
+    index = json.loads((tmp_path / "c" / "index.json").read_text())
+    assert index["ids"] == list(proteins) and index["dtype"] == "bfloat16"
+    reopened = EmbeddingCache.open(tmp_path / "c")
+    assert reopened.matches(model) and not reopened.matches(tiny_model(seed=1))
+    assert torch.equal(reopened.get(["Q2", "Q5"])[0], memory.get(["Q2", "Q5"])[0])
+    # Same proteins and encoder: reused as it is (file untouched).
+    before = (tmp_path / "c" / "states.bin").stat().st_mtime_ns
+    EmbeddingCache.build(model, proteins, dtype="bfloat16", directory=tmp_path / "c")
+    assert (tmp_path / "c" / "states.bin").stat().st_mtime_ns == before
+    # Another encoder: rebuilt, not silently reused.
+    other = tiny_model(seed=7).eval()
+    rebuilt = EmbeddingCache.build(other, proteins, dtype="bfloat16", directory=tmp_path / "c")
+    assert rebuilt.matches(other)
+    # An in-memory cache saves to the same format.
+    memory.save(tmp_path / "m")
+    assert torch.equal(EmbeddingCache.open(tmp_path / "m").states_of("Q1"), memory.states_of("Q1"))
+
+
+def test_memory_limit_refuses_or_goes_to_disk(tmp_path):
+    model = tiny_model().eval()
+    proteins = _proteins()
+    with pytest.raises(CacheTooLargeError, match="directory"):
+        EmbeddingCache.build(model, proteins, memory_limit=100)
+    on_disk = EmbeddingCache.build(model, proteins, memory_limit=100, directory=tmp_path)
+    assert len(on_disk) == len(proteins)
+
+
+def test_truncated_states_file_is_refused(tmp_path):
+    model = tiny_model().eval()
+    EmbeddingCache.build(model, _proteins(), directory=tmp_path)
+    with open(tmp_path / "states.bin", "r+b") as handle:
+        handle.truncate(10)
+    with pytest.raises(ValueError, match="bytes, expected"):
+        EmbeddingCache.open(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_states_kept_on_a_device_are_gathered_the_same(dtype):
+    model = tiny_model().eval()
+    proteins = _proteins()
+    cache = EmbeddingCache.build(model, proteins, dtype=dtype)
+    ids = ["Q3", "Q0", "Q3", "Q1"]
+    expected_states, expected_mask = cache.get(ids)
+    cache.keep_on("cpu")  # the GPU path, on the CPU: one flat copy, gathered by index
+    states, mask = cache.get(ids)
+    assert torch.equal(mask, expected_mask)
+    assert torch.equal(states, expected_states)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_gather_by_rows_equals_get_by_ids(dtype, tmp_path):
+    proteins = _proteins()
+    cache = EmbeddingCache.build(tiny_model().eval(), proteins, dtype=dtype, directory=tmp_path)
+    ids = ["Q4", "Q1", "Q4", "Q8"]
+    states, mask = cache.gather(cache.index.rows(ids), dtype=None)
+    assert states.dtype == DTYPES[dtype][0]
+    for k, protein in enumerate(ids):
+        n = cache.length(protein)
+        assert mask[k].sum() == n and torch.equal(states[k, :n], cache.states_of(protein))
+        assert torch.all(states[k, n:] == 0)
+
+
+def test_cache_build_encodes_where_it_was_asked_with_the_model_there(monkeypatch):
+    """The trainer builds the frozen-encoder cache on the accelerator's device: the model
+    must be moved there first, so token ids and weights share a device."""
+    seen = []
+
+    def spy(model, input_ids, attention_mask):
+        seen.append((input_ids.device, next(model.parameters()).device))
+        return torch.zeros(*input_ids.shape, 32)
+
+    monkeypatch.setattr(cache_module, "_encode", spy)
+    model = tiny_model()  # on the CPU, as before `accelerator.prepare`
+    EmbeddingCache.build(model, {"P1": "MKTAYIAK", "P2": "MLLV"}, device=torch.device("meta"))
+    assert seen and all(ids == weights == torch.device("meta") for ids, weights in seen)

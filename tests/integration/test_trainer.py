@@ -1,0 +1,224 @@
+"""The trainer end to end: non-finite losses, the frozen encoder, the scores `predict` and
+`evaluate` reproduce, and a run folder that belongs to one run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ppi_dist.cli.evaluate import main as evaluate_main
+from ppi_dist.evaluation.evaluate import evaluate
+from ppi_dist.hub.loading import load_model
+from ppi_dist.models.saving import from_pretrained
+from tests.helpers import REPO
+from tests.integration.runs import (
+    TINY,
+    check_predict_reproduces_test_scores,
+    launch,
+    losses,
+    run_python,
+    trainables,
+    trainer_env,
+)
+
+pytestmark = pytest.mark.multiprocess
+
+
+NAN_AT_STEP_3 = """
+import sys, torch
+import ppi_dist.training.step as step
+real_loss, calls = step.focal_loss, [0]
+def poisoned(*args, **kwargs):
+    calls[0] += 1
+    loss = real_loss(*args, **kwargs)
+    return loss * float("nan") if calls[0] == 3 else loss
+step.focal_loss = poisoned
+from ppi_dist.cli.train import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_nonfinite_loss(tmp_path, mode):
+    out = tmp_path / mode
+    args = [
+        *TINY,
+        "--max_steps",
+        "5",
+        "--checkpoint_every",
+        "1",
+        "--eval_every",
+        "1000",
+        "--output_dir",
+        str(out),
+        "--nonfinite_loss",
+        mode,
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", NAN_AT_STEP_3, *args],
+        cwd=REPO,
+        env=trainer_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    saved = sorted(p.name for p in (out / "checkpoints").glob("step_*"))
+    if mode == "stop":
+        assert result.returncode == 2  # a user-facing error: one line, exit 2
+        assert "error: step 3 (epoch 0): non-finite loss" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert saved == ["step_00000001", "step_00000002"]  # nothing after the NaN
+    else:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "step 3: non-finite loss, step skipped" in result.stdout
+        assert saved[-1] == "step_00000005"
+        for path in (out / "checkpoints").glob("step_*/trainable.safetensors"):
+            assert all(torch.isfinite(t).all() for t in load_file(path).values())
+
+
+def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
+    out = tmp_path / "frozen"
+    args = [*TINY, "--freeze_encoder", "true", "--max_steps", "3", "--output_dir", str(out)]
+    result = launch(args)
+    assert "embedding cache:" in result.stdout
+    assert (out / "embedding_cache").is_dir()
+    model = from_pretrained(out / "model")
+    assert not [n for n, _ in model.named_parameters() if "lora_" in n]
+    assert not (out / "model" / "adapter").exists()
+    trained = trainables(out, 3)
+    assert trained and all(n.startswith(("cross_attention.", "head.")) for n in trained)
+
+
+TOKEN_BATCHES_FOR_FROZEN = """
+import sys
+import ppi_dist.training.sources as sources
+real = sources.PairBatches
+def token_batches(*args, cache_index, **kwargs):  # the frozen input path before cache rows
+    print("token batches for a cache of", len(cache_index.row), "proteins")
+    return real(*args, **kwargs)
+sources.PairBatches = token_batches
+from ppi_dist.cli.train import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_frozen_cache_row_batches_train_exactly_as_token_batches(tmp_path):
+    # Fixed-size batches hold the same pairs either way, so the steps must be identical.
+    common = [
+        *TINY,
+        "--freeze_encoder",
+        "true",
+        "--batch_size",
+        "8",
+        "--max_steps",
+        "4",
+        "--checkpoint_every",
+        "4",
+        "--eval_every",
+        "1000",
+    ]
+    rows, tokens = tmp_path / "rows", tmp_path / "tokens"
+    launch([*common, "--output_dir", str(rows)])
+    result = subprocess.run(
+        [sys.executable, "-c", TOKEN_BATCHES_FOR_FROZEN, *common, "--output_dir", str(tokens)],
+        cwd=REPO,
+        env=trainer_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "token batches for a cache of" in result.stdout
+    assert len(losses(rows)) == 4 and losses(rows) == losses(tokens)
+    expected, got = trainables(tokens, 4), trainables(rows, 4)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_predict_reproduces_the_trainers_test_scores(tmp_path):
+    """The threshold is chosen on the scores `predict` computes: same model, same pairs, the
+    same numbers (both go through `scoring`; 1e-6 is the rounding of the printed 6 decimals)."""
+    out = tmp_path / "run"
+    launch([*TINY, "--max_steps", "4", "--output_dir", str(out)])
+    assert check_predict_reproduces_test_scores(out, tmp_path / "scores.tsv", timeout=300) == 48
+    data = out / "synthetic_data"
+    # `evaluate` on the run's test file reproduces the trainer's test metrics exactly.
+    report = evaluate(
+        load_model(out / "model"),
+        data / "test.tsv",
+        data / "sequences.fasta",
+        train=data / "train.tsv",
+        n_resamples=200,
+    )
+    trained = json.loads((out / "metrics.json").read_text())
+    assert report["metrics"] == trained["test"]
+    intervals = report["intervals_95"]
+    assert intervals["auroc"][0] <= report["metrics"]["auroc"] <= intervals["auroc"][1]
+    assert report["by_class"] == {"C3 (none seen)": {"pairs": 48, **trained["test"]}}
+    assert report["trivial"]["all_positive"]["recall"] == 1.0
+    evaluate_main(
+        [
+            "--model",
+            str(out / "model"),
+            "--pairs",
+            str(data / "test.tsv"),
+            "--fasta",
+            str(data / "sequences.fasta"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--bootstrap",
+            "50",
+        ]
+    )
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["metrics"] == trained["test"]
+    assert (tmp_path / "eval" / "plots" / "pr_curve.png").is_file()
+
+
+def test_a_run_folder_belongs_to_one_run(tmp_path):
+    """Through the trainer: a folder holding another run is refused, with one line and exit
+    2; --overwrite replaces it; a resume with other learning rates is refused unless
+    overridden, and the override is applied; keep_checkpoints 0 is refused."""
+    out = tmp_path / "run"
+    args = [*TINY, "--max_steps", "2", "--output_dir", str(out)]
+    launch(args)
+
+    def refused(extra: list[str]) -> str:
+        result = run_python(["ppi_dist/train.py", *args, *extra])
+        assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        return result.stderr.strip().splitlines()[-1]
+
+    other_run = refused([])
+    assert "holds another run" in other_run and "--overwrite" in other_run
+    assert "keep_checkpoints" in refused(["--overwrite", "true", "--keep_checkpoints", "0"])
+    assert "learning_rate_head" in refused(
+        ["--resume_from", "latest", "--learning_rate_head", "1e-2"]
+    )
+    resumed = launch(
+        [
+            *args,
+            "--resume_from",
+            "latest",
+            "--max_steps",
+            "3",
+            "--learning_rate_head",
+            "1e-2",
+            "--resume_override",
+            "learning_rate_head",
+        ]
+    )
+    assert "overridden learning_rate_head" in resumed.stdout
+    state = json.loads((out / "checkpoints" / f"step_{3:08d}" / "optimizer.json").read_text())
+    head_rates = {group["lr"] for group in state["param_groups"] if group["part"] == "head"}
+    assert head_rates == {1e-2}  # constant schedule: the new rate, not the saved one
+    before = (out / "train_log.jsonl").read_text()
+    launch([*args, "--overwrite", "true"])
+    assert (out / "train_log.jsonl").read_text() != before
+    assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_00000002"]

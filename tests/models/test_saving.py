@@ -1,0 +1,65 @@
+"""Saving and loading a model's own files: no pickle, the same probabilities, portable folders."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from ppi_dist.models.config import SECAIConfig
+from ppi_dist.models.saving import from_pretrained, save_pretrained
+from ppi_dist.models.secai import SECAI
+from tests.helpers import SHARED, sgd_step, tiny_model
+
+
+def test_save_and_load_round_trip_without_unpickling(tmp_path, batch, monkeypatch):
+    model = tiny_model().train()
+    sgd_step(model, batch)
+    sgd_step(model, batch)  # non-zero LoRA B, moved BatchNorm statistics
+    model.config.decision_threshold = 0.37
+    expected = model.predict_proba(batch)
+    save_pretrained(model, tmp_path)
+
+    saved = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert "adapter/adapter_model.safetensors" in saved
+    assert "secai_head.safetensors" in saved
+    assert not [name for name in saved if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("torch.load called: loading must not unpickle")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    loaded = from_pretrained(tmp_path)
+    assert loaded.config.decision_threshold == 0.37
+    assert torch.equal(loaded.predict_proba(batch), expected)
+
+
+def test_frozen_encoder_has_no_lora_and_round_trips(tmp_path, batch):
+    model = tiny_model(freeze_encoder=True)
+    assert not [n for n, _ in model.named_parameters() if "lora_" in n]
+    save_pretrained(model, tmp_path)
+    assert torch.equal(from_pretrained(tmp_path).predict_proba(batch), model.predict_proba(batch))
+
+
+ESM2_8M = SHARED / "models" / "esm2_t6_8M"
+
+
+@pytest.mark.real_data
+def test_real_8m_encoder_loads_by_path_like_a_hub_name(batch):
+    model = SECAI(SECAIConfig(encoder=str(ESM2_8M), cross_attention_heads=4, head_hidden=16))
+    assert model.encoder.config.hidden_size == 320
+    assert model.encoder.config.num_hidden_layers == 6
+    probabilities = model.predict_proba(batch)
+    assert probabilities.shape == (6,) and torch.all((probabilities > 0) & (probabilities < 1))
+
+
+def test_reloaded_model_saves_again_to_a_portable_folder(tmp_path, batch):
+    model = tiny_model()
+    save_pretrained(model, tmp_path / "first")
+    reloaded = from_pretrained(tmp_path / "first")
+    save_pretrained(reloaded, tmp_path / "second")
+
+    shutil.rmtree(tmp_path / "first")
+    again = from_pretrained(tmp_path / "second")
+    assert torch.equal(again.predict_proba(batch), model.predict_proba(batch))
