@@ -1,105 +1,92 @@
 """All-vs-all prediction: encode-once (embedding cache) versus encoding both proteins per pair.
 
-    python benchmarks/all_vs_all.py [--proteins 200] [--naive_pairs 160]
+    python -m benchmarks.all_vs_all [--proteins 200] [--naive_pairs 96]
 
 Takes the first `--proteins` proteins of the Bernett gold-standard FASTA (centre-cropped to
-1,022 residues), builds SE-CAI on the real 8M ESM-2 in ../shared/models with the default
-config (LoRA r=8, 8 cross-attention heads, head 512; the head's weights are random: speed
-does not depend on them) and measures, in the same run:
+1,022 residues), builds SE-CAI from the trainer's flags (default: the real 8M ESM-2 in
+../shared/models and the trainer's model defaults, LoRA r=8, 8 cross-attention heads, head
+512; the head's weights are random: speed does not depend on them) and measures, in the
+same run:
 
 - encode-once: `EmbeddingCache.build` (each protein through the encoder once), then
-  `predict.predict` over every unordered pair (cross-attention + head only), written to TSV;
+  `inference.predict.predict` over every unordered pair (cross-attention + head only),
+  written to TSV;
 - naive: batches of `--naive_batch` pairs where both proteins of every pair go through the
   encoder (`SECAI.forward` on 2 sequences per pair), on a seeded sample of the pairs,
   extrapolated to all of them.
 
-Prints pairs/s of both, the speed-up, peak memory, the machine and library versions.
+Prints pairs/s of both, the speed-up, peak memory, the machine and library versions. Every
+other flag is the trainer's (`--encoder`, `--encoder_shape`, `--cross_attention_heads`, ...).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from ppi_dist.data import read_fasta  # noqa: E402
-from ppi_dist.embeddings import EmbeddingCache  # noqa: E402
-from ppi_dist.model import SECAI, SECAIConfig  # noqa: E402
-from ppi_dist.predict import predict  # noqa: E402
-from ppi_dist.sequences import ESM2_MAX_RESIDUES, crop, tokenize  # noqa: E402
-
-SHARED = REPO.parent / "shared"
-
-
-def machine() -> str:
-    import peft
-    import transformers
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{platform.platform()} | {platform.processor() or platform.machine()} | "
-        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()} | {device} | "
-        f"python {platform.python_version()}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, peft {peft.__version__}"
-    )
-
-
-def peak_memory() -> str:
-    rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    text = f"peak RSS {rss_gib:.2f} GiB"
-    if torch.cuda.is_available():
-        text += f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
-    return text
+from benchmarks.core import (
+    DEFAULT_FASTA,
+    PeakMemory,
+    build_model,
+    default_device,
+    machine_line,
+    trainer_config,
+)
+from ppi_dist.data.batching import batch_to_device
+from ppi_dist.data.fasta import read_fasta, write_fasta
+from ppi_dist.data.sequences import ESM2_MAX_RESIDUES, crop, tokenize
+from ppi_dist.inference.cache import EmbeddingCache
+from ppi_dist.inference.predict import PredictOptions, predict
+from ppi_dist.models.secai import SECAI
 
 
 @torch.no_grad()
-def naive_pairs_per_second(model, sequences, pairs, batch_pairs, device) -> tuple[float, list]:
+def naive_pairs_per_second(
+    model: SECAI, sequences: dict[str, str], pairs: list[tuple[str, str]], batch_pairs: int
+) -> tuple[float, list[float]]:
     """Both proteins of every pair through the encoder, `batch_pairs` pairs per call."""
+    device = next(model.parameters()).device
     probabilities = []
     start = time.perf_counter()
     for i in range(0, len(pairs), batch_pairs):
-        batch = pairs[i : i + batch_pairs]
+        chunk = pairs[i : i + batch_pairs]
         # Two sequences per pair, no reuse across pairs: what scoring pairs one by one costs.
-        texts = [crop(sequences[p], ESM2_MAX_RESIDUES) for pair in batch for p in pair]
+        texts = [crop(sequences[p], ESM2_MAX_RESIDUES) for pair in chunk for p in pair]
         input_ids, attention_mask = tokenize(texts)
-        index_a = torch.arange(0, 2 * len(batch), 2, device=device)
-        logits = model(input_ids.to(device), attention_mask.to(device), index_a, index_a + 1)
+        index_a = torch.arange(0, 2 * len(chunk), 2)
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "index_a": index_a,
+            "index_b": index_a + 1,
+        }
+        logits = model(**batch_to_device(batch, device))
         probabilities += torch.sigmoid(logits.float()).tolist()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return len(pairs) / (time.perf_counter() - start), probabilities
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--fasta", default=str(SHARED / "data/bernett-gold/sequences.fasta"))
-    parser.add_argument("--encoder", default=str(SHARED / "models/esm2_t6_8M"))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser.add_argument("--fasta", default=str(DEFAULT_FASTA))
     parser.add_argument("--proteins", type=int, default=200)
     parser.add_argument("--naive_pairs", type=int, default=96)
     parser.add_argument("--naive_batch", type=int, default=8)
     parser.add_argument("--tile", type=int, default=64)
-    parser.add_argument(
-        "--cross_attention_heads", type=int, default=SECAIConfig.cross_attention_heads
-    )  # the trainer's default
     parser.add_argument("--cache_dtype", default="float16")
-    args = parser.parse_args()
+    args, flags = parser.parse_known_args(argv)
+    device = torch.device(default_device())
+    config = trainer_config(parser, flags, device)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"machine: {machine()}")
-    torch.manual_seed(0)
-    config = SECAIConfig(encoder=args.encoder, cross_attention_heads=args.cross_attention_heads)
-    model = SECAI(config).to(device).eval()
+    print(machine_line(device))
+    memories = [PeakMemory(torch.device("cpu"))] + [PeakMemory(device)] * (device.type == "cuda")
+    model = build_model(config, device).eval()
     everything = read_fasta(args.fasta)
     ids = list(everything)[: args.proteins]
     sequences = {p: everything[p] for p in ids}
@@ -113,7 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         fasta = scratch / "proteins.fasta"
-        fasta.write_text("".join(f">{p}\n{s}\n" for p, s in sequences.items()))
+        write_fasta(fasta, sequences)
         start = time.perf_counter()
         EmbeddingCache.build(model, sequences, directory=scratch / "cache", dtype=args.cache_dtype)
         encode_s = time.perf_counter() - start
@@ -122,9 +109,8 @@ def main() -> None:
             model,
             scratch / "scores.tsv",
             fasta=fasta,
-            tile=args.tile,
+            options=PredictOptions(tile=args.tile, cache_dtype=args.cache_dtype),
             cache_dir=scratch / "cache",
-            cache_dtype=args.cache_dtype,
             progress=False,
         )
         score_s = time.perf_counter() - start
@@ -142,9 +128,7 @@ def main() -> None:
     rng = random.Random(0)
     all_pairs = list(cached)
     sample = rng.sample(all_pairs, min(args.naive_pairs, len(all_pairs)))
-    naive, probabilities = naive_pairs_per_second(
-        model, sequences, sample, args.naive_batch, device
-    )
+    naive, probabilities = naive_pairs_per_second(model, sequences, sample, args.naive_batch)
     worst = max(abs(p - cached[pair]) for p, pair in zip(probabilities, sample, strict=True))
     print(
         f"naive: {len(sample)} sampled pairs in batches of {args.naive_batch}: {naive:,.2f} "
@@ -153,10 +137,10 @@ def main() -> None:
     )
     print(f"speed-up of encode-once: {fast / naive:,.1f}x end to end")
     print(
-        f"cross-attention heads {args.cross_attention_heads}, cache {args.cache_dtype}, "
+        f"cross-attention heads {model.config.cross_attention_heads}, cache {args.cache_dtype}, "
         f"tile {args.tile}, naive batch {args.naive_batch}"
     )
-    print(peak_memory())
+    print(", ".join(memory.describe() for memory in memories))
 
 
 if __name__ == "__main__":

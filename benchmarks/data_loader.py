@@ -1,20 +1,20 @@
 """Data loading benchmark: padding waste, loader speed and memory on a real pair file.
 
-    python benchmarks/data_loader.py [--pairs ../shared/data/bernett-gold/train.tsv]
-        [--fasta ../shared/data/bernett-gold/sequences.fasta] [--max-tokens 16384]
-        [--frozen-only] [--frozen-max-tokens 65536,262144,1048576]
+    python -m benchmarks.data_loader [--pairs ../shared/data/bernett-gold/train.tsv]
+        [--fasta ../shared/data/bernett-gold/sequences.fasta] [--max_tokens 16384]
+        [--frozen_only] [--frozen_max_tokens 65536,262144,1048576]
 
 Padding is counted as the encoder runs it: our batches' distinct sequences packed into rows
-of the batch's longest (`ppi_dist.packing`, what `SECAI.encode` does), padded tokens = rows x
+of the batch's longest (`ppi_dist.models.packing`, what `SECAI.encode` does), padded tokens = rows x
 width; real tokens = attention_mask.sum(). Compared: our token-budget batches from a
 length-sorted buffer versus random fixed-size batches (as many pairs per batch as ours
 average) padded to their longest, one sequence per row; ours unpacked (one sequence per row)
 is printed too. Then one full training epoch (shuffle, crops, tokenising, packing plan) for
 batches/s, with the peak RSS after each quarter of the epoch: flat means streaming holds no
-more than its buffers (skip with --no-padding-stats).
+more than its buffers (skip with --no_padding_stats).
 
 Then the input stage alone (no model), as the trainer gets it: `BatchLoader` with 0, 1, 2
-workers (--workers), the first --speed-batches batches of a training epoch, batches/s and
+workers (--workers), the first --speed_batches batches of a training epoch, batches/s and
 pairs/s from the first batch handed out (startup included) and after it (steady), beside
 what the trainer consumed on one H200 with the 8M encoder (about 600 pairs/s frozen at
 65,536 tokens, 300 LoRA at 32,768).
@@ -23,68 +23,62 @@ Then the frozen-encoder input stage, old path against new, in the same run: old 
 batches at the encoder budget (crops, tokens, packing plan and layout), whose protein ids
 `with_cached_states` turns into cache rows in the training loop (as before cache-row
 batches, there with a dict and lists); new = `PairBatches(cache_index=...)`, cache rows made
-by the loader at the pair-token budget (pairs x 2 x longest), for each --frozen-max-tokens.
+by the loader at the pair-token budget (pairs x 2 x longest), for each --frozen_max_tokens.
 Both run `with_cached_states` in the loop, as the trainer does, on a stand-in cache: the
-proteins' real (centre-cropped) lengths, states of width --frozen-hidden on PyTorch's "meta"
+proteins' real (centre-cropped) lengths, states of width --frozen_hidden on PyTorch's "meta"
 device, which computes shapes only. So the loop's time (ms/batch) is the host's share,
 Python and operator dispatch, while the gather is left out as the device work it is on a
 GPU (queued kernels); meta kernels run in Python, so dispatch is a little overstated. The
-first --frozen-pairs pairs of a training epoch: batches/s and pairs/s after the first batch
+first --frozen_pairs pairs of a training epoch: batches/s and pairs/s after the first batch
 (steady) and with startup, against the issue's target of 20,000 pairs/s (frozen 8M, H200).
-(`--frozen-only` skips the encoder-mode measurements.)
+(`--frozen_only` skips the encoder-mode measurements.)
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import resource
 import time
-from pathlib import Path
 
-import datasets
-import numpy as np
 import torch
 
-from ppi_dist.data import BatchLoader, PairBatches, PairSource, _datasets_lines, read_lines
-from ppi_dist.embeddings import EmbeddingCache, with_cached_states
-from ppi_dist.packing import encoder_tokens
+from benchmarks.core import DEFAULT_FASTA, DEFAULT_PAIRS, PeakMemory, machine_report, stand_in_cache
+from ppi_dist.data.batching import PairBatches
+from ppi_dist.data.loader import BatchLoader
+from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.reading import datasets_lines, read_lines
+from ppi_dist.models.packing import encoder_tokens
+from ppi_dist.training.frozen import with_cached_states
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bernett-gold"
+RSS = PeakMemory(torch.device("cpu"))  # never reset: the process's peak so far
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return RSS.peak_bytes() / 2**20
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--pairs", default=str(DATA / "train.tsv"))
-    parser.add_argument("--fasta", default=str(DATA / "sequences.fasta"))
-    parser.add_argument("--max-tokens", type=int, default=16384)
-    parser.add_argument("--sort-buffer", type=int, default=4096)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--pairs", default=str(DEFAULT_PAIRS))
+    parser.add_argument("--fasta", default=str(DEFAULT_FASTA))
+    parser.add_argument("--max_tokens", type=int, default=16384)
+    parser.add_argument("--sort_buffer", type=int, default=4096)
     parser.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
-    parser.add_argument("--speed-batches", type=int, default=500)
-    parser.add_argument("--no-padding-stats", action="store_true")
-    parser.add_argument("--old-frozen-max-tokens", type=int, default=65536)
-    parser.add_argument("--frozen-max-tokens", default="65536,262144,1048576")
-    parser.add_argument("--frozen-pairs", type=int, default=40000)
-    parser.add_argument("--frozen-hidden", type=int, default=8)
-    parser.add_argument("--frozen-only", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--speed_batches", type=int, default=500)
+    parser.add_argument("--no_padding_stats", action="store_true")
+    parser.add_argument("--old_frozen_max_tokens", type=int, default=65536)
+    parser.add_argument("--frozen_max_tokens", default="65536,262144,1048576")
+    parser.add_argument("--frozen_pairs", type=int, default=40000)
+    parser.add_argument("--frozen_hidden", type=int, default=8)
+    parser.add_argument("--frozen_only", action="store_true")
+    args = parser.parse_args(argv)
 
-    print(
-        f"machine: {platform.machine()}, {torch.get_num_threads()} threads, {platform.platform()}"
-    )
-    print(
-        f"python {platform.python_version()}, torch {torch.__version__}, "
-        f"datasets {datasets.__version__}"
-    )
+    for line in machine_report(torch.device("cpu")):  # the input stage runs on the CPU
+        print(line)
     print(f"pairs: {args.pairs}\nfasta: {args.fasta}\n")
 
-    # The two ways to read a text pair file's lines (see the `ppi_dist.data` docstring).
+    # The two ways to read a text pair file's lines (see the `ppi_dist.data.pairs` docstring).
     if not args.pairs.endswith(".parquet") and not args.frozen_only:
-        for name, reader in (("read_lines", read_lines), ("datasets text", _datasets_lines)):
+        for name, reader in (("read_lines", read_lines), ("datasets text", datasets_lines)):
             for _ in range(2):  # the first pass includes imports and the page cache
                 start = time.perf_counter()
                 lines = sum(1 for _ in reader(args.pairs))
@@ -180,23 +174,6 @@ def input_stage_speed(source: PairSource, args: argparse.Namespace) -> None:
 
 # The issue's target: frozen 8M trainer pairs/s on one H200 (it ran 807 with 2 workers).
 FROZEN_TARGET = 20_000
-
-
-def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
-    """A cache with the source's proteins at their stored (centre-cropped) lengths and zero
-    states of width `hidden`: the index and the gather as in training, without encoding."""
-    ids = list(source.sequences)
-    lengths = np.array([min(len(source.sequences[p]), source.max_residues) for p in ids])
-    states = np.zeros((int(lengths.sum()), hidden), dtype=np.float16)
-    return EmbeddingCache(
-        ids,
-        lengths,
-        states,
-        "float16",
-        digests=[""] * len(ids),
-        fingerprint="",
-        max_residues=source.max_residues,
-    )
 
 
 def frozen_input_speed(source: PairSource, args: argparse.Namespace) -> None:

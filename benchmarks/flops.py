@@ -1,5 +1,8 @@
 """FLOP model of one SE-CAI training step (ESM-2 + LoRA + cross-attention + head).
 
+    python -m benchmarks.flops                      # the 650M shape, Bernett train
+    python -m benchmarks.flops --mfu 0.35 --gpus 1 8 --max_tokens 16384 --skip_batching
+
 Only matrix multiplications are counted (2 FLOPs per multiply-add); layer norms, softmax,
 GELU, rotary embeddings, biases and the optimizer are left out (well under 1% here).
 
@@ -14,7 +17,8 @@ Backward with a FROZEN encoder: a frozen weight needs no weight gradient, so eac
 matmul costs only its input gradient, 1x its forward. QK^T and AV multiply two activations,
 so both operands need a gradient: 2x. LoRA and the trainable parts (cross-attention, head)
 need weight and input gradients: 2x. Activation checkpointing runs the encoder forward once
-more in the backward pass (+1 encoder forward).
+more in the backward pass (+1 encoder forward). Without LoRA (`freeze_encoder`) nothing in
+the encoder needs a gradient, so its backward and recomputation are not run at all.
 
 Cross-attention, per pair with widths La, Lb, both directions (A->B and B->A), shared W_Q,
 W_K, W_V (d x d): projections 2 d^2 * 3 (La + Lb), scores + weighted sum 2 * 4 La Lb d.
@@ -24,12 +28,29 @@ Head: fc1 on [v_A, v_B, v_A - v_B, v_A * v_B] (8d -> h) for 2P rows (both orders
 "model FLOPs" = forward + backward (what MFU is measured against); "executed FLOPs" adds the
 checkpointing recomputation (hardware FLOPs, HFU). FlashAttention's own recomputation of the
 scores in its backward pass is not counted in either.
+
+The projection (`main`) counts an epoch of a pair file for a named encoder shape and the
+trainer's model flags (`--encoder_shape`, `--lora_r`, `--head_hidden`,
+`--activation_checkpointing`, `--max_tokens`; defaults: the 650M shape, checkpointing on).
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+import torch
+
+from benchmarks.core import DEFAULT_FASTA, DEFAULT_PAIRS, trainer_config
+from ppi_dist.data.batching import PairBatches
+from ppi_dist.data.fasta import read_fasta
+from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
+from ppi_dist.evaluation.audit import read_pairs
+from ppi_dist.models.config import SECAIConfig
+from ppi_dist.models.packing import encoder_tokens
 
 # Dense bf16 tensor-core peak (no sparsity), in TFLOP/s. H200 has the H100 SXM's compute.
 PEAK_TFLOPS = {
@@ -58,6 +79,32 @@ class EncoderShape:
         """Weights of the per-token matmuls (non-embedding, no biases/norms)."""
         d, f = self.hidden, self.intermediate
         return self.layers * (4 * d * d + 2 * d * f)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the FLOP model needs of an SE-CAI model: its encoder's shape and the sizes of
+    what trains."""
+
+    encoder: EncoderShape
+    lora_r: int = 8
+    """0: no LoRA (a frozen encoder, which no gradient passes through)."""
+    head_hidden: int = 512
+    symmetric: bool = True
+    """Both orders of every pair through the head (`symmetric: average`)."""
+    checkpointing: bool = False
+
+    @classmethod
+    def of(cls, config: SECAIConfig, encoder_config: dict | object) -> ModelShape:
+        """The shape of a model of `config` whose encoder has `encoder_config` (a built
+        model's `model.encoder.config`, or an `EsmConfig` dict)."""
+        return cls(
+            EncoderShape.from_config(encoder_config),
+            lora_r=0 if config.freeze_encoder else config.lora_r,
+            head_hidden=config.head_hidden,
+            symmetric=config.symmetric == "average",
+            checkpointing=config.activation_checkpointing,
+        )
 
 
 @dataclass
@@ -97,10 +144,9 @@ class StepFlops:
         return self.model + self.recompute
 
 
-def encoder_flops(
-    shape: EncoderShape, widths: Iterable[int], lora_r: int = 8, checkpointing: bool = False
-) -> StepFlops:
+def encoder_flops(model: ModelShape, widths: Iterable[int]) -> StepFlops:
     """One encoder call on sequences of the given widths (padded widths if padded)."""
+    shape = model.encoder
     d = shape.hidden
     tokens = square = 0
     for width in widths:
@@ -108,50 +154,45 @@ def encoder_flops(
         square += width * width
     linear = 2.0 * shape.matmul_params * tokens
     attention = 4.0 * shape.layers * square * d
-    lora = 2.0 * shape.layers * (2 * 2 * lora_r * d) * tokens
+    lora = 2.0 * shape.layers * (2 * 2 * model.lora_r * d) * tokens
     forward = linear + attention
+    if model.lora_r == 0:  # frozen: no gradient enters the encoder
+        return StepFlops(encoder_forward=forward)
     return StepFlops(
         encoder_forward=forward,
         encoder_backward=linear + 2.0 * attention,  # frozen weights: input gradients only
-        recompute=(forward + lora) if checkpointing else 0.0,
+        recompute=(forward + lora) if model.checkpointing else 0.0,
         trainable_forward=lora,
         trainable_backward=2.0 * lora,
     )
 
 
-def pair_flops(
-    hidden: int, pair_widths: Iterable[tuple[int, int]], head_hidden: int, symmetric: bool = True
-) -> StepFlops:
+def pair_flops(model: ModelShape, pair_widths: Iterable[tuple[int, int]]) -> StepFlops:
     """Cross-attention (both directions) and the pair head for pairs of widths (La, Lb)."""
-    d = hidden
+    d, head_hidden = model.encoder.hidden, model.head_hidden
     forward = 0.0
     pairs = 0
     for width_a, width_b in pair_widths:
         pairs += 1
         forward += 2.0 * d * d * 3 * (width_a + width_b) + 8.0 * width_a * width_b * d
-    rows = 2 * pairs if symmetric else pairs
+    rows = 2 * pairs if model.symmetric else pairs
     forward += 2.0 * rows * (8 * d * head_hidden + head_hidden)
     return StepFlops(trainable_forward=forward, trainable_backward=2.0 * forward)
 
 
 def secai_step_flops(
-    shape: EncoderShape,
+    model: ModelShape,
     encoder_calls: Sequence[Sequence[int]],
     pair_widths: Sequence[tuple[int, int]],
-    *,
-    lora_r: int = 8,
-    head_hidden: int = 512,
-    symmetric: bool = True,
-    checkpointing: bool = False,
 ) -> StepFlops:
     """A whole step: each encoder call is a list of per-sequence widths.
 
     Ours: one call on the distinct sequences, all at the batch width. The naive baseline:
     two calls (A batch, B batch), each padded to its own longest.
     """
-    total = pair_flops(shape.hidden, pair_widths, head_hidden, symmetric)
+    total = pair_flops(model, pair_widths)
     for widths in encoder_calls:
-        total = total + encoder_flops(shape, widths, lora_r, checkpointing)
+        total = total + encoder_flops(model, widths)
     return total
 
 
@@ -177,27 +218,11 @@ class EpochCount:
     flops: StepFlops = field(default_factory=StepFlops)
 
 
-def count_batched_epoch(
-    pair_file: str,
-    fasta: str,
-    shape: EncoderShape,
-    max_tokens: int,
-    *,
-    lora_r: int,
-    head_hidden: int,
-    checkpointing: bool,
-    seed: int = 0,
-) -> EpochCount:
+def count_batched_epoch(source: PairSource, model: ModelShape, max_tokens: int) -> EpochCount:
     """Run the data layer's token-budget batching over a whole pair file (no model) and sum
     the FLOPs of every batch as it would be trained: dedup and padding as they come."""
-    from ppi_dist.data import PairBatches, PairSource
-    from ppi_dist.packing import encoder_tokens
-
-    batches = PairBatches(
-        PairSource(pair_file, fasta=fasta), seed=seed, training=True, max_tokens=max_tokens
-    )
     count = EpochCount()
-    for batch in batches:
+    for batch in PairBatches(source, seed=0, training=True, max_tokens=max_tokens):
         mask = batch["attention_mask"]
         width = mask.shape[1]
         lengths = mask.sum(dim=1)
@@ -209,24 +234,12 @@ def count_batched_epoch(
         rows = encoder_tokens(mask) // width  # `SECAI.encode` packs them
         count.encoded_padded += rows * width
         count.flops = count.flops + secai_step_flops(
-            shape,
-            [[width] * rows],
-            [(width, width)] * pairs,
-            lora_r=lora_r,
-            head_hidden=head_hidden,
-            checkpointing=checkpointing,
+            model, [[width] * rows], [(width, width)] * pairs
         )
     return count
 
 
-def count_unbatched_epoch(
-    pair_lengths: Iterable[tuple[int, int]],
-    shape: EncoderShape,
-    *,
-    lora_r: int,
-    head_hidden: int,
-    checkpointing: bool,
-) -> EpochCount:
+def count_unbatched_epoch(pair_lengths: Iterable[tuple[int, int]], model: ModelShape) -> EpochCount:
     """Conservative count: every pair's two sequences encoded at their own real length (no
     dedup, no padding); cross-attention at the real lengths. Lengths in tokens."""
     count = EpochCount()
@@ -237,14 +250,7 @@ def count_unbatched_epoch(
         pairs.append((a, b))
     count.pairs = count.steps = len(pairs)
     count.pair_tokens = count.encoded_real = count.encoded_padded = sum(widths)
-    count.flops = secai_step_flops(
-        shape,
-        [widths],
-        pairs,
-        lora_r=lora_r,
-        head_hidden=head_hidden,
-        checkpointing=checkpointing,
-    )
+    count.flops = secai_step_flops(model, [widths], pairs)
     return count
 
 
@@ -258,59 +264,12 @@ def project_hours(
     return wall_hours, wall_hours * gpus
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import statistics
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(repo))
-    from ppi_dist.data import read_fasta
-    from ppi_dist.model import esm2_650m_config
-    from ppi_dist.sequences import ESM2_MAX_RESIDUES
-
-    data = repo.parent / "shared" / "data" / "bernett-gold"
-    p = argparse.ArgumentParser(
-        description="FLOP model of an SE-CAI training step and the "
-        "projected epoch time of the 650M LoRA recipe."
-    )
-    p.add_argument("--pairs", default=str(data / "train.tsv"))
-    p.add_argument("--fasta", default=str(data / "sequences.fasta"))
-    p.add_argument("--max_tokens", type=int, default=16384, help="token budget per GPU step")
-    p.add_argument("--peak_tflops", type=float, default=PEAK_TFLOPS["H100 SXM"])
-    p.add_argument("--mfu", type=float, default=0.35, help="assumed MFU until measured")
-    p.add_argument("--scaling", type=float, default=0.9, help="efficiency on several GPUs")
-    p.add_argument("--gpus", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--lora_r", type=int, default=8)
-    p.add_argument("--head_hidden", type=int, default=512)
-    p.add_argument("--no_checkpointing", dest="checkpointing", action="store_false")
-    p.add_argument("--skip_batching", action="store_true", help="only the conservative count")
-    args = p.parse_args(argv)
-    shape = EncoderShape.from_config(esm2_650m_config())
-    common = {
-        "lora_r": args.lora_r,
-        "head_hidden": args.head_hidden,
-        "checkpointing": args.checkpointing,
-    }
-
-    sequences = read_fasta(args.fasta)
-    cropped = [min(len(s), ESM2_MAX_RESIDUES) for s in sequences.values()]
-    mean_protein = statistics.mean(cropped)
-    print(
-        f"650M shape: d={shape.hidden}, {shape.layers} layers, f={shape.intermediate}, "
-        f"{shape.matmul_params:,} matmul weights"
-    )
-    print(
-        f"{args.fasta}: {len(cropped):,} proteins, mean length "
-        f"{statistics.mean(len(s) for s in sequences.values()):.1f}, cropped at "
-        f"{ESM2_MAX_RESIDUES}: {mean_protein:.1f}"
-    )
-
-    # Worked example: one pair of two proteins of the cropped mean length, no padding.
+def print_worked_example(model: ModelShape, mean_protein: float) -> None:
+    """One pair of two proteins of the cropped mean length, no padding, part by part."""
+    shape = model.encoder
     width = round(mean_protein) + 2
-    one = secai_step_flops(shape, [[width, width]], [(width, width)], **common)
-    encoder_only = encoder_flops(shape, [width], args.lora_r)
+    one = secai_step_flops(model, [[width, width]], [(width, width)])
+    encoder_only = encoder_flops(model, [width])
     print(f"\nworked example, one pair, both sequences {width} tokens ({width - 2} residues):")
     print(
         f"  encoder forward, one sequence: {format_flops(encoder_only.encoder_forward)} "
@@ -332,19 +291,79 @@ def main(argv: list[str] | None = None) -> None:
         f"{one.executed / (2 * width) / 1e9:.2f} GFLOP executed"
     )
 
-    lengths = {name: min(len(s), ESM2_MAX_RESIDUES) + 2 for name, s in sequences.items()}
-    import csv
 
-    with open(args.pairs, newline="") as handle:
-        pair_lengths = [
-            (lengths[r["protein_a"]], lengths[r["protein_b"]])
-            for r in csv.DictReader(handle, delimiter="\t")
-        ]
-    conservative = count_unbatched_epoch(pair_lengths, shape, **common)
-    counts = {"no dedup, no padding (conservative in dedup, optimistic in padding)": conservative}
+def print_count(label: str, count: EpochCount, args: argparse.Namespace) -> None:
+    print(f"- {label}:")
+    print(
+        f"  {count.steps:,} steps, pair tokens {count.pair_tokens:,}, encoded real "
+        f"{count.encoded_real:,} (dedup x{count.pair_tokens / count.encoded_real:.2f}), "
+        f"encoded padded {count.encoded_padded:,} "
+        f"(padded/real {count.encoded_padded / count.encoded_real:.2f})"
+    )
+    print(
+        f"  model FLOPs {format_flops(count.flops.model)}, executed "
+        f"{format_flops(count.flops.executed)}"
+    )
+    for gpus in args.gpus:
+        wall, gpu_hours = project_hours(
+            count.flops.model, args.peak_tflops, args.mfu, gpus, args.scaling
+        )
+        gpu_word = "GPUs" if gpus > 1 else "GPU"
+        print(
+            f"  {gpus} {gpu_word}: {wall:.2f} h ({60 * wall:.0f} min) wall, "
+            f"{gpu_hours:.2f} GPU-hours per epoch"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="FLOP model of an SE-CAI training step and the projected epoch time of "
+        "a LoRA recipe. Model settings take the trainer's flags (--encoder_shape, --lora_r, "
+        "--head_hidden, --activation_checkpointing, --max_tokens, ...).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--pairs", default=str(DEFAULT_PAIRS))
+    parser.add_argument("--fasta", default=str(DEFAULT_FASTA))
+    parser.add_argument("--peak_tflops", type=float, default=PEAK_TFLOPS["H100 SXM"])
+    parser.add_argument("--mfu", type=float, default=0.35, help="assumed MFU until measured")
+    parser.add_argument("--scaling", type=float, default=0.9, help="efficiency on several GPUs")
+    parser.add_argument("--gpus", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--skip_batching", action="store_true", help="only the conservative count")
+    args, flags = parser.parse_known_args(argv)
+    cpu = torch.device("cpu")
+    config = trainer_config(parser, flags, cpu, encoder_shape="650M", activation_checkpointing=True)
+    secai = config.model.secai_config()
+    if secai.encoder_config is None:
+        parser.error("the FLOP model counts a named shape: give --encoder_shape")
+    model = ModelShape.of(secai, secai.encoder_config)
+    shape = model.encoder
+
+    sequences = read_fasta(args.fasta)
+    cropped = [min(len(s), ESM2_MAX_RESIDUES) for s in sequences.values()]
+    mean_protein = statistics.mean(cropped)
+    print(
+        f"{config.model.encoder_shape} shape: d={shape.hidden}, {shape.layers} layers, "
+        f"f={shape.intermediate}, {shape.matmul_params:,} matmul weights"
+    )
+    print(
+        f"{args.fasta}: {len(cropped):,} proteins, mean length "
+        f"{statistics.mean(len(s) for s in sequences.values()):.1f}, cropped at "
+        f"{ESM2_MAX_RESIDUES}: {mean_protein:.1f}"
+    )
+    print_worked_example(model, mean_protein)
+
+    lengths = {name: min(len(s), ESM2_MAX_RESIDUES) + 2 for name, s in sequences.items()}
+    pair_lengths = [(lengths[p.protein_a], lengths[p.protein_b]) for p in read_pairs(args.pairs)]
+    max_tokens = config.data.max_tokens
+    counts = {
+        "no dedup, no padding (conservative in dedup, optimistic in padding)": (
+            count_unbatched_epoch(pair_lengths, model)
+        )
+    }
     if not args.skip_batching:
-        counts[f"data layer batches, max_tokens {args.max_tokens} (dedup + padding as run)"] = (
-            count_batched_epoch(args.pairs, args.fasta, shape, args.max_tokens, **common)
+        source = PairSource(args.pairs, fasta=args.fasta)
+        counts[f"data layer batches, max_tokens {max_tokens} (dedup + padding as run)"] = (
+            count_batched_epoch(source, model, max_tokens)
         )
     print(
         f"\nepoch of {args.pairs}: {len(pair_lengths):,} pairs; assumed MFU "
@@ -352,26 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{100 * args.scaling:.0f}% scaling efficiency on more than one GPU"
     )
     for label, count in counts.items():
-        print(f"- {label}:")
-        print(
-            f"  {count.steps:,} steps, pair tokens {count.pair_tokens:,}, encoded real "
-            f"{count.encoded_real:,} (dedup x{count.pair_tokens / count.encoded_real:.2f}), "
-            f"encoded padded {count.encoded_padded:,} "
-            f"(padded/real {count.encoded_padded / count.encoded_real:.2f})"
-        )
-        print(
-            f"  model FLOPs {format_flops(count.flops.model)}, executed "
-            f"{format_flops(count.flops.executed)}"
-        )
-        for gpus in args.gpus:
-            wall, gpu_hours = project_hours(
-                count.flops.model, args.peak_tflops, args.mfu, gpus, args.scaling
-            )
-            gpu_word = "GPUs" if gpus > 1 else "GPU"
-            print(
-                f"  {gpus} {gpu_word}: {wall:.2f} h ({60 * wall:.0f} min) wall, "
-                f"{gpu_hours:.2f} GPU-hours per epoch"
-            )
+        print_count(label, count, args)
 
 
 if __name__ == "__main__":

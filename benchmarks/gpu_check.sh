@@ -6,20 +6,20 @@
 #     2. the GPU tests (tests/gpu: LoRA bf16 on the real 8M, frozen encoder, swap     140
 #        augmentation, DeepSpeed ZeRO-2 with and without a frozen encoder, SIGTERM in the
 #        final evaluation, predict = the trainer's scores, no math-kernel SDPA fallback),
-#     3. where a step's time goes (benchmarks/profile_step.py): the ESM-2 650M shape   55
+#     3. where a step's time goes (benchmarks.profile_step): the ESM-2 650M shape      55
 #        (random weights, LoRA, bf16, checkpointing) at 65,536 tokens, and the real     35
 #        8M frozen step (cache-row batches of 262,144 pair tokens, the range BENCHMARKS
 #        suggests for frozen runs; cache on the GPU): top kernels, host/device split, syncs,
-#     4. torch.compile against eager (throughput.py --compile): the 650M shape at     130
-#        65,536 tokens, eager and compiled steps alternating, no naive baseline,
+#     4. torch.compile against eager (benchmarks.throughput --compile): the 650M     130
+#        shape at 65,536 tokens, eager and compiled steps alternating, no naive baseline,
 #     5. the trainer itself on Bernett with the real 8M encoder, LoRA and frozen     2 x 90
 #        encoder (cache kept on the GPU): pairs/s from its own log.
 #     The limits add up to 540 s; with set-up (about 15 s) under 9.5 minutes. The budget
 #     and memory sweep and the no-checkpointing run moved to STAGE=speed to make room.
 #   STAGE=speed: speed measurements only, no GPU tests, in this order
-#     the packed encoder's attention kernels (ppi_dist/attention.py), the 650M shape at
-#     65,536 tokens with checkpointing: sdpa beside the naive baseline, varlen, cudnn, flex,
-#     80 each;
+#     the packed encoder's attention kernels (ppi_dist/models/attention.py), the 650M
+#     shape at 65,536 tokens with checkpointing: sdpa beside the naive baseline, varlen,
+#     cudnn, flex, 80 each;
 #     profiles: 650M LoRA 55, 8M frozen 35, 8M LoRA (32,768 tokens, no checkpointing, as
 #     the trainer row) 35 and the same compiled 60; compile against eager (as in tests) 130;
 #     the budget and memory sweep of the 650M shape (32,768 / 65,536 / 131,072 tokens,
@@ -27,7 +27,7 @@
 #     Limits add up to 845 s: past the stage's 555 the last ones (the sweeps, the compile
 #     comparison) are SKIPPED.
 #   STAGE=results (SEEDS runs from SEED on; default 3 from 0)                      limits
-#     6. frozen 8M on whole splits (benchmarks/real_data.py, max_tokens 262,144 pair tokens):
+#     6. frozen 8M on whole splits (benchmarks.real_data, max_tokens 262,144 pair tokens):
 #        yeast random (2 epochs, protein-disjoint validation) first, then Bernett       200
 #        (whole train, validation and test sets, one epoch): test metrics per        the rest
 #        objective beside the baselines, written after every seed.
@@ -111,14 +111,14 @@ run_check() {
   fi
 }
 
-# profile NAME TIMEOUT ARGS...: benchmarks/profile_step.py; its summary into $PROFILES, its
+# profile NAME TIMEOUT ARGS...: python -m benchmarks.profile_step; its summary into $PROFILES, its
 # tables in $WORK/NAME.log.
 profile() {
   local name="$1" limit="$2"; shift 2
   local trace=()
   if [[ "${TRACE:-0}" == 1 ]]; then trace=(--trace "$WORK/$name.trace.json"); fi
-  run_check "$name" "$limit" "$PYTHON" benchmarks/profile_step.py --device "$DEVICE" \
-    --pairs "$DATA/train.tsv" --fasta "$DATA/sequences.fasta" --json_out "$PROFILES" \
+  run_check "$name" "$limit" "$PYTHON" -m benchmarks.profile_step --device "$DEVICE" \
+    --pairs "$SAMPLED" --fasta "$DATA/sequences.fasta" --json_out "$PROFILES" \
     "${trace[@]}" "$@"
 }
 
@@ -160,11 +160,11 @@ if [[ "$DRY" != 1 ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cu
 fi
 
 if [[ "$DRY" == 1 ]]; then
-  DEVICE=cpu ENCODER=tiny STAGE_BUDGET="${STAGE_BUDGET:-0}"
+  DEVICE=cpu SHAPE=tiny STAGE_BUDGET="${STAGE_BUDGET:-0}"
   TESTS_TIMEOUT=120 SWEEP_TIMEOUT=240 NO_CKPT_TIMEOUT=0 RUN_TIMEOUT=240 COMPILE_TIMEOUT=240
   PROFILE_650M_TIMEOUT=120 PROFILE_8M_TIMEOUT=120 PROFILE_8M_COMPILED_TIMEOUT=120
   # Compiled steps through dynamo and AOTAutograd without CPU code generation: seconds, not
-  # minutes (tests/test_speed.py); the GPU run uses inductor.
+  # minutes (tests/models/test_compile.py); the GPU run uses inductor.
   export PPI_DIST_COMPILE_BACKEND="${PPI_DIST_COMPILE_BACKEND:-aot_eager}"
   SWEEP=(--max_tokens 2048 4096 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
          --fixed_length 60 --baseline_batch_size 4)
@@ -177,40 +177,54 @@ if [[ "$DRY" == 1 ]]; then
   # --dry: the tiny shape on the CPU whatever the encoder; 1 warm-up, 1 timed, 2 profiled.
   PROFILE_650M=(--dry --warmup 1 --timed_steps 1 --steps 2)
   PROFILE_8M_LORA=("${PROFILE_650M[@]}")
-  PROFILE_8M_FROZEN=("${PROFILE_650M[@]}" --freeze_encoder)
+  PROFILE_8M_FROZEN=("${PROFILE_650M[@]}" --freeze_encoder true)
   SUBSET_TRAIN=400 SUBSET_EVAL=100 LORA_STEPS=3 FROZEN_STEPS=3 LORA_TOKENS=2048 FROZEN_TOKENS=4096
-  MODEL_ARGS=(--encoder_shape tiny --mixed_precision no)
+  # Crops of 256 (the CPU real-data runs'): the frozen run's cache of 827 whole proteins
+  # was most of the dry run's time on a CPU, and the tiny shape measures nothing anyway.
+  MODEL_ARGS=(--encoder_shape tiny --mixed_precision no --max_residues 256)
 else
   # Seen on one H200: GPU tests 101-116 s; the trainer runs needed more than 60 s with their
   # final evaluation of 2,000 pairs, hence 90 s and 1,000 pairs. 650M steps at 65,536
   # tokens take about 2.9 s (22.6 pairs/s): a profile (2 warm-up, 2 timed, 1 + 2 profiled)
   # is about 20 s of steps after 20 s of start-up; the compile run adds the compilation of
   # one layer (fwd + bwd) and the head to 2 x 3 eager and compiled steps.
-  DEVICE=cuda ENCODER=650M-shape STAGE_BUDGET="${STAGE_BUDGET:-555}"
+  DEVICE=cuda SHAPE=650M STAGE_BUDGET="${STAGE_BUDGET:-555}"
   TESTS_TIMEOUT=140 SWEEP_TIMEOUT=130 NO_CKPT_TIMEOUT=80 RUN_TIMEOUT=90 COMPILE_TIMEOUT=130
   PROFILE_650M_TIMEOUT=55 PROFILE_8M_TIMEOUT=35 PROFILE_8M_COMPILED_TIMEOUT=60
+  # Trainer flags after the benchmarks' own: bf16, and checkpointing said explicitly (its
+  # default is on for CUDA, so the no-checkpointing sweep must turn it off).
   SWEEP=(--max_tokens 32768 65536 131072 --num_pairs 128 --repeats 2 --warmup 1
-         --baseline_batch_size 8 --bf16 --activation_checkpointing --attn_implementation sdpa)
+         --baseline_batch_size 8 --mixed_precision bf16 --activation_checkpointing true
+         --encoder_attention sdpa)
   SWEEP_NO_CKPT=(--max_tokens 32768 65536 --num_pairs 128 --repeats 2 --warmup 1 --no_baseline
-                 --no-activation_checkpointing
-                 --bf16 --attn_implementation sdpa)
+                 --mixed_precision bf16 --activation_checkpointing false
+                 --encoder_attention sdpa)
   COMPILE=(--max_tokens 65536 --num_pairs 64 --repeats 2 --warmup 1 --no_baseline --compile
-           --bf16 --activation_checkpointing --attn_implementation sdpa)
+           --mixed_precision bf16 --activation_checkpointing true
+           --encoder_attention sdpa)
   KERNELS=(--max_tokens 65536 --num_pairs 128 --repeats 2 --warmup 1 --baseline_batch_size 8
-           --bf16 --activation_checkpointing)
+           --mixed_precision bf16 --activation_checkpointing true)
   KERNEL_TIMEOUT=80
-  PROFILE_650M=(--encoder 650M-shape --max_tokens 65536 --sort_buffer 1024 --warmup 2
-                --timed_steps 2 --steps 2 --bf16 --activation_checkpointing)
+  PROFILE_650M=(--encoder_shape 650M --max_tokens 65536 --sort_buffer 1024 --warmup 2
+                --timed_steps 2 --steps 2 --mixed_precision bf16 --activation_checkpointing true)
   PROFILE_8M_LORA=(--encoder "$ESM2_8M" --max_tokens 32768 --sort_buffer 2048 --warmup 3
-                   --timed_steps 5 --steps 5 --bf16 --no-activation_checkpointing)
+                   --timed_steps 5 --steps 5 --mixed_precision bf16
+                   --activation_checkpointing false)
   PROFILE_8M_FROZEN=(--encoder "$ESM2_8M" --max_tokens 262144 --sort_buffer 4096 --warmup 3
-                     --timed_steps 5 --steps 5 --bf16 --freeze_encoder)
+                     --timed_steps 5 --steps 5 --mixed_precision bf16 --freeze_encoder true)
   SUBSET_TRAIN=40000 SUBSET_EVAL=1000 LORA_STEPS=150 FROZEN_STEPS=300 LORA_TOKENS=32768 FROZEN_TOKENS=262144
   MODEL_ARGS=(--encoder "$ESM2_8M" --mixed_precision bf16)
 fi
+# The pair file the throughput and profile runs sample from. --dry samples 64 pairs (of
+# random residues): the first 1,000 of train.tsv spare each run reading all 163,192.
+SAMPLED="$DATA/train.tsv"
+if [[ "$DRY" == 1 ]]; then
+  SAMPLED="$WORK/train_head.tsv"
+  head -n 1001 "$DATA/train.tsv" >"$SAMPLED"
+fi
 COMMON=(--report_to none --plots false --seed 0 --log_every 10 --data_workers 2 "${MODEL_ARGS[@]}")
-THROUGHPUT=("$PYTHON" benchmarks/throughput.py --encoder "$ENCODER" --device "$DEVICE"
-            --json_out "$RESULTS" --pairs "$DATA/train.tsv" --fasta "$DATA/sequences.fasta")
+THROUGHPUT=("$PYTHON" -m benchmarks.throughput --encoder_shape "$SHAPE" --device "$DEVICE"
+            --json_out "$RESULTS" --pairs "$SAMPLED" --fasta "$DATA/sequences.fasta")
 
 if [[ "$STAGE" == tests ]]; then
   # ---- 2. GPU tests (skipped, and counted as such, without CUDA) ------------------------
@@ -222,13 +236,13 @@ if [[ "$STAGE" == tests ]]; then
 fi
 
 if [[ "$STAGE" == speed ]]; then
-  # The packed encoder's attention kernels (ppi_dist/attention.py) on the same pairs, first:
-  # the lever with the most to gain (under sdpa every masked block is computed).
+  # The packed encoder's attention kernels (ppi_dist/models/attention.py) on the same pairs,
+  # first: the lever with the most to gain (under sdpa every masked block is computed).
   run_check attention_sdpa "$KERNEL_TIMEOUT" "${THROUGHPUT[@]}" "${KERNELS[@]}" \
-    --attn_implementation sdpa
+    --encoder_attention sdpa
   for kernel in varlen cudnn flex; do
     run_check "attention_$kernel" "$KERNEL_TIMEOUT" "${THROUGHPUT[@]}" "${KERNELS[@]}" \
-      --no_baseline --attn_implementation "$kernel"
+      --no_baseline --encoder_attention "$kernel"
   done
 fi
 
@@ -269,7 +283,7 @@ if [[ "$STAGE" == tests ]]; then
 fi
 
 if [[ "$STAGE" == results ]]; then
-  # Frozen 8M on whole splits (benchmarks/real_data.py: every threshold objective, the
+  # Frozen 8M on whole splits (benchmarks.real_data: every threshold objective, the
   # degree baseline and "all positive" beside), SEEDS runs each from SEED on; the quick
   # yeast-random first, then Bernett with what is left of the stage. real_data.py writes
   # its tables after every seed, so a run cut short keeps the seeds it finished; the next
@@ -284,7 +298,7 @@ if [[ "$STAGE" == results ]]; then
     SIZES=(--train_pairs 1000000 --valid_pairs 1000000 --max_residues 1022 --max_tokens 262144)
     YEAST_TIMEOUT=200 BERNETT_TIMEOUT=540 YEAST_EPOCHS=2
   fi
-  REAL=("$PYTHON" benchmarks/real_data.py --seed "${SEED:-0}" --seeds "${SEEDS:-3}" "${SIZES[@]}")
+  REAL=("$PYTHON" -m benchmarks.real_data --seed "${SEED:-0}" --seeds "${SEEDS:-3}" "${SIZES[@]}")
   run_check yeast_random_frozen_8m "$YEAST_TIMEOUT" "${REAL[@]}" --datasets yeast-random \
     --epochs "$YEAST_EPOCHS" --work_dir "$WORK/real_yeast"
   cat "$WORK/real_yeast/results.md" 2>/dev/null

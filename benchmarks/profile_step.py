@@ -1,13 +1,14 @@
 """Where a training step's time goes: `torch.profiler` over the trainer's own step.
 
-The step is `ppi_dist.train.train_step` with the trainer's optimizer (`make_optimizer`: fused
-AdamW on a GPU) and Accelerator set-up, and the loop's own device copy, on batches of a
-Bernett sample built as throughput.py builds them (its helpers: the same sample, model and
-token-budget batches). Frozen mode (`--freeze_encoder`) runs the frozen trainer's input
-path: cache-row batches (`PairBatches(cache_index=...)`, the budget in pair tokens) and
+The step is `ppi_dist.training.step.train_step` with the trainer's optimizer
+(`make_optimizer`: fused AdamW on a GPU), a model built from the trainer's flags and its
+Accelerator set-up, and the loop's own device copy, on batches of a Bernett sample built as
+throughput.py builds them (`benchmarks.core`: the same sample, model and token-budget
+batches). Frozen mode (`--freeze_encoder true`) runs the frozen trainer's input path:
+cache-row batches (`PairBatches(cache_index=...)`, the budget in pair tokens) and
 `with_cached_states` gathering from a device-resident embedding cache of the sample's
-proteins at their real lengths, with zero states (data_loader.py's stand-in: the kernels'
-work does not depend on the values).
+proteins at their real lengths, with zero states (`benchmarks.core.stand_in_cache`: the
+kernels' work does not depend on the values).
 
 After `--warmup` untimed steps (the compilation too, with `--compile`), `--timed_steps` steps
 are timed without the profiler, then `--steps` are profiled (after one profiler warm-up
@@ -18,52 +19,31 @@ by self device time (self CPU time on the CPU); the shares of attention, matmul,
 elementwise, norm/reduction and the rest (by name pattern); the host-device synchronisations
 per step; and a `PROFILE` summary line (also `--json_out`). `--trace` writes a Chrome trace.
 
-    python benchmarks/profile_step.py --dry                           # CPU, tiny, seconds
-    python benchmarks/profile_step.py --encoder 650M-shape --max_tokens 65536
-    python benchmarks/profile_step.py --encoder 8M --freeze_encoder --max_tokens 65536
+    python -m benchmarks.profile_step --dry                           # CPU, tiny, seconds
+    python -m benchmarks.profile_step --encoder_shape 650M --max_tokens 65536
+    python -m benchmarks.profile_step --freeze_encoder true --max_tokens 65536   # the 8M
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
-import json
 import re
 import statistics
-import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script: `python benchmarks/profile_step.py`
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.data_loader import stand_in_cache  # noqa: E402
-from benchmarks.throughput import (  # noqa: E402
-    DEFAULT_FASTA,
-    DEFAULT_PAIRS,
-    Settings,
-    build_model,
-    machine_report,
-    our_batches,
-    sample_pairs,
-    write_pair_files,
-)
-from ppi_dist.config import TrainConfig  # noqa: E402
-from ppi_dist.data import PairBatches, PairSource  # noqa: E402
-from ppi_dist.embeddings import with_cached_states  # noqa: E402
-from ppi_dist.model import SECAI  # noqa: E402
-from ppi_dist.speed import compile_model, default_backend  # noqa: E402
-from ppi_dist.train import make_optimizer, train_step  # noqa: E402
+from benchmarks import core
+from ppi_dist.models.compile import compile_model, default_backend
+from ppi_dist.training.config import TrainConfig
+from ppi_dist.training.frozen import with_cached_states
 
 STEP_RANGE, TRAIN_STEP_RANGE = "profile_step", "train_step"
 # Host calls that wait for the device: `.item()`, `.tolist()`, `nonzero` of a CUDA tensor
@@ -219,169 +199,86 @@ def host_top(events: list[Event], steps: int, count: int) -> list[tuple[str, flo
     return [(name, calls / steps, us / steps / 1e3) for name, (calls, us) in ranked]
 
 
-# --------------------------------------------------------------------------- batches
-
-
 # --------------------------------------------------------------------------- run
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    gpu = torch.cuda.is_available()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--dry", action="store_true", help="CPU, tiny shape, 60 residues: seconds")
-    p.add_argument("--encoder", default="8M", help="tiny | 8M | 650M-shape | an ESM-2 path")
-    p.add_argument("--freeze_encoder", action="store_true", help="frozen encoder: cached states")
-    p.add_argument("--compile", action="store_true", help="ppi_dist.speed.compile_model first")
-    p.add_argument("--pairs", default=str(DEFAULT_PAIRS))
-    p.add_argument("--fasta", default=str(DEFAULT_FASTA))
-    p.add_argument("--fixed_length", type=int, default=None)
-    p.add_argument(
-        "--max_tokens",
-        type=int,
-        default=16384,
-        help="the trainer's: encoder tokens (LoRA), pair tokens (frozen)",
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog=core.TRAINER_FLAGS,
+        formatter_class=argparse.RawTextHelpFormatter,
+        allow_abbrev=False,
     )
-    p.add_argument("--sort_buffer", type=int, default=4096)
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation too)")
-    p.add_argument("--timed_steps", type=int, default=3, help="timed without the profiler")
-    p.add_argument("--steps", type=int, default=3, help="profiled steps")
-    p.add_argument("--top", type=int, default=20, help="rows of the top table")
-    p.add_argument("--device", default="cuda" if gpu else "cpu")
-    p.add_argument(
-        "--bf16", action=argparse.BooleanOptionalAction, default=None, help="default: on for CUDA"
+    parser.add_argument("--dry", action="store_true", help="CPU, tiny shape, 60 residues: seconds")
+    core.add_sample_flags(parser)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation too)")
+    parser.add_argument("--timed_steps", type=int, default=3, help="timed without the profiler")
+    parser.add_argument("--steps", type=int, default=3, help="profiled steps")
+    parser.add_argument("--top", type=int, default=20, help="rows of the top table")
+    parser.add_argument(
+        "--trace", default=None, help="write a Chrome trace (chrome://tracing) here"
     )
-    p.add_argument(
-        "--activation_checkpointing",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="default: on for CUDA (LoRA)",
-    )
-    p.add_argument("--attn_implementation", default="sdpa")
-    p.add_argument("--lora_r", type=int, default=8)
-    p.add_argument("--cross_attention_heads", type=int, default=8)
-    p.add_argument("--head_hidden", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--trace", default=None, help="write a Chrome trace (chrome://tracing) here")
-    p.add_argument("--json_out", default=None, help="append the summary as one JSON line")
-    args = p.parse_args(argv)
+    core.add_run_flags(parser)
+    args, flags = parser.parse_known_args(argv)
+    if args.dry:  # after the flags given: the dry run's shape and sizes win
+        args.device, args.fixed_length = "cpu", 60
+        flags = [*flags, "--encoder_shape", "tiny", "--sort_buffer", "64"]
+    config = core.trainer_config(parser, flags, torch.device(args.device))
     if args.dry:
-        args.encoder, args.device, args.fixed_length = "tiny", "cpu", 60
-        args.sort_buffer, args.max_tokens = 64, min(args.max_tokens, 2048)
-    cuda = args.device.startswith("cuda")
-    args.bf16 = cuda if args.bf16 is None else args.bf16
-    if args.activation_checkpointing is None:
-        args.activation_checkpointing = cuda and not args.freeze_encoder
-    return args
-
-
-def settings_of(args: argparse.Namespace) -> Settings:
-    """throughput.py's settings for the same model and batches."""
-    return Settings(
-        encoder=args.encoder,
-        pairs=args.pairs,
-        fasta=args.fasta,
-        fixed_length=args.fixed_length,
-        sort_buffer=args.sort_buffer,
-        max_tokens=[args.max_tokens],
-        seed=args.seed,
-        device=args.device,
-        bf16=args.bf16,
-        activation_checkpointing=args.activation_checkpointing,
-        attn_implementation=args.attn_implementation,
-        lora_r=args.lora_r,
-        cross_attention_heads=args.cross_attention_heads,
-        head_hidden=args.head_hidden,
-        freeze_encoder=args.freeze_encoder,
-    )
-
-
-Prepare = Callable[[dict], dict]  # a loader batch -> the batch train_step gets
+        config.data.max_tokens = min(config.data.max_tokens, 2048)
+    return args, config
 
 
 def make_batches(
-    args: argparse.Namespace, model: SECAI, device: torch.device
-) -> tuple[list[dict], Prepare]:
+    args: argparse.Namespace, config: TrainConfig, hidden: int, device: torch.device
+) -> tuple[list[dict], Callable[[dict], dict] | None]:
     """Enough batches for every warm-up, timed and profiled step (cycled when too few), and
-    what the trainer's loop does to each before `train_step`."""
-    pairs, sequences = sample_pairs(
-        Path(args.pairs), Path(args.fasta), args.sort_buffer, args.seed, args.fixed_length
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        pair_path, fasta_path = write_pair_files(Path(tmp), pairs, sequences)
-        if args.freeze_encoder:
-            source = PairSource(pair_path, fasta=fasta_path)
-            source.validate()  # reads the FASTA: the cache holds its proteins
-            cache = stand_in_cache(source, model.encoder.config.hidden_size)
-            cache.keep_on(device)  # as the trainer keeps it on a GPU
-            batches = list(
-                PairBatches(
-                    source,
-                    seed=args.seed,
-                    training=True,
-                    max_tokens=args.max_tokens,
-                    sort_buffer=args.sort_buffer,
-                    cache_index=cache.index,
-                )
-            )
+    what the trainer's loop does to each before `train_step` (None: the copy to the device).
 
-            def prepare(batch: dict) -> dict:
-                return with_cached_states(batch, cache, device)
+    Frozen: batches of cache rows and the gather from a stand-in cache of the sample's
+    proteins (`core.stand_in_cache`, `hidden` wide), kept on the device as the trainer keeps
+    it on a GPU."""
+    pairs, _ = core.sample_pairs(core.sample_from(args, config))
+    max_tokens, prepare = config.data.max_tokens, None
+    with core.sample_source(pairs, config.data.max_residues) as source:
+        if config.model.secai.freeze_encoder:
+            cache = core.stand_in_cache(source, hidden)
+            cache.keep_on(device)
+            batches = core.our_batches(source, max_tokens, config, cache.index)
+            prepare = functools.partial(with_cached_states, cache=cache, device=device)
         else:
-            batches = our_batches(
-                pair_path, fasta_path, args.max_tokens, args.seed, args.sort_buffer
-            )
-
-            def prepare(batch: dict) -> dict:
-                return {
-                    k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                    for k, v in batch.items()
-                }
-
+            batches = core.our_batches(source, max_tokens, config)
     needed = args.warmup + args.timed_steps + 1 + args.steps  # + the profiler's warm-up
     return list(itertools.islice(itertools.cycle(batches), needed)), prepare
 
 
-def time_steps(model, optimizer, accelerator, config, batches, prepare, device) -> list[float]:
-    """Seconds of each step as the trainer's loop runs it: prepare, `train_step`."""
-    seconds = []
-    for batch in batches:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        train_step(model, prepare(batch), optimizer, accelerator, config, False)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
-def run(args: argparse.Namespace) -> ProfileSummary:
+def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
-    for line in machine_report(device):
+    for line in core.machine_report(device):
         print(line)
-    mode = "frozen" if args.freeze_encoder else "lora"
-    settings = settings_of(args)
-    model = build_model(settings)
-    if args.compile:
+    secai = config.model.secai
+    mode = "frozen" if secai.freeze_encoder else "lora"
+    model = core.build_model(config, device)
+    if config.model.compile:
         names = compile_model(model)
         print(f"compiled: {len(names)} modules, backend {default_backend()}, dynamic shapes")
-    config = TrainConfig()
-    optimizer = make_optimizer(model, config)
-    accelerator = Accelerator(cpu=not on_cuda, mixed_precision="bf16" if args.bf16 else "no")
-    model, optimizer = accelerator.prepare(model, optimizer)
-    batches, prepare = make_batches(args, accelerator.unwrap_model(model), device)
+    accelerator = core.benchmark_accelerator(config, device)
+    hidden = model.encoder.config.hidden_size
+    batches, prepare = make_batches(args, config, hidden, device)
+    step = core.trainer_step(model, config, accelerator, prepare)
+    max_tokens = config.data.max_tokens
     print(
-        f"step: encoder {args.encoder}, {mode}, compile {args.compile}, max_tokens "
-        f"{args.max_tokens}, bf16 {args.bf16}, activation checkpointing "
-        f"{args.activation_checkpointing}, attention {args.attn_implementation}; "
-        f"{args.warmup} warm-up, {args.timed_steps} timed, {args.steps} profiled steps"
+        f"step: encoder {core.encoder_label(config)}, {mode}, compile {config.model.compile}, "
+        f"max_tokens {max_tokens}, bf16 {core.mixed_precision(config, device) == 'bf16'}, "
+        f"activation checkpointing {secai.activation_checkpointing}, attention "
+        f"{secai.encoder_attention}; {args.warmup} warm-up, {args.timed_steps} timed, "
+        f"{args.steps} profiled steps"
         + (
             "; cache-row batches, budget in pair tokens, zero states kept on the device"
-            if args.freeze_encoder
+            if secai.freeze_encoder
             else ""
         )
     )
@@ -389,32 +286,18 @@ def run(args: argparse.Namespace) -> ProfileSummary:
     warm, rest = batches[: args.warmup], batches[args.warmup :]
     timed, profiled = rest[: args.timed_steps], rest[args.timed_steps :]
     start = time.perf_counter()
-    time_steps(model, optimizer, accelerator, config, warm, prepare, device)
+    core.time_steps(step, warm, device)
     print(f"warm-up: {len(warm)} step(s) in {time.perf_counter() - start:.1f} s")
-    seconds = time_steps(model, optimizer, accelerator, config, timed, prepare, device)
+    seconds = core.time_steps(step, timed, device)
     pairs = statistics.mean(len(b["index_a"]) for b in timed)
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
-    plan = schedule(wait=0, warmup=1, active=args.steps, repeat=1)
-    with profile(activities=activities, schedule=plan) as prof:
-        for batch in profiled:
-            with record_function(STEP_RANGE):
-                with record_function(TRAIN_STEP_RANGE):
-                    train_step(model, prepare(batch), optimizer, accelerator, config, False)
-                if on_cuda:
-                    torch.cuda.synchronize(device)
-            prof.step()
-    if args.trace:
-        prof.export_chrome_trace(args.trace)
-        print(f"chrome trace: {args.trace}")
-    events = events_of(prof)
+    events = profile_steps(step, profiled, args, device)
     wall = statistics.median(seconds)
     summary = ProfileSummary(
-        encoder=args.encoder,
+        encoder=core.encoder_label(config),
         mode=mode,
-        compiled=args.compile,
+        compiled=config.model.compile,
         device=args.device,
-        max_tokens=args.max_tokens,
+        max_tokens=max_tokens,
         steps=args.steps,
         pairs_per_step=pairs,
         wall_s=wall,
@@ -422,10 +305,30 @@ def run(args: argparse.Namespace) -> ProfileSummary:
         **summarise(events, args.steps, on_cuda),
     )
     report(summary, host_top(events, args.steps, 10 if on_cuda else 0), args.top)
-    if args.json_out:
-        with open(args.json_out, "a") as handle:
-            handle.write(json.dumps(asdict(summary)) + "\n")
+    core.append_json_line(args.json_out, asdict(summary))
     return summary
+
+
+def profile_steps(
+    step: core.TrainerStep, batches: list[dict], args: argparse.Namespace, device: torch.device
+) -> list[Event]:
+    """The events of `args.steps` steps under `torch.profiler`, after one profiler warm-up
+    step; each step in our ranges, the whole until the device is idle again."""
+    on_cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    plan = schedule(wait=0, warmup=1, active=args.steps, repeat=1)
+    with profile(activities=activities, schedule=plan) as prof:
+        for batch in batches:
+            with record_function(STEP_RANGE):
+                with record_function(TRAIN_STEP_RANGE):
+                    step(batch)
+                if on_cuda:
+                    torch.cuda.synchronize(device)
+            prof.step()
+    if args.trace:
+        prof.export_chrome_trace(args.trace)
+        print(f"chrome trace: {args.trace}")
+    return events_of(prof)
 
 
 # --------------------------------------------------------------------------- report
@@ -500,7 +403,7 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run(parse_args(argv))
+    run(*parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """SE-CAI on real PPI benchmarks, beside the node-degree baseline, "all positive" and the
 published figures. Writes a markdown table (and JSON) under --work_dir.
 
-    python benchmarks/real_data.py                      # all three splits, CPU-sized
-    python benchmarks/real_data.py --datasets yeast-c3 --train_pairs 2000
+    python -m benchmarks.real_data                      # all three splits, CPU-sized
+    python -m benchmarks.real_data --datasets yeast-c3 --train_pairs 2000
 
 For each split: seeded subsets of the pair files (sizes printed; a CPU cannot train on all
 of Bernett's 163k pairs in a session), a validation set (Bernett's own; for the yeast splits,
-which ship none, a protein-disjoint hold-out of the training file made by `ppi_dist.split`:
+which ship none, a protein-disjoint hold-out of the training file made by `ppi_dist.data.split`:
 `--valid_protein_fraction` of the training proteins, mixed pairs dropped and counted), then
 
-- degree baseline: score(A, B) = net training degree of A plus that of B (ppi_dist.audit);
+- degree baseline: score(A, B) = net training degree of A plus that of B
+  (`ppi_dist.evaluation.audit`);
 - all positive: every pair predicted to interact;
 - SE-CAI, frozen 8M ESM-2 encoder (`--freeze_encoder`, states cached once), and optionally a
   short LoRA fine-tune (`--lora_steps`);
@@ -36,27 +37,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.core import (
+    ENCODER_8M,
+    REPO,
+    SHARED,
+    benchmark_config,
+    build_model,
+    default_device,
+    device_name,
+    machine_line,
+)
+from benchmarks.real_data_tables import (
+    pooled_result,
+    read_earlier,
+    section,
+    seeds_of,
+    write_results,
+)
+from ppi_dist.data.fasta import read_fasta
+from ppi_dist.data.pairs import Pair, write_pairs
+from ppi_dist.data.split import split_pairs
+from ppi_dist.evaluation.audit import degree_baseline_scores, read_pairs
+from ppi_dist.evaluation.threshold import evaluate_at, search_threshold
+from ppi_dist.inference.cache import EmbeddingCache
+from ppi_dist.training.checkpoint import latest_checkpoint
+from ppi_dist.training.rundir import run_contents
 
-from ppi_dist.audit import degree_baseline_scores, read_pairs  # noqa: E402
-from ppi_dist.checkpoint import latest_checkpoint  # noqa: E402
-from ppi_dist.data import read_fasta  # noqa: E402
-from ppi_dist.metrics import evaluate_at, search_threshold  # noqa: E402
-from ppi_dist.rundir import run_contents  # noqa: E402
-from ppi_dist.split import split_pairs  # noqa: E402
-
-SHARED = REPO.parent / "shared"
-ENCODER_8M = SHARED / "models" / "esm2_t6_8M"
 DATASETS = {
     "yeast-random": {
         "train": "yeast-du2017/random/train.tsv",
@@ -83,12 +99,6 @@ DATASETS = {
 }
 
 
-def write_pairs(path: Path, pairs: list[tuple[str, str, float]]) -> None:
-    with open(path, "w") as handle:
-        handle.write("protein_a\tprotein_b\tlabel\n")
-        handle.writelines(f"{a}\t{b}\t{int(y)}\n" for a, b, y in pairs)
-
-
 def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str, Path]:
     """Seeded subsets of the split files; yeast validation = held-out training PROTEINS."""
     rng = random.Random(seed)
@@ -97,8 +107,8 @@ def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str,
     if "valid" in spec:
         valid = read_pairs(SHARED / "data" / spec["valid"])
         rng.shuffle(valid)
-    else:  # the yeast splits ship no validation file: hold out proteins (ppi_dist.split)
-        proteins = {p for a, b, _ in train for p in (a, b)}
+    else:  # the yeast splits ship no validation file: hold out proteins (ppi_dist.data.split)
+        proteins = {p for pair in train for p in (pair.protein_a, pair.protein_b)}
         sequences = {
             k: v for k, v in read_fasta(SHARED / "data" / spec["fasta"]).items() if k in proteins
         }
@@ -119,22 +129,26 @@ def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str,
     for split, pairs in splits.items():
         paths[split] = work / f"{name}_seed{seed}_{split}.tsv"
         write_pairs(paths[split], pairs)
-        positives = sum(y for *_, y in pairs)
+        positives = sum(pair.label for pair in pairs)
         print(f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive)")
     return paths
 
 
-def degree_baseline(paths: dict[str, Path], weights=None) -> dict:
+def labels_of(pairs: list[Pair]) -> list[float]:
+    return [pair.label for pair in pairs]
+
+
+def degree_baseline(paths: dict[str, Path]) -> dict:
     train = read_pairs(paths["train"])
     valid, test = read_pairs(paths["valid"]), read_pairs(paths["test"])
     valid_scores = np.array(degree_baseline_scores(train, valid), dtype=float)
     test_scores = np.array(degree_baseline_scores(train, test), dtype=float)
-    chosen = search_threshold(valid_scores, [y for *_, y in valid], grid="distinct")
-    return evaluate_at(test_scores, [y for *_, y in test], chosen.threshold).summary()
+    chosen = search_threshold(valid_scores, labels_of(valid), grid="distinct")
+    return evaluate_at(test_scores, labels_of(test), chosen.threshold).summary()
 
 
 def all_positive(paths: dict[str, Path]) -> dict:
-    labels = [y for *_, y in read_pairs(paths["test"])]
+    labels = labels_of(read_pairs(paths["test"]))
     return evaluate_at(np.ones(len(labels)), labels, 0.5).summary()
 
 
@@ -143,15 +157,11 @@ def cache_dir(work: Path, fasta: Path, args) -> Path:
 
 
 def build_whole_cache(fasta: Path, work: Path, args) -> None:
-    """Encode every protein of `fasta` once; the trainer reuses the cache for any subset."""
-    import torch
-
-    from ppi_dist.data import read_fasta
-    from ppi_dist.embeddings import EmbeddingCache
-    from ppi_dist.model import SECAI, SECAIConfig
-
-    model = SECAI(SECAIConfig(encoder=str(ENCODER_8M), freeze_encoder=True))
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    """Encode every protein of `fasta` once; the trainer reuses the cache for any subset (it
+    checks the encoder's weights and the crop, which are the frozen runs' own)."""
+    device = torch.device(default_device())
+    config = benchmark_config(["--encoder", str(ENCODER_8M), "--freeze_encoder", "true"], device)
+    model = build_model(config, device)
     started = time.perf_counter()
     cache = EmbeddingCache.build(
         model,
@@ -166,6 +176,9 @@ def build_whole_cache(fasta: Path, work: Path, args) -> None:
     )
 
 
+PUBLISHED = {name: spec["published"] for name, spec in DATASETS.items()}
+
+
 # The trainer runs per seed: variant (the middle of its run folder's name) -> table label.
 VARIANTS = {
     "frozen": "SE-CAI frozen 8M",
@@ -174,11 +187,25 @@ VARIANTS = {
 }
 
 
-def trainer_command(
-    name: str, paths: dict, fasta: Path, work: Path, args, variant: str, seed: int
-) -> tuple[list[str], Path]:
-    """The train.py command of one run (`variant` from VARIANTS) and its output folder."""
-    out = work / f"{name}_{variant}_seed{seed}"
+@dataclass(frozen=True)
+class TrainerRun:
+    """One trainer run: a dataset's split files for one seed, and the variant trained."""
+
+    dataset: str
+    paths: dict[str, Path]  # "train", "valid", "test" -> pair file
+    fasta: Path
+    work: Path
+    variant: str  # a key of VARIANTS
+    seed: int
+
+    @property
+    def out(self) -> Path:
+        return self.work / f"{self.dataset}_{self.variant}_seed{self.seed}"
+
+
+def trainer_command(run: TrainerRun, args: argparse.Namespace) -> list[str]:
+    """The train.py command of `run`."""
+    paths, out = run.paths, run.out
     command = [
         sys.executable,
         "ppi_dist/train.py",
@@ -189,7 +216,7 @@ def trainer_command(
         "--test_file",
         str(paths["test"]),
         "--fasta",
-        str(fasta),
+        str(run.fasta),
         "--encoder",
         str(ENCODER_8M),
         "--max_residues",
@@ -209,12 +236,12 @@ def trainer_command(
         "--report_to",
         "none",
         "--seed",
-        str(seed),
+        str(run.seed),
     ]
-    if variant == "lora":
+    if run.variant == "lora":
         command += ["--max_steps", str(args.lora_steps)]
     else:
-        cache = cache_dir(work, fasta, args)
+        cache = cache_dir(run.work, run.fasta, args)
         command += [
             "--freeze_encoder",
             "true",
@@ -223,21 +250,19 @@ def trainer_command(
             "--epochs",
             str(args.epochs),
         ]
-    if variant == "pooled":
+    if run.variant == "pooled":
         command += ["--interaction", "pooled"]
-    return command + continue_or_replace(out), out
+    return command + continue_or_replace(out)
 
 
-def run_secai(
-    name: str, paths: dict, fasta: Path, work: Path, args, variant: str, seed: int
-) -> tuple[dict, dict, str, float]:
+def run_secai(run: TrainerRun, args: argparse.Namespace) -> tuple[dict, dict, str, float]:
     """One trainer run: (test metrics at the shipped threshold, test metrics at each threshold
     objective's validation choice, the command, wall seconds)."""
-    command, out = trainer_command(name, paths, fasta, work, args, variant, seed)
+    command = trainer_command(run, args)
     shown = " ".join(c if c != sys.executable else "python" for c in command)
     print(f"$ {shown}", flush=True)
     started = time.perf_counter()
-    metrics = run_trainer(command, out)
+    metrics = run_trainer(command, run.out)
     seconds = time.perf_counter() - started
     objectives = {
         k: v["test"] | {"threshold": v["threshold"]}
@@ -286,7 +311,6 @@ def continue_or_replace(out: Path) -> list[str]:
     return ["--overwrite", "true"]
 
 
-TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc", "aupr")
 # The arguments that define a configuration: seeds are pooled only across equal values.
 POOLED_SETTINGS = (
     "train_pairs",
@@ -302,68 +326,6 @@ POOLED_SETTINGS = (
 
 def run_settings(args) -> dict:
     return {key: getattr(args, key) for key in POOLED_SETTINGS}
-
-
-def read_earlier(files: list[Path], datasets: list[str], settings: dict) -> dict[str, dict]:
-    """Per dataset: {"settings", "predictors": {label: {seed: metrics}}, "commands"} from
-    earlier results.json files. A dataset run now pools only with runs of `settings`; one
-    found in several files pools only with its own settings; others are kept as they were."""
-    earlier: dict[str, dict] = {}
-    for path in files:
-        for name, result in json.loads(path.read_text()).items():
-            if "settings" not in result:
-                raise SystemExit(
-                    f"{path}: {name}: written by an older real_data.py, without the seed and "
-                    "settings of each run, so its runs cannot be pooled; move the file away "
-                    "or pass another --work_dir"
-                )
-            wanted = settings if name in datasets else earlier.get(name, result)["settings"]
-            found = result["settings"]
-            differ = [
-                f"{key} {found.get(key)!r} there, {value!r} here"
-                for key, value in wanted.items()
-                if found.get(key) != value
-            ]
-            if differ:
-                raise SystemExit(
-                    f"{path}: {name}: its runs were made with other settings ("
-                    + "; ".join(differ)
-                    + "); seeds are pooled only with like runs: pass another --work_dir"
-                )
-            into = earlier.setdefault(
-                name, {"settings": result["settings"], "predictors": {}, "commands": {}}
-            )
-            for label, record in result["predictors"].items():
-                into["predictors"].setdefault(label, {}).update(
-                    zip(record["seeds"], record["runs"], strict=True)
-                )
-            into["commands"].update(result["commands"])
-    return earlier
-
-
-def row(label: str, m: dict) -> str:
-    cells = [m[k] for k in TABLE_METRICS]
-    return f"| {label} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {m['threshold']:.3g} |"
-
-
-def mean_sd(runs: list[dict]) -> dict[str, dict[str, float]]:
-    """Per metric: mean and sample standard deviation over runs (sd 0 for one run)."""
-    out = {}
-    for name in (*TABLE_METRICS, "threshold"):
-        values = np.array([run[name] for run in runs], dtype=float)
-        sd = float(values.std(ddof=1)) if values.size > 1 else 0.0
-        out[name] = {"mean": float(values.mean()), "sd": sd, "n": int(values.size)}
-    return out
-
-
-def row_mean_sd(label: str, stats: dict) -> str:
-    cells = [f"{stats[k]['mean']:.3f} ± {stats[k]['sd']:.3f}" for k in TABLE_METRICS]
-    threshold = stats["threshold"]
-    return (
-        f"| {label} | "
-        + " | ".join(cells)
-        + (f" | {threshold['mean']:.3g} ± {threshold['sd']:.2g} |")
-    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -392,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         "--valid_protein_fraction",
         type=float,
         default=0.2,
-        help="yeast: fraction of training PROTEINS held out for validation (ppi_dist.split)",
+        help="yeast: fraction of training PROTEINS held out for validation (ppi_dist.data.split)",
     )
     parser.add_argument(
         "--merge",
@@ -410,9 +372,8 @@ def main(argv: list[str] | None = None) -> None:
         earlier_files.insert(0, work / "results.json")
     settings = run_settings(args)
     earlier = read_earlier(earlier_files, args.datasets, settings)
-    import torch
-
-    print(f"machine: {machine()}, torch {torch.__version__}; settings {vars(args)}")
+    device = torch.device(default_device())
+    print(f"{machine_line(device)}; settings {vars(args)}")
     # Datasets not run now stay in results.json as they were.
     results = {
         name: pooled_result(e["predictors"], e["commands"], e["settings"])
@@ -442,12 +403,11 @@ def main(argv: list[str] | None = None) -> None:
             for variant in [] if args.dry else variants:
                 label = VARIANTS[variant]
                 try:
-                    metrics, objectives, command, seconds = run_secai(
-                        name, paths, fasta, work, args, variant, seed
-                    )
+                    run = TrainerRun(name, paths, fasta, work, variant, seed)
+                    metrics, objectives, command, seconds = run_secai(run, args)
                 except TrainerStopped as stopped:
                     results[name] = pooled_result(per_seed, commands, settings)
-                    write_results(work, results)
+                    write_results(work, results, PUBLISHED)
                     left = args.seed + args.seeds - seed
                     sys.exit(
                         f"{stopped}. {work / 'results.json'} keeps the runs finished "
@@ -459,62 +419,13 @@ def main(argv: list[str] | None = None) -> None:
                 for objective, values in objectives.items():
                     per_seed.setdefault(f"{label}, threshold by {objective}", {})[seed] = values
                 commands[f"{label}, seed {seed}"] = (
-                    f"{command}  ({seconds / 60:.1f} min on {machine()})"
+                    f"{command}  ({seconds / 60:.1f} min on {device_name(device)})"
                 )
             # Written after every seed: a run cut short keeps what it finished.
             results[name] = pooled_result(per_seed, commands, settings)
-            write_results(work, results)
-        print(section(name, results[name]), flush=True)
+            write_results(work, results, PUBLISHED)
+        print(section(name, results[name], PUBLISHED[name]), flush=True)
     print(f"written: {work / 'results.md'}")
-
-
-def machine() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def seeds_of(per_seed: dict[str, dict[int, dict]]) -> list[int]:
-    return sorted({seed for runs in per_seed.values() for seed in runs})
-
-
-def pooled_result(per_seed: dict[str, dict[int, dict]], commands: dict, settings: dict) -> dict:
-    predictors = {}
-    for label, by_seed in per_seed.items():
-        seeds = sorted(by_seed)
-        runs = [by_seed[seed] for seed in seeds]
-        predictors[label] = {"seeds": seeds, "runs": runs, "mean_sd": mean_sd(runs)}
-    return {"settings": settings, "predictors": predictors, "commands": commands}
-
-
-def section(name: str, result: dict) -> str:
-    predictors = result["predictors"]
-    seeds = sorted({seed for record in predictors.values() for seed in record["seeds"]})
-    lines = [f"### {name} ({len(seeds)} seed{'s' * (len(seeds) > 1)}: {seeds})", "", HEADER]
-    for label, record in predictors.items():
-        # A predictor with fewer seeds than the section (a run cut short) says so.
-        shown = label if record["seeds"] == seeds else f"{label} (seeds {record['seeds']})"
-        if len(record["runs"]) == 1:
-            lines.append(row(shown, record["runs"][0]))
-        else:
-            lines.append(row_mean_sd(shown, record["mean_sd"]))
-    lines += ["", f"Published: {DATASETS[name]['published']}.", ""]
-    lines += [f"- {label}: `{c}`" for label, c in result["commands"].items()]
-    return "\n".join(lines)
-
-
-HEADER = (
-    "| predictor | accuracy | precision | recall | F1 | weighted | MCC | AUROC | AUPR "
-    "| threshold |\n|---|---|---|---|---|---|---|---|---|---|"
-)
-
-
-def write_results(work: Path, results: dict) -> None:
-    text = "\n\n".join(section(name, result) for name, result in results.items())
-    (work / "results.md").write_text(text + "\n")
-    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,16 @@ class StopSignals:
         return self.requested
 
 
+def resolve_mixed_precision(chosen: str, on_gpu: bool | None = None) -> str:
+    """`mixed_precision` as it runs: "auto" is bf16 where the GPU has it, else "no".
+
+    on_gpu: whether the run is on a GPU (default: whether CUDA is available)."""
+    if chosen != "auto":
+        return chosen
+    on_gpu = torch.cuda.is_available() if on_gpu is None else on_gpu
+    return "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+
+
 def make_accelerator(config: TrainConfig) -> Accelerator:
     """The run's Accelerator, with what the configuration needs checked against it.
 
@@ -40,10 +50,7 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     under DeepSpeed, bf16 is torch autocast over fp32 weights (see below).
     """
     optimization, run, secai = config.optimization, config.run, config.model.secai
-    mixed_precision = optimization.mixed_precision
-    if mixed_precision == "auto":
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        mixed_precision = "bf16" if bf16 else "no"
+    mixed_precision = resolve_mixed_precision(optimization.mixed_precision)
     report_to = {"none": None, "all": "all"}.get(run.report_to, [run.report_to])
     # CPU process groups need gloo (DeepSpeed's default, nccl, has no CPU support).
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1

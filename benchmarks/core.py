@@ -1,0 +1,411 @@
+"""What the benchmarks share: the machine report, peak memory, the timing loop, the model
+built from the trainer's own configuration, and the sampled pairs and batches they run on.
+
+Every benchmark runs from the repository root as `python -m benchmarks.NAME`. Its own
+flags (which pairs, how many repeats, ...) come first; every other flag is the trainer's
+(`ppi_dist.training.recipes.load_config`: `--encoder PATH_OR_HUB_NAME` or `--encoder_shape
+tiny|8M|...|650M`, `--encoder_attention`, `--lora_r`, `--mixed_precision`, ...), so a
+benchmark builds the model a `python ppi_dist/train.py` run with the same flags would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from ppi_dist.data.batching import CacheIndex, PairBatches, batch_to_device
+from ppi_dist.data.fasta import read_fasta, write_fasta
+from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
+from ppi_dist.errors import ConfigError
+from ppi_dist.evaluation.audit import read_pairs
+from ppi_dist.inference.cache import EmbeddingCache
+from ppi_dist.models.secai import SECAI
+from ppi_dist.models.shapes import SHAPES
+from ppi_dist.training.config import OptimizationConfig, TrainConfig
+from ppi_dist.training.distributed import resolve_mixed_precision
+from ppi_dist.training.recipes import load_config
+from ppi_dist.training.step import StepResult, make_optimizer, train_step
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+BERNETT = SHARED / "data" / "bernett-gold"
+DEFAULT_PAIRS = BERNETT / "train.tsv"
+DEFAULT_FASTA = BERNETT / "sequences.fasta"
+ENCODER_8M = SHARED / "models" / "esm2_t6_8M"
+STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
+# The help's epilog (lines: throughput.py and profile_step.py print it as written).
+TRAINER_FLAGS = """\
+Every other flag is the trainer's (python ppi_dist/train.py --help), among them:
+  --encoder PATH_OR_HUB_NAME (default: the shared 8M) or --encoder_shape tiny|8M|...|650M
+  (random weights), --encoder_attention sdpa|cudnn|flex|varlen, --freeze_encoder true,
+  --lora_r (LoRA alpha follows as 2 r), --cross_attention_heads, --head_hidden,
+  --mixed_precision (auto: bf16 on a GPU), --activation_checkpointing true|false (default:
+  on for CUDA unless the encoder is frozen), --compile, --max_tokens, --sort_buffer (also
+  the number of pairs sampled), --seed."""
+LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets")
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """Where a figure was measured, in a few words: the GPU, or the CPU and torch's threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} CPU, {torch.get_num_threads()} threads"
+
+
+def library_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:  # a bare GPU image may lack datasets
+        return "not installed"
+
+
+def machine_report(device: torch.device) -> list[str]:
+    """The machine, its load and the library versions, as lines to print before figures."""
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    versions = ", ".join(f"{name} {library_version(name)}" for name in LIBRARIES)
+    if device.type == "cuda":
+        gpu = f"GPU: {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    else:
+        gpu = "GPU: none (CPU run)"
+    return [
+        f"machine: {cpu_name()}, {os.cpu_count()} CPU cores, torch threads "
+        f"{torch.get_num_threads()}, load average {load} (other processes share it)",
+        f"python {platform.python_version()}, {versions}",
+        gpu,
+    ]
+
+
+def machine_line(device: torch.device) -> str:
+    """`machine_report` on one line."""
+    return "; ".join(machine_report(device))
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class PeakMemory:
+    """Peak memory of what runs between `reset` and `peak_bytes`: the CUDA allocator's peak,
+    or the process's peak RSS on the CPU.
+
+    On Linux, writing 5 to /proc/self/clear_refs resets VmHWM (the RSS high-water mark), so
+    each measurement's peak is its own; the RSS includes the model, Python and the batches.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.kind = "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS"
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_bytes(self) -> int:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device)
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        import resource  # not Linux: the peak of the whole process, not resettable
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.peak_bytes() / 2**30:.2f} GiB"
+
+
+def time_steps(
+    step: Callable[[dict], object], batches: Iterable[dict], device: torch.device
+) -> list[float]:
+    """Seconds of `step` on each batch, from an idle device to an idle device (CUDA runs
+    asynchronously: unsynchronised, the clock would stop at the last kernel launch)."""
+    seconds = []
+    for batch in batches:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def append_json_line(path: str | None, row: dict) -> None:
+    """One JSON line appended at once, so a run cut short keeps what it measured."""
+    if path:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _as_flags(settings: Mapping[str, object]) -> list[str]:
+    flags = []
+    for name, value in settings.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        flags += [f"--{name}", text]
+    return flags
+
+
+def benchmark_config(flags: list[str], device: torch.device, **defaults: object) -> TrainConfig:
+    """The trainer's configuration from trainer flags, with the benchmarks' defaults put
+    before them (argparse takes the last of a repeated flag, so a flag given wins): the
+    shared 8M encoder, LoRA alpha 2 r, activation checkpointing on CUDA unless the encoder
+    is frozen, then `defaults` (flag name -> value)."""
+    chosen = {"encoder": ENCODER_8M, **defaults}
+    secai = load_config([*_as_flags(chosen), *flags]).model.secai
+    follow = {
+        "lora_alpha": 2 * secai.lora_r,
+        "activation_checkpointing": device.type == "cuda" and not secai.freeze_encoder,
+    }
+    config = load_config([*_as_flags({**follow, **chosen}), *flags])
+    encoder = str(config.model.secai.encoder)
+    if encoder.removesuffix("-shape") in SHAPES and not Path(encoder).exists():
+        raise ConfigError(
+            f"--encoder {encoder}: --encoder takes a path or Hub name; random weights of a "
+            f"shape are --encoder_shape {encoder.removesuffix('-shape')}"
+        )
+    if config.optimization.mixed_precision == "fp16":
+        raise ConfigError("the benchmarks run bf16 or fp32 (no loss scaling): not fp16")
+    return config
+
+
+def trainer_config(
+    parser: argparse.ArgumentParser, flags: list[str], device: torch.device, **defaults: object
+) -> TrainConfig:
+    """`benchmark_config`, with a wrong trainer flag reported as `parser`'s usage error."""
+    try:
+        return benchmark_config(flags, device, **defaults)
+    except ConfigError as error:
+        parser.error(str(error))
+
+
+def mixed_precision(config: TrainConfig, device: torch.device) -> str:
+    """The precision a benchmark runs in, "bf16" or "no": the trainer's `mixed_precision`,
+    with "auto" resolved as the trainer resolves it (bf16 where the GPU has it)."""
+    return resolve_mixed_precision(config.optimization.mixed_precision, device.type == "cuda")
+
+
+def encoder_label(config: TrainConfig) -> str:
+    """The encoder as flags name it: a shape (random weights), or a path or Hub name."""
+    return config.model.encoder_shape or str(config.model.secai.encoder)
+
+
+def build_model(config: TrainConfig, device: torch.device) -> SECAI:
+    """SE-CAI as the trainer builds it from `config` (seeded), in training mode on `device`."""
+    torch.manual_seed(config.optimization.seed)
+    # Built on the target device: a 650M random init on CPU alone takes about a minute.
+    with device:
+        model = SECAI(config.model.secai_config())
+    return model.to(device).train()
+
+
+@dataclass
+class TrainerStep:
+    """One training step as the trainer's loop runs it: `prepare` (the batch to the device,
+    or its cached states gathered), then `train_step`."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    accelerator: Accelerator
+    optimization: OptimizationConfig
+    prepare: Callable[[dict], dict]
+
+    def __call__(self, batch: dict) -> StepResult:
+        prepared = self.prepare(batch)
+        return train_step(
+            self.model, prepared, self.optimizer, self.accelerator, self.optimization, False
+        )
+
+
+def trainer_step(
+    model: SECAI, config: TrainConfig, accelerator: Accelerator, prepare: Callable | None = None
+) -> TrainerStep:
+    """`model` with the trainer's optimiser (`make_optimizer`: fused AdamW on a GPU), both
+    prepared by `accelerator`; batches copied to its device unless `prepare` says otherwise."""
+    optimizer = make_optimizer(model, config.optimization)
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    prepare = prepare or functools.partial(batch_to_device, device=accelerator.device)
+    return TrainerStep(prepared, optimizer, accelerator, config.optimization, prepare)
+
+
+def benchmark_accelerator(config: TrainConfig, device: torch.device) -> Accelerator:
+    """One process's Accelerator on `device`, in the configuration's precision."""
+    return Accelerator(cpu=device.type == "cpu", mixed_precision=mixed_precision(config, device))
+
+
+# --------------------------------------------------------------------------- the pairs
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Which pairs a benchmark runs on: `count` drawn without replacement (seeded) from a
+    pair file, with their sequences from `fasta`, or random ones of `fixed_length`."""
+
+    pairs: Path = DEFAULT_PAIRS
+    fasta: Path = DEFAULT_FASTA
+    count: int = 4096
+    seed: int = 0
+    fixed_length: int | None = None
+
+
+def add_sample_flags(parser: argparse.ArgumentParser) -> None:
+    """--pairs, --fasta, --fixed_length: where `Sample` draws from."""
+    parser.add_argument("--pairs", default=str(DEFAULT_PAIRS), help="pair file to sample from")
+    parser.add_argument("--fasta", default=str(DEFAULT_FASTA))
+    parser.add_argument(
+        "--fixed_length",
+        type=int,
+        default=None,
+        help="random sequences of exactly this many residues instead of the real ones",
+    )
+
+
+def sample_from(args: argparse.Namespace, config: TrainConfig) -> Sample:
+    """The sample that `add_sample_flags`' flags and the trainer's --sort_buffer (as many
+    pairs as the data layer sorts together) and --seed ask for."""
+    count, seed = config.data.sort_buffer, config.optimization.seed
+    return Sample(Path(args.pairs), Path(args.fasta), count, seed, args.fixed_length)
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """--device, --threads, --json_out."""
+    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json_out", default=None, help="append the results as JSON lines")
+
+
+def random_residues(rng: random.Random, length: int) -> str:
+    return "".join(rng.choice(STANDARD_RESIDUES) for _ in range(length))
+
+
+def sample_pairs(sample: Sample) -> tuple[list[Pair], dict[str, str]]:
+    """The sample's pairs, their sequences filled in, and those sequences by protein.
+
+    With `fixed_length` and no pair file (a bare GPU machine), pairs of a random pool of
+    proteins instead.
+    """
+    if sample.fixed_length is not None and not Path(sample.pairs).is_file():
+        return _synthetic_pairs(sample)
+    rows = read_pairs(sample.pairs)
+    rng = random.Random(sample.seed)
+    pairs = rng.sample(rows, min(sample.count, len(rows)))
+    needed = sorted({p.protein_a for p in pairs} | {p.protein_b for p in pairs})
+    if sample.fixed_length is not None:
+        sequences = {name: random_residues(rng, sample.fixed_length) for name in needed}
+    else:
+        every = read_fasta(sample.fasta)
+        sequences = {name: every[name] for name in needed}
+    return _with_sequences(pairs, sequences)
+
+
+def _synthetic_pairs(sample: Sample) -> tuple[list[Pair], dict[str, str]]:
+    """Pairs of random proteins of one length, each protein in about 3 pairs.
+
+    (A 4,096-pair sample of Bernett train holds 2,646 proteins: about 3 pairs each.)
+    """
+    rng = random.Random(sample.seed)
+    names = [f"S{i}" for i in range(max(2, 2 * sample.count // 3))]
+    pairs = [
+        Pair(rng.choice(names), rng.choice(names), label=float(rng.randint(0, 1)))
+        for _ in range(sample.count)
+    ]
+    used = sorted({p.protein_a for p in pairs} | {p.protein_b for p in pairs})
+    sequences = {name: random_residues(rng, sample.fixed_length) for name in used}
+    return _with_sequences(pairs, sequences)
+
+
+def _with_sequences(
+    pairs: list[Pair], sequences: dict[str, str]
+) -> tuple[list[Pair], dict[str, str]]:
+    filled = [
+        p._replace(sequence_a=sequences[p.protein_a], sequence_b=sequences[p.protein_b])
+        for p in pairs
+    ]
+    return filled, sequences
+
+
+def write_pair_files(directory: Path, pairs: list[Pair]) -> tuple[Path, Path]:
+    """The pairs as a pair file + FASTA in `directory`, so the real data layer reads them."""
+    pair_path = write_pairs(directory / "pairs.tsv", pairs)
+    fasta_path = write_fasta(directory / "sequences.fasta", sequences_of(pairs))
+    return pair_path, fasta_path
+
+
+@contextlib.contextmanager
+def sample_source(pairs: list[Pair], max_residues: int) -> Iterator[PairSource]:
+    """The pairs as the trainer reads them: a validated `PairSource` over files written to a
+    temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory() as folder:
+        pair_path, fasta_path = write_pair_files(Path(folder), pairs)
+        source = PairSource(pair_path, fasta=fasta_path, max_residues=max_residues)
+        source.validate()
+        yield source
+
+
+def our_batches(
+    source: PairSource, max_tokens: int, config: TrainConfig, cache_index: CacheIndex | None = None
+) -> list[dict]:
+    """Every training batch of `source` at `max_tokens`, in the data layer's shuffled order,
+    as the trainer's loader makes them (its seed and sort buffer from `config`); frozen
+    (`cache_index`): batches of cache rows, the budget in pair tokens."""
+    batches = PairBatches(
+        source,
+        seed=config.optimization.seed,
+        training=True,
+        max_tokens=max_tokens,
+        sort_buffer=config.data.sort_buffer,
+        cache_index=cache_index,
+    )
+    return list(batches)
+
+
+def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
+    """A cache with the source's proteins at their stored (centre-cropped) lengths and zero
+    states of width `hidden`: the index and the gather as in training, without encoding
+    (the kernels' work does not depend on the values)."""
+    source.validate()  # reads the FASTA
+    ids = list(source.sequences)
+    lengths = np.array([min(len(source.sequences[p]), source.max_residues) for p in ids])
+    states = np.zeros((int(lengths.sum()), hidden), dtype=np.float16)
+    return EmbeddingCache(
+        ids,
+        lengths,
+        states,
+        "float16",
+        digests=[""] * len(ids),
+        fingerprint="",
+        max_residues=source.max_residues,
+    )
