@@ -60,16 +60,22 @@ from ppi_dist.training.validation import choose_threshold, score_split
 
 def train(config: TrainConfig) -> dict:
     """Run training; returns the final metrics (validation, and test when given)."""
+    accelerator = make_accelerator(config)
+    # One run per folder, refused or cleared here; released however the run ends, so a
+    # refused resume or a failed run in a notebook does not keep the folder locked.
+    with claim_run_folder(config, accelerator):
+        return _train(config, accelerator)
+
+
+def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
     data, optimization, evaluation, run = (
         config.data,
         config.optimization,
         config.evaluation,
         config.run,
     )
-    accelerator = make_accelerator(config)
     output_dir, device = Path(run.output_dir), accelerator.device
     checkpoints, spill = output_dir / "checkpoints", output_dir / "scoring_cache"
-    lock = claim_run_folder(config, accelerator)  # one run per folder, refused or cleared
     accelerator.print(
         f"ppi_dist: {accelerator.num_processes} process(es), "
         f"{accelerator.distributed_type.value}, {compute_precision(accelerator)} precision"
@@ -258,7 +264,6 @@ def train(config: TrainConfig) -> dict:
         results = {"stopped_at": step}
     train_batches.close()
     accelerator.end_training()
-    lock.release()
     return results
 
 

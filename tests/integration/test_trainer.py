@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from ppi_dist.cli.evaluate import main as evaluate_main
+from ppi_dist.cli.train import main as train_main
 from ppi_dist.evaluation.evaluate import evaluate
 from ppi_dist.hub.loading import load_model
 from ppi_dist.models.saving import from_pretrained
@@ -21,7 +22,6 @@ from tests.integration.runs import (
     check_predict_reproduces_test_scores,
     launch,
     losses,
-    run_python,
     trainables,
     trainer_env,
 )
@@ -181,19 +181,22 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     assert (tmp_path / "eval" / "plots" / "pr_curve.png").is_file()
 
 
-def test_a_run_folder_belongs_to_one_run(tmp_path):
+def test_a_run_folder_belongs_to_one_run(tmp_path, capsys):
     """Through the trainer: a folder holding another run is refused, with one line and exit
     2; --overwrite replaces it; a resume with other learning rates is refused unless
-    overridden, and the override is applied; keep_checkpoints 0 is refused."""
+    overridden, and the override is applied; keep_checkpoints 0 is refused. The refusals
+    run in this process, so each must leave the folder unlocked for the launches after it."""
     out = tmp_path / "run"
     args = [*TINY, "--max_steps", "2", "--output_dir", str(out)]
     launch(args)
 
     def refused(extra: list[str]) -> str:
-        result = run_python(["ppi_dist/train.py", *args, *extra])
-        assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-        assert "Traceback" not in result.stderr
-        return result.stderr.strip().splitlines()[-1]
+        # In this process: the trainer's own `main` and error boundary, before any step.
+        capsys.readouterr()
+        assert train_main([*args, *extra]) == 2
+        printed = capsys.readouterr().err.strip().splitlines()
+        assert printed[-1].startswith("error: ") and "Traceback" not in "\n".join(printed)
+        return printed[-1]
 
     other_run = refused([])
     assert "holds another run" in other_run and "--overwrite" in other_run
