@@ -36,6 +36,7 @@ from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.shapes import SHAPES
+from ppi_dist.models.windows import Windowing
 from ppi_dist.training.config import OptimizationConfig, TrainConfig
 from ppi_dist.training.distributed import resolve_mixed_precision
 from ppi_dist.training.recipes import load_config
@@ -407,5 +408,5 @@ def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
         "float16",
         digests=[""] * len(ids),
         fingerprint="",
-        max_residues=source.max_residues,
+        windowing=Windowing(source.max_residues, 0, "crop"),
     )

@@ -240,7 +240,7 @@ def make_batches(
     it on a GPU."""
     pairs, _ = core.sample_pairs(core.sample_from(args, config))
     max_tokens, prepare = config.data.max_tokens, None
-    with core.sample_source(pairs, config.data.max_residues) as source:
+    with core.sample_source(pairs, config.model.secai.max_residues) as source:
         if config.model.secai.freeze_encoder:
             cache = core.stand_in_cache(source, hidden)
             cache.keep_on(device)

@@ -70,6 +70,7 @@ from ppi_dist.data.split import split_pairs
 from ppi_dist.evaluation.audit import degree_baseline_scores, read_pairs
 from ppi_dist.evaluation.threshold import evaluate_at, search_threshold
 from ppi_dist.inference.cache import EmbeddingCache
+from ppi_dist.models.windows import WINDOW_MODES, Windowing
 from ppi_dist.training.checkpoint import latest_checkpoint
 from ppi_dist.training.rundir import run_contents
 
@@ -153,7 +154,7 @@ def all_positive(paths: dict[str, Path]) -> dict:
 
 
 def cache_dir(work: Path, fasta: Path, args) -> Path:
-    return work / f"cache_{fasta.parent.name}_{args.max_residues}"
+    return work / f"cache_{fasta.parent.name}_{args.max_residues}_{args.windows}"
 
 
 def build_whole_cache(fasta: Path, work: Path, args) -> None:
@@ -167,7 +168,7 @@ def build_whole_cache(fasta: Path, work: Path, args) -> None:
         model,
         read_fasta(fasta),
         directory=cache_dir(work, fasta, args),
-        max_residues=args.max_residues,
+        windowing=Windowing(args.max_residues, args.max_residues // 4, args.windows),
         progress=True,
     )
     print(
@@ -221,6 +222,8 @@ def trainer_command(run: TrainerRun, args: argparse.Namespace) -> list[str]:
         str(ENCODER_8M),
         "--max_residues",
         str(args.max_residues),
+        "--scoring_windows",
+        args.windows,
         "--max_tokens",
         str(args.max_tokens),
         "--cross_attention_heads",
@@ -317,6 +320,7 @@ POOLED_SETTINGS = (
     "valid_pairs",
     "test_pairs",
     "max_residues",
+    "windows",
     "max_tokens",
     "epochs",
     "lora_steps",
@@ -338,6 +342,13 @@ def main(argv: list[str] | None = None) -> None:
         "--test_pairs", type=int, default=None, help="subset of test; all by default"
     )
     parser.add_argument("--max_residues", type=int, default=400)
+    parser.add_argument(
+        "--windows",
+        choices=WINDOW_MODES,
+        default="crop",
+        help="how validation and test read a long protein (the rows recorded before windows "
+        "existed are crop)",
+    )
     parser.add_argument("--max_tokens", type=int, default=8192)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lora_steps", type=int, default=0, help="0: no LoRA run")

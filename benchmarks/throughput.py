@@ -263,7 +263,7 @@ def run(args: argparse.Namespace, config: TrainConfig) -> list[MethodResult]:
     memory = core.PeakMemory(device)
     results: list[MethodResult] = []
     baseline: MethodResult | None = None
-    with core.sample_source(pairs, config.data.max_residues) as source:
+    with core.sample_source(pairs, config.model.secai.max_residues) as source:
         for index, max_tokens in enumerate(args.max_tokens):
             batches = core.our_batches(source, max_tokens, config)
             warm, measured = select_measured(batches, args.num_pairs, args.warmup)

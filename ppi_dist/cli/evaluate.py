@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ppi_dist.cli.boundary import command
+from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
 from ppi_dist.evaluation.evaluate import describe, evaluate, write_outputs
 from ppi_dist.hub.loading import load_model
 
@@ -30,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--valid", help="a validation pair file: every threshold objective")
     parser.add_argument("--out", help="output folder (default: beside the model folder)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--max_residues", type=int, default=1022)
     parser.add_argument(
         "--allow_encoder_mismatch", action="store_true", help="load though the encoder changed"
     )
+    add_encoding_flags(parser)
     return parser
 
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         train=args.train,
         valid=args.valid,
         n_resamples=args.bootstrap,
-        max_residues=args.max_residues,
+        windowing=windowing_from_flags(model, args),
     )
     print(describe(report))
     default = Path(args.model).parent / f"evaluation_{Path(args.pairs).name.split('.')[0]}"

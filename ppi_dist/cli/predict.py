@@ -20,7 +20,7 @@ import torch
 from accelerate import PartialState
 
 from ppi_dist.cli.boundary import command
-from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
+from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
 from ppi_dist.errors import UserError
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT
@@ -57,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MEMORY_LIMIT / 2**30,
         help="in-memory cache limit; above it the states go to disk",
     )
-    parser.add_argument("--max_residues", type=int, default=ESM2_MAX_RESIDUES)
     parser.add_argument("--tile", type=int, default=64, help="proteins per all-vs-all tile")
     parser.add_argument(
         "--chunk_pairs", type=int, default=CHUNK_PAIRS, help="pair-file rows per chunk"
@@ -79,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score though the encoder's weights changed",
     )
     parser.add_argument("--debug", action="store_true", help="tracebacks for user errors too")
+    add_encoding_flags(parser)
     return parser
 
 
@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     allow = args.allow_encoder_mismatch
     model = load_model(args.model, revision=args.revision, allow_encoder_mismatch=allow)
     model = model.to(state.device)
+    windowing = windowing_from_flags(model, args)
     options = PredictOptions(
         threshold=args.threshold,
         top_k=args.top_k,
@@ -99,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         include_self=args.include_self,
         tile=args.tile,
         chunk_pairs=args.chunk_pairs,
-        max_residues=args.max_residues,
+        max_residues=windowing.max_residues,
+        window_overlap=windowing.overlap,
+        windows=windowing.mode,
         cache_dtype=args.cache_dtype,
     )
     several = state.num_processes > 1

@@ -42,13 +42,16 @@ import numpy as np
 import torch
 
 from ppi_dist.data.pairs import Pair, PairSource
-from ppi_dist.data.sequences import crop, tokenize
+from ppi_dist.data.sequences import tokenize
 from ppi_dist.models.packing import packed_tokens, packing_layout
+from ppi_dist.models.windows import Windowing, stitch_layout
 
 _PACK_TRIES = 8
 
 
-def collate_pairs(pairs: list[Pair], *, layout: bool = True) -> dict:
+def collate_pairs(
+    pairs: list[Pair], *, layout: bool = True, windowing: Windowing | None = None
+) -> dict:
     """Tokenise the distinct sequences of `pairs` (cropped as they should run) once and index
     them per pair.
 
@@ -58,12 +61,23 @@ def collate_pairs(pairs: list[Pair], *, layout: bool = True) -> dict:
     also the encoder's packed layout of the distinct sequences, `packing.LAYOUT_FIELDS`
     (`pack_*` tensors, see `packing.packing_layout`), computed here on the CPU so the
     model can pack on the device without a host sync (`packing.packed_inputs_from_layout`).
+
+    With a `windowing` of mode "all", a sequence longer than its window is tokenised as its
+    windows, one encoder row each, and `stitch_index`, `stitch_mask` (distinct sequences x
+    longest, see `windows.stitch_layout`) say where its residues' states are.
     """
     row_of: dict[str, int] = {}
     for pair in pairs:
         row_of.setdefault(pair.sequence_a, len(row_of))
         row_of.setdefault(pair.sequence_b, len(row_of))
-    input_ids, attention_mask = tokenize(list(row_of))
+    pieces, stitch = list(row_of), None
+    if windowing is not None and windowing.mode == "all":
+        windows = [windowing.windows(len(sequence)) for sequence in row_of]
+        if any(len(w) > 1 for w in windows):
+            pairs_of = zip(row_of, windows, strict=True)
+            pieces = [sequence[w.start : w.stop] for sequence, ws in pairs_of for w in ws]
+            stitch = windows
+    input_ids, attention_mask = tokenize(pieces)
     batch = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
@@ -74,8 +88,10 @@ def collate_pairs(pairs: list[Pair], *, layout: bool = True) -> dict:
     }
     if all(p.label is not None for p in pairs):
         batch["labels"] = torch.tensor([p.label for p in pairs], dtype=torch.float32)
+    if stitch is not None:
+        batch["stitch_index"], batch["stitch_mask"] = stitch_layout(stitch, input_ids.shape[1])
     if layout:
-        batch.update(packing_layout([len(sequence) + 2 for sequence in row_of]))
+        batch.update(packing_layout([len(piece) + 2 for piece in pieces]))
     return batch
 
 
@@ -109,7 +125,7 @@ class CacheIndex:
     """
 
     row: Mapping[str, int]  # identifier -> cache row
-    lengths: np.ndarray  # residues stored per row (after the centred crop)
+    lengths: np.ndarray  # residues stored per row (as the cache's windowing keeps them)
 
     def pair_rows(self, protein_a: Sequence[str], protein_b: Sequence[str]) -> dict:
         """int64 tensors that place pairs of cached proteins in a batch.
@@ -161,6 +177,9 @@ class PairBatches:
         rank, world_size: this process and the number of processes.
         seed: with the epoch, fixes the shuffle, the batches and the random crops.
         training: shuffle and crop at random; otherwise file order and centred crops.
+        windowing: how a protein longer than one window is read (`models.windows`): one
+            crop per batch (random in training, centred otherwise) or all its windows.
+            None: crops of `source.max_residues`.
         max_tokens: token budget per batch, counted as the step runs it. With the encoder:
             the distinct sequences packed into rows of the longest (+2 for `<cls>`/`<eos>`),
             rows x width. Frozen (`cache_index`): the cross-attention's padded pair tokens,
@@ -177,7 +196,7 @@ class PairBatches:
             `labels`, `weight` and the int64 `cache_rows`, `index_a`, `index_b` of
             `CacheIndex.pair_rows`: all `embeddings.with_cached_states` needs, made here
             (in the loader's workers) rather than in the training loop. No crops: the cache
-            holds each protein's centred crop, and the budget counts its stored length.
+            holds each protein as scoring reads it, and the budget counts its stored length.
             Nothing is tokenised and no packing layout is planned (the encoder does not run).
 
     Every rank yields the same number of batches per epoch (see the module docstring).
@@ -199,13 +218,16 @@ class PairBatches:
         sort_buffer: int = 4096,
         shuffle_buffer: int = 100_000,
         cache_index: CacheIndex | None = None,
+        windowing: Windowing | None = None,
     ):
+        self.windowing = windowing or Windowing(source.max_residues, 0, "crop")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
-        if batch_size is None and max_tokens < 2 * (source.max_residues + 2):
+        window = self.windowing.max_residues
+        if batch_size is None and max_tokens < 2 * (window + 2):
             raise ValueError(
-                f"max_tokens={max_tokens} cannot hold one pair of two {source.max_residues}-"
-                f"residue sequences; use at least {2 * (source.max_residues + 2)}"
+                f"max_tokens={max_tokens} cannot hold one pair of two {window}-"
+                f"residue sequences; use at least {2 * (window + 2)}"
             )
         self.source, self.rank, self.world_size, self.seed = source, rank, world_size, seed
         self.training, self.max_tokens, self.max_pairs = training, max_tokens, max_pairs
@@ -260,15 +282,18 @@ class PairBatches:
 
     def _collate(self, index: int, rows: list[Pair], weight: float) -> dict:
         if self.cache_index is not None:
-            return self._collate_cached(rows, weight)
+            return self._collate_cached(index, rows, weight)
         # One crop per distinct sequence per batch, so a protein twice in a batch is encoded once;
         # the generator depends only on (seed, epoch, batch), so resumed runs crop the same.
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if self.training else None
-        limit, cropped = self.source.max_residues, {}
+        windowing, cropped = self.windowing, {}
 
         def crop_once(sequence: str) -> str:
+            if windowing.mode == "all":
+                return sequence  # cut into windows by collate_pairs
             if sequence not in cropped:
-                cropped[sequence] = crop(sequence, limit, rng)
+                (window,) = windowing.windows(len(sequence), rng)
+                cropped[sequence] = sequence[window.start : window.stop]
             return cropped[sequence]
 
         pairs = [
@@ -277,16 +302,29 @@ class PairBatches:
             )
             for r in rows
         ]
-        batch = collate_pairs(pairs)
+        batch = collate_pairs(pairs, windowing=windowing)
         batch["weight"] = torch.full((len(pairs),), weight)
         return batch
 
-    def _collate_cached(self, rows: list[Pair], weight: float) -> dict:
-        """Frozen mode: the pairs as cache rows, ids and labels; no sequence is touched."""
+    def _collate_cached(self, index: int, rows: list[Pair], weight: float) -> dict:
+        """Frozen mode: the pairs as cache rows, ids and labels; no sequence is touched.
+
+        Training with crops (`windowing.mode == "crop"`) reads a random window of each long
+        protein's cached states (`cache_starts`, `cache_window`), as encoder training crops
+        its sequences; the states themselves are whatever the cache stored (all windows
+        stitched, by default), so each residue keeps its whole-protein context.
+        """
         protein_a = [r.protein_a for r in rows]
         protein_b = [r.protein_b for r in rows]
         batch = {"protein_a": protein_a, "protein_b": protein_b}
         batch.update(self.cache_index.pair_rows(protein_a, protein_b))
+        if self.training and self.windowing.mode == "crop":
+            rng = random.Random(f"{self.seed}:{self.epoch}:{index}")
+            window = self.windowing.max_residues
+            stored = self.cache_index.lengths[batch["cache_rows"].numpy()].tolist()
+            starts = [rng.randint(0, n - window) if n > window else 0 for n in stored]
+            batch["cache_starts"] = torch.tensor(starts, dtype=torch.long)
+            batch["cache_window"] = window
         if all(r.label is not None for r in rows):
             batch["labels"] = torch.tensor([r.label for r in rows], dtype=torch.float32)
         batch["weight"] = torch.full((len(rows),), weight)
@@ -333,6 +371,8 @@ class PairBatches:
         no pair is examined twice (the encoder's packing search is O(n^2) per batch).
         """
         row, stored = self.cache_index.row, self.cache_index.lengths.tolist()
+        if self.training and self.windowing.mode == "crop":
+            stored = [min(n, self.windowing.max_residues) for n in stored]
         try:
             widths = [max(stored[row[r.protein_a]], stored[row[r.protein_b]]) for r in buffer]
         except KeyError as error:
@@ -354,13 +394,14 @@ class PairBatches:
         are tried: the next longest, then the shortest of the buffer, which fill the gaps
         long rows leave.
         """
-        limit = self.source.max_residues
+        windowing = self.windowing
 
-        def tokens(sequence: str) -> int:
-            return min(len(sequence), limit) + 2
+        def tokens(sequence: str) -> list[int]:
+            """Encoder rows of a sequence: its crop, or each of its windows (+2 each)."""
+            return [w.stop - w.start + 2 for w in windowing.windows(len(sequence))]
 
         def longest_then_shortest(row: Pair) -> tuple[int, int]:
-            a, b = tokens(row.sequence_a), tokens(row.sequence_b)
+            a, b = sum(tokens(row.sequence_a)), sum(tokens(row.sequence_b))
             return max(a, b), min(a, b)
 
         pending = sorted(buffer, key=longest_then_shortest, reverse=True)
@@ -386,7 +427,7 @@ class _FillingBatch:
     def __init__(self, max_tokens: int, max_pairs: int | None, tokens) -> None:
         self.max_tokens, self.max_pairs, self.tokens = max_tokens, max_pairs, tokens
         self.rows: list[Pair] = []
-        self.lengths: dict[str, int] = {}  # distinct sequence -> encoder tokens
+        self.lengths: dict[str, list[int]] = {}  # distinct sequence -> its rows' tokens
 
     def fits(self, row: Pair) -> bool:
         if self.max_pairs is not None and len(self.rows) == self.max_pairs:
@@ -394,7 +435,7 @@ class _FillingBatch:
         new = [self.tokens(s) for s in {row.sequence_a, row.sequence_b} if s not in self.lengths]
         if not self.rows or not new:
             return True
-        candidate = [*self.lengths.values(), *new]
+        candidate = [n for rows in (*self.lengths.values(), *new) for n in rows]
         # The sum is a lower bound of the packed count and rejects most candidates cheaply.
         return sum(candidate) <= self.max_tokens and packed_tokens(candidate) <= self.max_tokens
 

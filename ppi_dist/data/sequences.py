@@ -1,4 +1,5 @@
-"""Protein sequences: the ESM-2 alphabet, cleaning, cropping and tokenisation.
+"""Protein sequences: the ESM-2 alphabet, cleaning and tokenisation (windows and crops of
+long proteins: `models.windows`).
 
 ESM-2 reads `<cls> residues <eos>`; its vocabulary already holds the rare residues
 U (selenocysteine), O (pyrrolysine), B, Z and X, so they are kept as they are.
@@ -6,7 +7,6 @@ U (selenocysteine), O (pyrrolysine), B, Z and X, so they are kept as they are.
 
 from __future__ import annotations
 
-import random
 from functools import lru_cache
 from importlib import resources
 
@@ -38,21 +38,6 @@ def clean_sequence(sequence: str) -> str:
             f"ESM-2 reads only {''.join(sorted(RESIDUES))}"
         )
     return cleaned
-
-
-def crop(sequence: str, max_residues: int, rng: random.Random | None = None) -> str:
-    """Crop to at most `max_residues`.
-
-    Training passes an `rng` and gets a uniformly random window, so every part of a long
-    protein is seen over the epochs. Evaluation passes none and gets the centred window:
-    deterministic, and it keeps the middle of the chain where long proteins' domains sit
-    rather than favouring either terminus.
-    """
-    excess = len(sequence) - max_residues
-    if excess <= 0:
-        return sequence
-    start = rng.randint(0, excess) if rng is not None else excess // 2
-    return sequence[start : start + max_residues]
 
 
 @lru_cache(maxsize=1)

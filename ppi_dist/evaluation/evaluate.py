@@ -31,7 +31,8 @@ from ppi_dist.evaluation.bootstrap import bootstrap_intervals
 from ppi_dist.evaluation.metrics import trivial_predictors
 from ppi_dist.evaluation.plots import plot_evaluation
 from ppi_dist.evaluation.threshold import compare_objectives, describe_objectives, evaluate_at
-from ppi_dist.inference.scoring import ScoredPairs, score_pairs
+from ppi_dist.inference.scoring import ScoredPairs, score_pairs, scoring_windowing
+from ppi_dist.models.windows import Windowing
 
 CLASSES = {2: "C1 (both seen in training)", 1: "C2 (one seen)", 0: "C3 (none seen)"}
 
@@ -44,19 +45,29 @@ def evaluate(
     train: str | Path | None = None,
     valid: str | Path | None = None,
     n_resamples: int = 1000,
-    max_residues: int = 1022,
+    windowing: Windowing | None = None,
 ) -> dict:
-    """Scores and metrics of `pairs` (see the module docstring); returns everything as JSON."""
+    """Scores and metrics of `pairs` (see the module docstring); returns everything as JSON.
+
+    `windowing`: how long proteins are read; None: the model's own settings, the ones its
+    threshold was chosen at (`inference.scoring.scoring_windowing`).
+    """
     threshold = model.config.decision_threshold
     if threshold is None:
         raise UserError("the model folder has no decision_threshold; train it, or pass one")
-    scored = _score_file(model, pairs, fasta, max_residues)
+    windowing = windowing or scoring_windowing(model)
+    scored = _score_file(model, pairs, fasta, windowing)
     objective = model.config.threshold_objective or "weighted"
     result = evaluate_at(scored.scores, scored.labels, threshold, objective=objective)
     report = {
         "pairs": str(pairs),
         "threshold": threshold,
         "threshold_objective": model.config.threshold_objective,
+        "encoding": {
+            "max_residues": windowing.max_residues,
+            "window_overlap": windowing.overlap,
+            "windows": windowing.mode,
+        },
         "metrics": result.summary(),
         "intervals_95": bootstrap_intervals(
             scored.scores, scored.labels, threshold, n_resamples=n_resamples
@@ -82,7 +93,7 @@ def evaluate(
                 )
                 report["by_class"][name] = {"pairs": int(keep.sum()), **part.summary()}
     if valid is not None:
-        valid_scored = _score_file(model, valid, fasta, max_residues)
+        valid_scored = _score_file(model, valid, fasta, windowing)
         comparison = compare_objectives(
             valid_scored.scores, valid_scored.labels, scored.scores, scored.labels
         )
@@ -95,18 +106,22 @@ def evaluate(
 
 
 def _score_file(
-    model, path: str | Path, fasta: str | Path | None, max_residues: int
+    model, path: str | Path, fasta: str | Path | None, windowing: Windowing
 ) -> ScoredPairs:
-    source = PairSource(path, fasta, labeled=True, max_residues=max_residues)
+    source = PairSource(path, fasta, labeled=True, max_residues=windowing.max_residues)
     pairs = list(source.pair_rows())
-    return score_pairs(model, pairs, max_residues=max_residues, progress=Path(path).name)
+    return score_pairs(model, pairs, windowing=windowing, progress=Path(path).name)
 
 
 def describe(report: dict) -> str:
-    result = report["_result"]
+    result, encoding = report["_result"], report["encoding"]
     lines = [
         f"{report['pairs']}: {result.n} pairs; threshold {report['threshold']:.4f} "
         f"(saved with the model, objective {report['threshold_objective']})",
+        "encoding: "
+        + Windowing(
+            encoding["max_residues"], encoding["window_overlap"], encoding["windows"]
+        ).describe(),
         result.describe(),
         f"test accuracy: {result.accuracy:.3f}  AUROC: {result.auroc:.3f}  "
         f"AUPR: {result.aupr:.3f}  MCC: {result.mcc:.3f}",

@@ -202,8 +202,10 @@ _USE_AND_LIMITS = [
     "## Intended use and limits",
     "",
     "Ranking candidate protein pairs for follow-up (screening, all-vs-all over a proteome), "
-    "not as evidence of an interaction. Sequences longer than 1,022 residues are cropped to "
-    "their central 1,022.",
+    "not as evidence of an interaction. Proteins longer than the encoder's window "
+    "(`max_residues` in `secai_config.json`, 1,022 by default) are read as overlapping windows "
+    "stitched into one (`scoring_windows: all`, the default) or cropped to the central window "
+    "(`crop`); `predict`, `evaluate` and `explain` use the folder's own settings.",
     "",
     "**Leakage caveat.** Random pair splits leak: most test proteins then also occur in "
     "training, and sequence models score highly by recognising proteins rather than "

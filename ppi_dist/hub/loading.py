@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 
 from ppi_dist.errors import CorruptFileError, UserError
 from ppi_dist.files import read_json, read_safetensors
-from ppi_dist.hub.folder import ALLOWED_PATTERNS, IDENTITY_NAME
+from ppi_dist.hub.folder import ALLOWED_PATTERNS, IDENTITY_NAME, TRAINING_CONFIG_NAME
 from ppi_dist.models.encoder import base_encoder_fingerprint
 from ppi_dist.models.saving import (
     ADAPTER_DIR,
@@ -73,10 +73,28 @@ def load_model(
         raise UserError(f"{local}: cannot load the model: {error}") from error
     check_encoder_identity(model, local, allow_mismatch=allow_encoder_mismatch)
     model.loaded_from = str(local)  # named by errors about this model (predict)
+    if "scoring_windows" not in config:
+        _settings_of_an_older_folder(model, local)
     if "decision_threshold" not in config:  # not a silent 0.5: predict asks for --threshold
         logger.warning("%s: no decision_threshold saved", local / CONFIG_NAME)
         model.config.decision_threshold = None
     return model
+
+
+def _settings_of_an_older_folder(model: SECAI, folder: Path) -> None:
+    """A folder saved before windows existed was trained, and its threshold chosen, on the
+    centred crop of its run's `max_residues`: score it that way unless told otherwise."""
+    training = folder / TRAINING_CONFIG_NAME
+    saved = read_json(training).get("max_residues") if training.is_file() else None
+    if isinstance(saved, int) and not isinstance(saved, bool) and saved > 0:
+        model.config.max_residues = saved
+    model.config.scoring_windows = "crop"
+    logger.info(
+        "%s: saved before windows existed; scored as it was trained, proteins over %d "
+        "residues cropped (--windows all reads every residue)",
+        folder,
+        model.config.max_residues,
+    )
 
 
 def _check_weight_files(folder: Path, config: dict) -> None:

@@ -37,16 +37,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ppi_dist.data.batching import CacheIndex
-from ppi_dist.data.sequences import ESM2_MAX_RESIDUES, crop, tokenize
+from ppi_dist.data.sequences import tokenize
 from ppi_dist.errors import CacheTooLargeError
 from ppi_dist.models.encoder import encoder_fingerprint
 from ppi_dist.models.secai import SECAI
+from ppi_dist.models.windows import Window, Windowing
 
 logger = logging.getLogger(__name__)
 
 INDEX_NAME = "index.json"
 STATES_NAME = "states.bin"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: whole proteins through windows, the windowing recorded
 # torch dtype of the states, and the numpy dtype they are stored as.
 DTYPES = {
     "float16": (torch.float16, np.float16),
@@ -76,7 +77,7 @@ class EmbeddingCache:
         *,
         digests: list[str],
         fingerprint: str,
-        max_residues: int,
+        windowing: Windowing,
         directory: Path | None = None,
     ) -> None:
         self.ids = list(ids)
@@ -89,7 +90,7 @@ class EmbeddingCache:
         self.dtype = dtype
         self.digests = list(digests)
         self.fingerprint = fingerprint
-        self.max_residues = max_residues
+        self.windowing = windowing
         self.directory = directory
         self.hidden = int(array.shape[1])
         self.index = CacheIndex(self.row, self.lengths)
@@ -107,13 +108,13 @@ class EmbeddingCache:
         *,
         directory: str | Path | None = None,
         dtype: str = "float16",
-        max_residues: int = ESM2_MAX_RESIDUES,
+        windowing: Windowing | None = None,
         max_tokens: int = 16384,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
         device: torch.device | str | None = None,
         progress: bool = False,
     ) -> EmbeddingCache:
-        """Encode each protein once (centred crop to `max_residues`) and keep its states.
+        """Encode each protein once (through `windowing`'s windows) and keep its states.
 
         Args:
             model: a `SECAI` (its `encode`) or a bare encoder returning `last_hidden_state`.
@@ -122,6 +123,8 @@ class EmbeddingCache:
                 already holds a cache of the same proteins and encoder is reused as it is.
                 Without it the states stay in memory, up to `memory_limit` bytes.
             dtype: "float16" (default), "bfloat16" or "float32".
+            windowing: how proteins longer than one window are read (`models.windows`):
+                every window stitched (the default), or the centred crop.
             max_tokens: encoder batch budget, distinct sequences x (longest + 2); proteins
                 are sorted by length so batches pad little.
         """
@@ -132,16 +135,16 @@ class EmbeddingCache:
         torch_dtype, numpy_dtype = DTYPES[dtype]
         encoder = _encoder_of(model)
         fingerprint = encoder_fingerprint(encoder)
+        windowing = windowing or Windowing()
         ids = list(sequences)
-        cropped = [crop(sequences[p], max_residues) for p in ids]
-        digests = [sequence_digest(s) for s in cropped]
-        lengths = np.array([len(s) for s in cropped], dtype=np.int64)
+        digests = [sequence_digest(sequences[p]) for p in ids]
+        lengths = np.array([windowing.kept_length(len(sequences[p])) for p in ids], np.int64)
         hidden = _hidden_size(encoder)
         total_bytes = int(lengths.sum()) * hidden * np.dtype(numpy_dtype).itemsize
 
         if directory is not None:
             directory = Path(directory)
-            existing = cls._reusable(directory, ids, digests, fingerprint, dtype, max_residues)
+            existing = cls._reusable(directory, ids, digests, fingerprint, dtype, windowing)
             if existing is not None:
                 logger.info("reusing the embedding cache in %s", directory)
                 return existing
@@ -169,17 +172,30 @@ class EmbeddingCache:
             dtype,
             digests=digests,
             fingerprint=fingerprint,
-            max_residues=max_residues,
+            windowing=windowing,
             directory=directory,
         )
-        cache._fill(model, cropped, torch_dtype, max_tokens, device, progress)
+        windows = [windowing.windows(len(sequences[p])) for p in ids]
+        pieces = [
+            (i, w, sequences[p][w.start : w.stop]) for i, p in enumerate(ids) for w in windows[i]
+        ]
+        cache._fill(model, pieces, torch_dtype, max_tokens, device, progress)
         if directory is not None:
             array.flush()
             cache._write_index(directory)
         return cache
 
-    def _fill(self, model, cropped, torch_dtype, max_tokens, device, progress) -> None:
-        """Encode length-sorted batches and copy each protein's residue states into place."""
+    def _fill(
+        self,
+        model: nn.Module,
+        pieces: list[tuple[int, Window, str]],
+        torch_dtype: torch.dtype,
+        max_tokens: int,
+        device: torch.device | str | None,
+        progress: bool,
+    ) -> None:
+        """Encode the windows (`(protein row, window, residues)`) in length-sorted batches and
+        copy the residues each window keeps into its protein's place."""
         was_training = model.training
         model.eval()
         # Encode where the weights are: a device given (the trainer's GPU) moves the model
@@ -187,20 +203,31 @@ class EmbeddingCache:
         if device is not None:
             model.to(device)
         device = next(model.parameters()).device
-        order = sorted(range(len(cropped)), key=lambda i: len(cropped[i]))
-        bar = tqdm(total=len(order), unit="protein", desc="encoding", disable=not progress)
+        piece_lengths = np.array([len(residues) for _, _, residues in pieces], dtype=np.int64)
+        order = sorted(range(len(pieces)), key=piece_lengths.__getitem__)
+        # A protein's first kept residue: 0 with windows, the crop's start with a crop.
+        first = {}
+        for i, window, _ in pieces:
+            first.setdefault(i, window.keep_start)
+        bar = tqdm(total=len(order), unit="window", desc="encoding", disable=not progress)
         try:
-            for rows in _length_batches(order, self.lengths, max_tokens):
-                input_ids, attention_mask = tokenize([cropped[i] for i in rows])
+            for batch in _length_batches(order, piece_lengths, max_tokens):
+                input_ids, attention_mask = tokenize([pieces[k][2] for k in batch])
                 states = _encode(model, input_ids.to(device), attention_mask.to(device))
                 states = states.to(torch_dtype)
-                for k, i in enumerate(rows):
-                    start, n = self.offsets[i], self.lengths[i]
-                    residues = states[k, 1 : n + 1].cpu()  # drop <cls>, <eos>, padding
+                for row, k in enumerate(batch):
+                    i, window, _ = pieces[k]
+                    # +1: past <cls>; the window's kept residues, in the window's coordinates
+                    kept = slice(
+                        1 + window.keep_start - window.start, 1 + window.keep_stop - window.start
+                    )
+                    residues = states[row, kept].cpu()
                     if torch_dtype == torch.bfloat16:
                         residues = residues.view(torch.int16)
-                    self.array[start : start + n] = residues.numpy().view(self.array.dtype)
-                bar.update(len(rows))
+                    start = self.offsets[i] + window.keep_start - first[i]
+                    stop = start + window.keep_stop - window.keep_start
+                    self.array[start:stop] = residues.numpy().view(self.array.dtype)
+                bar.update(len(batch))
         finally:
             bar.close()
             model.train(was_training)
@@ -212,7 +239,9 @@ class EmbeddingCache:
             "format_version": FORMAT_VERSION,
             "dtype": self.dtype,
             "hidden": self.hidden,
-            "max_residues": self.max_residues,
+            "max_residues": self.windowing.max_residues,
+            "window_overlap": self.windowing.overlap,
+            "windows": self.windowing.mode,
             "encoder_fingerprint": self.fingerprint,
             "ids": self.ids,
             "lengths": self.lengths.tolist(),
@@ -264,12 +293,12 @@ class EmbeddingCache:
             index["dtype"],
             digests=index["sequence_sha1"],
             fingerprint=index["encoder_fingerprint"],
-            max_residues=index["max_residues"],
+            windowing=Windowing(index["max_residues"], index["window_overlap"], index["windows"]),
             directory=directory,
         )
 
     @classmethod
-    def _reusable(cls, directory, ids, digests, fingerprint, dtype, max_residues):
+    def _reusable(cls, directory, ids, digests, fingerprint, dtype, windowing):
         try:
             cache = cls.open(directory)
         except (FileNotFoundError, ValueError):
@@ -279,7 +308,7 @@ class EmbeddingCache:
             and cache.digests == digests
             and cache.fingerprint == fingerprint
             and cache.dtype == dtype
-            and cache.max_residues == max_residues
+            and cache.windowing == windowing
         )
         return cache if same else None
 
@@ -300,7 +329,7 @@ class EmbeddingCache:
         return int(self.array.nbytes)
 
     def length(self, protein: str) -> int:
-        """Residues stored for `protein` (after cropping)."""
+        """Residues stored for `protein` (all of them with windows, the crop's otherwise)."""
         return int(self.lengths[self.row[protein]])
 
     def states_of(self, protein: str) -> torch.Tensor:
@@ -345,22 +374,34 @@ class EmbeddingCache:
         rows: torch.Tensor,
         dtype: torch.dtype | None = torch.float32,
         device: torch.device | str | None = None,
+        starts: torch.Tensor | None = None,
+        window: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`get` by cache rows: `rows` an int64 CPU tensor (e.g. `CacheIndex.pair_rows`).
+
+        With `starts` (int64, one per row) and `window`, each row's states are its
+        `window` residues from `starts` on (training crops of cached proteins).
 
         `dtype` None keeps the cache's dtype (the model computes in its weights' precision
         anyway, so a float32 copy would only cost memory). States kept on `device`
         (`keep_on`) are gathered there: only `rows` crosses to the device.
         """
-        longest = int(self.lengths[rows.numpy()].max())  # host numbers: no device sync
+        stored = self.lengths[rows.numpy()]  # host numbers: no device sync
+        longest = int(stored.max() if window is None else min(stored.max(), window))
         if self._resident is not None and _same_device(device, self._resident[0].device):
             flat, offsets, lengths = self._resident
             rows = rows.to(flat.device, non_blocking=True)
-            index, mask = _padded_index(offsets[rows], lengths[rows], longest)
+        else:
+            flat = None
+            offsets, lengths = torch.from_numpy(self.offsets), torch.from_numpy(self.lengths)
+        start, length = offsets[rows], lengths[rows]
+        if starts is not None:
+            start = start + starts.to(start.device)
+            length = (length - starts.to(length.device)).clamp(max=window)
+        index, mask = _padded_index(start, length, longest)
+        if flat is not None:
             states = flat[index]
         else:
-            offsets, lengths = torch.from_numpy(self.offsets), torch.from_numpy(self.lengths)
-            index, mask = _padded_index(offsets[rows], lengths[rows], longest)
             states = torch.from_numpy(np.asarray(self.array[index.numpy()]))  # these rows only
             if self.dtype == "bfloat16":
                 states = states.view(torch.bfloat16)
@@ -422,18 +463,19 @@ def _length_batches(order: list[int], lengths: np.ndarray, max_tokens: int):
 
 
 def covering_cache(
-    directory: Path, model: nn.Module, sequences: Mapping[str, str], max_residues: int
+    directory: Path, model: nn.Module, sequences: Mapping[str, str], windowing: Windowing
 ) -> EmbeddingCache | None:
     """The cache in `directory` when it holds every protein of `sequences` from this model's
-    encoder weights and crop (say one cache of a whole proteome for several splits), else None."""
+    encoder weights and windowing (say one cache of a whole proteome for several splits),
+    else None."""
     try:
         cache = EmbeddingCache.open(directory)
     except (FileNotFoundError, ValueError):
         return None
-    if cache.max_residues != max_residues or not cache.matches(model):
+    if cache.windowing != windowing or not cache.matches(model):
         return None
     digest_of = dict(zip(cache.ids, cache.digests, strict=True))
     for protein, sequence in sequences.items():
-        if digest_of.get(protein) != sequence_digest(crop(sequence, max_residues)):
+        if digest_of.get(protein) != sequence_digest(sequence):
             return None
     return cache

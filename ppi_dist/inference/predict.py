@@ -42,7 +42,6 @@ from tqdm.auto import tqdm
 
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, PairSource
-from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
 from ppi_dist.errors import ProgressMismatchError, UserError
 from ppi_dist.files import acquire_lock, write_text_atomic
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT, EmbeddingCache
@@ -53,8 +52,10 @@ from ppi_dist.inference.scoring import (
     Ranks,
     encode_proteins,
     score_cached,
+    scoring_windowing,
 )
 from ppi_dist.models.encoder import encoder_fingerprint
+from ppi_dist.models.windows import Windowing
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +82,13 @@ class PredictOptions:
     """All-vs-all: proteins per tile (a chunk is a pair of tiles)."""
     chunk_pairs: int = CHUNK_PAIRS
     """Pair files: rows per chunk."""
-    max_residues: int = ESM2_MAX_RESIDUES
-    """Crop of longer proteins (the centred window)."""
+    max_residues: int | None = None
+    """Residues per encoder window; None: the model's own (`SECAIConfig.max_residues`)."""
+    window_overlap: int | None = None
+    """Residues neighbouring windows share; None: the model's own."""
+    windows: str | None = None
+    """"all" windows of a long protein, stitched, or its centred "crop"; None: the model's
+    own `scoring_windows`."""
     cache_dtype: str = "float16"
     """Precision of the stored per-residue states."""
 
@@ -349,7 +355,16 @@ def predict(
         raise UserError("give --pairs FILE, or --fasta F (all-vs-all), or --fasta F --fasta_b G")
     if fasta_b is not None and (fasta is None or pairs is not None):
         raise UserError("--fasta_b needs --fasta (set A) and no --pairs")
-    options = replace(options, threshold=check_threshold(model, options.threshold))
+    windowing = scoring_windowing(
+        model, options.max_residues, options.window_overlap, options.windows
+    )
+    options = replace(
+        options,
+        threshold=check_threshold(model, options.threshold),
+        max_residues=windowing.max_residues,
+        window_overlap=windowing.overlap,
+        windows=windowing.mode,
+    )
     # One predict per output: a second one is refused (lock released on return or exit).
     lock = (
         acquire_lock(out.with_name(out.name + ".lock"), what="predict") if ranks.rank == 0 else None
@@ -365,11 +380,7 @@ def predict(
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
         plan, sequences = _plan(pairs, fasta, fasta_b, options)
         signature = run_signature(model, [pairs, fasta, fasta_b], options, ranks.world_size)
-        encoding = {
-            "dtype": options.cache_dtype,
-            "max_residues": options.max_residues,
-            "progress": progress,
-        }
+        encoding = {"dtype": options.cache_dtype, "windowing": windowing, "progress": progress}
         if cache_dir is not None:
             cache = _shared_cache(model, sequences, cache_dir, encoding, ranks)
         else:  # each rank encodes only the proteins of its own chunks
@@ -397,6 +408,7 @@ def predict(
             "chunks": plan.num_chunks,
             "complete": complete,
             "rows_written": None,
+            "encoding": windowing.describe(),
         }
         return _merge(summary, out, options, plan.has_labels, ranks)
     finally:
@@ -423,7 +435,8 @@ def _plan(
             clash = [p for p in set_a.keys() & set_b.keys() if set_a[p] != set_b[p]]
             if clash:
                 raise UserError(f"{clash[0]!r} has different sequences in {fasta} and {fasta_b}")
-        lengths = {p: min(len(s), options.max_residues) for p, s in sequences.items()}
+        windowing = Windowing(options.max_residues, options.window_overlap, options.windows)
+        lengths = {p: windowing.kept_length(len(s)) for p, s in sequences.items()}
         ids_b = list(set_b) if set_b is not None else None
         plan = AllPairsPlan(
             lengths, list(set_a), ids_b, include_self=options.include_self, tile=options.tile
@@ -442,7 +455,7 @@ def _shared_cache(
 ) -> EmbeddingCache:
     """One cache folder for every rank: rank 0 encodes every protein once, the others wait
     and read it (several ranks writing one memory-mapped file at once would corrupt it).
-    `encoding`: `encode_proteins`' dtype, max_residues and progress."""
+    `encoding`: `encode_proteins`' dtype, windowing and progress."""
     if ranks.rank == 0:
         cache = encode_proteins(model, sequences, directory=cache_dir, **encoding)
     if ranks.barrier is not None:

@@ -4,7 +4,8 @@ Training's evaluation, `predict`, `evaluate` and the benchmarks all score pairs 
 the decision threshold chosen on validation is applied to scores computed exactly as it
 was chosen on:
 
-    distinct proteins -> `EmbeddingCache.build` (each encoded once, centred crop, fp16)
+    distinct proteins -> `EmbeddingCache.build` (each encoded once, through the windows of
+       `SECAIConfig.scoring_windows`: all of a long protein by default; fp16)
     -> pairs in chunks of `CHUNK_PAIRS`, in file order -> `score_cached` per chunk
        (length-sorted pair batches; `SECAI.pair_logits`, the only pair maths)
     -> probabilities in file order (gathered from every rank): `score_pairs`
@@ -29,9 +30,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ppi_dist.data.pairs import Pair, sequences_of
-from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
 from ppi_dist.errors import CacheTooLargeError, ScoringInterrupted
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT, EmbeddingCache
+from ppi_dist.models.windows import Windowing
 
 CHUNK_PAIRS = 4096  # pairs scored together; also predict's unit of resuming
 
@@ -72,6 +73,22 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def scoring_windowing(
+    model: torch.nn.Module,
+    max_residues: int | None = None,
+    overlap: int | None = None,
+    mode: str | None = None,
+) -> Windowing:
+    """How `model` reads long proteins when scoring: its own settings (saved with it, so
+    the ones its threshold was chosen at), each replaced where a value is given."""
+    own = model.config.windowing("scoring")
+    return Windowing(
+        own.max_residues if max_residues is None else max_residues,
+        own.overlap if overlap is None else overlap,
+        own.mode if mode is None else mode,
+    )
+
+
 def encode_proteins(
     model: torch.nn.Module,
     sequences: Mapping[str, str],
@@ -79,16 +96,18 @@ def encode_proteins(
     directory: str | Path | None = None,
     spill_dir: str | Path | None = None,
     dtype: str = "float16",
-    max_residues: int = ESM2_MAX_RESIDUES,
+    windowing: Windowing | None = None,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     progress: bool = False,
 ) -> EmbeddingCache:
-    """Per-residue states of each protein, encoded once on the model's device.
+    """Per-residue states of each protein, encoded once on the model's device, read as
+    `windowing` says (None: the model's own `scoring_windowing`).
 
     In `directory` when given (reused if it already holds these proteins from this
     encoder); else in memory, or memory-mapped from `spill_dir` when over `memory_limit`.
     """
-    common = {"dtype": dtype, "max_residues": max_residues, "progress": progress}
+    windowing = windowing or scoring_windowing(model)
+    common = {"dtype": dtype, "windowing": windowing, "progress": progress}
     with inference_autocast(model_device(model)):
         if directory is not None:
             return EmbeddingCache.build(model, sequences, directory=directory, **common)
@@ -192,7 +211,7 @@ def score_pairs(
     *,
     cache: EmbeddingCache | None = None,
     ranks: Ranks = ONE_PROCESS,
-    max_residues: int = ESM2_MAX_RESIDUES,
+    windowing: Windowing | None = None,
     spill_dir: str | Path | None = None,
     progress: str | None = None,
     chunk_pairs: int = CHUNK_PAIRS,
@@ -201,12 +220,12 @@ def score_pairs(
     """P(interact) of every pair, in chunks; rank r scores chunks r, r+W, ... (see `Ranks`).
 
     Without a `cache` (an encoder that trains), each rank encodes the proteins of its own
-    chunks once (centred crops of `max_residues`; in memory, or memory-mapped under
-    `spill_dir` when large). `ranks.gather` collects every rank's (pair, probability) items,
-    so every rank gets the whole split back, in order. `ranks.should_stop` is polled before
-    each chunk; when it says stop, `ScoringInterrupted` is raised. `progress` names the
-    progress bars of this rank's encoding and scoring (none if None): a whole Bernett
-    validation set is minutes of silence otherwise.
+    chunks once (read as `windowing` says, None: the model's own settings; in memory, or
+    memory-mapped under `spill_dir` when large). `ranks.gather` collects every rank's
+    (pair, probability) items, so every rank gets the whole split back, in order.
+    `ranks.should_stop` is polled before each chunk; when it says stop, `ScoringInterrupted`
+    is raised. `progress` names the progress bars of this rank's encoding and scoring (none
+    if None): a whole Bernett validation set is minutes of silence otherwise.
     """
     chunks = [pairs[i : i + chunk_pairs] for i in range(0, len(pairs), chunk_pairs)]
     mine = [(c, chunk) for c, chunk in enumerate(chunks) if ranks.takes(c)]
@@ -220,7 +239,7 @@ def score_pairs(
                     model,
                     wanted,
                     spill_dir=Path(spill) / f"rank{ranks.rank}",
-                    max_residues=max_residues,
+                    windowing=windowing,
                     progress=progress is not None,
                 )
                 if wanted

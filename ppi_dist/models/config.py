@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ppi_dist.checks import check_at_least_one, check_choice, check_fraction
 from ppi_dist.errors import ConfigError
 from ppi_dist.models.attention import ENCODER_ATTENTION
+from ppi_dist.models.windows import WINDOW_MODES, Windowing
 
 SYMMETRIC = ("average", "none")
 INTERACTIONS = ("cross_attention", "pooled")
@@ -57,6 +58,21 @@ class SECAIConfig:
     same, cuDNN's kernel first), "flex" (FlexAttention, masked tiles skipped) or "varlen"
     (flash attention over cumulative sequence lengths). All but "sdpa" run on CUDA only and
     fall back to "sdpa" elsewhere (`models.attention`)."""
+    max_residues: int = 1022
+    """Residues the encoder reads in one window (ESM-2's positions cover 1,022); longer
+    proteins are read as windows or cropped (`train_windows`, `scoring_windows`)."""
+    window_overlap: int | None = None
+    """Residues neighbouring windows share; None: a quarter of `max_residues` (255 at 1,022).
+    Each residue is kept from the window where it is most central, so it sees at least half
+    the overlap of context either side, and a long protein costs the encoder about 4/3 of
+    its length in tokens."""
+    train_windows: str = "crop"
+    """How training reads a long protein: "crop" (one random window per batch; cheap, and
+    every part is seen over the epochs) or "all" (every window, stitched)."""
+    scoring_windows: str = "all"
+    """How evaluation, `predict`, `evaluate` and `explain` read a long protein: "all"
+    (every window, stitched: every residue reaches cross-attention) or "crop" (the centred
+    window)."""
     sync_batchnorm: bool = False
     """Batch statistics of the head's BatchNorm computed over all GPUs (SyncBatchNorm)."""
     decision_threshold: float = 0.5
@@ -76,7 +92,21 @@ class SECAIConfig:
             self,
             ["lora_r", "cross_attention_heads", "head_hidden", "activation_checkpointing_every"],
         )
+        check_choice("train_windows", self.train_windows, WINDOW_MODES)
+        check_choice("scoring_windows", self.scoring_windows, WINDOW_MODES)
+        check_at_least_one(self, ["max_residues"])
+        overlap = self.window_overlap
+        if overlap is not None and not 0 <= overlap < self.max_residues:
+            raise ConfigError(
+                f"window_overlap must be in [0, max_residues={self.max_residues}), not {overlap}"
+            )
         check_fraction("head_dropout", self.head_dropout, closed=False)
         check_fraction("lora_dropout", self.lora_dropout, closed=False)
         if (self.encoder is None) == (self.encoder_config is None):
             raise ConfigError("give exactly one of `encoder` (name or path) or `encoder_config`")
+
+    def windowing(self, stage: str) -> Windowing:
+        """How the model reads long proteins in `stage`: "train" or "scoring"."""
+        mode = {"train": self.train_windows, "scoring": self.scoring_windows}[stage]
+        overlap = self.max_residues // 4 if self.window_overlap is None else self.window_overlap
+        return Windowing(self.max_residues, overlap, mode)

@@ -37,6 +37,12 @@ from ppi_dist.models.packing import (
     packed_inputs_from_layout,
     unpack_states,
 )
+from ppi_dist.models.windows import stitch_states
+
+# Attention weights one SDPA call may form (pairs x heads x queries x keys; fp32: 512 MiB).
+# A longer query side runs in chunks of query rows: each row's softmax is its own, so the
+# result is the same, and a 34,350-residue protein fits in memory.
+ATTENTION_CHUNK = 2**27
 
 
 def residue_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -81,8 +87,17 @@ class CrossAttention(nn.Module):
     ) -> torch.Tensor:
         """Query residues read key residues: (P, h, Lq, d_k) x2 + (P, Lk) bool -> (P, Lq, d)."""
         # Boolean mask, True = attend; broadcast over heads and query positions.
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
-        pairs, _, length, _ = attended.shape
+        mask = key_mask[:, None, None, :]
+        pairs, heads, length, _ = q.shape
+        rows = max(ATTENTION_CHUNK // (pairs * heads * k.shape[2]), 1)
+        if rows >= length:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            parts = [
+                F.scaled_dot_product_attention(q[:, :, i : i + rows], k, v, attn_mask=mask)
+                for i in range(0, length, rows)
+            ]
+            attended = torch.cat(parts, dim=2)
         return attended.transpose(1, 2).reshape(pairs, length, -1)
 
     def forward(
@@ -258,18 +273,26 @@ class SECAI(nn.Module):
         index_b: torch.Tensor | None = None,
         states: torch.Tensor | None = None,
         states_mask: torch.Tensor | None = None,
+        stitch_index: torch.Tensor | None = None,
+        stitch_mask: torch.Tensor | None = None,
         **batch: object,
     ) -> torch.Tensor:
         """Batch from `data.collate_pairs` -> one logit per pair (P,).
 
-        Frozen-encoder training passes precomputed per-residue `states` and their
-        `states_mask` (from `embeddings.EmbeddingCache`) instead of tokens.
+        A batch whose long proteins were read as windows (`models.windows`) has one
+        encoder row per window, and `stitch_index`/`stitch_mask` put each protein's kept
+        residues back together: (windows, T, d) -> (U, L, d). Frozen-encoder training
+        passes precomputed per-residue `states` and their `states_mask` (from
+        `inference.cache.EmbeddingCache`) instead of tokens.
         """
         if states is None:
             has_layout = all(name in batch for name in LAYOUT_FIELDS)
             layout = {name: batch[name] for name in LAYOUT_FIELDS} if has_layout else None
             states = self.encode(input_ids, attention_mask, layout)
-            states_mask = residue_mask(attention_mask)
+            if stitch_index is None:
+                states_mask = residue_mask(attention_mask)
+            else:
+                states, states_mask = stitch_states(states, stitch_index, stitch_mask), stitch_mask
         side = (states, states_mask)
         return self.pair_logits(side, side, index_a, index_b)
 

@@ -2,7 +2,7 @@
 
     accelerate launch ppi_dist/train.py --config recipes/bernett_650m.yaml --learning_rate_head 3e-4
 
-A run's settings are grouped by what they are about: `DataConfig` (pair files, crops,
+A run's settings are grouped by what they are about: `DataConfig` (pair files,
 batching), `ModelConfig` (SE-CAI itself, `models.SECAIConfig`, declared once and saved with
 the model, plus how the trainer gets its encoder), `OptimizationConfig`, `EvaluationConfig`
 and `RunConfig` (the output folder, checkpoints, logging, errors). Recipes (YAML) and
@@ -42,7 +42,7 @@ from ppi_dist.models.shapes import SHAPES, encoder_config_of
 
 @dataclass
 class DataConfig:
-    """Where the pairs come from, how long proteins are cropped, how batches are formed."""
+    """Where the pairs come from and how batches are formed."""
 
     train_file: str | None = None
     """Training pair file(s): TSV/CSV/JSONL/Parquet, gzip, a glob. None: the embedded
@@ -61,8 +61,6 @@ class DataConfig:
     """Column of the 0/1 label."""
     skip_bad_rows: bool = False
     """Skip bad rows (counted per reason and logged) instead of stopping at the first."""
-    max_residues: int = 1022
-    """Longer sequences are cropped: a random window in training, the centred one when scoring."""
     max_tokens: int = 16384
     """Per micro-batch, what the step runs. Encoder: packed rows x (longest + 2). Frozen
     encoder: the cross-attention's padded pair tokens, pairs x 2 x longest cached protein
@@ -94,13 +92,7 @@ class DataConfig:
         if self.train_file is not None and self.valid_file is None:
             raise ConfigError("train_file needs a valid_file: the threshold is chosen on it")
         optional = ("max_pairs", "batch_size", "eval_max_tokens")
-        check_at_least_one(self, ("max_residues", "max_tokens", *optional))
-        if self.batch_size is None and self.max_tokens < 2 * (self.max_residues + 2):
-            raise ConfigError(
-                f"max_tokens={self.max_tokens} cannot hold one pair of two "
-                f"{self.max_residues}-residue sequences; use at least "
-                f"{2 * (self.max_residues + 2)}, or lower max_residues"
-            )
+        check_at_least_one(self, ("max_tokens", *optional))
 
 
 @dataclass
@@ -277,6 +269,15 @@ class TrainConfig:
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        window = self.model.secai.max_residues
+        if self.data.batch_size is None and self.data.max_tokens < 2 * (window + 2):
+            raise ConfigError(
+                f"max_tokens={self.data.max_tokens} cannot hold one pair of two "
+                f"{window}-residue sequences; use at least {2 * (window + 2)}, or lower "
+                "max_residues"
+            )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:

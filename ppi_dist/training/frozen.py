@@ -19,6 +19,7 @@ from ppi_dist.data.batching import batch_to_device
 from ppi_dist.data.pairs import PairSource, sequences_of
 from ppi_dist.inference.cache import EmbeddingCache, covering_cache
 from ppi_dist.models.packing import LAYOUT_FIELDS
+from ppi_dist.models.windows import Windowing
 
 
 def open_training_cache(
@@ -26,25 +27,27 @@ def open_training_cache(
     sources: Iterable[PairSource],
     directory: str | Path,
     accelerator: Accelerator,
-    max_residues: int,
+    windowing: Windowing,
 ) -> EmbeddingCache:
     """Every protein of every split encoded once, by the main process, on the accelerator's
     device; the other processes wait, then memory-map the same folder.
 
     A cache already in the folder is reused when it holds every protein needed, from the
-    same encoder weights and crop (`inference.cache.covering_cache`).
+    same encoder weights and windowing (`inference.cache.covering_cache`). The cache reads
+    proteins as scoring does (`scoring_windows`), so training, validation and test see the
+    same states.
     """
     directory, started = Path(directory), time.perf_counter()
     if accelerator.is_main_process:
         sequences = {}
         for source in sources:
             sequences.update(sequences_of(source.pair_rows()))
-        if covering_cache(directory, model, sequences, max_residues) is None:
+        if covering_cache(directory, model, sequences, windowing) is None:
             EmbeddingCache.build(
                 model,
                 sequences,
                 directory=directory,
-                max_residues=max_residues,
+                windowing=windowing,
                 device=accelerator.device,
                 progress=True,
             )
@@ -77,6 +80,13 @@ def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device)
         unused = {"input_ids", "attention_mask", *LAYOUT_FIELDS}
         batch = {k: v for k, v in batch.items() if k not in unused}
         batch.update(cache.index.pair_rows(batch["protein_a"], batch["protein_b"]))
-    states, states_mask = cache.gather(batch["cache_rows"], dtype=None, device=device)
-    rest = {k: v for k, v in batch.items() if k != "cache_rows"}
+    states, states_mask = cache.gather(
+        batch["cache_rows"],
+        dtype=None,
+        device=device,
+        starts=batch.get("cache_starts"),
+        window=batch.get("cache_window"),
+    )
+    cache_fields = {"cache_rows", "cache_starts", "cache_window"}
+    rest = {k: v for k, v in batch.items() if k not in cache_fields}
     return {**batch_to_device(rest, device), "states": states, "states_mask": states_mask}

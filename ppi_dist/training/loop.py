@@ -81,6 +81,11 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
         f"{accelerator.distributed_type.value}, {compute_precision(accelerator)} precision"
     )
     accelerator.print("config: " + json.dumps(config.to_dict(), default=str))
+    secai = config.model.secai
+    accelerator.print(
+        f"encoding: training {secai.windowing('train').describe(training=True)}; "
+        f"scoring {secai.windowing('scoring').describe()}"
+    )
     set_seed(optimization.seed)
 
     sources = make_sources(config, accelerator)
@@ -90,9 +95,8 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
     cache = None
     if config.model.secai.freeze_encoder:  # the encoder never changes: encode once
         directory = data.embedding_cache or output_dir / "embedding_cache"
-        cache = open_training_cache(
-            model, sources.values(), directory, accelerator, data.max_residues
-        )
+        windowing = config.model.secai.windowing("scoring")
+        cache = open_training_cache(model, sources.values(), directory, accelerator, windowing)
     cache_index = cache.index if cache is not None else None
     train_batches = training_batches(sources["train"], config, accelerator, cache_index)
     optimizer = make_optimizer(model, optimization)

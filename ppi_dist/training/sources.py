@@ -29,7 +29,7 @@ def make_sources(config: TrainConfig, accelerator: Accelerator) -> dict[str, Pai
     columns = Columns(data.column_a, data.column_b, label=data.column_label)
     reading = {
         "columns": columns,
-        "max_residues": data.max_residues,
+        "max_residues": config.model.secai.max_residues,
         "skip_bad_rows": data.skip_bad_rows,
     }
     sources = {}
@@ -77,6 +77,7 @@ def training_batches(
         sort_buffer=data.sort_buffer,
         shuffle_buffer=data.shuffle_buffer,
         cache_index=cache_index,
+        windowing=config.model.secai.windowing("train"),
     )
     workers = data.data_workers
     return BatchLoader(

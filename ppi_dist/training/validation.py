@@ -57,7 +57,6 @@ def score_split(
         list(source.pair_rows()),
         cache=cache,
         ranks=accelerator_ranks(accelerator, stop_flag),
-        max_residues=source.max_residues,
         spill_dir=spill_dir,
         progress=desc if accelerator.is_main_process else None,
     )

@@ -6,13 +6,15 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from ppi_dist.data.batching import PairBatches, swap_sides
+from ppi_dist.data.batching import CacheIndex, PairBatches, swap_sides
 from ppi_dist.data.pairs import PairSource
 from ppi_dist.data.sequences import tokenize
 from ppi_dist.models.packing import encoder_tokens
+from ppi_dist.models.windows import Windowing
 from tests.data.pair_files import random_protein, seen_pairs, write_tsv
 from tests.helpers import SHARED
 
@@ -136,3 +138,45 @@ def test_swap_is_the_same_coin_on_any_device():
     again = swap_sides({"index_a": a, "index_b": b}, torch.Generator().manual_seed(3))
     assert torch.equal(first["index_a"], again["index_a"])
     assert sorted(first["index_a"].tolist() + first["index_b"].tolist()) == list(range(16))
+
+
+def test_window_batches_encode_every_residue_within_the_budget(tmp_path):
+    source = bernett_like_source(tmp_path)
+    windowing = Windowing(40, 10, "all")
+    batches = list(PairBatches(source, seed=0, max_tokens=600, sort_buffer=64, windowing=windowing))
+    stitched = 0
+    for batch in batches:
+        assert batch["input_ids"].shape[1] <= 40 + 2  # no encoder row is over one window
+        if len(batch["protein_a"]) > 1:
+            assert encoder_tokens(batch["attention_mask"]) <= 600
+        if "stitch_mask" in batch:
+            stitched += 1
+            lengths = batch["stitch_mask"].sum(1).tolist()
+            assert max(lengths) > 40  # whole proteins, longer than a window
+    assert stitched > 0
+    rows = [(r.protein_a, r.protein_b, r.label) for r in source.pair_rows()]
+    assert sorted(seen_pairs(batches)) == sorted(rows)
+
+
+def test_frozen_training_crops_read_a_random_window_of_the_cached_states(tmp_path):
+    source = bernett_like_source(tmp_path)
+    source.validate()
+    ids = list(source.sequences)
+    index = CacheIndex(
+        {p: i for i, p in enumerate(ids)}, np.array([len(source.sequences[p]) for p in ids])
+    )
+    windowing = Windowing(30, 0, "crop")
+    batches = PairBatches(
+        source, seed=0, max_tokens=2000, cache_index=index, windowing=windowing, training=True
+    )
+    seen_starts = set()
+    for batch in batches:
+        stored = index.lengths[batch["cache_rows"].numpy()]
+        starts = batch["cache_starts"].numpy()
+        assert batch["cache_window"] == 30
+        assert np.all(starts >= 0) and np.all(starts <= np.maximum(stored - 30, 0))
+        seen_starts.update(starts[stored > 30].tolist())
+    assert len(seen_starts) > 3
+    # Scoring batches (training=False) read whole cached proteins.
+    scoring = next(iter(PairBatches(source, cache_index=index, training=False)))
+    assert "cache_starts" not in scoring

@@ -1,8 +1,6 @@
-"""ESM-2 alphabet, cleaning, cropping and the fast tokeniser."""
+"""ESM-2 alphabet, cleaning and the fast tokeniser."""
 
 from __future__ import annotations
-
-import random
 
 import pytest
 import torch
@@ -11,7 +9,6 @@ from ppi_dist.data.sequences import (
     ESM2_MAX_RESIDUES,
     RESIDUES,
     clean_sequence,
-    crop,
     esm2_tokenizer,
     tokenize,
 )
@@ -37,16 +34,6 @@ def test_clean_sequence_accepts_lowercase_rare_residues_and_one_stop():
 def test_clean_sequence_refuses(sequence, problem):
     with pytest.raises(InvalidSequenceError, match=problem):
         clean_sequence(sequence)
-
-
-def test_crop_random_window_is_seeded_and_evaluation_is_centred():
-    rng = random.Random(0)
-    sequence = "".join(rng.choice("ACDE") for _ in range(50))
-    assert crop(sequence, 60) == sequence
-    assert crop(sequence, 10) == sequence[20:30]
-    windows = {crop(sequence, 10, random.Random(seed)) for seed in range(30)}
-    assert len(windows) > 5 and all(w in sequence and len(w) == 10 for w in windows)
-    assert crop(sequence, 10, random.Random(7)) == crop(sequence, 10, random.Random(7))
 
 
 def test_tokenize_matches_the_esm2_tokenizer():

@@ -16,6 +16,7 @@ from ppi_dist.errors import CacheTooLargeError
 from ppi_dist.inference import cache as cache_module
 from ppi_dist.inference.cache import DTYPES, EmbeddingCache
 from ppi_dist.models.secai import residue_mask
+from ppi_dist.models.windows import Windowing
 from tests.helpers import random_pairs, random_sequence, tiny_model
 
 
@@ -71,10 +72,11 @@ def test_half_precision_is_close_and_takes_half_the_memory(dtype):
     assert torch.allclose(a, b, rtol=1e-2, atol=1e-2)
 
 
-def test_long_sequences_are_centre_cropped():
+def test_long_sequences_are_centre_cropped_with_crop_windowing():
     model = tiny_model().eval()
     sequence = random_sequence(random.Random(5), 50, 50)
-    cache = EmbeddingCache.build(model, {"long": sequence}, dtype="float32", max_residues=20)
+    crop = Windowing(20, 0, "crop")
+    cache = EmbeddingCache.build(model, {"long": sequence}, dtype="float32", windowing=crop)
     input_ids, attention_mask = tokenize([sequence[15:35]])
     with torch.no_grad():
         expected = model.encode(input_ids, attention_mask)[0, 1:21]
@@ -163,3 +165,20 @@ def test_cache_build_encodes_where_it_was_asked_with_the_model_there(monkeypatch
     model = tiny_model()  # on the CPU, as before `accelerator.prepare`
     EmbeddingCache.build(model, {"P1": "MKTAYIAK", "P2": "MLLV"}, device=torch.device("meta"))
     assert seen and all(ids == weights == torch.device("meta") for ids, weights in seen)
+
+
+def test_gather_with_starts_reads_a_window_of_each_cached_protein():
+    model = tiny_model().eval()
+    proteins = _proteins()
+    cache = EmbeddingCache.build(model, proteins, dtype="float32")
+    ids = ["Q1", "Q4", "Q7"]
+    rows = cache.index.rows(ids)
+    window = 6
+    starts = torch.tensor([max(cache.length(p) - window, 0) // 2 for p in ids])
+    states, mask = cache.gather(rows, starts=starts, window=window)
+    assert states.shape[1] == window
+    for k, protein in enumerate(ids):
+        n = min(window, cache.length(protein))
+        whole = cache.states_of(protein)
+        assert mask[k].sum() == n
+        assert torch.equal(states[k, :n], whole[int(starts[k]) : int(starts[k]) + n])

@@ -1,0 +1,147 @@
+"""Long proteins: the centred crop against all windows, in cost and in what a model scores.
+
+    python -m benchmarks.windows cost [--max_residues 1022 256] [--time_pairs 200]
+    python -m benchmarks.windows quality --model RUN/model --pairs test.tsv --fasta seqs.fasta
+
+`cost`, on the Bernett test proteins (the proteins of `--pairs`): residues never seen by a
+crop, encoder tokens and cache size with crops and with windows (arithmetic on the lengths:
+exact), then the wall time of encoding and scoring `--time_pairs` test pairs both ways with
+the shared ESM-2 8M (measured, same process, so the ratio holds on a loaded machine).
+
+`quality`: one trained model's test pairs scored with the centred crop and with all windows
+at the model's own window and threshold: AUROC, AUPR and MCC with 95% bootstrap intervals,
+on all pairs and on the pairs with a protein longer than the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.core import BERNETT, ENCODER_8M, append_json_line, machine_line
+from ppi_dist.data.pairs import PairSource, sequences_of
+from ppi_dist.evaluation.bootstrap import bootstrap_intervals
+from ppi_dist.evaluation.threshold import evaluate_at
+from ppi_dist.hub.loading import load_model
+from ppi_dist.inference.scoring import score_pairs, scoring_windowing
+from ppi_dist.models.config import SECAIConfig
+from ppi_dist.models.secai import SECAI
+from ppi_dist.models.windows import Windowing
+
+HIDDEN_8M = 320
+
+
+def cost(args: argparse.Namespace) -> dict:
+    source = PairSource(args.pairs, args.fasta, labeled=False)
+    pairs = list(source.pair_rows())
+    sequences = sequences_of(pairs)
+    lengths = np.array([len(s) for s in sequences.values()])
+    print(
+        f"{len(pairs):,} pairs of {args.pairs}, {len(lengths):,} proteins, "
+        f"{lengths.sum():,} residues (longest {lengths.max():,})"
+    )
+    result = {"pairs": len(pairs), "proteins": len(lengths), "residues": int(lengths.sum())}
+    model = SECAI(SECAIConfig(encoder=str(ENCODER_8M), freeze_encoder=True)).eval()
+    rng = random.Random(0)
+    sample = rng.sample(pairs, min(args.time_pairs, len(pairs)))
+    for window in args.max_residues:
+        crop, windows = Windowing(window, window // 4, "crop"), Windowing(window, window // 4)
+        row = {}
+        for name, windowing in (("crop", crop), ("windows", windows)):
+            kept = sum(windowing.kept_length(n) for n in lengths)
+            tokens = sum(
+                windowing.encoded_residues(n) + 2 * len(windowing.windows(n)) for n in lengths
+            )
+            started = time.perf_counter()
+            score_pairs(model, sample, windowing=windowing)
+            row[name] = {
+                "residues_seen": kept,
+                "encoder_tokens": tokens,
+                "cache_mib_8m_fp16": kept * HIDDEN_8M * 2 / 2**20,
+                "seconds": time.perf_counter() - started,
+            }
+        unseen = 1 - row["crop"]["residues_seen"] / lengths.sum()
+        long_pairs = sum(max(len(p.sequence_a), len(p.sequence_b)) > window for p in pairs) / len(
+            pairs
+        )
+        print(
+            f"window {window}: a crop leaves {100 * unseen:.1f}% of residues unseen; "
+            f"{100 * long_pairs:.1f}% of pairs hold a longer protein"
+        )
+        for name, values in row.items():
+            print(
+                f"  {name:<8} encoder tokens {values['encoder_tokens']:>12,}  cache (8M, fp16) "
+                f"{values['cache_mib_8m_fp16']:>9,.0f} MiB  encode + score {len(sample)} pairs "
+                f"{values['seconds']:.1f} s"
+            )
+        ratio = {k: row["windows"][k] / row["crop"][k] for k in ("encoder_tokens", "seconds")}
+        print(
+            f"  windows / crop: encoder tokens {ratio['encoder_tokens']:.2f}x, "
+            f"wall time {ratio['seconds']:.2f}x"
+        )
+        result[str(window)] = {**row, "unseen_by_crop": unseen, "long_pairs": long_pairs}
+    return result
+
+
+def quality(args: argparse.Namespace) -> dict:
+    model = load_model(args.model).eval()
+    own = scoring_windowing(model)
+    threshold = model.config.decision_threshold
+    source = PairSource(args.pairs, args.fasta, labeled=True)
+    pairs = list(source.pair_rows())
+    long = np.array([max(len(p.sequence_a), len(p.sequence_b)) > own.max_residues for p in pairs])
+    print(
+        f"{args.model}: window {own.max_residues}, threshold {threshold:.4f}; {len(pairs):,} "
+        f"pairs of {args.pairs}, {long.sum():,} with a protein over {own.max_residues}"
+    )
+    result = {"model": args.model, "pairs": len(pairs), "long_pairs": int(long.sum())}
+    for mode in ("crop", "all"):
+        windowing = Windowing(own.max_residues, own.overlap, mode)
+        started = time.perf_counter()
+        scored = score_pairs(model, pairs, windowing=windowing)
+        seconds = time.perf_counter() - started
+        result[mode] = {"seconds": seconds}
+        for subset, keep in (("all pairs", np.ones(len(pairs), bool)), ("long pairs", long)):
+            scores, labels = scored.scores[keep], scored.labels[keep]
+            metrics = evaluate_at(scores, labels, threshold, objective="mcc").summary()
+            intervals = bootstrap_intervals(scores, labels, threshold, n_resamples=args.bootstrap)
+            figures = {k: [metrics[k], *intervals[k]] for k in ("auroc", "aupr", "mcc")}
+            result[mode][subset] = figures
+            print(
+                f"  {mode:<5} {subset:<10} "
+                + "  ".join(
+                    f"{k.upper()} {v:.3f} [{lo:.3f}, {hi:.3f}]"
+                    for k, (v, lo, hi) in figures.items()
+                )
+                + (f"  ({seconds:.0f} s to encode and score)" if subset == "all pairs" else "")
+            )
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["cost", "quality"])
+    parser.add_argument("--pairs", default=str(BERNETT / "test.tsv"))
+    parser.add_argument("--fasta", default=str(BERNETT / "sequences.fasta"))
+    parser.add_argument("--max_residues", type=int, nargs="+", default=[1022, 256])
+    parser.add_argument("--time_pairs", type=int, default=200)
+    parser.add_argument("--model", help="quality: a trained model folder")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--json_out", help="append the result as a JSON line here")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    print(machine_line(torch.device("cpu")))
+    if args.what == "quality" and args.model is None:
+        parser.error("quality needs --model")
+    result = cost(args) if args.what == "cost" else quality(args)
+    append_json_line(args.json_out, {"what": args.what, **result})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
