@@ -20,8 +20,10 @@ import torch
 from accelerate import PartialState
 
 from ppi_dist.cli.boundary import command
+from ppi_dist.cli.flags import Parser, at_least, positive, probability
 from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
 from ppi_dist.errors import UserError
+from ppi_dist.files import writing_to
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT
 from ppi_dist.inference.predict import PredictOptions, predict
@@ -29,7 +31,7 @@ from ppi_dist.inference.scoring import CHUNK_PAIRS, Ranks
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ppi-dist predict",
         description="Score protein pairs with a saved SE-CAI model (each protein encoded once).",
     )
@@ -42,10 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fasta_b", help="second set: score every pair of --fasta x --fasta_b")
     parser.add_argument("--out", required=True, help="output .tsv or .parquet")
     parser.add_argument("--include_self", action="store_true", help="also score (p, p)")
-    parser.add_argument("--top_k", type=int, help="keep only the k highest probabilities")
-    parser.add_argument("--min_prob", type=float, help="keep only pairs at least this likely")
+    parser.add_argument("--top_k", type=at_least(1), help="keep only the k highest probabilities")
+    parser.add_argument("--min_prob", type=probability, help="keep only pairs at least this likely")
     parser.add_argument(
-        "--threshold", type=float, help="decision threshold (default: the model's saved one)"
+        "--threshold", type=probability, help="decision threshold (default: the model's saved one)"
     )
     parser.add_argument("--cache_dir", help="keep the per-residue states here (reused if valid)")
     parser.add_argument(
@@ -53,23 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--memory_limit_gb",
-        type=float,
+        type=positive,
         default=DEFAULT_MEMORY_LIMIT / 2**30,
         help="in-memory cache limit; above it the states go to disk",
     )
-    parser.add_argument("--max_residues", type=int, default=ESM2_MAX_RESIDUES)
-    parser.add_argument("--tile", type=int, default=64, help="proteins per all-vs-all tile")
+    parser.add_argument("--max_residues", type=at_least(1), default=ESM2_MAX_RESIDUES)
+    parser.add_argument("--tile", type=at_least(1), default=64, help="proteins per all-vs-all tile")
     parser.add_argument(
-        "--chunk_pairs", type=int, default=CHUNK_PAIRS, help="pair-file rows per chunk"
+        "--chunk_pairs", type=at_least(1), default=CHUNK_PAIRS, help="pair-file rows per chunk"
     )
     parser.add_argument(
         "--max_tokens",
-        type=int,
+        type=at_least(1),
         default=65536,
         help="pair batch budget: pairs x (longest A + longest B)",
     )
     parser.add_argument(
-        "--max_chunks", type=int, help="stop after this many chunks (rerun to resume)"
+        "--max_chunks", type=at_least(1), help="stop after this many chunks (rerun to resume)"
     )
     parser.add_argument("--overwrite", action="store_true", help="discard output and progress")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -108,21 +110,22 @@ def run(args: argparse.Namespace) -> int:
         state.num_processes,
         barrier=state.wait_for_everyone if several else None,
     )
-    summary = predict(
-        model,
-        args.out,
-        pairs=args.pairs,
-        fasta=args.fasta,
-        fasta_b=args.fasta_b,
-        options=options,
-        ranks=ranks,
-        cache_dir=args.cache_dir,
-        memory_limit=int(args.memory_limit_gb * 2**30),
-        overwrite=args.overwrite,
-        max_chunks=args.max_chunks,
-        progress=not args.no_progress and state.is_main_process,
-        max_tokens=args.max_tokens,
-    )
+    with writing_to(args.out, then="; rerun the same command to resume"):
+        summary = predict(
+            model,
+            args.out,
+            pairs=args.pairs,
+            fasta=args.fasta,
+            fasta_b=args.fasta_b,
+            options=options,
+            ranks=ranks,
+            cache_dir=args.cache_dir,
+            memory_limit=int(args.memory_limit_gb * 2**30),
+            overwrite=args.overwrite,
+            max_chunks=args.max_chunks,
+            progress=not args.no_progress and state.is_main_process,
+            max_tokens=args.max_tokens,
+        )
     if state.is_main_process:
         print(json.dumps(summary))
         if not summary["complete"]:

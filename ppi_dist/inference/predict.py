@@ -40,10 +40,11 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from ppi_dist.checks import check_probability
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, PairSource
 from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
-from ppi_dist.errors import ProgressMismatchError, UserError
+from ppi_dist.errors import ConfigError, ProgressMismatchError, UserError
 from ppi_dist.files import acquire_lock, write_text_atomic
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT, EmbeddingCache
 from ppi_dist.inference.plans import AllPairsPlan, PairFilePlan
@@ -116,21 +117,20 @@ def _chunk_lines(
 
 
 def check_threshold(model: torch.nn.Module, given: float | None) -> float:
-    """The decision threshold: `given`, else the model's saved one; either must lie in [0, 1]."""
+    """The decision threshold: `given`, else the model's saved one; either must lie in [0, 1]
+    (`checks.check_probability`, the check `report` makes too)."""
     where = getattr(model, "loaded_from", None) or "the model"
     if given is not None:
-        if not (isinstance(given, int | float) and 0 <= given <= 1):
-            raise UserError(f"--threshold must lie in [0, 1], got {given}")
-        return float(given)
+        return check_probability("--threshold", given)
     saved = getattr(model.config, "decision_threshold", None)
     if saved is None:
         raise UserError(f"{where}: no decision_threshold saved; pass --threshold")
-    if not (isinstance(saved, int | float) and 0 <= saved <= 1):
-        raise UserError(
-            f"{where}: saved decision_threshold {saved} is not in [0, 1] (damaged config?); "
-            "fix it, or pass --threshold"
-        )
-    return float(saved)
+    try:
+        return check_probability("saved decision_threshold", saved)
+    except ConfigError as error:
+        raise ConfigError(
+            f"{where}: {error} (damaged config?); fix it, or pass --threshold"
+        ) from None
 
 
 def check_probabilities(
@@ -352,7 +352,9 @@ def predict(
     options = replace(options, threshold=check_threshold(model, options.threshold))
     # One predict per output: a second one is refused (lock released on return or exit).
     lock = (
-        acquire_lock(out.with_name(out.name + ".lock"), what="predict") if ranks.rank == 0 else None
+        acquire_lock(out.with_name(out.name + ".lock"), what="predict", holds=out)
+        if ranks.rank == 0
+        else None
     )
     try:
         parts = _parts_dir(out)
@@ -429,7 +431,7 @@ def _plan(
             lengths, list(set_a), ids_b, include_self=options.include_self, tile=options.tile
         )
     if plan.total_pairs == 0:
-        raise UserError("no pairs to score")
+        raise UserError(f"no pairs to score in {pairs if pairs is not None else fasta}")
     return plan, sequences
 
 
