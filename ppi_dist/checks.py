@@ -129,3 +129,21 @@ def check_can_rank(where: str, positives: int, negatives: int, hint: str) -> Non
             f"{where}: {positives:,} positive and {negatives:,} negative pairs; validation "
             f"needs at least {low} of each to rank pairs and choose a threshold; {hint}"
         )
+
+
+def check_saved_threshold(where: str, saved: object) -> float:
+    """A model folder's saved decision threshold (`where` names the folder or its config),
+    the one check of `predict` and `report`: missing, not a number (a JSON string "0.5"),
+    NaN or outside [0, 1] is refused, saying how to go on."""
+    if saved is None:
+        raise ConfigError(f"{where}: no decision_threshold saved; pass --threshold")
+    if isinstance(saved, bool) or not isinstance(saved, int | float):
+        problem = f"is {describe_value(saved)}, not a number in [0, 1]"
+    elif not 0 <= saved <= 1:
+        problem = f"{saved} is not in [0, 1]"
+    else:
+        return float(saved)
+    raise ConfigError(
+        f"{where}: saved decision_threshold {problem} (damaged config?); fix it, or pass "
+        "--threshold"
+    )

@@ -148,9 +148,12 @@ def write_manifest(folder: str | Path, patterns: list[str] | None = None) -> Pat
     return manifest
 
 
-def verify_manifest(folder: str | Path, what: str = "folder") -> bool:
+def verify_manifest(
+    folder: str | Path, what: str = "folder", *, warn_only: tuple[str, ...] = ()
+) -> bool:
     """Check every file `folder/manifest.json` lists; a missing or changed one is a
-    `CorruptFileError` naming it. A folder without a manifest (written by a version before
+    `CorruptFileError` naming it, except files matching `warn_only` (text a person may edit,
+    a model card): a warning. A folder without a manifest (written by a version before
     manifests) is not checked: False, with a warning."""
     folder = Path(folder)
     manifest = folder / MANIFEST_NAME
@@ -168,6 +171,9 @@ def verify_manifest(folder: str | Path, what: str = "folder") -> bool:
             raise CorruptFileError(f"{path}: missing from the {what} ({manifest} lists it)")
         expected = entry.get("sha256") if isinstance(entry, dict) else None
         if sha256_of(path) != expected:
+            if any(path.match(pattern) for pattern in warn_only):
+                logger.warning("%s: changed since it was saved (not a weight file)", path)
+                continue
             raise CorruptFileError(
                 f"{path}: its contents changed since it was saved (SHA-256 differs from "
                 f"{manifest}); copy or download the {what} again"

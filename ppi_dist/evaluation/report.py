@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from ppi_dist.checks import check_probability
-from ppi_dist.errors import ConfigError, DataError
+from ppi_dist.checks import check_saved_threshold
+from ppi_dist.errors import DataError
 from ppi_dist.evaluation.plots import plot_evaluation
 from ppi_dist.evaluation.threshold import ThresholdResult, evaluate_at, search_threshold
 from ppi_dist.files import read_json
@@ -132,15 +132,7 @@ def read_model_config(folder: str | Path) -> str:
 
 def saved_threshold(folder: str | Path) -> float:
     """A model folder's saved decision threshold, checked as `predict` checks it
-    (`checks.check_probability`): missing, a string, NaN or outside [0, 1] is refused."""
+    (`checks.check_saved_threshold`): missing, a string, NaN or outside [0, 1] is refused."""
     path = Path(folder) / CONFIG_NAME
     read_model_config(folder)
-    saved = read_json(path).get("decision_threshold")
-    if saved is None:
-        raise ConfigError(f"{path}: no decision_threshold saved; pass --threshold")
-    try:
-        return check_probability("decision_threshold", saved)
-    except ConfigError as error:
-        raise ConfigError(
-            f"{path}: {error} (damaged config?); fix it, or pass --threshold"
-        ) from None
+    return check_saved_threshold(str(path), read_json(path).get("decision_threshold"))

@@ -40,11 +40,11 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from ppi_dist.checks import check_probability
+from ppi_dist.checks import check_probability, check_saved_threshold
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, PairSource
 from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
-from ppi_dist.errors import ConfigError, ProgressMismatchError, UserError
+from ppi_dist.errors import ProgressMismatchError, UserError
 from ppi_dist.files import acquire_lock, write_text_atomic
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT, EmbeddingCache
 from ppi_dist.inference.plans import AllPairsPlan, PairFilePlan
@@ -122,15 +122,7 @@ def check_threshold(model: torch.nn.Module, given: float | None) -> float:
     where = getattr(model, "loaded_from", None) or "the model"
     if given is not None:
         return check_probability("--threshold", given)
-    saved = getattr(model.config, "decision_threshold", None)
-    if saved is None:
-        raise UserError(f"{where}: no decision_threshold saved; pass --threshold")
-    try:
-        return check_probability("saved decision_threshold", saved)
-    except ConfigError as error:
-        raise ConfigError(
-            f"{where}: {error} (damaged config?); fix it, or pass --threshold"
-        ) from None
+    return check_saved_threshold(where, getattr(model.config, "decision_threshold", None))
 
 
 def check_probabilities(

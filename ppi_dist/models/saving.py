@@ -55,6 +55,13 @@ def save_pretrained(model: SECAI, directory: str | Path) -> Path:
         clean.load_state_dict(base_weights(base_encoder(model.encoder)), strict=True)
         clean.save_pretrained(directory / BASE_ENCODER_DIR)
         config["encoder"], config["encoder_config"] = BASE_ENCODER_DIR, None
+    if isinstance(model.encoder, PeftModel):
+        # peft records the path the base was loaded from, which may be a staging folder
+        # (`model.partial/base_encoder`) gone by now: record the encoder the config names.
+        adapter_config = directory / ADAPTER_DIR / "adapter_config.json"
+        settings = read_json(adapter_config)
+        settings["base_model_name_or_path"] = config["encoder"]
+        adapter_config.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return directory
 

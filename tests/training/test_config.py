@@ -88,7 +88,8 @@ def test_a_configuration_saved_by_60fab62_loads_as_a_recipe_unchanged(tmp_path):
     saved = json.loads((SAVED_BY_60FAB62 / "trainer_state.json").read_text())["config"]
     recipe = tmp_path / "saved.yaml"
     recipe.write_text(yaml.safe_dump(saved))
-    assert load_config(["--config", str(recipe)]).to_dict() == saved
+    loaded = load_config(["--config", str(recipe)]).to_dict()
+    assert {name: loaded[name] for name in saved} == saved  # later settings: their defaults
 
 
 def test_sections_hold_the_settings_and_round_trip_by_flat_name():
