@@ -166,7 +166,10 @@ def verify_manifest(
     if not isinstance(files, dict):
         raise CorruptFileError(f"{manifest}: no 'files' listed; the manifest is damaged")
     for name, entry in files.items():
-        path = safe_join(folder, name)
+        try:
+            path = safe_join(folder, name)
+        except ValueError as error:  # a name that leaves the folder: not ours
+            raise CorruptFileError(f"{manifest}: {error}; the manifest is damaged") from None
         if not path.is_file():
             raise CorruptFileError(f"{path}: missing from the {what} ({manifest} lists it)")
         expected = entry.get("sha256") if isinstance(entry, dict) else None

@@ -155,7 +155,7 @@ class PairSource:
         self.files, self.dataset_name = resolve_pair_files(pair_files)
         formats = {format_of(f) for f in self.files} if self.files else {None}
         if len(formats) > 1:
-            raise ValueError(f"pair files mix formats {sorted(map(str, formats))}: {self.files}")
+            raise UserError(f"pair files mix formats {sorted(map(str, formats))}: {self.files}")
         self.format = formats.pop()
         self.sequences: dict[str, str] | None = None
         self.bad_sequences: dict[str, str] = {}
