@@ -175,7 +175,11 @@ def verify_manifest(
         expected = entry.get("sha256") if isinstance(entry, dict) else None
         if sha256_of(path) != expected:
             if any(path.match(pattern) for pattern in warn_only):
-                logger.warning("%s: changed since it was saved (not a weight file)", path)
+                logger.warning(
+                    "%s: changed since it was saved (SHA-256 differs from %s); loaded as it is now",
+                    path,
+                    manifest,
+                )
                 continue
             raise CorruptFileError(
                 f"{path}: its contents changed since it was saved (SHA-256 differs from "

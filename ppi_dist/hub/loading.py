@@ -34,6 +34,8 @@ from ppi_dist.models.secai import SECAI
 
 logger = logging.getLogger(__name__)
 
+EDITABLE = ("*.json", "*.md", "*.txt", "*.png")  # not weights: a changed one is a warning
+
 
 def load_model(
     name_or_path: str | Path,
@@ -63,8 +65,11 @@ def load_model(
         )
     if not (local / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{name_or_path}: no {CONFIG_NAME}; not an SE-CAI model folder")
-    # Every file against the SHA-256 saved with it: finite but changed weights are named too.
-    verify_manifest(local, "model folder", warn_only=("*.md",))
+    # Every file against the SHA-256 saved with it: finite but changed weights are refused,
+    # naming the file. Settings and text may be edited on purpose (`encoder` pointed at the
+    # weights' new place, a card edited on the Hub) and are checked field by field below,
+    # so a change there is a warning naming the file.
+    verify_manifest(local, "model folder", warn_only=EDITABLE)
     config = read_json(local / CONFIG_NAME)
     _check_weight_files(local, config)
     _check_encoder_source(local, config)

@@ -87,7 +87,7 @@ BAD_FOLDERS = {
 def test_damaged_model_folders_are_named(capsys, model_folder, task, tmp_path, case):
     damage, needles = BAD_FOLDERS[case]
     damage(model_folder)
-    (model_folder / "manifest.json").unlink()  # as an older folder: the checks below it run
+    (model_folder / "manifest.json").unlink()  # as an older folder
     args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
     refused(*in_process(capsys, main, *args, "--no_progress"), *needles)
 
@@ -154,3 +154,18 @@ def test_a_shell_sees_one_line(tmp_path):
     result = shell("-m", "ppi_dist.predict", "--model", tmp_path, "--out", "x.tsv", "--tile", "0")
     refused(result.returncode, result.stderr, "argument --tile: must be at least 1")
     assert result.stderr.count("\n") == 1
+
+
+def test_an_edited_setting_is_a_warning_naming_it_and_still_checked(
+    capsys, model_folder, task, tmp_path, caplog
+):
+    """secai_config.json may be edited on purpose (`encoder` moved): the manifest names it in
+    a warning; its values are still checked field by field (here a wrong kind)."""
+    config_path = model_folder / "secai_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps(config, indent=4))  # same settings, other bytes
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    assert in_process(capsys, main, *args, "--no_progress")[0] == 0
+    assert f"{config_path}: changed since it was saved" in caplog.text
+    _config_edit(model_folder, head_hidden="32")
+    refused(*in_process(capsys, main, *args, "--overwrite"), "head_hidden must be an integer")
