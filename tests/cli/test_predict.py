@@ -169,3 +169,24 @@ def test_an_edited_setting_is_a_warning_naming_it_and_still_checked(
     assert f"{config_path}: changed since it was saved" in caplog.text
     _config_edit(model_folder, head_hidden="32")
     refused(*in_process(capsys, main, *args, "--overwrite"), "head_hidden must be an integer")
+
+
+def test_an_encoder_of_another_shape_is_one_sentence_with_both_fingerprints(capsys, task, tmp_path):
+    """The model's `encoder` folder now holds another ESM-2 shape: one short line (torch's
+    own message lists every tensor), with the found and the trained-on fingerprints."""
+    from transformers import EsmConfig, EsmModel
+
+    from ppi_dist.hub.folder import save_for_hub
+    from ppi_dist.models.config import SECAIConfig
+    from ppi_dist.models.secai import SECAI
+    from ppi_dist.models.shapes import tiny_esm2_config
+
+    encoder = tmp_path / "esm"
+    EsmModel(EsmConfig(**tiny_esm2_config()), add_pooling_layer=False).save_pretrained(encoder)
+    config = SECAIConfig(encoder=str(encoder), cross_attention_heads=4, head_hidden=16, lora_r=4)
+    folder = save_for_hub(SECAI(config), tmp_path / "model")
+    wider = {**tiny_esm2_config(), "hidden_size": 64, "intermediate_size": 128}
+    EsmModel(EsmConfig(**wider), add_pooling_layer=False).save_pretrained(encoder)
+    args = ["--model", folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    line = refused(*in_process(capsys, main, *args), "has another shape", "trained on")
+    assert len(line) < 400 and line.count("fingerprint") == 1
