@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A full disk or read-only folder under --out: one line naming the path; the progress
+    # files written so far stay, so the same command resumes.
+    with writing_to(args.out, then="; rerun the same command to resume"):
+        return score(args)
+
+
+def score(args: argparse.Namespace) -> int:
     # cpu=True without CUDA: otherwise `accelerate launch` on CPU starts independent
     # single-process runs instead of one gloo group (seen with accelerate 1.15).
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -110,22 +117,21 @@ def run(args: argparse.Namespace) -> int:
         state.num_processes,
         barrier=state.wait_for_everyone if several else None,
     )
-    with writing_to(args.out, then="; rerun the same command to resume"):
-        summary = predict(
-            model,
-            args.out,
-            pairs=args.pairs,
-            fasta=args.fasta,
-            fasta_b=args.fasta_b,
-            options=options,
-            ranks=ranks,
-            cache_dir=args.cache_dir,
-            memory_limit=int(args.memory_limit_gb * 2**30),
-            overwrite=args.overwrite,
-            max_chunks=args.max_chunks,
-            progress=not args.no_progress and state.is_main_process,
-            max_tokens=args.max_tokens,
-        )
+    summary = predict(
+        model,
+        args.out,
+        pairs=args.pairs,
+        fasta=args.fasta,
+        fasta_b=args.fasta_b,
+        options=options,
+        ranks=ranks,
+        cache_dir=args.cache_dir,
+        memory_limit=int(args.memory_limit_gb * 2**30),
+        overwrite=args.overwrite,
+        max_chunks=args.max_chunks,
+        progress=not args.no_progress and state.is_main_process,
+        max_tokens=args.max_tokens,
+    )
     if state.is_main_process:
         print(json.dumps(summary))
         if not summary["complete"]:
