@@ -70,6 +70,15 @@ class ProgressMismatchError(UserError):
     """`predict`'s progress files belong to another run (inputs, model or options)."""
 
 
+class OutputError(UserError):
+    """A file could not be written (disk full, read-only folder, no permission): the message
+    names the path, the OS's reason and what to do; what was written before is kept."""
+
+
+class HubUnreachableError(UserError):
+    """The Hugging Face Hub could not be reached or refused the credentials."""
+
+
 class CacheTooLargeError(UserError):
     """The states would exceed the in-memory limit; build into a folder instead."""
 

@@ -7,24 +7,32 @@
   the lock when its process dies, so a lock file left by a killed process is stale, taken
   over, and reported.
 - `safe_join`: a file name that cannot leave its folder.
+- `writing_to`: a full disk or read-only folder while writing an output becomes one
+  `OutputError` naming the path and what to do.
+- `write_manifest`, `verify_manifest`: the SHA-256 of every file of a folder (model folder,
+  checkpoint), written last and checked on loading, so a changed file is named.
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ppi_dist.errors import CorruptFileError, RunFolderError
+from ppi_dist.errors import CorruptFileError, OutputError, RunFolderError
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,107 @@ def safe_join(folder: str | Path, name: str) -> Path:
     return target
 
 
+# ---- writing outputs -------------------------------------------------------------------
+
+# What the OS says when an output cannot be written through no fault of the code.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
+
+
+def write_failure(error: OSError, path: str | Path, then: str = "") -> OutputError:
+    """The one-line error for an output that could not be written: the path the OS names
+    (else `path`), its reason and what to do."""
+    where = error.filename or path
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = "free space on that disk or write to another folder"
+    else:
+        advice = "make the folder writable or write to another folder"
+    return OutputError(f"{where}: cannot write ({reason}); {advice}{then}")
+
+
+@contextmanager
+def writing_to(path: str | Path, then: str = "") -> Iterator[None]:
+    """Inside: an OSError of a full disk, quota, read-only file system or permission is an
+    `OutputError` naming the file (or `path`, the output it was writing) and what to do;
+    `then` is added (e.g. "; rerun the same command to resume")."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        raise write_failure(error, path, then) from error
+
+
+# ---- manifests -------------------------------------------------------------------------
+
+MANIFEST_NAME = "manifest.json"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: str | Path, patterns: list[str] | None = None) -> Path:
+    """Write `folder/manifest.json`: the SHA-256 and size of every file under `folder`
+    (those matching one of `patterns`, when given), written last, as a package's RECORD."""
+    folder = Path(folder)
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if name == MANIFEST_NAME or name.startswith(".") or "/." in name:
+            continue
+        if patterns is not None and not any(path.match(pattern) for pattern in patterns):
+            continue
+        files[name] = {"sha256": sha256_of(path), "size": path.stat().st_size}
+    manifest = folder / MANIFEST_NAME
+    write_text_atomic(manifest, json.dumps({"algorithm": "sha256", "files": files}, indent=1))
+    return manifest
+
+
+def verify_manifest(
+    folder: str | Path, what: str = "folder", *, warn_only: tuple[str, ...] = ()
+) -> bool:
+    """Check every file `folder/manifest.json` lists; a missing or changed one is a
+    `CorruptFileError` naming it, except files matching `warn_only` (text a person may edit,
+    a model card): a warning. A folder without a manifest (written by a version before
+    manifests) is not checked: False, with a warning."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        logger.warning(
+            "%s: no %s (an older version saved it); files not verified", folder, MANIFEST_NAME
+        )
+        return False
+    files = read_json(manifest).get("files")
+    if not isinstance(files, dict):
+        raise CorruptFileError(f"{manifest}: no 'files' listed; the manifest is damaged")
+    for name, entry in files.items():
+        try:
+            path = safe_join(folder, name)
+        except ValueError as error:  # a name that leaves the folder: not ours
+            raise CorruptFileError(f"{manifest}: {error}; the manifest is damaged") from None
+        if not path.is_file():
+            raise CorruptFileError(f"{path}: missing from the {what} ({manifest} lists it)")
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        if sha256_of(path) != expected:
+            if any(path.match(pattern) for pattern in warn_only):
+                logger.warning(
+                    "%s: changed since it was saved (SHA-256 differs from %s); loaded as it is now",
+                    path,
+                    manifest,
+                )
+                continue
+            raise CorruptFileError(
+                f"{path}: its contents changed since it was saved (SHA-256 differs from "
+                f"{manifest}); copy or download the {what} again"
+            )
+    return True
+
+
 # ---- locks ----------------------------------------------------------------------------
 
 
@@ -118,10 +227,15 @@ def _holder(path: Path) -> dict:
         return {}
 
 
-def acquire_lock(path: str | Path, *, what: str = "run") -> RunLock:
+def acquire_lock(
+    path: str | Path, *, what: str = "run", holds: str | Path | None = None
+) -> RunLock:
     """Hold `path` (created if needed) for this process, or raise RunFolderError naming the
-    holder. A lock file whose holder died is stale: it is taken over with a warning."""
+    holder and what the lock guards (`holds`: the folder holding the lock file, unless a
+    single output is named). A lock file whose holder died is stale: it is taken over with a
+    warning."""
     path = Path(path)
+    guarded = path.parent if holds is None else holds
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(10):
         handle = open(path, "a+")  # noqa: SIM115 (kept open while the lock is held)
@@ -131,9 +245,10 @@ def acquire_lock(path: str | Path, *, what: str = "run") -> RunLock:
             handle.close()
             holder = _holder(path)
             raise RunFolderError(
-                f"{path.parent}: in use by another {what} (pid {holder.get('pid', '?')} on "
+                f"{guarded}: in use by another {what} (pid {holder.get('pid', '?')} on "
                 f"{holder.get('host', '?')}, since {holder.get('started', '?')}; lock file "
-                f"{path}); wait for it to finish, or choose another folder"
+                f"{path}); wait for it to finish, or choose another "
+                f"{'folder' if holds is None else 'output'}"
             ) from None
         try:
             same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino

@@ -12,11 +12,12 @@ import argparse
 import json
 
 from ppi_dist.cli.boundary import command
+from ppi_dist.cli.flags import Parser
 from ppi_dist.evaluation.audit import audit, format_report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppi-dist audit", description=__doc__.split("\n")[0])
+    parser = Parser(prog="ppi-dist audit", description=__doc__.split("\n")[0])
     parser.add_argument("--train", required=True, help="training pair file")
     parser.add_argument("--test", required=True, help="test pair file")
     parser.add_argument("--fasta", help="FASTA to check the test proteins against")

@@ -21,6 +21,7 @@ from huggingface_hub import errors as hub_errors
 from safetensors import SafetensorError
 
 from ppi_dist.errors import UserError
+from ppi_dist.files import WRITE_ERRNOS, write_failure
 
 EXIT_USER_ERROR = 2
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -68,6 +69,14 @@ def run_tool(
         if debug:
             raise
         print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:
+        # A full disk or read-only folder that no command turned into its OutputError: still
+        # the user's to fix, and the OS's file name (if any) is what to look at.
+        if debug or error.errno not in WRITE_ERRNOS:
+            raise
+        failure = write_failure(error, error.filename or "an output file")
+        print(f"error: {one_line(failure)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         if debug:

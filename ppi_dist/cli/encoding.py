@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from ppi_dist.cli.flags import at_least
 from ppi_dist.errors import UserError
 from ppi_dist.inference.scoring import scoring_windowing
 from ppi_dist.models.windows import WINDOW_MODES, Windowing
@@ -15,8 +16,10 @@ from ppi_dist.models.windows import WINDOW_MODES, Windowing
 
 def add_encoding_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("encoding (default: the model folder's own settings)")
-    group.add_argument("--max_residues", type=int, help="residues per encoder window")
-    group.add_argument("--window_overlap", type=int, help="residues neighbouring windows share")
+    group.add_argument("--max_residues", type=at_least(1), help="residues per encoder window")
+    group.add_argument(
+        "--window_overlap", type=at_least(0), help="residues neighbouring windows share"
+    )
     group.add_argument(
         "--windows", choices=WINDOW_MODES, help="all windows of a long protein, or its centred crop"
     )
@@ -24,8 +27,6 @@ def add_encoding_flags(parser: argparse.ArgumentParser) -> None:
 
 def windowing_from_flags(model, args: argparse.Namespace) -> Windowing:
     """The model's scoring windowing with the flags given; a bad value is a UserError."""
-    if args.max_residues is not None and args.max_residues < 1:
-        raise UserError(f"--max_residues must be at least 1, got {args.max_residues}")
     try:
         return scoring_windowing(model, args.max_residues, args.window_overlap, args.windows)
     except ValueError as error:

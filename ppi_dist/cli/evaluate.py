@@ -18,19 +18,21 @@ import torch
 
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
+from ppi_dist.cli.flags import Parser, at_least
 from ppi_dist.evaluation.evaluate import describe, evaluate, write_outputs
+from ppi_dist.files import writing_to
 from ppi_dist.hub.loading import load_model
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppi-dist evaluate", description=__doc__.split("\n")[0])
+    parser = Parser(prog="ppi-dist evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="saved SE-CAI folder or Hub repo id")
     parser.add_argument("--pairs", required=True, help="labelled pair file to evaluate")
     parser.add_argument("--fasta", help="sequences (unless the pair file has them inline)")
     parser.add_argument("--train", help="the training pair file: metrics per C1/C2/C3 class")
     parser.add_argument("--valid", help="a validation pair file: every threshold objective")
     parser.add_argument("--out", help="output folder (default: beside the model folder)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--bootstrap", type=at_least(1), default=1000, help="bootstrap resamples")
     parser.add_argument(
         "--allow_encoder_mismatch", action="store_true", help="load though the encoder changed"
     )
@@ -52,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
     )
     print(describe(report))
     default = Path(args.model).parent / f"evaluation_{Path(args.pairs).name.split('.')[0]}"
-    for path in write_outputs(report, Path(args.out) if args.out else default):
+    out = Path(args.out) if args.out else default
+    with writing_to(out):
+        paths = write_outputs(report, out)
+    for path in paths:
         print(path)
     return 0
 

@@ -8,17 +8,21 @@ from __future__ import annotations
 import argparse
 
 from ppi_dist.cli.boundary import command
+from ppi_dist.cli.flags import Parser, at_least
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.parameters import parameter_report
 from ppi_dist.models.shapes import SHAPES, encoder_config_of
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppi-dist parameters", description=__doc__.split("\n")[0])
+    parser = Parser(prog="ppi-dist parameters", description=__doc__.split("\n")[0])
     parser.add_argument("--shape", choices=SHAPES, default="650M")
-    parser.add_argument("--lora_r", type=int, default=8)
+    parser.add_argument("--lora_r", type=at_least(1), default=8)
     parser.add_argument(
-        "--cross_attention_heads", type=int, default=None, help="default: the encoder's heads"
+        "--cross_attention_heads",
+        type=at_least(1),
+        default=None,
+        help="default: the encoder's heads",
     )
     return parser
 

@@ -21,7 +21,9 @@ from accelerate import PartialState
 
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
+from ppi_dist.cli.flags import Parser, at_least, positive, probability
 from ppi_dist.errors import UserError
+from ppi_dist.files import writing_to
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT
 from ppi_dist.inference.predict import PredictOptions, predict
@@ -29,7 +31,7 @@ from ppi_dist.inference.scoring import CHUNK_PAIRS, Ranks
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ppi-dist predict",
         description="Score protein pairs with a saved SE-CAI model (each protein encoded once).",
     )
@@ -42,10 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fasta_b", help="second set: score every pair of --fasta x --fasta_b")
     parser.add_argument("--out", required=True, help="output .tsv or .parquet")
     parser.add_argument("--include_self", action="store_true", help="also score (p, p)")
-    parser.add_argument("--top_k", type=int, help="keep only the k highest probabilities")
-    parser.add_argument("--min_prob", type=float, help="keep only pairs at least this likely")
+    parser.add_argument("--top_k", type=at_least(1), help="keep only the k highest probabilities")
+    parser.add_argument("--min_prob", type=probability, help="keep only pairs at least this likely")
     parser.add_argument(
-        "--threshold", type=float, help="decision threshold (default: the model's saved one)"
+        "--threshold", type=probability, help="decision threshold (default: the model's saved one)"
     )
     parser.add_argument("--cache_dir", help="keep the per-residue states here (reused if valid)")
     parser.add_argument(
@@ -53,22 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--memory_limit_gb",
-        type=float,
+        type=positive,
         default=DEFAULT_MEMORY_LIMIT / 2**30,
         help="in-memory cache limit; above it the states go to disk",
     )
-    parser.add_argument("--tile", type=int, default=64, help="proteins per all-vs-all tile")
+    parser.add_argument("--tile", type=at_least(1), default=64, help="proteins per all-vs-all tile")
     parser.add_argument(
-        "--chunk_pairs", type=int, default=CHUNK_PAIRS, help="pair-file rows per chunk"
+        "--chunk_pairs", type=at_least(1), default=CHUNK_PAIRS, help="pair-file rows per chunk"
     )
     parser.add_argument(
         "--max_tokens",
-        type=int,
+        type=at_least(1),
         default=65536,
         help="pair batch budget: pairs x (longest A + longest B)",
     )
     parser.add_argument(
-        "--max_chunks", type=int, help="stop after this many chunks (rerun to resume)"
+        "--max_chunks", type=at_least(1), help="stop after this many chunks (rerun to resume)"
     )
     parser.add_argument("--overwrite", action="store_true", help="discard output and progress")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -83,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A full disk or read-only folder under --out: one line naming the path; the progress
+    # files written so far stay, so the same command resumes.
+    with writing_to(args.out, then="; rerun the same command to resume"):
+        return score(args)
+
+
+def score(args: argparse.Namespace) -> int:
     # cpu=True without CUDA: otherwise `accelerate launch` on CPU starts independent
     # single-process runs instead of one gloo group (seen with accelerate 1.15).
     state = PartialState(cpu=not torch.cuda.is_available())

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 
 from ppi_dist.cli.boundary import command
+from ppi_dist.cli.flags import Parser
 from ppi_dist.hub.push import push_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppi-dist push", description=__doc__.split("\n")[0])
+    parser = Parser(prog="ppi-dist push", description=__doc__.split("\n")[0])
     parser.add_argument("folder", help="folder written by save_for_hub / the trainer")
     parser.add_argument("repo_id", help="Hub repository, e.g. user/secai-bernett")
     parser.add_argument("--private", action="store_true", help="create the repo as private")

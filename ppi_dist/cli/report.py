@@ -12,20 +12,20 @@ reported, which flatters every thresholded metric, and the output says so. See
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ppi_dist.cli.boundary import command
-from ppi_dist.errors import UserError
-from ppi_dist.evaluation.report import build_report, read_model_config, read_scores
+from ppi_dist.cli.flags import Parser, probability
+from ppi_dist.evaluation.report import build_report, read_scores, saved_threshold
+from ppi_dist.files import writing_to
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppi-dist report", description=__doc__.split("\n")[0])
+    parser = Parser(prog="ppi-dist report", description=__doc__.split("\n")[0])
     parser.add_argument("--predictions", required=True, help="predictions .tsv/.csv/.parquet")
     parser.add_argument("--out", required=True, help="folder for metrics.json and the PNGs")
     chosen = parser.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--threshold", type=float, help="evaluate at this threshold")
+    chosen.add_argument("--threshold", type=probability, help="evaluate at this threshold")
     chosen.add_argument("--model", help="evaluate at this model folder's saved threshold")
     chosen.add_argument(
         "--search_threshold", action="store_true", help="search it on this file (flatters)"
@@ -38,20 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.model is not None:
-        config = json.loads(read_model_config(args.model))
-        args.threshold = config.get("decision_threshold")
-        if args.threshold is None:
-            raise UserError(f"{args.model}: the model has no saved decision_threshold")
+        args.threshold = saved_threshold(args.model)
     scores, labels = read_scores(args.predictions, args.score_column, args.label_column)
     title = args.title if args.title is not None else Path(args.predictions).name
-    result, paths = build_report(
-        scores,
-        labels,
-        args.out,
-        threshold=args.threshold,
-        title_prefix=title,
-        source=str(args.predictions),
-    )
+    with writing_to(args.out):
+        result, paths = build_report(
+            scores,
+            labels,
+            args.out,
+            threshold=args.threshold,
+            title_prefix=title,
+            source=str(args.predictions),
+        )
     print(result.describe())
     if args.threshold is None:
         print("note: threshold searched on this file; quote test metrics at the validation one")

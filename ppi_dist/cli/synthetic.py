@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 
 from ppi_dist.cli.boundary import command
+from ppi_dist.cli.flags import Parser, at_least
 from ppi_dist.data.synthetic import composition_baseline, write_synthetic_task
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppi-dist synthetic", description=__doc__.split("\n")[0])
+    parser = Parser(prog="ppi-dist synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train_pairs", type=int, default=3000)
-    parser.add_argument("--eval_pairs", type=int, default=600)
+    parser.add_argument("--train_pairs", type=at_least(1), default=3000)
+    parser.add_argument("--eval_pairs", type=at_least(1), default=600)
     parser.add_argument(
         "--composition_free",
         action="store_true",

@@ -15,6 +15,7 @@ import sys
 import torch
 
 from ppi_dist.cli.boundary import run_tool
+from ppi_dist.files import writing_to
 from ppi_dist.training.loop import train
 from ppi_dist.training.recipes import load_config
 
@@ -24,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     def run(args: list[str]) -> int:
-        train(load_config(args))
+        config = load_config(args)
+        # A full disk or read-only output_dir: one line naming the file; the checkpoints
+        # written before it stay, so the run resumes once there is room.
+        with writing_to(config.run.output_dir, then="; then resume with --resume_from latest"):
+            train(config)
         return 0
 
     try:

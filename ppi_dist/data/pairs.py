@@ -85,6 +85,9 @@ class ValidationReport:
     rows_per_file: dict[str, int] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
     first_skipped: dict[str, str] = field(default_factory=dict)  # reason -> located message
+    classes: Counter = field(default_factory=Counter)  # label (0, 1) -> usable rows
+    contradictions: int = 0  # rows whose pair (either order) came earlier with the other label
+    first_contradiction: str | None = None  # located message of the first
 
     def summary(self) -> str:
         total = self.rows + sum(self.skipped.values())
@@ -95,6 +98,11 @@ class ValidationReport:
                 for reason, count in self.skipped.most_common()
             )
             text += f", skipped {sum(self.skipped.values()):,} of {total:,} rows: {reasons}"
+        if self.contradictions:
+            text += (
+                f"; {self.contradictions:,} contradictory labels kept "
+                f"(first: {self.first_contradiction})"
+            )
         return text
 
 
@@ -115,6 +123,9 @@ class PairSource:
             window in evaluation; see `sequences.crop`).
         skip_bad_rows: skip bad rows (and FASTA records) instead of stopping at the first,
             and report exact counts per reason.
+        allow_contradictory_labels: keep a pair labelled 1 on one line and 0 on another
+            (either order: (A, B) and (B, A) are one pair), counted in the report; by
+            default a labelled source refuses it, naming both lines.
         with_sequences: False reads identifiers and labels only (rows get empty sequences),
             for tools like the leakage audit.
         split: split name for a dataset name.
@@ -131,6 +142,7 @@ class PairSource:
         skip_bad_rows: bool = False,
         split: str = "train",
         with_sequences: bool = True,
+        allow_contradictory_labels: bool = False,
     ):
         self.columns = Columns(**columns) if isinstance(columns, dict) else columns or Columns()
         self.fasta = str(fasta) if fasta is not None else None
@@ -139,10 +151,11 @@ class PairSource:
         self.skip_bad_rows = skip_bad_rows
         self.split = split
         self.with_sequences = with_sequences
+        self.allow_contradictory_labels = allow_contradictory_labels
         self.files, self.dataset_name = resolve_pair_files(pair_files)
         formats = {format_of(f) for f in self.files} if self.files else {None}
         if len(formats) > 1:
-            raise ValueError(f"pair files mix formats {sorted(map(str, formats))}: {self.files}")
+            raise UserError(f"pair files mix formats {sorted(map(str, formats))}: {self.files}")
         self.format = formats.pop()
         self.sequences: dict[str, str] | None = None
         self.bad_sequences: dict[str, str] = {}
@@ -165,11 +178,12 @@ class PairSource:
                 self.fasta, skip_bad=self.skip_bad_rows
             )
         report = ValidationReport()
+        labelled: dict[tuple[str, str], tuple[float, str, dict, bool]] = {}
         for name, records in self._located_records():
             usable = 0
             for location, record in records:
                 try:
-                    self._parse(record)
+                    pair = self._parse(record)
                     usable += 1
                 except BadRow as bad:
                     error = DataError(name, bad.problem, field=bad.field, **location)
@@ -177,6 +191,10 @@ class PairSource:
                         raise error from None
                     report.skipped[bad.reason] += 1
                     report.first_skipped.setdefault(bad.reason, str(error))
+                    continue
+                if pair.label is not None:
+                    report.classes[int(pair.label)] += 1
+                    self._check_label(labelled, pair, name, location, report)
             report.rows_per_file[name] = usable
             report.rows += usable
         if report.rows == 0:
@@ -185,6 +203,41 @@ class PairSource:
             logger.warning("%s: %s", self, report.summary())
         self.report = report
         return report
+
+    def _check_label(
+        self,
+        labelled: dict[tuple[str, str], tuple[float, str, dict, bool]],
+        pair: Pair,
+        name: str,
+        location: dict,
+        report: ValidationReport,
+    ) -> None:
+        """The same pair (either order) with both labels: refused naming both lines, or
+        (allow_contradictory_labels) counted."""
+        swapped = pair.protein_b < pair.protein_a
+        key = (pair.protein_b, pair.protein_a) if swapped else (pair.protein_a, pair.protein_b)
+        earlier = labelled.setdefault(key, (pair.label, name, location, swapped))
+        if earlier[0] == pair.label:
+            return
+        label, first_name, first_location, first_swapped = earlier
+        first = str(DataError(first_name, "", **first_location)).rstrip(": ")
+        order = " (in the other order)" if swapped != first_swapped else ""
+        problem = (
+            f"pair ({pair.protein_a}, {pair.protein_b}) is labelled {int(pair.label)} here and "
+            f"{int(label)} at {first}{order}"
+        )
+        error = DataError(name, problem, field=self.columns.label, **location)
+        report.contradictions += 1
+        if report.first_contradiction is None:
+            report.first_contradiction = str(error)
+        if not self.allow_contradictory_labels and self.labeled:
+            raise DataError(
+                name,
+                f"{problem}: contradictory labels; keep one, or allow them with "
+                "allow_contradictory_labels",
+                field=self.columns.label,
+                **location,
+            )
 
     def _located_records(self) -> Iterator[tuple[str, Iterator[tuple[dict, Any]]]]:
         """Per file: its name and its (location, record) pairs in file order.

@@ -37,7 +37,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ppi_dist.checks import check_can_rank
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
+from ppi_dist.errors import ConfigError, DataError
 
 
 @dataclass
@@ -105,7 +107,7 @@ def read_clusters(path: str | Path) -> list[tuple[str, str]]:
             continue
         fields = line.split("\t")
         if len(fields) != 2:
-            raise ValueError(f"{path}:{number}: need 2 tab-separated columns, got {len(fields)}")
+            raise DataError(path, f"need 2 tab-separated columns, got {len(fields)}", line=number)
         rows.append((fields[0].strip(), fields[1].strip()))
     return rows
 
@@ -145,8 +147,10 @@ def split_pairs(
     Groups are shuffled with `random.Random(seed)` and taken into validation until at
     least `valid_fraction` of the proteins are held out.
     """
-    if not 0 < valid_fraction < 1:
-        raise ValueError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
+    if not 0 < valid_fraction < 1:  # NaN fails too
+        raise ConfigError(
+            f"--valid_fraction must lie strictly between 0 and 1, got {valid_fraction}"
+        )
     groups = protein_groups(sequences, clusters)
     order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
@@ -161,10 +165,17 @@ def split_pairs(
         a_out, b_out = pair.protein_a in held_out, pair.protein_b in held_out
         (valid if a_out and b_out else train if not (a_out or b_out) else dropped).append(pair)
     if not valid or not train:
-        raise ValueError(
+        raise ConfigError(
             f"the split left {len(train):,} training and {len(valid):,} validation pairs: "
             "change --valid_fraction (or --seed)"
         )
+    positives = sum(p.label == 1 for p in valid)
+    check_can_rank(
+        "the validation split",
+        positives,
+        len(valid) - positives,
+        "raise --valid_fraction (or try another --seed)",
+    )
     sizes = Counter(len(g) for g in groups)
     report = SplitReport(
         pairs_in=len(pairs),
@@ -193,10 +204,15 @@ def split_file(
     valid_fraction: float = 0.1,
     seed: int = 0,
     clusters: str | Path | None = None,
+    *,
+    allow_contradictory_labels: bool = False,
 ) -> SplitReport:
     """Read `pairs` (through PairSource), split, write train.tsv, valid.tsv and
     split_report.json into `out_dir`; return the report."""
-    rows = list(PairSource(pairs, fasta, labeled=True).pair_rows())
+    allow = allow_contradictory_labels
+    rows = list(
+        PairSource(pairs, fasta, labeled=True, allow_contradictory_labels=allow).pair_rows()
+    )
     sequences = sequences_of(rows)
     cluster_rows = read_clusters(clusters) if clusters else None
     train, valid, _, report = split_pairs(rows, sequences, valid_fraction, seed, cluster_rows)

@@ -13,6 +13,8 @@ node degrees in the training graph:
 where pos_deg(X) / neg_deg(X) count the positive / negative training pairs X is part of (0
 for unseen proteins). An AUROC well above 0.5 means the split can be "learned" without
 looking at sequences. With `--fasta`, it also counts test proteins missing from the FASTA.
+Contradictory labels (one pair, in either order, labelled 1 on one line and 0 on another)
+are counted within each file and between the two (the trainer refuses them by default).
 """
 
 from __future__ import annotations
@@ -28,8 +30,26 @@ from ppi_dist.evaluation.metrics import auroc_aupr
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
-    """The labelled pairs of a file, validated like training data (no sequences read)."""
-    return list(PairSource(path, labeled=True, with_sequences=False).pair_rows())
+    """The labelled pairs of a file, validated like training data (no sequences read);
+    contradictory labels are kept (`read_source` counts them)."""
+    return list(read_source(path).pair_rows())
+
+
+def read_source(path: str | Path) -> PairSource:
+    """A validated source of labelled pairs that keeps (and counts) contradictory labels."""
+    source = PairSource(path, labeled=True, with_sequences=False, allow_contradictory_labels=True)
+    source.validate()
+    return source
+
+
+def contradictions_between(train: list[Pair], test: list[Pair]) -> int:
+    """Test rows whose pair (either order) is in the training file with the other label."""
+    labels: dict[frozenset, set[float]] = {}
+    for pair in train:
+        labels.setdefault(frozenset(pair[:2]), set()).add(pair.label)
+    return sum(
+        1 for pair in test if any(y != pair.label for y in labels.get(frozenset(pair[:2]), ()))
+    )
 
 
 def degree_baseline_scores(train: list[Pair], test: list[Pair]) -> list[float]:
@@ -44,7 +64,8 @@ def degree_baseline_scores(train: list[Pair], test: list[Pair]) -> list[float]:
 
 def audit(train_path: str | Path, test_path: str | Path, fasta: str | Path | None = None) -> dict:
     """The audit figures as a dict (see the module docstring)."""
-    train, test = read_pairs(train_path), read_pairs(test_path)
+    sources = read_source(train_path), read_source(test_path)
+    train, test = (list(source.pair_rows()) for source in sources)
     train_proteins = {p for pair in train for p in pair[:2]}
     test_proteins = {p for pair in test for p in pair[:2]}
     train_pairs = {frozenset(pair[:2]) for pair in train}
@@ -58,6 +79,11 @@ def audit(train_path: str | Path, test_path: str | Path, fasta: str | Path | Non
         "test": {"file": str(test_path), **_balance(test), "proteins": len(test_proteins)},
         "shared_proteins": len(train_proteins & test_proteins),
         "shared_pairs": len(train_pairs & test_pairs),
+        "contradictory_labels": {
+            "within_train": sources[0].report.contradictions,
+            "within_test": sources[1].report.contradictions,
+            "test_vs_train": contradictions_between(train, test),
+        },
         "test_pairs_by_proteins_seen": {"C1_both": seen[2], "C2_one": seen[1], "C3_none": seen[0]},
         "degree_baseline_auroc": auroc_aupr(scores, labels)[0] if two_classes else None,
     }
@@ -75,6 +101,7 @@ def _balance(pairs: list[Pair]) -> dict:
 def format_report(r: dict) -> str:
     n_test = r["test"]["pairs"]
     seen = r["test_pairs_by_proteins_seen"]
+    contra = r["contradictory_labels"]
 
     def share(count: int, total: int) -> str:
         return f"{count:,} of {total:,} ({100 * count / total:.1f}%)" if total else "0"
@@ -95,6 +122,9 @@ def format_report(r: dict) -> str:
         "",
         f"test proteins seen in training: {share(r['shared_proteins'], r['test']['proteins'])}",
         f"test pairs also in training (either order): {share(r['shared_pairs'], n_test)}",
+        "contradictory labels (one pair, either order, labelled 1 and 0): "
+        f"{contra['within_train']:,} rows in train, {contra['within_test']:,} in test, "
+        f"{contra['test_vs_train']:,} test rows against train",
         "test pairs by proteins seen in training (Park & Marcotte):",
         f"  C1 both: {share(seen['C1_both'], n_test)}",
         f"  C2 one:  {share(seen['C2_one'], n_test)}",

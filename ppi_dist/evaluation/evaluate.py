@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ppi_dist.data.pairs import PairSource
-from ppi_dist.errors import UserError
+from ppi_dist.errors import DataError, UserError
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.evaluation.bootstrap import bootstrap_intervals
 from ppi_dist.evaluation.metrics import trivial_predictors
@@ -109,6 +109,15 @@ def _score_file(
     model, path: str | Path, fasta: str | Path | None, windowing: Windowing
 ) -> ScoredPairs:
     source = PairSource(path, fasta, labeled=True, max_residues=windowing.max_residues)
+    classes = source.validate().classes
+    if not classes[0] or not classes[1]:  # checked before scoring: nothing half-written
+        only = 1 if classes[1] else 0
+        raise DataError(
+            path,
+            f"every pair is labelled {only} ({classes[only]:,} pairs); AUROC, AUPR, the "
+            "threshold metrics and their plots need both classes: evaluate on a file with "
+            "positive and negative pairs (`ppi-dist predict` scores one class)",
+        )
     pairs = list(source.pair_rows())
     return score_pairs(model, pairs, windowing=windowing, progress=Path(path).name)
 

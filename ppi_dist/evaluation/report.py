@@ -20,39 +20,79 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from ppi_dist.checks import check_saved_threshold
+from ppi_dist.errors import DataError
 from ppi_dist.evaluation.plots import plot_evaluation
 from ppi_dist.evaluation.threshold import ThresholdResult, evaluate_at, search_threshold
+from ppi_dist.files import read_json
 from ppi_dist.models.saving import CONFIG_NAME
 
 
 def read_scores(
     path: str | Path, score_column: str = "probability", label_column: str = "label"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, labels) from a predictions file; rows with an empty label are refused."""
+    """(scores, labels) from a predictions file. A missing column, an empty or non-0/1
+    label, a score that is not a probability (NaN included) is a `DataError` naming the
+    file, line (parquet: row) and column."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such predictions file")
     if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, ValueError) as error:
+            raise DataError(path, f"not a readable parquet file ({error})") from None
+        _check_columns(path, names, score_column, label_column)
         table = pq.read_table(path, columns=[score_column, label_column])
-        scores = np.asarray(table[score_column].to_numpy(zero_copy_only=False), np.float64)
-        labels = np.asarray(table[label_column].to_numpy(zero_copy_only=False), np.float64)
+        rows = zip(table[score_column].to_pylist(), table[label_column].to_pylist(), strict=True)
+        located = [({"row": index}, score, label) for index, (score, label) in enumerate(rows)]
     else:
         delimiter = "," if path.suffix.lower() == ".csv" else "\t"
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle, delimiter=delimiter)
-            missing = {score_column, label_column} - set(reader.fieldnames or [])
-            if missing:
-                raise ValueError(
-                    f"{path}: no column {sorted(missing)[0]!r}; has {reader.fieldnames}"
-                )
-            score_list, label_list = [], []
-            for line, row in enumerate(reader, start=2):
-                if row[label_column] in ("", None):
-                    raise ValueError(f"{path}:{line}: field {label_column!r}: empty label")
-                score_list.append(float(row[score_column]))
-                label_list.append(float(row[label_column]))
-        scores, labels = np.asarray(score_list), np.asarray(label_list)
-    if scores.size == 0:
-        raise ValueError(f"{path}: no predictions")
-    return scores, labels
+            _check_columns(path, reader.fieldnames or [], score_column, label_column)
+            located = [
+                ({"line": line}, row[score_column], row[label_column])
+                for line, row in enumerate(reader, start=2)
+            ]
+    scores, labels = [], []
+    for where, score, label in located:
+        scores.append(_value(path, where, score_column, score, _probability))
+        labels.append(_value(path, where, label_column, label, _label))
+    if not scores:
+        raise DataError(path, "no predictions")
+    return np.asarray(scores, np.float64), np.asarray(labels, np.float64)
+
+
+def _check_columns(path: Path, names: list[str], score_column: str, label_column: str) -> None:
+    for column, flag in ((score_column, "--score_column"), (label_column, "--label_column")):
+        if column not in names:
+            raise DataError(path, f"no column {column!r} (has {names}); name it with {flag}")
+
+
+def _probability(value: object) -> float:
+    number = float(value)  # ValueError for text; NaN and values outside fail below
+    if not 0 <= number <= 1:
+        raise ValueError(f"expected a probability in [0, 1], got {value!r}")
+    return number
+
+
+def _label(value: object) -> float:
+    if value in ("", None):
+        raise ValueError("empty label")
+    number = float(value)
+    if number not in (0.0, 1.0):
+        raise ValueError(f"expected 0 or 1, got {value!r}")
+    return number
+
+
+def _value(path: Path, where: dict, column: str, value: object, parse) -> float:
+    try:
+        return parse(value)
+    except (TypeError, ValueError) as error:
+        problem = str(error) if "expected" in str(error) or "empty" in str(error) else None
+        problem = problem or f"expected a number, got {value!r}"
+        raise DataError(path, problem, field=column, **where) from None
 
 
 def build_report(
@@ -88,3 +128,11 @@ def read_model_config(folder: str | Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no SE-CAI config; not a model folder")
     return path.read_text()
+
+
+def saved_threshold(folder: str | Path) -> float:
+    """A model folder's saved decision threshold, checked as `predict` checks it
+    (`checks.check_saved_threshold`): missing, a string, NaN or outside [0, 1] is refused."""
+    path = Path(folder) / CONFIG_NAME
+    read_model_config(folder)
+    return check_saved_threshold(str(path), read_json(path).get("decision_threshold"))

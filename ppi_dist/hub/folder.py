@@ -13,6 +13,8 @@ A folder written by `save_for_hub`::
     encoder_identity.json      the encoder's name or path AND a fingerprint of its base
                                weights (LoRA excluded), checked on loading (`loading`)
     plots/                     the run's PR, ROC and threshold plots
+    manifest.json              written last: the SHA-256 of every file above, checked on
+                               loading, so a changed weight file is named (`files`)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from peft import PeftModel
 
-from ppi_dist.files import safe_join
+from ppi_dist.files import safe_join, write_manifest
 from ppi_dist.hub.card import CARD_NAME, ModelCard, scrub_secrets
 from ppi_dist.models.encoder import base_encoder_fingerprint
 from ppi_dist.models.saving import BASE_ENCODER_DIR, save_pretrained
@@ -81,6 +83,7 @@ def save_for_hub(
         images=[*card.images, *_copy_images(images or [], folder)],
     )
     (folder / CARD_NAME).write_text(card.render())
+    write_manifest(folder, ALLOWED_PATTERNS)  # last: it covers everything written above
     return folder
 
 

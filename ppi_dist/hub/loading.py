@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 from huggingface_hub import snapshot_download
 from safetensors import SafetensorError, safe_open
+from transformers import EsmModel
 
 from ppi_dist.errors import CorruptFileError, UserError
-from ppi_dist.files import read_json, read_safetensors
+from ppi_dist.files import read_json, read_safetensors, verify_manifest
 from ppi_dist.hub.folder import ALLOWED_PATTERNS, IDENTITY_NAME, TRAINING_CONFIG_NAME
 from ppi_dist.models.encoder import base_encoder_fingerprint
 from ppi_dist.models.saving import (
@@ -32,6 +33,8 @@ from ppi_dist.models.saving import (
 from ppi_dist.models.secai import SECAI
 
 logger = logging.getLogger(__name__)
+
+EDITABLE = ("*.json", "*.md", "*.txt", "*.png")  # not weights: a changed one is a warning
 
 
 def load_model(
@@ -62,6 +65,11 @@ def load_model(
         )
     if not (local / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{name_or_path}: no {CONFIG_NAME}; not an SE-CAI model folder")
+    # Every file against the SHA-256 saved with it: finite but changed weights are refused,
+    # naming the file. Settings and text may be edited on purpose (`encoder` pointed at the
+    # weights' new place, a card edited on the Hub) and are checked field by field below,
+    # so a change there is a warning naming the file.
+    verify_manifest(local, "model folder", warn_only=EDITABLE)
     config = read_json(local / CONFIG_NAME)
     _check_weight_files(local, config)
     _check_encoder_source(local, config)
@@ -70,6 +78,8 @@ def load_model(
     except (OSError, ValueError, RuntimeError) as error:
         if isinstance(error, UserError):
             raise
+        if "size mismatch" in str(error):
+            raise encoder_shape_mismatch(local, config) from None
         raise UserError(f"{local}: cannot load the model: {error}") from error
     check_encoder_identity(model, local, allow_mismatch=allow_encoder_mismatch)
     model.loaded_from = str(local)  # named by errors about this model (predict)
@@ -132,6 +142,21 @@ def _check_encoder_source(folder: Path, config: dict) -> None:
         )
 
 
+def encoder_shape_mismatch(folder: Path, config: dict) -> UserError:
+    """The error for an encoder of another shape than the adapter and head were trained on:
+    one sentence and the two fingerprints (torch's own lists every tensor)."""
+    encoder = config.get("encoder")
+    identity = folder / IDENTITY_NAME
+    expected = read_json(identity).get("fingerprint") if identity.is_file() else "not recorded"
+    path = folder / BASE_ENCODER_DIR if encoder == BASE_ENCODER_DIR else encoder
+    base = EsmModel.from_pretrained(path, add_pooling_layer=False, use_safetensors=True)
+    return UserError(
+        f"{folder}: the encoder {encoder!r} has another shape than the model was trained on "
+        f"(fingerprint {base_encoder_fingerprint(base)}, trained on {expected}); point "
+        "`encoder` in secai_config.json at the original weights"
+    )
+
+
 def check_encoder_identity(model: SECAI, folder: Path, *, allow_mismatch: bool = False) -> None:
     """Refuse a model whose encoder weights are not the ones it was trained on.
 
@@ -164,9 +189,9 @@ def check_encoder_identity(model: SECAI, folder: Path, *, allow_mismatch: bool =
     found = base_encoder_fingerprint(model.encoder)
     if expected != found:
         message = (
-            f"{identity_path}: the encoder {saved!r} now has other weights than the model was "
-            f"trained on (fingerprint {found} instead of {expected}); every score would change. "
-            "Point `encoder` in secai_config.json at the original weights"
+            f"{identity_path}: the encoder {saved!r} has other weights than the model was "
+            f"trained on (fingerprint {found}, trained on {expected}); point `encoder` in "
+            "secai_config.json at the original weights"
         )
         if not allow_mismatch:
             raise UserError(message + ", or pass --allow_encoder_mismatch to use them anyway")

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from ppi_dist.checks import check_probability, check_saved_threshold
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, PairSource
 from ppi_dist.errors import ProgressMismatchError, UserError
@@ -122,21 +123,12 @@ def _chunk_lines(
 
 
 def check_threshold(model: torch.nn.Module, given: float | None) -> float:
-    """The decision threshold: `given`, else the model's saved one; either must lie in [0, 1]."""
+    """The decision threshold: `given`, else the model's saved one; either must lie in [0, 1]
+    (`checks.check_probability`, the check `report` makes too)."""
     where = getattr(model, "loaded_from", None) or "the model"
     if given is not None:
-        if not (isinstance(given, int | float) and 0 <= given <= 1):
-            raise UserError(f"--threshold must lie in [0, 1], got {given}")
-        return float(given)
-    saved = getattr(model.config, "decision_threshold", None)
-    if saved is None:
-        raise UserError(f"{where}: no decision_threshold saved; pass --threshold")
-    if not (isinstance(saved, int | float) and 0 <= saved <= 1):
-        raise UserError(
-            f"{where}: saved decision_threshold {saved} is not in [0, 1] (damaged config?); "
-            "fix it, or pass --threshold"
-        )
-    return float(saved)
+        return check_probability("--threshold", given)
+    return check_saved_threshold(where, getattr(model.config, "decision_threshold", None))
 
 
 def check_probabilities(
@@ -367,7 +359,9 @@ def predict(
     )
     # One predict per output: a second one is refused (lock released on return or exit).
     lock = (
-        acquire_lock(out.with_name(out.name + ".lock"), what="predict") if ranks.rank == 0 else None
+        acquire_lock(out.with_name(out.name + ".lock"), what="predict", holds=out)
+        if ranks.rank == 0
+        else None
     )
     try:
         parts = _parts_dir(out)
@@ -442,7 +436,7 @@ def _plan(
             lengths, list(set_a), ids_b, include_self=options.include_self, tile=options.tile
         )
     if plan.total_pairs == 0:
-        raise UserError("no pairs to score")
+        raise UserError(f"no pairs to score in {pairs if pairs is not None else fasta}")
     return plan, sequences
 
 

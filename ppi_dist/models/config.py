@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ppi_dist.checks import check_at_least_one, check_choice, check_fraction
+from ppi_dist.checks import check_at_least_one, check_choice, check_field_types, check_fraction
 from ppi_dist.errors import ConfigError
 from ppi_dist.models.attention import ENCODER_ATTENTION
 from ppi_dist.models.windows import WINDOW_MODES, Windowing
@@ -83,6 +83,9 @@ class SECAIConfig:
     once chosen."""
 
     def __post_init__(self) -> None:
+        # First the kinds: a saved secai_config.json edited by hand ("head_hidden": "32")
+        # must be refused here, naming the field, not deep in torch.
+        check_field_types(self)
         if self.interaction == "mean_pool":  # the old name of the pooled baseline
             self.interaction = "pooled"
         check_choice("symmetric", self.symmetric, SYMMETRIC)

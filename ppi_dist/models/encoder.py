@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import EsmConfig, EsmModel
 
+from ppi_dist.errors import CorruptFileError, UserError
 from ppi_dist.models import attention
 from ppi_dist.models.config import SECAIConfig
 
@@ -30,6 +33,7 @@ def build_encoder(config: SECAIConfig) -> nn.Module:
     if config.encoder_config is not None:
         encoder = EsmModel(EsmConfig(**config.encoder_config), add_pooling_layer=False)
     else:
+        check_local_encoder(config.encoder)
         # Same call for a Hub name and a local folder; weights load from safetensors.
         encoder = EsmModel.from_pretrained(
             config.encoder, add_pooling_layer=False, use_safetensors=True
@@ -61,6 +65,44 @@ def build_encoder(config: SECAIConfig) -> nn.Module:
         bias="none",
     )
     return get_peft_model(encoder, lora)
+
+
+def looks_local(name: str) -> bool:
+    """A path, not a Hub name: it starts like one, or exists here."""
+    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
+
+
+def check_local_encoder(name: str) -> None:
+    """An encoder given as a local folder exists, holds safetensors weights, and they open;
+    otherwise a `UserError` naming the folder or file (the Hub client would call a missing
+    folder an invalid repo id, and transformers would say no file named model.safetensors)."""
+    if not looks_local(name):
+        return
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        raise UserError(
+            f"encoder {name!r}: no such local folder; give the folder holding the ESM-2 "
+            "weights (config.json + model.safetensors), or a Hub name"
+        )
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth"))
+        found = (
+            f"only {', '.join(pickled)} (pickled weights, never loaded here)" if pickled else "none"
+        )
+        raise UserError(
+            f"{folder}: no model.safetensors (found {found}); save the encoder with "
+            "`save_pretrained(..., safe_serialization=True)` or convert it to safetensors"
+        )
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as error:
+            raise CorruptFileError(
+                f"{path}: not a readable safetensors file ({error}); the file is truncated or "
+                "damaged: copy or download it again"
+            ) from None
 
 
 def base_encoder(encoder: nn.Module) -> nn.Module:

@@ -16,13 +16,15 @@ users download adds a card, metrics and an encoder fingerprint around these
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from transformers import EsmConfig, EsmModel
 
+from ppi_dist.errors import ConfigError
+from ppi_dist.files import read_json
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.encoder import base_encoder, base_weights
 from ppi_dist.models.secai import SECAI
@@ -53,8 +55,29 @@ def save_pretrained(model: SECAI, directory: str | Path) -> Path:
         clean.load_state_dict(base_weights(base_encoder(model.encoder)), strict=True)
         clean.save_pretrained(directory / BASE_ENCODER_DIR)
         config["encoder"], config["encoder_config"] = BASE_ENCODER_DIR, None
+    if isinstance(model.encoder, PeftModel):
+        # peft records the path the base was loaded from, which may be a staging folder
+        # (`model.partial/base_encoder`) gone by now: record the encoder the config names.
+        adapter_config = directory / ADAPTER_DIR / "adapter_config.json"
+        settings = read_json(adapter_config)
+        settings["base_model_name_or_path"] = config["encoder"]
+        adapter_config.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return directory
+
+
+def config_from_file(path: Path) -> SECAIConfig:
+    """The `SECAIConfig` saved at `path`; a damaged file, an unknown key or a value of the
+    wrong kind is a `ConfigError` naming the file and the field."""
+    saved = read_json(path)
+    known = {f.name for f in fields(SECAIConfig)}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting {unknown[0]!r} (saved by a newer version?)")
+    try:
+        return SECAIConfig(**saved)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def from_pretrained(directory: str | Path, *, is_trainable: bool = False) -> SECAI:
@@ -67,7 +90,7 @@ def from_pretrained(directory: str | Path, *, is_trainable: bool = False) -> SEC
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: no SE-CAI config here")
-    config = SECAIConfig(**json.loads(config_path.read_text()))
+    config = config_from_file(config_path)
     bundled_base = config.encoder == BASE_ENCODER_DIR
     if bundled_base:
         config.encoder = str(directory / BASE_ENCODER_DIR)

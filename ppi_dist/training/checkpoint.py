@@ -9,6 +9,7 @@ A checkpoint folder `checkpoints/step_00000120/` holds:
     deepspeed/              DeepSpeed's own partitioned optimizer state (ZeRO-2 runs)
     rng_<rank>.safetensors  torch RNG state of each rank  (+ rng_<rank>.json: Python, NumPy)
     trainer_state.json      step, epoch, data position, scheduler, best metric, config
+    manifest.json           the SHA-256 of every file above, checked on resuming
     COMPLETE                written last: a folder without it is an interrupted save
 
 Nothing here is unpickled, except DeepSpeed's own optimizer files under `deepspeed/`,
@@ -29,8 +30,8 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object
 from safetensors.torch import save_file
 
-from ppi_dist.errors import NonFiniteWeightsError
-from ppi_dist.files import read_safetensors
+from ppi_dist.errors import ConfigError, NonFiniteWeightsError
+from ppi_dist.files import read_json, read_safetensors, verify_manifest, write_manifest
 from ppi_dist.training.rundir import check_resume_config
 
 COMPLETE = "COMPLETE"
@@ -74,6 +75,7 @@ def save(
         )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        write_manifest(directory)
         (directory / COMPLETE).touch()
         rotate(root, state["keep_checkpoints"])
     accelerator.wait_for_everyone()
@@ -84,7 +86,10 @@ def load(directory: Path, model, optimizer, scheduler, accelerator: Accelerator)
     """Restore a checkpoint written by `save`; returns its state with `best["tensors"]`."""
     if not (directory / COMPLETE).is_file():
         raise FileNotFoundError(f"{directory}: not a completed checkpoint")
-    state = json.loads((directory / "trainer_state.json").read_text())
+    verify_manifest(directory, "checkpoint")
+    state = read_json(directory / "trainer_state.json")
+    trainables = read_safetensors(directory / "trainable.safetensors")
+    check_fits(directory, accelerator.unwrap_model(model), trainables)
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         model.load_checkpoint(
             str(directory / "deepspeed"),
@@ -93,13 +98,11 @@ def load(directory: Path, model, optimizer, scheduler, accelerator: Accelerator)
             load_lr_scheduler_states=False,
         )
     else:
-        groups = json.loads((directory / "optimizer.json").read_text())
+        groups = read_json(directory / "optimizer.json")
         tensors = read_safetensors(directory / "optimizer.safetensors")
         optimizer.optimizer.load_state_dict(optimizer_from_files(tensors, groups))
     # After DeepSpeed's own load, so our trainables (BatchNorm statistics included) win.
-    load_trainable_tensors(
-        accelerator.unwrap_model(model), read_safetensors(directory / "trainable.safetensors")
-    )
+    load_trainable_tensors(accelerator.unwrap_model(model), trainables)
     scheduler.load_state_dict(state["scheduler"])
     load_rng(directory, accelerator.process_index)
     best_path = directory / "best.safetensors"
@@ -122,7 +125,9 @@ def resume(
     unless named in `override` (`--resume_override`); overridden learning rates are applied
     to the restored optimizer and schedule (which would otherwise win silently).
     """
-    saved = json.loads((directory / "trainer_state.json").read_text())["config"]
+    saved = read_json(directory / "trainer_state.json").get("config")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{directory / 'trainer_state.json'}: no 'config'; the file is damaged")
     changed = check_resume_config(saved, config, override=override)
     state = load(directory, model, optimizer, scheduler, accelerator)
     for i, group in enumerate(optimizer.param_groups):
@@ -164,6 +169,28 @@ def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     tensors = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     tensors.update({f"head.{n}": b.detach() for n, b in model.head.named_buffers()})
     return {n: t.cpu().contiguous().clone() for n, t in tensors.items()}
+
+
+def check_fits(directory: Path, model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """The checkpoint's trainables have this model's names and shapes: a model of another
+    shape (an overridden encoder) is refused here, before the optimizer state is loaded."""
+    expected = {name: tuple(t.shape) for name, t in trainable_tensors(model).items()}
+    saved = {name: tuple(t.shape) for name, t in tensors.items()}
+    if set(saved) != set(expected):
+        missing, unexpected = sorted(expected.keys() - saved), sorted(saved.keys() - expected)
+        raise ConfigError(
+            f"{directory}: the checkpoint is of another model (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}); resume with the checkpoint's model settings, or "
+            "start a new run"
+        )
+    for name, shape in saved.items():
+        if shape != expected[name]:
+            raise ConfigError(
+                f"{directory}: the checkpoint is of another model shape ({name!r} is "
+                f"{list(shape)} there and {list(expected[name])} here); its weights cannot "
+                "be resumed into this model: resume with the checkpoint's encoder settings, "
+                "or start a new run"
+            )
 
 
 def load_trainable_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
@@ -233,7 +260,7 @@ def load_rng(directory: Path, rank: int) -> None:
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda_")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-    states = json.loads((directory / f"rng_{rank}.json").read_text())
+    states = read_json(directory / f"rng_{rank}.json")
     version, internal, gauss_next = states["python"]
     random.setstate((version, tuple(internal), gauss_next))
     kind, keys, position, has_gauss, gauss = states["numpy"]

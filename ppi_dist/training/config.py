@@ -61,6 +61,9 @@ class DataConfig:
     """Column of the 0/1 label."""
     skip_bad_rows: bool = False
     """Skip bad rows (counted per reason and logged) instead of stopping at the first."""
+    allow_contradictory_labels: bool = False
+    """Keep a pair labelled 1 on one line and 0 on another (either order), counted in the
+    split's summary; by default such a file is refused, naming both lines."""
     max_tokens: int = 16384
     """Per micro-batch, what the step runs. Encoder: packed rows x (longest + 2). Frozen
     encoder: the cross-attention's padded pair tokens, pairs x 2 x longest cached protein

@@ -266,6 +266,9 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
         progress.close()
         accelerator.print(f"stop requested: checkpoint {latest}; resume with --resume_from latest")
         results = {"stopped_at": step}
+    except BaseException:
+        progress.close()  # the bar ends its line first: the error's one line comes after it
+        raise
     train_batches.close()
     accelerator.end_training()
     return results

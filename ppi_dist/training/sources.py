@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from ppi_dist.checks import check_can_rank
 from ppi_dist.data.batching import CacheIndex, PairBatches
 from ppi_dist.data.loader import BatchLoader
 from ppi_dist.data.pairs import Columns, PairSource
@@ -31,12 +32,22 @@ def make_sources(config: TrainConfig, accelerator: Accelerator) -> dict[str, Pai
         "columns": columns,
         "max_residues": config.model.secai.max_residues,
         "skip_bad_rows": data.skip_bad_rows,
+        "allow_contradictory_labels": data.allow_contradictory_labels,
     }
     sources = {}
     for split, path in files.items():
         if path is not None:
             sources[split] = PairSource(path, fasta, labeled=True, **reading)
-            accelerator.print(f"{split}: {sources[split].validate().summary()}")
+            report = sources[split].validate()
+            accelerator.print(f"{split}: {report.summary()}")
+    valid = sources["valid"].report
+    # Nothing can be chosen on a validation set that cannot rank: stop before training.
+    check_can_rank(
+        f"valid_file {files['valid']}",
+        valid.classes[1],
+        valid.classes[0],
+        "give a validation file with more pairs of each class (`ppi-dist split` makes one)",
+    )
     return sources
 
 

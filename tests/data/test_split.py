@@ -21,9 +21,12 @@ def _write_task(tmp_path, n_proteins=60, n_pairs=400, seed=0):
     rng = random.Random(seed)
     sequences = {f"P{i}": "".join(rng.choices(LETTERS, k=30)) for i in range(n_proteins)}
     sequences["P1"], sequences["P3"] = sequences["P0"], sequences["P2"]
-    pairs = set()
+    pairs, labelled = set(), set()
     while len(pairs) < n_pairs:
         a, b = rng.sample(sorted(sequences), 2)
+        if frozenset((a, b)) in labelled:  # one label per pair: contradictions are refused
+            continue
+        labelled.add(frozenset((a, b)))
         pairs.add((a, b, rng.randint(0, 1)))
     pair_file, fasta = tmp_path / "pairs.tsv", tmp_path / "seqs.fasta"
     pair_file.write_text(

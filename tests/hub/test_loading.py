@@ -12,7 +12,8 @@ import torch
 from transformers import EsmConfig, EsmModel
 
 from ppi_dist.errors import CorruptFileError, UserError
-from ppi_dist.hub.folder import IDENTITY_NAME, save_for_hub
+from ppi_dist.files import write_manifest
+from ppi_dist.hub.folder import ALLOWED_PATTERNS, IDENTITY_NAME, save_for_hub
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.predict import PredictOptions, predict
 from ppi_dist.models.config import SECAIConfig
@@ -41,6 +42,7 @@ def saved(tmp_path):
 
 def test_overwritten_adapter_is_named_not_scored_as_nan(saved):
     _spoil_data(saved / "adapter" / "adapter_model.safetensors")
+    write_manifest(saved, ALLOWED_PATTERNS)  # remade: the value check below it still names it
     with pytest.raises(CorruptFileError, match=r"adapter_model\.safetensors.*NaN"):
         load_model(saved)
 
@@ -84,6 +86,7 @@ def test_threshold_outside_0_1_is_refused(saved, tmp_path, bad):
     config = json.loads((saved / "secai_config.json").read_text())
     config["decision_threshold"] = bad
     (saved / "secai_config.json").write_text(json.dumps(config))
+    write_manifest(saved, ALLOWED_PATTERNS)
     with pytest.raises(UserError, match=r"saved decision_threshold .* not in \[0, 1\]"):
         predict(load_model(saved), tmp_path / "out.tsv", fasta=fasta, progress=False)
 
@@ -92,6 +95,7 @@ def test_missing_threshold_is_an_error_not_half(saved, tmp_path):
     config = json.loads((saved / "secai_config.json").read_text())
     del config["decision_threshold"]
     (saved / "secai_config.json").write_text(json.dumps(config))
+    write_manifest(saved, ALLOWED_PATTERNS)
     fasta = _fasta(tmp_path / "p.fasta")
     with pytest.raises(UserError, match="no decision_threshold saved; pass --threshold"):
         predict(load_model(saved), tmp_path / "out.tsv", fasta=fasta, progress=False)
@@ -137,6 +141,7 @@ def test_adapter_naming_another_encoder_is_reported(tmp_path, caplog):
     adapter = json.loads(path.read_text())
     adapter["base_model_name_or_path"] = "facebook/esm2_t33_650M_UR50D"
     path.write_text(json.dumps(adapter))
+    write_manifest(folder, ALLOWED_PATTERNS)
     with caplog.at_level(logging.WARNING):
         load_model(folder)
     assert "names the encoder 'facebook/esm2_t33_650M_UR50D'" in caplog.text

@@ -281,8 +281,7 @@ def test_cli_on_a_saved_model_in_a_fresh_process(model, tmp_path):
 
 
 def test_cli_refuses_bad_arguments(tmp_path):
-    with pytest.raises(SystemExit):
-        predict_main(["--model", str(tmp_path), "--out", "x.tsv", "--bogus"])
+    assert predict_main(["--model", str(tmp_path), "--out", "x.tsv", "--bogus"]) == 2
     with pytest.raises(ValueError, match="output must end"):
         predict(tiny_model(), tmp_path / "x.csv", fasta=tmp_path / "p.fasta")
 

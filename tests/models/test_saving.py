@@ -63,3 +63,16 @@ def test_reloaded_model_saves_again_to_a_portable_folder(tmp_path, batch):
     shutil.rmtree(tmp_path / "first")
     again = from_pretrained(tmp_path / "second")
     assert torch.equal(again.predict_proba(batch), model.predict_proba(batch))
+
+
+def test_the_adapter_records_the_configured_encoder_not_a_staging_folder(tmp_path):
+    """The trainer saves to `model.partial`, reloads, then saves the model folder: the
+    adapter must name the encoder the config names, not the staging folder's copy."""
+    import json
+
+    staged = save_pretrained(tiny_model(), tmp_path / "model.partial")
+    shipped = save_pretrained(from_pretrained(staged), tmp_path / "model")
+    shutil.rmtree(staged)
+    adapter = json.loads((shipped / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "base_encoder"
+    assert from_pretrained(shipped) is not None

@@ -90,8 +90,9 @@ def test_a_configuration_saved_by_60fab62_loads_as_a_recipe_unchanged(tmp_path):
     recipe.write_text(yaml.safe_dump(saved))
     loaded = load_config(["--config", str(recipe)]).to_dict()
     assert {name: loaded[name] for name in saved} == saved
-    # Settings added since take their defaults (the windows of long proteins).
-    assert set(loaded) - set(saved) == {"window_overlap", "train_windows", "scoring_windows"}
+    # Settings added since take their defaults (the windows of long proteins, labels).
+    added = {"window_overlap", "train_windows", "scoring_windows", "allow_contradictory_labels"}
+    assert set(loaded) - set(saved) == added
 
 
 def test_sections_hold_the_settings_and_round_trip_by_flat_name():

@@ -1,0 +1,192 @@
+"""`ppi-dist predict`: every bad flag or file is refused in one line naming it (exit 2, no
+traceback); a full disk or read-only output names the path; `--debug` keeps the traceback."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from ppi_dist.cli.predict import main
+from ppi_dist.files import acquire_lock
+from ppi_dist.inference import predict as predict_module
+from tests.cli.expect import failing_open, in_process, refused, shell
+
+# (flag, value, what the line must say)
+BAD_FLAGS = [
+    ("--tile", "0", "argument --tile: must be at least 1, got 0"),
+    ("--max_residues", "0", "argument --max_residues: must be at least 1"),
+    ("--max_residues", "-3", "argument --max_residues"),
+    ("--chunk_pairs", "0", "argument --chunk_pairs"),
+    ("--max_tokens", "0", "argument --max_tokens"),
+    ("--max_chunks", "0", "argument --max_chunks"),
+    ("--top_k", "0", "argument --top_k"),
+    ("--min_prob", "2", "argument --min_prob: must lie in [0, 1], got 2"),
+    ("--min_prob", "nan", "argument --min_prob"),
+    ("--threshold", "1.7", "argument --threshold: must lie in [0, 1]"),
+    ("--threshold", "nan", "argument --threshold"),
+    ("--threshold", "half", "argument --threshold: expected a number, got 'half'"),
+    ("--memory_limit_gb", "0", "argument --memory_limit_gb"),
+    ("--tile", "many", "argument --tile: expected an integer"),
+    ("--bogus", "1", "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), BAD_FLAGS)
+def test_bad_flag_values_are_refused_in_one_line(capsys, tmp_path, flag, value, message):
+    out = tmp_path / "out.tsv"
+    args = ["--model", tmp_path, "--fasta", tmp_path / "p.fasta", "--out", out, flag, value]
+    refused(*in_process(capsys, main, *args), message)
+    assert not out.exists()
+
+
+def _config_edit(folder, **changes):
+    path = folder / "secai_config.json"
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+# (how the model folder is damaged, what the line must say)
+BAD_FOLDERS = {
+    "head_hidden string": (
+        lambda f: _config_edit(f, head_hidden="32"),
+        ["secai_config.json", "head_hidden must be an integer, got the string '32'"],
+    ),
+    "lora_r 8.5": (
+        lambda f: _config_edit(f, lora_r=8.5),
+        ["secai_config.json", "lora_r must be an integer, got 8.5"],
+    ),
+    "heads null": (
+        lambda f: _config_edit(f, cross_attention_heads=None),
+        ["secai_config.json", "cross_attention_heads must be set, got null"],
+    ),
+    "targets a string": (
+        lambda f: _config_edit(f, lora_target_modules="query"),
+        ["lora_target_modules must be a list of names, got the string 'query'"],
+    ),
+    "threshold string": (
+        lambda f: _config_edit(f, decision_threshold="0.5"),
+        ["decision_threshold must be a number, got the string '0.5'"],
+    ),
+    "unknown setting": (
+        lambda f: _config_edit(f, head_layers=3),
+        ["secai_config.json", "unknown setting 'head_layers'"],
+    ),
+    "truncated config": (
+        lambda f: (f / "secai_config.json").write_text('{"lora_r": 4,'),
+        ["secai_config.json", "not readable JSON"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FOLDERS)
+def test_damaged_model_folders_are_named(capsys, model_folder, task, tmp_path, case):
+    damage, needles = BAD_FOLDERS[case]
+    damage(model_folder)
+    (model_folder / "manifest.json").unlink()  # as an older folder
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    refused(*in_process(capsys, main, *args, "--no_progress"), *needles)
+
+
+def test_finite_but_changed_weights_are_named_by_the_manifest(capsys, model_folder, task, tmp_path):
+    """Sign bits of the LoRA weights flipped: still finite, other scores; the SHA-256 in
+    manifest.json names the file."""
+    path = model_folder / "adapter" / "adapter_model.safetensors"
+    save_file({name: -tensor for name, tensor in load_file(path).items()}, path)
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    line = refused(*in_process(capsys, main, *args, "--no_progress"), str(path))
+    assert "SHA-256" in line and "manifest.json" in line
+
+
+def test_a_saved_threshold_outside_0_1_is_refused(capsys, model_folder, task, tmp_path):
+    for bad in (1.7, math.nan):
+        _config_edit(model_folder, decision_threshold=bad)
+        (model_folder / "manifest.json").unlink(missing_ok=True)
+        args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+        refused(*in_process(capsys, main, *args), "saved decision_threshold", "not in [0, 1]")
+
+
+def test_no_pairs_names_the_file(capsys, model_folder, tmp_path):
+    fasta = tmp_path / "one.fasta"
+    fasta.write_text(">A\nMKV\n")
+    args = ["--model", model_folder, "--fasta", fasta, "--out", tmp_path / "o.tsv"]
+    refused(*in_process(capsys, main, *args), f"no pairs to score in {fasta}")
+
+
+def test_a_second_predict_names_the_output_file_not_the_folder(
+    capsys, model_folder, task, tmp_path
+):
+    out = tmp_path / "out.tsv"
+    with acquire_lock(out.with_name("out.tsv.lock"), what="predict", holds=out):
+        args = ["--model", model_folder, "--fasta", task["fasta"], "--out", out]
+        line = refused(*in_process(capsys, main, *args), f"{out}: in use by another predict")
+    assert "choose another output" in line
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_full_disk_or_read_only_output_names_the_path(
+    capsys, model_folder, task, tmp_path, monkeypatch, code
+):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    monkeypatch.setattr(predict_module, "open", failing_open(open, out_dir, code), raising=False)
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", out_dir / "o.tsv"]
+    line = refused(*in_process(capsys, main, *args, "--no_progress"), str(out_dir), "cannot write")
+    assert "rerun the same command to resume" in line
+    advice = "free space" if code == errno.ENOSPC else "make the folder writable"
+    assert advice in line
+
+
+def test_debug_keeps_the_traceback(model_folder, tmp_path):
+    fasta = tmp_path / "one.fasta"
+    fasta.write_text(">A\nMKV\n")
+    args = ["--model", model_folder, "--fasta", fasta, "--out", tmp_path / "o.tsv", "--debug"]
+    with pytest.raises(ValueError, match="no pairs to score"):
+        main([str(a) for a in args])
+
+
+@pytest.mark.multiprocess
+def test_a_shell_sees_one_line(tmp_path):
+    result = shell("-m", "ppi_dist.predict", "--model", tmp_path, "--out", "x.tsv", "--tile", "0")
+    refused(result.returncode, result.stderr, "argument --tile: must be at least 1")
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_edited_setting_is_a_warning_naming_it_and_still_checked(
+    capsys, model_folder, task, tmp_path, caplog
+):
+    """secai_config.json may be edited on purpose (`encoder` moved): the manifest names it in
+    a warning; its values are still checked field by field (here a wrong kind)."""
+    config_path = model_folder / "secai_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps(config, indent=4))  # same settings, other bytes
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    assert in_process(capsys, main, *args, "--no_progress")[0] == 0
+    assert f"{config_path}: changed since it was saved" in caplog.text
+    _config_edit(model_folder, head_hidden="32")
+    refused(*in_process(capsys, main, *args, "--overwrite"), "head_hidden must be an integer")
+
+
+def test_an_encoder_of_another_shape_is_one_sentence_with_both_fingerprints(capsys, task, tmp_path):
+    """The model's `encoder` folder now holds another ESM-2 shape: one short line (torch's
+    own message lists every tensor), with the found and the trained-on fingerprints."""
+    from transformers import EsmConfig, EsmModel
+
+    from ppi_dist.hub.folder import save_for_hub
+    from ppi_dist.models.config import SECAIConfig
+    from ppi_dist.models.secai import SECAI
+    from ppi_dist.models.shapes import tiny_esm2_config
+
+    encoder = tmp_path / "esm"
+    EsmModel(EsmConfig(**tiny_esm2_config()), add_pooling_layer=False).save_pretrained(encoder)
+    config = SECAIConfig(encoder=str(encoder), cross_attention_heads=4, head_hidden=16, lora_r=4)
+    folder = save_for_hub(SECAI(config), tmp_path / "model")
+    wider = {**tiny_esm2_config(), "hidden_size": 64, "intermediate_size": 128}
+    EsmModel(EsmConfig(**wider), add_pooling_layer=False).save_pretrained(encoder)
+    args = ["--model", folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    line = refused(*in_process(capsys, main, *args), "has another shape", "trained on")
+    assert len(line) < 400 and line.count("fingerprint") == 1

@@ -1,0 +1,58 @@
+"""`ppi-dist split` (and `python -m ppi_dist.split`): bad fractions, files, labels and a
+validation set that cannot rank are refused in one line (exit 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ppi_dist.checks import MIN_VALIDATION_PAIRS_PER_CLASS
+from ppi_dist.cli.split import main
+from tests.cli.conftest import write_task
+from tests.cli.expect import in_process, refused, shell
+
+
+@pytest.mark.parametrize("fraction", ["1.0", "0", "-0.5", "nan", "1.5"])
+def test_fractions_outside_0_1_are_refused(capsys, task, tmp_path, fraction):
+    args = ["--pairs", task["pairs"], "--fasta", task["fasta"], "--out_dir", tmp_path / "s"]
+    line = refused(*in_process(capsys, main, *args, "--valid_fraction", fraction))
+    assert "argument --valid_fraction: must lie strictly between 0 and 1" in line
+    assert not (tmp_path / "s").exists()
+
+
+def test_missing_pair_file_is_named(capsys, tmp_path):
+    args = ["--pairs", tmp_path / "nope.tsv", "--out_dir", tmp_path / "s"]
+    refused(*in_process(capsys, main, *args), "nope.tsv")
+
+
+def test_a_validation_set_that_cannot_rank_is_refused(capsys, tmp_path):
+    task = write_task(tmp_path, n_proteins=30, n_pairs=60)
+    args = ["--pairs", task["pairs"], "--fasta", task["fasta"], "--out_dir", tmp_path / "s"]
+    line = refused(*in_process(capsys, main, *args, "--valid_fraction", "0.3"))
+    assert "3 positive and 1 negative pairs" in line
+    assert f"needs at least {MIN_VALIDATION_PAIRS_PER_CLASS} of each" in line
+    assert "--valid_fraction" in line
+    assert not (tmp_path / "s" / "valid.tsv").exists()
+
+
+def test_contradictory_labels_are_refused_naming_both_lines_unless_allowed(capsys, tmp_path):
+    task = write_task(tmp_path, n_proteins=40, n_pairs=300)
+    a, b, label = task["rows"][5].split()
+    with open(task["pairs"], "a") as handle:  # the same pair, swapped, the other label
+        handle.write(f"{b}\t{a}\t{1 - int(label)}\n")
+    args = ["--pairs", task["pairs"], "--fasta", task["fasta"], "--out_dir", tmp_path / "s"]
+    args += ["--valid_fraction", "0.4"]
+    pairs = str(task["pairs"])
+    refused(*in_process(capsys, main, *args), f"{pairs}:302", f"{pairs}:7", "other order")
+    assert in_process(capsys, main, *args, "--allow_contradictory_labels")[0] == 0
+    assert json.loads((tmp_path / "s" / "split_report.json").read_text())["pairs_in"] == 301
+
+
+@pytest.mark.multiprocess
+def test_the_old_spelling_has_the_error_boundary(task, tmp_path):
+    result = shell(
+        *("-m", "ppi_dist.split", "--pairs", task["pairs"], "--out_dir", tmp_path / "s"),
+        *("--valid_fraction", "nan"),
+    )
+    refused(result.returncode, result.stderr, "--valid_fraction")

@@ -1,0 +1,142 @@
+"""The trainer's command line (`ppi-dist train`, `ppi_dist/train.py`): bad encoders,
+checkpoints, labels and validation sets are refused in one line naming the folder, file or
+line (exit 2, no traceback), in this process; a full disk names the path."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import EsmConfig, EsmModel
+
+from ppi_dist.checks import MIN_VALIDATION_PAIRS_PER_CLASS
+from ppi_dist.cli.train import main
+from ppi_dist.files import write_manifest
+from ppi_dist.models.shapes import tiny_esm2_config
+from ppi_dist.training import checkpoint
+from tests.cli.expect import in_process, refused
+from tests.helpers import REPO
+from tests.integration.runs import TINY
+
+SAVED = REPO / "tests" / "fixtures" / "saved_60fab62" / "checkpoint"
+
+
+def _data_flags(task: dict, valid: Path | None = None) -> list:
+    return [
+        *("--train_file", task["pairs"], "--valid_file", valid or task["pairs"]),
+        *("--fasta", task["fasta"], "--report_to", "none", "--plots", "false"),
+    ]
+
+
+def _encoder_folder(tmp_path: Path, damage: str) -> Path:
+    folder = tmp_path / "esm"
+    EsmModel(EsmConfig(**tiny_esm2_config()), add_pooling_layer=False).save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    if damage == "pickle only":
+        weights.rename(folder / "pytorch_model.bin")
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-64])
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("damage", "needles"),
+    [
+        ("missing", ["no such local folder"]),
+        ("pickle only", ["no model.safetensors", "pytorch_model.bin"]),
+        ("truncated", ["model.safetensors: not a readable safetensors file"]),
+    ],
+)
+def test_a_bad_local_encoder_is_named(capsys, task, tmp_path, damage, needles):
+    encoder = tmp_path / "nowhere" if damage == "missing" else _encoder_folder(tmp_path, damage)
+    args = [*_data_flags(task), "--encoder", encoder, "--output_dir", tmp_path / "run"]
+    refused(*in_process(capsys, main, *args), str(encoder), *needles)
+
+
+def _labelled(path: Path, rows: list[str]) -> Path:
+    path.write_text("protein_a\tprotein_b\tlabel\n" + "".join(rows))
+    return path
+
+
+def test_a_validation_set_that_cannot_rank_is_refused(capsys, task, tmp_path):
+    rows = task["rows"]
+    one_class = _labelled(tmp_path / "valid.tsv", [r for r in rows if r.endswith("1\n")])
+    few = _labelled(tmp_path / "few.tsv", rows[:4])
+    for valid in (one_class, few):
+        args = [*_data_flags(task, valid), *TINY, "--output_dir", tmp_path / "run"]
+        line = refused(*in_process(capsys, main, *args), str(valid))
+        assert f"needs at least {MIN_VALIDATION_PAIRS_PER_CLASS} of each" in line
+
+
+def test_contradictory_labels_are_refused_naming_both_lines(capsys, task, tmp_path):
+    a, b, label = task["rows"][3].split()
+    train = _labelled(tmp_path / "train.tsv", [*task["rows"], f"{b}\t{a}\t{1 - int(label)}\n"])
+    args = [*_data_flags(task), "--train_file", train, *TINY, "--output_dir", tmp_path / "run"]
+    last = len(task["rows"]) + 2
+    refused(*in_process(capsys, main, *args), f"{train}:{last}", f"{train}:5", "contradictory")
+
+
+def _saved_run(tmp_path: Path) -> tuple[Path, list]:
+    """The checkpoint saved by 60fab62, in a run folder, and the flags that resume it."""
+    run = tmp_path / "run"
+    shutil.copytree(SAVED, run / "checkpoints")
+    config = json.loads((run / "checkpoints" / "step_00000003" / "trainer_state.json").read_text())
+    recipe = tmp_path / "saved.yaml"
+    recipe.write_text(yaml.safe_dump(config["config"]))
+    flags = ["--config", recipe, "--output_dir", run, "--resume_from", "latest", "--plots", "false"]
+    return run / "checkpoints" / "step_00000003", flags
+
+
+@pytest.mark.parametrize("name", ["trainer_state.json", "rng_0.json", "optimizer.json"])
+def test_a_truncated_checkpoint_file_is_named(capsys, tmp_path, name):
+    step, flags = _saved_run(tmp_path)
+    path = step / name
+    path.write_text(path.read_text()[: len(path.read_text()) // 2])
+    refused(*in_process(capsys, main, *flags), str(path), "not readable JSON")
+
+
+def test_a_changed_checkpoint_file_is_named_by_its_manifest(capsys, tmp_path):
+    step, flags = _saved_run(tmp_path)
+    write_manifest(step)  # as a checkpoint of this version has one
+    path = step / "trainable.safetensors"
+    tensors = checkpoint.read_safetensors(path)
+    checkpoint.save_file({k: -v if v.is_floating_point() else v for k, v in tensors.items()}, path)
+    line = refused(*in_process(capsys, main, *flags), str(path))
+    assert "SHA-256" in line
+
+
+def test_resuming_onto_another_model_shape_is_refused(capsys, tmp_path):
+    _, flags = _saved_run(tmp_path)
+    other = [*flags, "--tiny_hidden", "64", "--resume_override", "tiny_hidden"]
+    line = refused(*in_process(capsys, main, *other), "another model shape")
+    assert "step_00000003" in line
+
+
+def test_a_full_disk_names_the_path_and_keeps_the_checkpoints(capsys, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    real = checkpoint.save_file
+    saved: list[str] = []
+
+    def save_file(tensors, path, *args, **kwargs):
+        if "step_00000002" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        saved.append(str(path))
+        return real(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_file", save_file)
+    args = [*TINY, "--max_steps", "2", "--checkpoint_every", "1", "--output_dir", run]
+    line = refused(*in_process(capsys, main, *args), "step_00000002", "cannot write")
+    assert "free space" in line and "--resume_from latest" in line
+    assert (run / "checkpoints" / "step_00000001" / "COMPLETE").is_file()
+
+
+def test_debug_keeps_the_traceback(task, tmp_path):
+    args = [*_data_flags(task), "--encoder", tmp_path / "nowhere", "--debug", "true"]
+    with pytest.raises(ValueError, match="no such local folder"):
+        main([str(a) for a in [*args, "--output_dir", tmp_path / "run"]])
+    assert torch.distributed.is_initialized() is False
