@@ -34,6 +34,8 @@ _PUBLIC = {
     "EmbeddingCache": "ppi_dist.inference.cache",
     "ScoredPairs": "ppi_dist.inference.scoring",
     "score_pairs": "ppi_dist.inference.scoring",
+    "explain_pair": "ppi_dist.inference.explain",
+    "Windowing": "ppi_dist.models.windows",
     "PredictOptions": "ppi_dist.inference.predict",
     "search_threshold": "ppi_dist.evaluation.threshold",
     "evaluate_at": "ppi_dist.evaluation.threshold",
@@ -59,8 +61,10 @@ __all__ = [
     "ScoredPairs",
     "TrainConfig",
     "UserError",
+    "Windowing",
     "bootstrap_intervals",
     "evaluate_at",
+    "explain_pair",
     "load_config",
     "load_model",
     "push_folder",
@@ -81,10 +85,12 @@ if TYPE_CHECKING:
     from ppi_dist.hub.loading import load_model
     from ppi_dist.hub.push import push_folder
     from ppi_dist.inference.cache import EmbeddingCache
+    from ppi_dist.inference.explain import explain_pair
     from ppi_dist.inference.predict import PredictOptions
     from ppi_dist.inference.scoring import ScoredPairs, score_pairs
     from ppi_dist.models.config import SECAIConfig
     from ppi_dist.models.secai import SECAI
+    from ppi_dist.models.windows import Windowing
     from ppi_dist.training.config import TrainConfig
     from ppi_dist.training.recipes import load_config
 

@@ -2,7 +2,7 @@
 
     ppi-dist train --config recipes/synthetic_tiny.yaml     # = accelerate launch ppi_dist/train.py
     ppi-dist predict --model DIR --fasta proteome.fasta --out scores.tsv
-    ppi-dist evaluate | report | split | audit | push | synthetic | parameters ...
+    ppi-dist evaluate | explain | report | split | audit | push | synthetic | parameters ...
 
 Each command is a thin flag layer over the library (`ppi_dist.cli.<command>`), and `ppi-dist
 COMMAND --help` lists its flags. The older spellings (`python -m ppi_dist.predict`, the
@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "train SE-CAI (single process; `accelerate launch ppi_dist/train.py` for more)",
     "predict": "score pairs with a saved model: a pair file, all-vs-all, or set A x set B",
     "evaluate": "a saved model on a labelled pair file, with intervals and baselines",
+    "explain": "which residues of A and B drive a pair's score: hotspots and attention maps",
     "report": "metrics and plots of a predictions file at a threshold chosen elsewhere",
     "split": "protein-disjoint train/validation split of a pair file",
     "audit": "leakage audit of a train/test split",

@@ -249,3 +249,14 @@ def composition_baseline(paths: dict[str, Path], seed: int = 0) -> dict[str, flo
         x, y = load(split)
         out[f"{split}_auroc"] = float(roc_auc_score(y, model.predict_proba(x)[:, 1]))
     return out
+
+
+def planted_motif(sequence: str, motif_length: int) -> range:
+    """Where a synthetic protein's interface motif sits: its run of `motif_length` copies of
+    one interface letter (decoys never stand side by side), as 0-based positions."""
+    interface = set(LIGAND_LETTERS + RECEPTOR_LETTERS)
+    for start in range(len(sequence) - motif_length + 1):
+        window = sequence[start : start + motif_length]
+        if window[0] in interface and window == window[0] * motif_length:
+            return range(start, start + motif_length)
+    raise ValueError(f"no run of {motif_length} interface letters: not a synthetic protein")

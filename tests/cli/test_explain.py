@@ -1,0 +1,83 @@
+"""`ppi-dist explain`: per pair a hotspot TSV and an attention PNG, `predict`'s probability,
+the model folder's own encoding, and a long protein through its windows."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import numpy as np
+
+from ppi_dist.cli import explain, predict
+from ppi_dist.cli.boundary import EXIT_USER_ERROR
+from ppi_dist.hub.folder import save_for_hub
+from tests.helpers import random_sequence, tiny_model
+
+
+def _inputs(tmp_path):
+    rng = random.Random(2)
+    sequences = {"LONG": random_sequence(rng, 130, 130), "S1": random_sequence(rng, 20, 30)}
+    sequences["S2"] = random_sequence(rng, 35, 45)
+    fasta = tmp_path / "p.fasta"
+    fasta.write_text("".join(f">{k}\n{v}\n" for k, v in sequences.items()))
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("protein_a\tprotein_b\nLONG\tS1\nS2\tS1\nS2\tLONG\n")
+    model = tiny_model(max_residues=48, decision_threshold=0.5)
+    return save_for_hub(model, tmp_path / "model"), fasta, pairs, sequences
+
+
+def _rows(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_explain_writes_maps_with_predicts_probabilities(tmp_path, capsys):
+    folder, fasta, pairs, sequences = _inputs(tmp_path)
+    scores = tmp_path / "scores.tsv"
+    common = ["--model", str(folder), "--fasta", str(fasta), "--pairs", str(pairs)]
+    assert predict.main([*common, "--out", str(scores), "--no_progress"]) == 0
+    out = tmp_path / "explain"
+    assert explain.main([*common, "--out", str(out), "--top_k", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "windows of 48" in printed  # the model folder's window, not ESM-2's 1,022
+    predicted = _rows(scores)
+    explained = _rows(out / "explanations.tsv")
+    assert [(r["protein_a"], r["protein_b"]) for r in explained] == [
+        (r["protein_a"], r["protein_b"]) for r in predicted
+    ]
+    for mine, theirs in zip(explained, predicted, strict=True):
+        assert float(mine["probability"]) == float(theirs["probability"])
+        assert len(mine["top_a"].split()) == 3
+        hotspots = _rows(out / mine["folder"] / "hotspots.tsv")
+        assert (out / mine["folder"] / "attention.png").stat().st_size > 10_000
+        for side, protein in (("a", mine["protein_a"]), ("b", mine["protein_b"])):
+            rows = [r for r in hotspots if r["side"] == side]
+            # Every residue, the 130-residue one too (through its windows), in order.
+            assert "".join(r["residue"] for r in rows) == sequences[protein]
+            assert [int(r["position"]) for r in rows] == list(range(1, len(rows) + 1))
+            shares = np.array([float(r["maxpool_share"]) for r in rows])
+            assert abs(shares.sum() - 1) < 1e-4  # every channel's max-pool has one winner
+            received = np.array([float(r["attention_received"]) for r in rows])
+            assert np.all(received >= 0) and abs(received.sum() - 1) < 1e-4
+
+
+def test_explain_reads_the_centred_crop_when_told_and_refuses_bad_input(tmp_path, capsys):
+    folder, fasta, _, sequences = _inputs(tmp_path)
+    common = ["--model", str(folder), "--fasta", str(fasta), "--no_plots"]
+    out = tmp_path / "crop"
+    assert (
+        explain.main([*common, "--a", "LONG", "--b", "S1", "--out", str(out), "--windows", "crop"])
+        == 0
+    )
+    (row,) = _rows(out / "explanations.tsv")
+    rows = [r for r in _rows(out / row["folder"] / "hotspots.tsv") if r["side"] == "a"]
+    start = (130 - 48) // 2
+    assert "".join(r["residue"] for r in rows) == sequences["LONG"][start : start + 48]
+    capsys.readouterr()
+    bad = [*common, "--a", "NOPE", "--b", "S1", "--out", str(tmp_path / "x")]
+    assert explain.main(bad) == EXIT_USER_ERROR
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "NOPE" in error and "p.fasta" in error
+    again = [*common, "--a", "LONG", "--b", "S1", "--out", str(out)]
+    assert explain.main(again) == EXIT_USER_ERROR
+    assert "--overwrite" in capsys.readouterr().err
