@@ -21,11 +21,14 @@ import torch
 
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
+from ppi_dist.cli.flags import Parser, at_least
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.errors import UserError
 from ppi_dist.evaluation.attention_plots import plot_explanation
+from ppi_dist.files import writing_to
 from ppi_dist.hub.loading import load_model
+from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.explain import (
     DEFAULT_SCORE,
     HOTSPOT_SCORES,
@@ -33,19 +36,22 @@ from ppi_dist.inference.explain import (
     explain_pair,
 )
 from ppi_dist.inference.scoring import encode_proteins
+from ppi_dist.models.secai import SECAI
 
 SUMMARY_NAME = "explanations.tsv"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppi-dist explain", description=__doc__.split("\n")[0])
+    parser = Parser(prog="ppi-dist explain", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="saved SE-CAI folder or Hub repo id")
     parser.add_argument("--fasta", help="sequences (unless --pairs has them inline)")
     parser.add_argument("--a", help="identifier of protein A in --fasta")
     parser.add_argument("--b", help="identifier of protein B in --fasta")
     parser.add_argument("--pairs", help="pair file: every pair in it (label optional)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--top_k", type=int, default=10, help="top residues printed per protein")
+    parser.add_argument(
+        "--top_k", type=at_least(1), default=10, help="top residues printed per protein"
+    )
     parser.add_argument("--score", default=DEFAULT_SCORE, choices=HOTSPOT_SCORES)
     parser.add_argument("--no_plots", action="store_true", help="TSVs only")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier output")
@@ -86,22 +92,14 @@ def top_text(explanation: PairExplanation, side: str, k: int, score: str) -> str
     return " ".join(f"{residue}{position}:{value:.3f}" for position, residue, value in top)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        raise UserError(f"--top_k must be at least 1, got {args.top_k}")
-    out = Path(args.out)
-    if (out / SUMMARY_NAME).exists():
-        if not args.overwrite:
-            raise FileExistsError(f"{out / SUMMARY_NAME} exists; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    pairs = read_pairs_to_explain(args)  # bad input refused before the model loads
-    model = load_model(args.model, allow_encoder_mismatch=args.allow_encoder_mismatch)
-    if model.cross_attention is None:
-        raise UserError(f"{args.model}: a pooled-baseline model has no cross-attention to explain")
-    model = model.to("cuda" if torch.cuda.is_available() else "cpu")
-    windowing = windowing_from_flags(model, args)
-    print(f"encoding: {windowing.describe()}")
-    cache = encode_proteins(model, sequences_of(pairs), windowing=windowing)
+def write_explanations(
+    model: SECAI,
+    cache: EmbeddingCache,
+    pairs: list[Pair],
+    out: Path,
+    args: argparse.Namespace,
+) -> Path:
+    """Each pair's folder (hotspots.tsv, attention.png), its lines printed, and the summary."""
     out.mkdir(parents=True, exist_ok=True)
     summary = ["protein_a\tprotein_b\tprobability\ttop_a\ttop_b\tfolder"]
     for k, pair in enumerate(pairs, start=1):
@@ -122,7 +120,26 @@ def run(args: argparse.Namespace) -> int:
             f"{tops[0]}\t{tops[1]}\t{folder.name}"
         )
     (out / SUMMARY_NAME).write_text("\n".join(summary) + "\n")
-    print(out / SUMMARY_NAME)
+    return out / SUMMARY_NAME
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if (out / SUMMARY_NAME).exists():
+        if not args.overwrite:
+            raise FileExistsError(f"{out / SUMMARY_NAME} exists; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    pairs = read_pairs_to_explain(args)  # bad input refused before the model loads
+    model = load_model(args.model, allow_encoder_mismatch=args.allow_encoder_mismatch)
+    if model.cross_attention is None:
+        raise UserError(f"{args.model}: a pooled-baseline model has no cross-attention to explain")
+    model = model.to("cuda" if torch.cuda.is_available() else "cpu")
+    windowing = windowing_from_flags(model, args)
+    print(f"encoding: {windowing.describe()}")
+    cache = encode_proteins(model, sequences_of(pairs), windowing=windowing)
+    with writing_to(out):
+        summary = write_explanations(model, cache, pairs, out, args)
+    print(summary)
     return 0
 
 
