@@ -18,6 +18,7 @@ from huggingface_hub import snapshot_download
 from safetensors import SafetensorError, safe_open
 
 from ppi_dist.errors import CorruptFileError, UserError
+from ppi_dist.evaluation.calibration import Calibration
 from ppi_dist.files import read_json, read_safetensors
 from ppi_dist.hub.folder import ALLOWED_PATTERNS, IDENTITY_NAME
 from ppi_dist.models.encoder import base_encoder_fingerprint
@@ -73,6 +74,7 @@ def load_model(
         raise UserError(f"{local}: cannot load the model: {error}") from error
     check_encoder_identity(model, local, allow_mismatch=allow_encoder_mismatch)
     model.loaded_from = str(local)  # named by errors about this model (predict)
+    model.calibration = Calibration.load(local)  # None in folders saved before it
     if "decision_threshold" not in config:  # not a silent 0.5: predict asks for --threshold
         logger.warning("%s: no decision_threshold saved", local / CONFIG_NAME)
         model.config.decision_threshold = None
