@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--identity", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--resample_negatives", action="store_true", help="the split's --resample_negatives"
+    )
     parser.add_argument("--out", default=None, help="JSON of every row")
     args = parser.parse_args(argv)
     print(machine_line(torch.device("cpu")))
@@ -73,13 +76,17 @@ def main(argv: list[str] | None = None) -> None:
                 identity=args.identity,
                 seed=args.seed,
                 threads=args.threads,
+                resample=args.resample_negatives,
             )
             seconds = time.perf_counter() - started
             report = split.report
             row = {"dataset": name, "fractions": [valid, test], "seconds": seconds}
             row |= {"clustering_seconds": clustering, "report": report.__dict__}
             rows.append(row)
-            print(f"{name} asked {valid:.0%}/{test:.0%}:")
+            resampled = f", {report.resampled_negatives:,} negatives resampled" * bool(
+                args.resample_negatives
+            )
+            print(f"{name} asked {valid:.0%}/{test:.0%}{resampled}:")
             print(_line("graph", report.blocks, report.dropped_pairs, report.pairs_in))
             random_split = report.random
             print(

@@ -169,7 +169,7 @@ def write_outputs(report: dict, out_dir: Path) -> list[Path]:
     """predictions.tsv, metrics.json and the plots of `evaluate`'s report, into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scored, result = report["_scored"], report["_result"]
-    scored.write_tsv(out_dir / "predictions.tsv", report["threshold"])
+    scored.write_tsv(out_dir / "predictions.tsv", report["threshold"], report.get("_calibrated"))
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     (out_dir / "metrics.json").write_text(json.dumps(public, indent=2, default=float) + "\n")
     plots = plot_evaluation(

@@ -262,6 +262,10 @@ def test_calibration_is_fitted_on_validation_saved_and_reported_by_evaluate(tmp_
     assert status == 0
     assert "ECE raw" in printed and "-> calibrated (platt, fitted on validation)" in printed
     assert (eval_dir / "plots" / "reliability.png").is_file()
+    header, *lines = (eval_dir / "predictions.tsv").read_text().splitlines()
+    assert header.split("\t")[:4] == ["protein_a", "protein_b", "probability", "raw_score"]
+    first = lines[0].split("\t")
+    assert abs(float(first[2]) - float(model.calibration.apply([float(first[3])])[0])) < 1e-5
     saved = json.loads((eval_dir / "metrics.json").read_text())
     assert set(saved["calibration"]["intervals_95"]) == {
         "ece_raw",
