@@ -297,9 +297,8 @@ def split_pairs(
             )
             for name in asked
         )
-    except MissingToolError:
-        if method == "graph":
-            raise
+    except MissingToolError:  # --clusters given and no MMseqs2: the report says unchecked
+        highest = None
     report = SplitReport(
         method=method,
         seed=seed,

