@@ -47,7 +47,7 @@ class SplitReport:
 
     method: str
     seed: int
-    asked: dict[str, float]  # held-out block -> fraction of the input pairs (graph) or proteins
+    asked: dict[str, float]  # held-out block -> fraction of the `fractions_of`
     pairs_in: int
     positive_in: int
     proteins: int
@@ -56,6 +56,7 @@ class SplitReport:
     dropped_positive: int
     blocks: dict[str, dict[str, int]]  # block -> pairs, positive, proteins, clusters
     max_identity_between_blocks: float | None = None
+    fractions_of: str = "pairs"  # or "positives" (resample_negatives), "proteins" (random)
     identity: float | None = None
     coverage: float | None = None
     crossing_pairs: int = 0  # input pairs across blocks
@@ -100,7 +101,11 @@ class SplitReport:
             lines.append(
                 f"{name}: {block['positive']:,} positive, {block['proteins']:,} proteins, "
                 f"{block['clusters']:,} clusters"
-                + (f", asked {self.asked[name]:.0%}" if name in self.asked else "")
+                + (
+                    f", asked {self.asked[name]:.0%} of the {self.fractions_of}"
+                    if name in self.asked
+                    else ""
+                )
             )
         if self.resampled_negatives:
             lines.append(
@@ -312,6 +317,7 @@ def split_pairs(
         dropped_positive=sum(pair.label == 1 for pair in dropped),
         blocks=counts,
         max_identity_between_blocks=highest,
+        fractions_of="proteins" if method == "random" else "positives" if resample else "pairs",
         identity=identity if method == "graph" else None,
         coverage=coverage,
         resampled_negatives=len(resampled),
