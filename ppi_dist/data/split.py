@@ -107,6 +107,12 @@ class SplitReport:
                     else ""
                 )
             )
+        if self.random is not None and self.dropped_pairs > self.random["dropped_pairs"]:
+            lines.append(
+                "note: the cut dropped more pairs than the random draw (whose held-out blocks "
+                "hold far less than asked): the graph has little structure to cut along; "
+                "--resample_negatives keeps the negatives"
+            )
         if self.resampled_negatives:
             lines.append(
                 f"negatives resampled inside blocks: {self.resampled_negatives:,} "
