@@ -66,6 +66,7 @@ from benchmarks.real_data_tables import (
     seeds_of,
     write_results,
 )
+from ppi_dist.data.clusters import similarity_links
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, write_pairs
 from ppi_dist.data.split import split_pairs
@@ -101,6 +102,9 @@ DATASETS = {
 }
 
 
+SIMILARITY_LINKS: dict[str, list[tuple[str, str]]] = {}
+
+
 def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str, Path]:
     """Seeded subsets of the split files; yeast validation = held-out training PROTEINS."""
     rng = random.Random(seed)
@@ -114,8 +118,16 @@ def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str,
         sequences = {
             k: v for k, v in read_fasta(SHARED / "data" / spec["fasta"]).items() if k in proteins
         }
+        if args.split_method == "graph" and name not in SIMILARITY_LINKS:
+            # The whole training file's MMseqs2 links do not change with the seed: once.
+            SIMILARITY_LINKS[name] = similarity_links(sequences, 0.4)
         split = split_pairs(
-            train, sequences, args.valid_fraction, method=args.split_method, seed=seed
+            train,
+            sequences,
+            args.valid_fraction,
+            method=args.split_method,
+            seed=seed,
+            clusters=SIMILARITY_LINKS.get(name),
         )
         train, valid = split.blocks["train"], split.blocks["valid"]
         print(f"{name} validation hold-out (seed {seed}):\n{split.report.describe()}")
