@@ -6,8 +6,10 @@ published figures. Writes a markdown table (and JSON) under --work_dir.
 
 For each split: seeded subsets of the pair files (sizes printed; a CPU cannot train on all
 of Bernett's 163k pairs in a session), a validation set (Bernett's own; for the yeast splits,
-which ship none, a protein-disjoint hold-out of the training file made by `ppi_dist.data.split`:
-`--valid_protein_fraction` of the training proteins, mixed pairs dropped and counted), then
+which ship none, a similarity-disjoint hold-out of the training file made by
+`ppi_dist.data.split`: `--valid_fraction` of the training PAIRS in a block of MMseqs2
+clusters cut by KaHIP/METIS, crossing pairs dropped and counted; `--split_method random`
+for the earlier random draw of proteins), then
 
 - degree baseline: score(A, B) = net training degree of A plus that of B
   (`ppi_dist.evaluation.audit`);
@@ -64,6 +66,7 @@ from benchmarks.real_data_tables import (
     seeds_of,
     write_results,
 )
+from ppi_dist.data.clusters import similarity_links
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, write_pairs
 from ppi_dist.data.split import split_pairs
@@ -100,6 +103,9 @@ DATASETS = {
 }
 
 
+SIMILARITY_LINKS: dict[str, list[tuple[str, str]]] = {}
+
+
 def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str, Path]:
     """Seeded subsets of the split files; yeast validation = held-out training PROTEINS."""
     rng = random.Random(seed)
@@ -108,15 +114,24 @@ def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str,
     if "valid" in spec:
         valid = read_pairs(SHARED / "data" / spec["valid"])
         rng.shuffle(valid)
-    else:  # the yeast splits ship no validation file: hold out proteins (ppi_dist.data.split)
+    else:  # the yeast splits ship no validation file: ppi_dist.data.split holds one out
         proteins = {p for pair in train for p in (pair.protein_a, pair.protein_b)}
         sequences = {
             k: v for k, v in read_fasta(SHARED / "data" / spec["fasta"]).items() if k in proteins
         }
-        train, valid, _, report = split_pairs(
-            train, sequences, args.valid_protein_fraction, seed=seed
+        if args.split_method == "graph" and name not in SIMILARITY_LINKS:
+            # The whole training file's MMseqs2 links do not change with the seed: once.
+            SIMILARITY_LINKS[name] = similarity_links(sequences, 0.4)
+        split = split_pairs(
+            train,
+            sequences,
+            args.valid_fraction,
+            method=args.split_method,
+            seed=seed,
+            clusters=SIMILARITY_LINKS.get(name),
         )
-        print(f"{name} validation hold-out (seed {seed}): {report.describe()}")
+        train, valid = split.blocks["train"], split.blocks["valid"]
+        print(f"{name} validation hold-out (seed {seed}):\n{split.report.describe()}")
         rng.shuffle(valid)
     rng.shuffle(train)
     splits = {
@@ -328,7 +343,8 @@ POOLED_SETTINGS = (
     "max_tokens",
     "epochs",
     "lora_steps",
-    "valid_protein_fraction",
+    "valid_fraction",
+    "split_method",
 )
 
 
@@ -366,11 +382,12 @@ def main(argv: list[str] | None = None) -> None:
         "--seeds", type=int, default=1, help="runs per configuration: seed, seed+1, ..."
     )
     parser.add_argument(
-        "--valid_protein_fraction",
+        "--valid_fraction",
         type=float,
-        default=0.2,
-        help="yeast: fraction of training PROTEINS held out for validation (ppi_dist.data.split)",
+        default=0.1,
+        help="yeast: fraction of the training PAIRS held out for validation (ppi_dist.data.split)",
     )
+    parser.add_argument("--split_method", choices=("graph", "random"), default="graph")
     parser.add_argument(
         "--merge",
         nargs="+",

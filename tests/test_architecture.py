@@ -29,8 +29,10 @@ LAYERS = [
 ENTRY_POINTS = {"train", "predict", "evaluate", "report", "split", "audit", "push", "synthetic"}
 ENTRY_POINTS |= {"model"}
 # Heavy imports a function may take late: `datasets` (seconds, only for hf:// and dataset
-# names) and scikit-learn (only the synthetic task's composition baseline).
-LATE_IMPORTS = ("datasets", "sklearn")
+# names), scikit-learn (only the synthetic task's composition baseline) and the optional
+# partitioners of the `split` extra (kahip, pymetis: imported where they are used, so the
+# split's random method and every other command run without them).
+LATE_IMPORTS = ("datasets", "sklearn", "kahip", "pymetis")
 # Where a process group is formed or used: Accelerate is imported there only.
 ACCELERATE = ("ppi_dist.training", "ppi_dist.cli")
 

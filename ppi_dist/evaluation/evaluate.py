@@ -28,8 +28,9 @@ from ppi_dist.data.pairs import PairSource
 from ppi_dist.errors import DataError, UserError
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.evaluation.bootstrap import bootstrap_intervals
+from ppi_dist.evaluation.calibration import calibration_intervals
 from ppi_dist.evaluation.metrics import trivial_predictors
-from ppi_dist.evaluation.plots import plot_evaluation
+from ppi_dist.evaluation.plots import plot_evaluation, plot_reliability
 from ppi_dist.evaluation.threshold import compare_objectives, describe_objectives, evaluate_at
 from ppi_dist.inference.scoring import ScoredPairs, score_pairs, scoring_windowing
 from ppi_dist.models.windows import Windowing
@@ -76,6 +77,23 @@ def evaluate(
         "_scored": scored,
         "_result": result,
     }
+    calibration = getattr(model, "calibration", None)
+    calibrated = None if calibration is None else calibration.apply(scored.scores)
+    report["calibration"] = {
+        "method": None if calibration is None else calibration.method,
+        "fitted_on": None if calibration is None else calibration.fitted_on,
+        # the threshold is applied to the raw score; the same cut on the calibrated scale:
+        "threshold_calibrated": None
+        if calibration is None
+        else float(calibration.apply([threshold])[0]),
+        "intervals_95": calibration_intervals(
+            scored.scores,
+            scored.scores if calibrated is None else calibrated,
+            scored.labels,
+            n_resamples=n_resamples,
+        ),
+    }
+    report["_calibrated"] = calibrated
     if train is not None:
         seen = {p for pair in read_pairs(train) for p in pair[:2]}
         classes = np.array(
@@ -142,6 +160,22 @@ def describe(report: dict) -> str:
             for name, values in report["trivial"].items()
         ),
     ]
+    calibration = report["calibration"]
+    measured = calibration["intervals_95"]
+    after = calibration["method"] is not None
+    for measure in ("ece", "brier"):
+        raw = measured[f"{measure}_raw"]
+        line = f"{measure.upper()} raw {raw['value']:.4f} [{raw['low']:.4f}, {raw['high']:.4f}]"
+        if after:
+            cal = measured[f"{measure}_calibrated"]
+            line += (
+                f" -> calibrated ({calibration['method']}, fitted on "
+                f"{calibration['fitted_on']}) {cal['value']:.4f} [{cal['low']:.4f}, "
+                f"{cal['high']:.4f}]"
+            )
+        lines.append(line)
+    if not after:
+        lines.append("no calibration.json in the model folder: probabilities are raw scores")
     for name, values in report.get("by_class", {}).items():
         lines.append(
             f"{name}: {values['pairs']} pairs, accuracy {values['accuracy']:.3f}, "
@@ -159,13 +193,20 @@ def write_outputs(report: dict, out_dir: Path) -> list[Path]:
     """predictions.tsv, metrics.json and the plots of `evaluate`'s report, into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scored, result = report["_scored"], report["_result"]
-    scored.write_tsv(out_dir / "predictions.tsv", report["threshold"])
+    scored.write_tsv(out_dir / "predictions.tsv", report["threshold"], report.get("_calibrated"))
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     (out_dir / "metrics.json").write_text(json.dumps(public, indent=2, default=float) + "\n")
-    return plot_evaluation(
+    plots = plot_evaluation(
         scored.scores,
         scored.labels,
         result,
         out_dir / "plots",
         title_prefix=Path(report["pairs"]).name,
     )
+    reliability_path = out_dir / "plots" / "reliability.png"
+    title = Path(report["pairs"]).name
+    calibrated = report.get("_calibrated")
+    return [
+        *plots,
+        plot_reliability(scored.scores, calibrated, scored.labels, reliability_path, title),
+    ]

@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ppi_dist.evaluation.calibration import reliability
 from ppi_dist.evaluation.metrics import ranking_curves
 from ppi_dist.evaluation.threshold import ThresholdResult, search_threshold
 
@@ -96,6 +97,20 @@ def plot_threshold_metrics(
     )
     title = _title(title_prefix, "Metrics vs threshold")
     return _finish(figure, axes, path, ("Decision threshold on P(interact)", "Metric value"), title)
+
+
+def plot_reliability(raw, calibrated, labels, path: Path, title_prefix: str = "") -> Path:
+    """The reliability diagram: positive fraction against mean probability per bin, for
+    the raw score and the calibrated probability, beside the diagonal."""
+    figure, axes = plt.subplots(figsize=(5, 5))
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    for name, values, style in (("raw score", raw, "o-"), ("calibrated", calibrated, "s-")):
+        if values is None:
+            continue
+        bins = reliability(values, labels)
+        axes.plot(bins["mean_probability"], bins["positive_fraction"], style, label=name)
+    labels_xy = ("mean predicted probability (bin)", "fraction of positive pairs")
+    return _finish(figure, axes, Path(path), labels_xy, _title(title_prefix, "reliability"))
 
 
 def plot_evaluation(

@@ -68,6 +68,9 @@ def save_for_hub(
     else:
         save_pretrained(model, folder)
     write_encoder_identity(model, folder)
+    calibration = getattr(model, "calibration", None)
+    if calibration is not None:  # fitted on validation at the end of training
+        calibration.save(folder)
     metrics = {split: dict(values) for split, values in card.metrics.items()}
     (folder / METRICS_NAME).write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     clean_config = scrub_secrets(dict(training_config or {}))

@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import EsmModel
 
 from ppi_dist.errors import CorruptFileError, UserError
+from ppi_dist.evaluation.calibration import Calibration
 from ppi_dist.files import read_json, read_safetensors, verify_manifest
 from ppi_dist.hub.folder import ALLOWED_PATTERNS, IDENTITY_NAME, TRAINING_CONFIG_NAME
 from ppi_dist.models.encoder import base_encoder_fingerprint
@@ -85,6 +86,7 @@ def load_model(
     model.loaded_from = str(local)  # named by errors about this model (predict)
     if "scoring_windows" not in config:
         _settings_of_an_older_folder(model, local)
+    model.calibration = Calibration.load(local)  # None in folders saved before it
     if "decision_threshold" not in config:  # not a silent 0.5: predict asks for --threshold
         logger.warning("%s: no decision_threshold saved", local / CONFIG_NAME)
         model.config.decision_threshold = None

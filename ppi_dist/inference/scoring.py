@@ -128,15 +128,22 @@ class ScoredPairs:
     scores: np.ndarray  # float64
     labels: np.ndarray | None  # int64, when every pair has one
 
-    def write_tsv(self, path: str | Path, threshold: float) -> None:
+    def write_tsv(self, path: str | Path, threshold: float, calibrated=None) -> None:
+        """`calibrated` (the model's calibrated probabilities of `scores`): written as
+        `probability`, the raw score kept as `raw_score`; `predicted` is always the raw
+        score at `threshold`, the threshold being chosen on raw scores."""
         with open(path, "w") as handle:
             label_column = "\tlabel" if self.labels is not None else ""
-            handle.write(f"protein_a\tprotein_b\tprobability\tpredicted{label_column}\n")
+            raw_column = "" if calibrated is None else "\traw_score"
+            handle.write(
+                f"protein_a\tprotein_b\tprobability{raw_column}\tpredicted{label_column}\n"
+            )
             for i, (a, b, s) in enumerate(
                 zip(self.protein_a, self.protein_b, self.scores, strict=True)
             ):
                 label = f"\t{self.labels[i]}" if self.labels is not None else ""
-                handle.write(f"{a}\t{b}\t{s:.6f}\t{int(s >= threshold)}{label}\n")
+                shown = f"{s:.6f}" if calibrated is None else f"{calibrated[i]:.6f}\t{s:.6f}"
+                handle.write(f"{a}\t{b}\t{shown}\t{int(s >= threshold)}{label}\n")
 
 
 @torch.no_grad()

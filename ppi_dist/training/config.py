@@ -93,7 +93,11 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.train_file is not None and self.valid_file is None:
-            raise ConfigError("train_file needs a valid_file: the threshold is chosen on it")
+            raise ConfigError(
+                "train_file needs a valid_file: the threshold is chosen on it; a set that "
+                "ships none: `ppi-dist split --pairs TRAIN --fasta F --valid_fraction 0.1 "
+                "--out_dir DIR` holds out a similarity-disjoint DIR/valid.tsv"
+            )
         optional = ("max_pairs", "batch_size", "eval_max_tokens")
         check_at_least_one(self, ("max_tokens", *optional))
 

