@@ -20,18 +20,20 @@ On the test file of a run, the metrics equal what the trainer printed for `test`
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.errors import UserError
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.evaluation.bootstrap import bootstrap_intervals
 from ppi_dist.evaluation.metrics import trivial_predictors
 from ppi_dist.evaluation.plots import plot_evaluation
 from ppi_dist.evaluation.threshold import compare_objectives, describe_objectives, evaluate_at
-from ppi_dist.inference.scoring import ScoredPairs, score_pairs
+from ppi_dist.inference.cache import EmbeddingCache, covering_cache
+from ppi_dist.inference.scoring import ScoredPairs, encode_proteins, score_pairs
 
 CLASSES = {2: "C1 (both seen in training)", 1: "C2 (one seen)", 0: "C3 (none seen)"}
 
@@ -45,12 +47,22 @@ def evaluate(
     valid: str | Path | None = None,
     n_resamples: int = 1000,
     max_residues: int = 1022,
+    cache_dir: str | Path | None = None,
 ) -> dict:
-    """Scores and metrics of `pairs` (see the module docstring); returns everything as JSON."""
+    """Scores and metrics of `pairs` (see the module docstring); returns everything as JSON.
+
+    `cache_dir`: the per-residue states are read from there when it covers the proteins of
+    `pairs` and `valid` (see `reusable_cache`), else encoded into it; without it they are
+    encoded in memory at every call."""
     threshold = model.config.decision_threshold
     if threshold is None:
         raise UserError("the model folder has no decision_threshold; train it, or pass one")
-    scored = _score_file(model, pairs, fasta, max_residues)
+    rows = _read_pairs(pairs, fasta, max_residues)
+    valid_rows = _read_pairs(valid, fasta, max_residues) if valid is not None else []
+    cache = None
+    if cache_dir is not None:
+        cache = reusable_cache(model, [*rows, *valid_rows], cache_dir, max_residues)
+    scored = _score(model, rows, cache, max_residues, pairs)
     objective = model.config.threshold_objective or "weighted"
     result = evaluate_at(scored.scores, scored.labels, threshold, objective=objective)
     report = {
@@ -82,7 +94,7 @@ def evaluate(
                 )
                 report["by_class"][name] = {"pairs": int(keep.sum()), **part.summary()}
     if valid is not None:
-        valid_scored = _score_file(model, valid, fasta, max_residues)
+        valid_scored = _score(model, valid_rows, cache, max_residues, valid)
         comparison = compare_objectives(
             valid_scored.scores, valid_scored.labels, scored.scores, scored.labels
         )
@@ -94,12 +106,30 @@ def evaluate(
     return report
 
 
-def _score_file(
-    model, path: str | Path, fasta: str | Path | None, max_residues: int
+def reusable_cache(
+    model, pairs: Sequence[Pair], cache_dir: str | Path, max_residues: int
+) -> EmbeddingCache:
+    """The cache in `cache_dir` when it covers these pairs' proteins from this model's encoder
+    weights and crop (a frozen-encoder run's `embedding_cache`, or an earlier evaluation's);
+    else these proteins encoded once into it, as `predict --cache_dir` does."""
+    wanted = sequences_of(pairs)
+    cache = covering_cache(Path(cache_dir), model, wanted, max_residues)
+    if cache is None:
+        cache = encode_proteins(
+            model, wanted, directory=cache_dir, max_residues=max_residues, progress=True
+        )
+    return cache
+
+
+def _read_pairs(path: str | Path, fasta: str | Path | None, max_residues: int) -> list[Pair]:
+    return list(PairSource(path, fasta, labeled=True, max_residues=max_residues).pair_rows())
+
+
+def _score(
+    model, pairs: list[Pair], cache: EmbeddingCache | None, max_residues: int, path: str | Path
 ) -> ScoredPairs:
-    source = PairSource(path, fasta, labeled=True, max_residues=max_residues)
-    pairs = list(source.pair_rows())
-    return score_pairs(model, pairs, max_residues=max_residues, progress=Path(path).name)
+    name = Path(path).name
+    return score_pairs(model, pairs, cache=cache, max_residues=max_residues, progress=name)
 
 
 def describe(report: dict) -> str:

@@ -16,14 +16,15 @@ from accelerate import Accelerator
 from torch import nn
 
 from ppi_dist.data.batching import batch_to_device
-from ppi_dist.data.pairs import PairSource, sequences_of
+from ppi_dist.data.pairs import Pair, sequences_of
 from ppi_dist.inference.cache import EmbeddingCache, covering_cache
+from ppi_dist.inference.scoring import encode_proteins
 from ppi_dist.models.packing import LAYOUT_FIELDS
 
 
 def open_training_cache(
     model: nn.Module,
-    sources: Iterable[PairSource],
+    splits: Iterable[Iterable[Pair]],
     directory: str | Path,
     accelerator: Accelerator,
     max_residues: int,
@@ -32,21 +33,19 @@ def open_training_cache(
     device; the other processes wait, then memory-map the same folder.
 
     A cache already in the folder is reused when it holds every protein needed, from the
-    same encoder weights and crop (`inference.cache.covering_cache`).
+    same encoder weights and crop (`inference.cache.covering_cache`). It is encoded as
+    scoring encodes (`inference.scoring.encode_proteins`: its autocast, fp16), so the
+    run's final validation and test scoring can read it instead of encoding again.
     """
     directory, started = Path(directory), time.perf_counter()
     if accelerator.is_main_process:
         sequences = {}
-        for source in sources:
-            sequences.update(sequences_of(source.pair_rows()))
+        for pairs in splits:
+            sequences.update(sequences_of(pairs))
         if covering_cache(directory, model, sequences, max_residues) is None:
-            EmbeddingCache.build(
-                model,
-                sequences,
-                directory=directory,
-                max_residues=max_residues,
-                device=accelerator.device,
-                progress=True,
+            model.to(accelerator.device)  # encoded where the run computes
+            encode_proteins(
+                model, sequences, directory=directory, max_residues=max_residues, progress=True
             )
     accelerator.wait_for_everyone()
     cache = EmbeddingCache.open(directory)
