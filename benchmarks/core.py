@@ -23,12 +23,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from tqdm.auto import tqdm
 
-from ppi_dist.data.batching import CacheIndex, PairBatches, batch_to_device
+from ppi_dist.data.batching import CacheIndex, PairBatches, batch_to_device, swap_sides
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
 from ppi_dist.errors import ConfigError
@@ -39,6 +41,7 @@ from ppi_dist.models.shapes import SHAPES
 from ppi_dist.training.config import OptimizationConfig, TrainConfig
 from ppi_dist.training.distributed import resolve_mixed_precision
 from ppi_dist.training.recipes import load_config
+from ppi_dist.training.sources import training_batches
 from ppi_dist.training.step import StepResult, make_optimizer, train_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -244,7 +247,10 @@ class TrainerStep:
     prepare: Callable[[dict], dict]
 
     def __call__(self, batch: dict) -> StepResult:
-        prepared = self.prepare(batch)
+        return self.train(self.prepare(batch))
+
+    def train(self, prepared: dict) -> StepResult:
+        """`train_step` alone, on a batch already prepared."""
         return train_step(
             self.model, prepared, self.optimizer, self.accelerator, self.optimization, False
         )
@@ -409,3 +415,42 @@ def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
         fingerprint="",
         max_residues=source.max_residues,
     )
+
+
+def outside_train_step(
+    source: PairSource, config: TrainConfig, cache_index: CacheIndex | None, steps: int
+) -> dict[str, float]:
+    """Host seconds per step the trainer's loop spends around `train_step` besides the
+    batch's preparation (profiled as `prepare_batch`): the loader's hand-off (the trainer's
+    `BatchLoader` with its `data_workers`; in-process batching when 0), the side swap and
+    the progress bar. Measured on the same pairs, without the steps; the first batch (the
+    workers' start) is left out."""
+    loader = training_batches(
+        source, config, SimpleNamespace(process_index=0, num_processes=1), cache_index
+    )
+    generator = torch.Generator().manual_seed(0)
+    seconds = {"loader": 0.0, "swap_sides": 0.0, "progress": 0.0}
+    with open(os.devnull, "w") as sink:
+        progress = tqdm(total=steps, file=sink, mininterval=0.1)
+        batches = iter(loader)
+        next(batches, None)
+        counted = 0
+        for _ in range(steps):
+            start = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            loaded = time.perf_counter()
+            if config.optimization.swap_augmentation:
+                swap_sides(batch, generator)
+            swapped = time.perf_counter()
+            progress.update(1)
+            progress.set_postfix(loss="0.0000", pairs_s="0.0", refresh=False)
+            done = time.perf_counter()
+            seconds["loader"] += loaded - start
+            seconds["swap_sides"] += swapped - loaded
+            seconds["progress"] += done - swapped
+            counted += 1
+        progress.close()
+    loader.close()
+    return {k: v / max(counted, 1) for k, v in seconds.items()}
