@@ -259,7 +259,7 @@ class TrainerStep:
 def trainer_step(
     model: SECAI, config: TrainConfig, accelerator: Accelerator, prepare: Callable | None = None
 ) -> TrainerStep:
-    """`model` with the trainer's optimiser (`make_optimizer`: fused AdamW on a GPU), both
+    """`model` with the trainer's optimiser (`make_optimizer`: fused AdamW by default), both
     prepared by `accelerator`; batches copied to its device unless `prepare` says otherwise."""
     optimizer = make_optimizer(model, config.optimization)
     prepared, optimizer = accelerator.prepare(model, optimizer)
@@ -454,3 +454,19 @@ def outside_train_step(
         progress.close()
     loader.close()
     return {k: v / max(counted, 1) for k, v in seconds.items()}
+
+
+def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    """The lines of a Markdown table, columns padded to their widest cell."""
+    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
+    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
+    return lines
+
+
+def shorten(name: str, width: int = 90) -> str:
+    return name if len(name) <= width else name[: width - 3] + "..."

@@ -1,7 +1,7 @@
 """Where a training step's time goes: `torch.profiler` over the trainer's own step.
 
 The step is `ppi_dist.training.step.train_step` with the trainer's optimizer
-(`make_optimizer`: fused AdamW on a GPU), a model built from the trainer's flags and its
+(`make_optimizer`: fused AdamW by default), a model built from the trainer's flags and its
 Accelerator set-up, and the loop's own device copy, on batches of a Bernett sample built as
 throughput.py builds them (`benchmarks.core`: the same sample, model and token-budget
 batches). Frozen mode (`--freeze_encoder true`) runs the frozen trainer's input path:
@@ -17,16 +17,21 @@ step). Printed: machine and versions; per-step wall time, split into the host's 
 drain, and the device's busy time (kernel and copy intervals merged); the top ops or kernels
 by self device time (self CPU time on the CPU); the shares of attention, matmul, optimizer,
 elementwise, norm/reduction and the rest (by name pattern); the host-device synchronisations
-per step; and a `PROFILE` summary line (also `--json_out`). `--trace` writes a Chrome trace.
+per step; the aten operators dispatched per step (forward, backward, optimizer) and the
+loop's host time around `train_step`; and a `PROFILE` summary line (also `--json_out`).
+`--trace` writes a Chrome trace; `--before SETTING=VALUE` profiles the step with those
+settings first, in the same run, and prints BEFORE/AFTER lines.
 
     python -m benchmarks.profile_step --dry                           # CPU, tiny, seconds
     python -m benchmarks.profile_step --encoder_shape 650M --max_tokens 65536
     python -m benchmarks.profile_step --freeze_encoder true --max_tokens 65536   # the 8M
+    python -m benchmarks.profile_step --dry --before adamw_implementation=for_loop
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import itertools
 import re
@@ -262,6 +267,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
     parser.add_argument(
         "--trace", default=None, help="write a Chrome trace (chrome://tracing) here"
     )
+    parser.add_argument(
+        "--before",
+        nargs="+",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="also profile the step with these settings first, in the same run (e.g. "
+        "adamw_implementation=for_loop), and print BEFORE/AFTER lines",
+    )
     core.add_run_flags(parser)
     args, flags = parser.parse_known_args(argv)
     if args.dry:  # after the flags given: the dry run's shape and sizes win
@@ -383,21 +396,6 @@ def profile_steps(
 # --------------------------------------------------------------------------- report
 
 
-def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
-    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-        for row in cells
-    ]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return lines
-
-
-def _short(name: str, width: int = 90) -> str:
-    return name if len(name) <= width else name[: width - 3] + "..."
-
-
 def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     s = summary
     print(
@@ -436,15 +434,15 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     print(f"shares of {what}: {shares}")
     print(f"top {top} by {what}, per step:")
     rows = [
-        (_short(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
+        (core.shorten(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
         for name, calls, ms, share, kind in s.top[:top]
     ]
-    for line in _table(("name", "calls", "ms", "share", "category"), rows):
+    for line in core.markdown_table(("name", "calls", "ms", "share", "category"), rows):
         print(line)
     if host_rows:
         print("host: top CPU ops and ranges by self CPU time, per step:")
-        rows = [(_short(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
-        for line in _table(("name", "calls", "ms"), rows):
+        rows = [(core.shorten(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
+        for line in core.markdown_table(("name", "calls", "ms"), rows):
             print(line)
     shares = " ".join(f"{name}={100 * share:.1f}%" for name, share in s.shares.items())
     busy = f"{s.device_busy_s:.4f}" if s.device_busy_s is not None else "-"
@@ -462,8 +460,39 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     )
 
 
+def before_and_after(args: argparse.Namespace, config: TrainConfig) -> list[ProfileSummary]:
+    """The step profiled twice in one run, same batches and weights: with the `--before`
+    settings (e.g. `adamw_implementation=for_loop`), then as configured; BEFORE/AFTER lines
+    of operators per step, steps/s and host ms per step."""
+    before = copy.deepcopy(config)
+    for setting in args.before:
+        name, _, value = setting.partition("=")
+        sections = (before.optimization, before.data, before.model)
+        section = next(part for part in sections if hasattr(part, name))
+        setattr(section, name, type(getattr(section, name))(value))
+    print(f"=== before: {' '.join(args.before)}")
+    old = run(args, before)
+    print("=== after: as configured")
+    new = run(args, config)
+    for label, s in (("BEFORE", old), ("AFTER", new)):
+        ops = sum(s.ops_per_step.values())
+        host_ms = 1e3 * (s.host_s + s.prepare_s + sum(s.outside_s.values()))
+        print(
+            f"{label} ops_per_step={ops:g} ("
+            + ", ".join(f"{k} {v:g}" for k, v in s.ops_per_step.items())
+            + f") steps_per_s={1 / s.wall_s:.3f} host_ms_per_step={host_ms:.1f}"
+        )
+    ratio = sum(old.ops_per_step.values()) / max(sum(new.ops_per_step.values()), 1)
+    print(f"ops per step {ratio:.2f}x fewer; steps/s {old.wall_s / new.wall_s:.2f}x")
+    return [old, new]
+
+
 def main(argv: list[str] | None = None) -> None:
-    run(*parse_args(argv))
+    args, config = parse_args(argv)
+    if args.before:
+        before_and_after(args, config)
+    else:
+        run(args, config)
 
 
 if __name__ == "__main__":

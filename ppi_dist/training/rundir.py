@@ -37,7 +37,7 @@ RUN_OUTPUTS = (*RUN_MARKERS, "plots", "ppi_dist", "synthetic_data", "predictions
 # rebuilt for the new length from the command line, so nothing given there is ignored.
 # `data_workers` changes where batches are prepared, not which; `encoder_attention` and
 # `cross_attention_kernel` which kernel computes the same attention; `compile` whether the
-# same layers run compiled.
+# same layers run compiled; `adamw_implementation` how the same update is computed.
 RESUME_FREE = frozenset(
     {
         "output_dir",
@@ -64,6 +64,7 @@ RESUME_FREE = frozenset(
         "encoder_attention",
         "cross_attention_kernel",
         "compile",
+        "adamw_implementation",
     }
 )
 

@@ -30,7 +30,7 @@ def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]]]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,  # the speed stage's dry run took 583 s on a loaded 2-core machine
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
