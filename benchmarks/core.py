@@ -23,12 +23,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from tqdm.auto import tqdm
 
-from ppi_dist.data.batching import CacheIndex, PairBatches, batch_to_device
+from ppi_dist.data.batching import CacheIndex, PairBatches, batch_to_device, swap_sides
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
 from ppi_dist.errors import ConfigError
@@ -40,6 +42,7 @@ from ppi_dist.models.windows import Windowing
 from ppi_dist.training.config import OptimizationConfig, TrainConfig
 from ppi_dist.training.distributed import resolve_mixed_precision
 from ppi_dist.training.recipes import load_config
+from ppi_dist.training.sources import training_batches
 from ppi_dist.training.step import StepResult, make_optimizer, train_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,7 +248,10 @@ class TrainerStep:
     prepare: Callable[[dict], dict]
 
     def __call__(self, batch: dict) -> StepResult:
-        prepared = self.prepare(batch)
+        return self.train(self.prepare(batch))
+
+    def train(self, prepared: dict) -> StepResult:
+        """`train_step` alone, on a batch already prepared."""
         return train_step(
             self.model, prepared, self.optimizer, self.accelerator, self.optimization, False
         )
@@ -254,7 +260,7 @@ class TrainerStep:
 def trainer_step(
     model: SECAI, config: TrainConfig, accelerator: Accelerator, prepare: Callable | None = None
 ) -> TrainerStep:
-    """`model` with the trainer's optimiser (`make_optimizer`: fused AdamW on a GPU), both
+    """`model` with the trainer's optimiser (`make_optimizer`: fused AdamW by default), both
     prepared by `accelerator`; batches copied to its device unless `prepare` says otherwise."""
     optimizer = make_optimizer(model, config.optimization)
     prepared, optimizer = accelerator.prepare(model, optimizer)
@@ -410,3 +416,58 @@ def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
         fingerprint="",
         windowing=Windowing(source.max_residues, 0, "crop"),
     )
+
+
+def outside_train_step(
+    source: PairSource, config: TrainConfig, cache_index: CacheIndex | None, steps: int
+) -> dict[str, float]:
+    """Host seconds per step the trainer's loop spends around `train_step` besides the
+    batch's preparation (profiled as `prepare_batch`): the loader's hand-off (the trainer's
+    `BatchLoader` with its `data_workers`; in-process batching when 0), the side swap and
+    the progress bar. Measured on the same pairs, without the steps; the first batch (the
+    workers' start) is left out."""
+    loader = training_batches(
+        source, config, SimpleNamespace(process_index=0, num_processes=1), cache_index
+    )
+    generator = torch.Generator().manual_seed(0)
+    seconds = {"loader": 0.0, "swap_sides": 0.0, "progress": 0.0}
+    with open(os.devnull, "w") as sink:
+        progress = tqdm(total=steps, file=sink, mininterval=0.1)
+        batches = iter(loader)
+        next(batches, None)
+        counted = 0
+        for _ in range(steps):
+            start = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            loaded = time.perf_counter()
+            if config.optimization.swap_augmentation:
+                swap_sides(batch, generator)
+            swapped = time.perf_counter()
+            progress.update(1)
+            progress.set_postfix(loss="0.0000", pairs_s="0.0", refresh=False)
+            done = time.perf_counter()
+            seconds["loader"] += loaded - start
+            seconds["swap_sides"] += swapped - loaded
+            seconds["progress"] += done - swapped
+            counted += 1
+        progress.close()
+    loader.close()
+    return {k: v / max(counted, 1) for k, v in seconds.items()}
+
+
+def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    """The lines of a Markdown table, columns padded to their widest cell."""
+    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
+    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
+    return lines
+
+
+def shorten(name: str, width: int = 90) -> str:
+    return name if len(name) <= width else name[: width - 3] + "..."

@@ -1,49 +1,55 @@
 #!/usr/bin/env bash
-# The GPU check of SE-CAI on one H100/H200, ending in one results table. Three stages, each
-# under 9.5 minutes, so each fits one call of a 10-minute device lease:
+# The GPU check of SE-CAI on one H100/H200, ending in one results table. Four stages; each
+# one's rows (their time limits, most important first) add up, with set-up, to under its
+# budget of 555 s, so a stage fits one call of a 10-minute device lease. The plan (rows and
+# limits) is printed first, and a stage whose plan does not fit refuses to start;
+# PLAN_ONLY=1 prints the plan and stops (tests/benchmarks check every stage's).
 #   STAGE=tests (default)                                                  limits, seconds
 #     1. versions and the GPU,
 #     2. the GPU tests (tests/gpu: LoRA bf16 on the real 8M, frozen encoder, swap     140
 #        augmentation, DeepSpeed ZeRO-2 with and without a frozen encoder, SIGTERM in the
-#        final evaluation, predict = the trainer's scores, no math-kernel SDPA fallback),
+#        final evaluation, predict = the trainer's scores, no math-kernel SDPA fallback,
+#        the flash kernels of the encoder and the cross-attention),
 #     3. where a step's time goes (benchmarks.profile_step): the ESM-2 650M shape      55
 #        (random weights, LoRA, bf16, checkpointing) at 65,536 tokens, and the real     35
 #        8M frozen step (cache-row batches of 262,144 pair tokens, the range BENCHMARKS
-#        suggests for frozen runs; cache on the GPU): top kernels, host/device split, syncs,
-#     4. torch.compile against eager (benchmarks.throughput --compile): the 650M     130
-#        shape at 65,536 tokens, eager and compiled steps alternating, no naive baseline,
-#     5. the trainer itself on Bernett with the real 8M encoder, LoRA and frozen     2 x 90
+#        suggests for frozen runs; cache on the GPU): top kernels, host/device split,
+#        operators dispatched per step, syncs,
+#     4. the trainer itself on Bernett with the real 8M encoder, LoRA and frozen     2 x 90
 #        encoder (cache kept on the GPU): pairs/s from its own log.
-#     The limits add up to 540 s; with set-up (about 15 s) under 9.5 minutes. The budget
-#     and memory sweep and the no-checkpointing run moved to STAGE=speed to make room.
-#   STAGE=speed: speed measurements only, no GPU tests, in this order
-#     the packed encoder's attention kernels (ppi_dist/models/attention.py), the 650M
-#     shape at 65,536 tokens with checkpointing: sdpa beside the naive baseline, varlen,
-#     cudnn, flex, 80 each;
-#     profiles: 650M LoRA 55, 8M frozen 35, 8M LoRA (32,768 tokens, no checkpointing, as
-#     the trainer row) 35 and the same compiled 60; compile against eager (as in tests) 130;
-#     the budget and memory sweep of the 650M shape (32,768 / 65,536 / 131,072 tokens,
-#     naive baseline) 130; the same without activation checkpointing (32,768 / 65,536) 80.
-#     Limits add up to 845 s: past the stage's 555 the last ones (the sweeps, the compile
-#     comparison) are SKIPPED.
-#   STAGE=results (SEEDS runs from SEED on; default 3 from 0)                      limits
-#     6. frozen 8M on whole splits (benchmarks.real_data, max_tokens 262,144 pair tokens):
-#        yeast random (2 epochs, protein-disjoint validation) first, then Bernett       200
-#        (whole train, validation and test sets, one epoch): test metrics per        the rest
-#        objective beside the baselines, written after every seed.
-# A check that cannot run prints "SKIPPED: <reason>" in its row; a failure prints FAIL and
-# the tail of its log. Every step has its own time limit, and on the GPU no step runs past
-# STAGE_BUDGET seconds from the start (default 555: later steps get what is left, or are
-# SKIPPED); partial results stay in $WORK, the profiles' full tables in $WORK/profile_*.log.
+#   STAGE=speed: the speed figures the issue asks for, most important first: the 650M
+#     shape at 65,536 tokens with checkpointing (MFU), the packed encoder's attention
+#     kernels (ppi_dist/models/attention.py): sdpa beside the naive baseline 80, varlen 60,
+#     cudnn 60, flex 80 (compiles); varlen encoder with varlen cross-attention
+#     (ppi_dist/models/cross_attention.py) 60; then the 8M LoRA (32,768 tokens, no
+#     checkpointing) 35 and frozen 35 steps (pairs/s, operators per step); the 650M LoRA
+#     profile 55.
+#   STAGE=sweep: torch.compile against eager (the 650M shape at 65,536 tokens) 130, the 8M
+#     LoRA step compiled 60, the budget and memory sweep of the 650M shape (32,768 / 65,536
+#     / 131,072 tokens, naive baseline) 130, the same without activation checkpointing
+#     (32,768 / 65,536) 80.
+#   STAGE=results (SEEDS runs from SEED on; default 3 from 0)
+#     frozen 8M on whole splits (benchmarks.real_data, max_tokens 262,144 pair tokens):
+#     yeast random (2 epochs, protein-disjoint validation) 200, then Bernett (whole train,
+#     validation and test sets, one epoch) 300: test metrics per objective beside the
+#     baselines, written after every seed.
+# Each row's command is printed before it runs; a check that cannot run prints
+# "SKIPPED: <reason>" in its row; a failure prints FAIL and the tail of its log. On the
+# GPU no step runs past STAGE_BUDGET seconds from the start (later steps get what is left,
+# or are SKIPPED). The results table is rewritten after every row ($WORK/results.md), so a
+# stage cut short keeps what it measured; the profiles' full tables are in
+# $WORK/profile_*.log.
 #
 #   bash benchmarks/gpu_check.sh               # on the GPU machine
 #   STAGE=speed bash benchmarks/gpu_check.sh
+#   STAGE=sweep bash benchmarks/gpu_check.sh
 #   STAGE=results bash benchmarks/gpu_check.sh
 #   bash benchmarks/gpu_check.sh --dry         # (or DRY=1) CPU, tiny shape, a few steps: CI
 # Env: PYTHON (default: .venv/bin/python if present, else python), DATA (default:
 # ../shared/data/bernett-gold), ESM2_8M (../shared/models/esm2_t6_8M), WORK (scratch),
 # TRACE=1 (Chrome traces of the profiled steps into $WORK; the 650M's is large),
-# PPI_DIST_COMPILE_BACKEND (torch.compile backend; default inductor, eager in --dry).
+# PPI_DIST_COMPILE_BACKEND (torch.compile backend; default inductor, eager in --dry),
+# PLAN_ONLY=1 (print the stage's plan and stop).
 set -uo pipefail
 
 DRY="${DRY:-0}"
@@ -55,9 +61,53 @@ for arg in "$@"; do
   esac
 done
 case "$STAGE" in
-  tests|speed|results) ;;
-  *) echo "unknown STAGE=$STAGE (tests, speed or results)" >&2; exit 2 ;;
+  tests|speed|sweep|results) ;;
+  *) echo "unknown STAGE=$STAGE (tests, speed, sweep or results)" >&2; exit 2 ;;
 esac
+
+# ---- the plan: each stage's rows in the order they run, with their GPU time limits -------
+BUDGET=555       # seconds a stage may take on the GPU (one call of a 10-minute lease)
+SETUP=30         # versions, imports, the sampled pair file, the final table
+declare -A GPU_LIMIT=()
+PLAN=()
+plan_row() { PLAN+=("$1"); GPU_LIMIT[$1]=$2; }
+case "$STAGE" in
+  tests)
+    plan_row gpu_tests 140
+    plan_row profile_650m_lora 55
+    plan_row profile_8m_frozen 35
+    plan_row trainer_8m_lora 90
+    plan_row trainer_8m_frozen 90 ;;
+  speed)
+    plan_row attention_sdpa 80
+    plan_row attention_varlen 60
+    plan_row attention_cudnn 60
+    plan_row attention_flex 80
+    plan_row cross_attention_varlen 60
+    plan_row profile_8m_lora 35
+    plan_row profile_8m_frozen 35
+    plan_row profile_650m_lora 55 ;;
+  sweep)
+    plan_row throughput_compile 130
+    plan_row profile_8m_lora_compiled 60
+    plan_row throughput_sweep 130
+    plan_row throughput_no_checkpointing 80 ;;
+  results)
+    plan_row yeast_random_frozen_8m 200
+    plan_row bernett_frozen_8m 300 ;;
+esac
+PLANNED=0
+echo "=== plan (STAGE=$STAGE; GPU limits in seconds, in the order they run)"
+for name in "${PLAN[@]}"; do
+  PLANNED=$(( PLANNED + GPU_LIMIT[$name] ))
+  printf '  %-30s %4d\n' "$name" "${GPU_LIMIT[$name]}"
+done
+echo "  total $PLANNED + set-up $SETUP = $(( PLANNED + SETUP )) of the budget $BUDGET"
+if (( PLANNED + SETUP > BUDGET )); then
+  echo "the plan of STAGE=$STAGE does not fit its budget" >&2
+  exit 1
+fi
+if [[ "${PLAN_ONLY:-0}" == 1 ]]; then exit 0; fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -81,17 +131,92 @@ START=$(date +%s)
 
 note() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$STATUS"; }
 
-# run_check NAME TIMEOUT CMD...: run, log to $WORK/NAME.log, record OK / FAIL in $STATUS.
-# With a STAGE_BUDGET, the timeout is cut to what is left of it, and a step with under
-# 15 s left is skipped.
+# write_table: the results table of every row so far, into $WORK/results.md (rewritten
+# after each row, so a stage cut short keeps what it measured).
+write_table() {
+"$PYTHON" - "$RESULTS" "$STATUS" "$TRAINER" "$PROFILES" "$COMMANDS" >"$WORK/results.md" <<'EOF'
+import json
+import sys
+
+results = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+status = [line.rstrip("\n").split("\t") for line in open(sys.argv[2]) if line.strip()]
+trainer = [line.rstrip("\n").split("\t") for line in open(sys.argv[3]) if line.strip()]
+profiles = [json.loads(line) for line in open(sys.argv[4]) if line.strip()]
+header = ("check", "status", "pairs/s", "pair tok/s", "padded tok/s", "MFU", "peak GiB", "note")
+rows = []
+for r in results:
+    what = f"max_tokens {r['max_tokens']}" if r["max_tokens"] else f"batch_size {r['batch_size']}"
+    what += f", length {r['fixed_length']}" if r["fixed_length"] else ", pair-file lengths"
+    what += ", checkpointing" if r.get("activation_checkpointing") else ""
+    what += f", {r['attention']} attention" if r.get("attention") else ""
+    cross = r.get("cross_attention")
+    what += f", {cross} cross-attention" if cross and cross != "sdpa" else ""
+    mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+    rows.append((f"throughput {r['name']}", "OK", f"{r['pairs_per_s']:.2f}",
+                 f"{r['pair_tokens_per_s']:.0f}", f"{r['encoded_padded_tokens_per_s']:.0f}", mfu,
+                 f"{r['peak_memory_gb']:.2f}", f"{r['encoder']} {what}"))
+
+
+def profile_name(p):
+    encoder = "8M" if p["encoder"].rstrip("/").endswith("esm2_t6_8M") else p["encoder"]
+    return f"profile {encoder} {p['mode']}" + (" compiled" if p["compiled"] else "")
+
+
+for p in profiles:
+    busy = p["device_busy_s"]
+    syncs = sum(v for k, v in p["syncs_per_step"].items() if k.startswith("cuda"))
+    device = (f"device busy {100 * busy / p['profiled_wall_s']:.0f}%, {syncs:g} syncs"
+              if busy is not None else "CPU run")
+    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(p["shares"].items())[:4])
+    ops = p.get("ops_per_step")
+    if ops:
+        shares += "; ops/step " + ", ".join(f"{k} {v:g}" for k, v in ops.items())
+    rows.append((profile_name(p), "OK", f"{p['pairs_per_s']:.2f}", "-", "-", "-", "-",
+                 f"max_tokens {p['max_tokens']}; step {p['wall_s']:.3f} s; profiled: host "
+                 f"{p['host_s']:.3f} + sync wait {p['sync_wait_s']:.3f} + drain "
+                 f"{p['drain_s']:.3f} s, {device}; {shares}"))
+for name, rate, steps, metrics in trainer:
+    rows.append((f"trainer {name}", "OK" if rate != "-" else "-", rate, "-", "-", "-", "-",
+                 f"{steps}; test {metrics}"))
+for name, state, seconds, text in status:
+    rows.append((name, state, "-", "-", "-", "-", "-", f"{seconds}s {text}".strip()))
+widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+for row in [header, tuple("-" * w for w in widths), *rows]:
+    print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+for p in profiles:  # the full tables are in the profile logs
+    print(f"\n{profile_name(p)}, top 5 by {'device' if p['device_busy_s'] is not None else 'CPU'}"
+          " time per step:")
+    for name, calls, ms, share, kind in p["top"][:5]:
+        print(f"  {100 * share:5.1f}% {ms:9.3f} ms {calls:6g} calls  [{kind}] {name[:100]}")
+commands = [line.rstrip("\n").split("\t", 1) for line in open(sys.argv[5]) if line.strip()]
+if commands:
+    print("\ncommands:")
+for name, command in commands:
+    print(f"  {name}: {command}")
+EOF
+}
+
+COMMANDS="$WORK/commands.tsv"       # check <TAB> the command it ran
+: >"$COMMANDS"
+
+# run_check NAME CMD...: run, log to $WORK/NAME.log, record OK / FAIL in $STATUS, then
+# rewrite the results table. The time limit is the plan's (GPU) or DRY_LIMIT (--dry); with
+# a STAGE_BUDGET it is cut to what is left of it, and a step with under 15 s left is skipped.
 run_check() {
-  local name="$1" limit="$2"; shift 2
-  local log="$WORK/$name.log" start rc
+  local name="$1"; shift
+  local log="$WORK/$name.log" start rc limit
+  if [[ -z "${GPU_LIMIT[$name]:-}" ]]; then
+    echo "internal: $name is not in the plan of STAGE=$STAGE" >&2
+    exit 1
+  fi
+  if [[ "$DRY" == 1 ]]; then limit=$DRY_LIMIT; else limit=${GPU_LIMIT[$name]}; fi
+  printf '%s\t%s\n' "$name" "$*" >>"$COMMANDS"
   if [[ "$STAGE_BUDGET" -gt 0 ]]; then
     local left=$(( START + STAGE_BUDGET - $(date +%s) ))
     if (( left < 15 )); then
-      echo "=== $name: SKIPPED (${left}s left of the stage's ${STAGE_BUDGET}s)"
+      echo "=== $name: SKIPPED (${left}s left of the stage's ${STAGE_BUDGET}s): $*"
       note "$name" SKIPPED 0 "SKIPPED: ${left}s left of the stage's ${STAGE_BUDGET}s"
+      write_table
       return
     fi
     if (( left < limit )); then limit=$left; fi
@@ -109,15 +234,16 @@ run_check() {
   else
     note "$name" FAIL "$seconds" "exit $rc: $(tail -n 1 "$log" | cut -c1-120)"
   fi
+  write_table
 }
 
-# profile NAME TIMEOUT ARGS...: python -m benchmarks.profile_step; its summary into $PROFILES, its
+# profile NAME ARGS...: python -m benchmarks.profile_step; its summary into $PROFILES, its
 # tables in $WORK/NAME.log.
 profile() {
-  local name="$1" limit="$2"; shift 2
+  local name="$1"; shift
   local trace=()
   if [[ "${TRACE:-0}" == 1 ]]; then trace=(--trace "$WORK/$name.trace.json"); fi
-  run_check "$name" "$limit" "$PYTHON" -m benchmarks.profile_step --device "$DEVICE" \
+  run_check "$name" "$PYTHON" -m benchmarks.profile_step --device "$DEVICE" \
     --pairs "$SAMPLED" --fasta "$DATA/sequences.fasta" --json_out "$PROFILES" \
     "${trace[@]}" "$@"
 }
@@ -160,21 +286,20 @@ if [[ "$DRY" != 1 ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cu
 fi
 
 if [[ "$DRY" == 1 ]]; then
-  DEVICE=cpu SHAPE=tiny STAGE_BUDGET="${STAGE_BUDGET:-0}"
-  TESTS_TIMEOUT=120 SWEEP_TIMEOUT=240 NO_CKPT_TIMEOUT=0 RUN_TIMEOUT=240 COMPILE_TIMEOUT=240
-  PROFILE_650M_TIMEOUT=120 PROFILE_8M_TIMEOUT=120 PROFILE_8M_COMPILED_TIMEOUT=120
+  # Every row's limit on the CPU is DRY_LIMIT: the plan's limits are the GPU's.
+  DEVICE=cpu SHAPE=tiny STAGE_BUDGET="${STAGE_BUDGET:-0}" DRY_LIMIT=300
   # Compiled steps through dynamo's graph capture only ("eager" backend): the dry run checks
   # that the compile flags reach the model and capture its graphs; AOTAutograd and the
   # gradients are tests/models/test_compile.py's (aot_eager); the GPU run uses inductor.
   export PPI_DIST_COMPILE_BACKEND="${PPI_DIST_COMPILE_BACKEND:-eager}"
   SWEEP=(--max_tokens 2048 4096 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
          --fixed_length 60 --baseline_batch_size 4)
-  SWEEP_NO_CKPT=()
+  SWEEP_NO_CKPT=(--max_tokens 2048 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
+                 --fixed_length 60 --no_baseline --activation_checkpointing false)
   COMPILE=(--max_tokens 2048 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
            --fixed_length 60 --no_baseline --compile)
   KERNELS=(--max_tokens 2048 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
            --fixed_length 60 --baseline_batch_size 4)
-  KERNEL_TIMEOUT=240
   # --dry: the tiny shape on the CPU whatever the encoder; 1 warm-up, 1 timed, 2 profiled.
   PROFILE_650M=(--dry --warmup 1 --timed_steps 1 --steps 2)
   PROFILE_8M_LORA=("${PROFILE_650M[@]}")
@@ -189,9 +314,7 @@ else
   # tokens take about 2.9 s (22.6 pairs/s): a profile (2 warm-up, 2 timed, 1 + 2 profiled)
   # is about 20 s of steps after 20 s of start-up; the compile run adds the compilation of
   # one layer (fwd + bwd) and the head to 2 x 3 eager and compiled steps.
-  DEVICE=cuda SHAPE=650M STAGE_BUDGET="${STAGE_BUDGET:-555}"
-  TESTS_TIMEOUT=140 SWEEP_TIMEOUT=130 NO_CKPT_TIMEOUT=80 RUN_TIMEOUT=90 COMPILE_TIMEOUT=130
-  PROFILE_650M_TIMEOUT=55 PROFILE_8M_TIMEOUT=35 PROFILE_8M_COMPILED_TIMEOUT=60
+  DEVICE=cuda SHAPE=650M STAGE_BUDGET="${STAGE_BUDGET:-$BUDGET}" DRY_LIMIT=0
   # Trainer flags after the benchmarks' own: bf16, and checkpointing said explicitly (its
   # default is on for CUDA, so the no-checkpointing sweep must turn it off).
   SWEEP=(--max_tokens 32768 65536 131072 --num_pairs 128 --repeats 2 --warmup 1
@@ -205,7 +328,6 @@ else
            --encoder_attention sdpa)
   KERNELS=(--max_tokens 65536 --num_pairs 128 --repeats 2 --warmup 1 --baseline_batch_size 8
            --mixed_precision bf16 --activation_checkpointing true)
-  KERNEL_TIMEOUT=80
   PROFILE_650M=(--encoder_shape 650M --max_tokens 65536 --sort_buffer 1024 --warmup 2
                 --timed_steps 2 --steps 2 --mixed_precision bf16 --activation_checkpointing true)
   PROFILE_8M_LORA=(--encoder "$ESM2_8M" --max_tokens 32768 --sort_buffer 2048 --warmup 3
@@ -232,55 +354,49 @@ if [[ "$STAGE" == tests ]]; then
   # Several at once where pytest-xdist is installed: tiny runs leave the GPU mostly idle.
   PARALLEL=()
   if [[ "$DRY" != 1 ]] && "$PYTHON" -c "import xdist" 2>/dev/null; then PARALLEL=(-n 4); fi
-  run_check gpu_tests "$TESTS_TIMEOUT" "$PYTHON" -m pytest tests/gpu -m gpu -q -rs \
-    -p no:cacheprovider "${PARALLEL[@]}"
-fi
-
-if [[ "$STAGE" == speed ]]; then
-  # The packed encoder's attention kernels (ppi_dist/models/attention.py) on the same pairs,
-  # first: the lever with the most to gain (under sdpa every masked block is computed).
-  run_check attention_sdpa "$KERNEL_TIMEOUT" "${THROUGHPUT[@]}" "${KERNELS[@]}" \
-    --encoder_attention sdpa
-  for kernel in varlen cudnn flex; do
-    run_check "attention_$kernel" "$KERNEL_TIMEOUT" "${THROUGHPUT[@]}" "${KERNELS[@]}" \
-      --no_baseline --encoder_attention "$kernel"
-  done
-fi
-
-if [[ "$STAGE" == tests || "$STAGE" == speed ]]; then
+  run_check gpu_tests "$PYTHON" -m pytest tests/gpu -m gpu -q -rs -p no:cacheprovider \
+    "${PARALLEL[@]}"
   # ---- 3. profiles of one step: the 650M shape with LoRA, the 8M frozen ------------------
-  profile profile_650m_lora "$PROFILE_650M_TIMEOUT" "${PROFILE_650M[@]}"
-  profile profile_8m_frozen "$PROFILE_8M_TIMEOUT" "${PROFILE_8M_FROZEN[@]}"
-  if [[ "$STAGE" == speed ]]; then  # the host-bound 8M LoRA step, eager and compiled
-    profile profile_8m_lora "$PROFILE_8M_TIMEOUT" "${PROFILE_8M_LORA[@]}"
-    profile profile_8m_lora_compiled "$PROFILE_8M_COMPILED_TIMEOUT" "${PROFILE_8M_LORA[@]}" \
-      --compile
-  fi
-  # ---- 4. torch.compile against eager, 650M shape, one budget ---------------------------
-  run_check throughput_compile "$COMPILE_TIMEOUT" "${THROUGHPUT[@]}" "${COMPILE[@]}"
-fi
-
-if [[ "$STAGE" == speed ]]; then
-  # ---- throughput and memory sweep of the 650M shape, with and without checkpointing ----
-  run_check throughput_sweep "$SWEEP_TIMEOUT" "${THROUGHPUT[@]}" "${SWEEP[@]}"
-  if [[ ${#SWEEP_NO_CKPT[@]} -gt 0 ]]; then
-    run_check throughput_no_checkpointing "$NO_CKPT_TIMEOUT" "${THROUGHPUT[@]}" "${SWEEP_NO_CKPT[@]}"
-  fi
-fi
-
-if [[ "$STAGE" == tests ]]; then
-  # ---- 5. the trainer on Bernett with the 8M encoder ------------------------------------
+  profile profile_650m_lora "${PROFILE_650M[@]}"
+  profile profile_8m_frozen "${PROFILE_8M_FROZEN[@]}"
+  # ---- 4. the trainer on Bernett with the 8M encoder ------------------------------------
   head -n $((SUBSET_TRAIN + 1)) "$DATA/train.tsv" >"$WORK/train_subset.tsv"
   head -n $((SUBSET_EVAL + 1)) "$DATA/valid.tsv" >"$WORK/valid_subset.tsv"
   SUBSET=(--train_file "$WORK/train_subset.tsv" --valid_file "$WORK/valid_subset.tsv"
           --fasta "$DATA/sequences.fasta" --eval_every 100000)
-  run_check trainer_8m_lora "$RUN_TIMEOUT" "$PYTHON" ppi_dist/train.py "${COMMON[@]}" "${SUBSET[@]}" \
+  run_check trainer_8m_lora "$PYTHON" ppi_dist/train.py "${COMMON[@]}" "${SUBSET[@]}" \
     --max_steps "$LORA_STEPS" --max_tokens "$LORA_TOKENS" --output_dir "$WORK/lora8m"
   trainer_row "8M LoRA, max_tokens $LORA_TOKENS" "$WORK/lora8m"
-  run_check trainer_8m_frozen "$RUN_TIMEOUT" "$PYTHON" ppi_dist/train.py "${COMMON[@]}" "${SUBSET[@]}" \
+  run_check trainer_8m_frozen "$PYTHON" ppi_dist/train.py "${COMMON[@]}" "${SUBSET[@]}" \
     --freeze_encoder true --max_steps "$FROZEN_STEPS" --max_tokens "$FROZEN_TOKENS" \
     --embedding_cache "$WORK/cache8m" --output_dir "$WORK/frozen8m"
   trainer_row "8M frozen (cache), max_tokens $FROZEN_TOKENS" "$WORK/frozen8m"
+fi
+
+if [[ "$STAGE" == speed ]]; then
+  # The 650M shape's MFU with each packed-encoder kernel (ppi_dist/models/attention.py) on
+  # the same pairs, sdpa beside the naive baseline, first: the lever with the most to gain
+  # (under sdpa every masked block is computed). Then flash varlen in the cross-attention
+  # too (ppi_dist/models/cross_attention.py), then the 8M LoRA and frozen steps' pairs/s.
+  run_check attention_sdpa "${THROUGHPUT[@]}" "${KERNELS[@]}" --encoder_attention sdpa
+  for kernel in varlen cudnn flex; do
+    run_check "attention_$kernel" "${THROUGHPUT[@]}" "${KERNELS[@]}" --no_baseline \
+      --encoder_attention "$kernel"
+  done
+  run_check cross_attention_varlen "${THROUGHPUT[@]}" "${KERNELS[@]}" --no_baseline \
+    --encoder_attention varlen --cross_attention_kernel varlen
+  profile profile_8m_lora "${PROFILE_8M_LORA[@]}"
+  profile profile_8m_frozen "${PROFILE_8M_FROZEN[@]}"
+  profile profile_650m_lora "${PROFILE_650M[@]}"
+fi
+
+if [[ "$STAGE" == sweep ]]; then
+  # ---- torch.compile against eager (650M shape, one budget; the 8M LoRA step) -----------
+  run_check throughput_compile "${THROUGHPUT[@]}" "${COMPILE[@]}"
+  profile profile_8m_lora_compiled "${PROFILE_8M_LORA[@]}" --compile
+  # ---- throughput and memory sweep of the 650M shape, with and without checkpointing ----
+  run_check throughput_sweep "${THROUGHPUT[@]}" "${SWEEP[@]}"
+  run_check throughput_no_checkpointing "${THROUGHPUT[@]}" "${SWEEP_NO_CKPT[@]}"
 fi
 
 if [[ "$STAGE" == results ]]; then
@@ -294,70 +410,22 @@ if [[ "$STAGE" == results ]]; then
     # real_data.py --dry: splits and baselines only (the yeast cache alone is a CPU hour)
     SIZES=(--train_pairs 300 --valid_pairs 100 --test_pairs 100 --max_residues 256
            --max_tokens 4096 --dry)
-    YEAST_TIMEOUT=300 BERNETT_TIMEOUT=300 YEAST_EPOCHS=1
+    YEAST_EPOCHS=1
   else
     SIZES=(--train_pairs 1000000 --valid_pairs 1000000 --max_residues 1022 --max_tokens 262144)
-    YEAST_TIMEOUT=200 BERNETT_TIMEOUT=540 YEAST_EPOCHS=2
+    YEAST_EPOCHS=2
   fi
   REAL=("$PYTHON" -m benchmarks.real_data --seed "${SEED:-0}" --seeds "${SEEDS:-3}" "${SIZES[@]}")
-  run_check yeast_random_frozen_8m "$YEAST_TIMEOUT" "${REAL[@]}" --datasets yeast-random \
+  run_check yeast_random_frozen_8m "${REAL[@]}" --datasets yeast-random \
     --epochs "$YEAST_EPOCHS" --work_dir "$WORK/real_yeast"
   cat "$WORK/real_yeast/results.md" 2>/dev/null
-  run_check bernett_frozen_8m "$BERNETT_TIMEOUT" "${REAL[@]}" --datasets bernett --epochs 1 \
+  run_check bernett_frozen_8m "${REAL[@]}" --datasets bernett --epochs 1 \
     --work_dir "$WORK/real_bernett"
   cat "$WORK/real_bernett/results.md" 2>/dev/null
 fi
 
 echo
 echo "=== results ($([[ "$DRY" == 1 ]] && echo "DRY: CPU, tiny shape, not a measurement" || echo "GPU"))"
-"$PYTHON" - "$RESULTS" "$STATUS" "$TRAINER" "$PROFILES" <<'EOF'
-import json
-import sys
-
-results = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-status = [line.rstrip("\n").split("\t") for line in open(sys.argv[2]) if line.strip()]
-trainer = [line.rstrip("\n").split("\t") for line in open(sys.argv[3]) if line.strip()]
-profiles = [json.loads(line) for line in open(sys.argv[4]) if line.strip()]
-header = ("check", "status", "pairs/s", "pair tok/s", "padded tok/s", "MFU", "peak GiB", "note")
-rows = []
-for r in results:
-    what = f"max_tokens {r['max_tokens']}" if r["max_tokens"] else f"batch_size {r['batch_size']}"
-    what += f", length {r['fixed_length']}" if r["fixed_length"] else ", pair-file lengths"
-    what += ", checkpointing" if r.get("activation_checkpointing") else ""
-    what += f", {r['attention']} attention" if r.get("attention") else ""
-    mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-    rows.append((f"throughput {r['name']}", "OK", f"{r['pairs_per_s']:.2f}",
-                 f"{r['pair_tokens_per_s']:.0f}", f"{r['encoded_padded_tokens_per_s']:.0f}", mfu,
-                 f"{r['peak_memory_gb']:.2f}", f"{r['encoder']} {what}"))
-
-
-def profile_name(p):
-    encoder = "8M" if p["encoder"].rstrip("/").endswith("esm2_t6_8M") else p["encoder"]
-    return f"profile {encoder} {p['mode']}" + (" compiled" if p["compiled"] else "")
-
-
-for p in profiles:
-    busy = p["device_busy_s"]
-    syncs = sum(v for k, v in p["syncs_per_step"].items() if k.startswith("cuda"))
-    device = (f"device busy {100 * busy / p['profiled_wall_s']:.0f}%, {syncs:g} syncs"
-              if busy is not None else "CPU run")
-    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(p["shares"].items())[:4])
-    rows.append((profile_name(p), "OK", f"{p['pairs_per_s']:.2f}", "-", "-", "-", "-",
-                 f"max_tokens {p['max_tokens']}; step {p['wall_s']:.3f} s; profiled: host "
-                 f"{p['host_s']:.3f} + sync wait {p['sync_wait_s']:.3f} + drain "
-                 f"{p['drain_s']:.3f} s, {device}; {shares}"))
-for name, rate, steps, metrics in trainer:
-    rows.append((f"trainer {name}", "OK" if rate != "-" else "-", rate, "-", "-", "-", "-",
-                 f"{steps}; test {metrics}"))
-for name, state, seconds, text in status:
-    rows.append((name, state, "-", "-", "-", "-", "-", f"{seconds}s {text}".strip()))
-widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-for row in [header, tuple("-" * w for w in widths), *rows]:
-    print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
-for p in profiles:  # the full tables are in the profile logs
-    print(f"\n{profile_name(p)}, top 5 by {'device' if p['device_busy_s'] is not None else 'CPU'}"
-          " time per step:")
-    for name, calls, ms, share, kind in p["top"][:5]:
-        print(f"  {100 * share:5.1f}% {ms:9.3f} ms {calls:6g} calls  [{kind}] {name[:100]}")
-EOF
+write_table
+cat "$WORK/results.md"
 echo "(logs and raw results in $WORK; wall $(( $(date +%s) - START ))s)"

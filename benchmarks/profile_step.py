@@ -1,7 +1,7 @@
 """Where a training step's time goes: `torch.profiler` over the trainer's own step.
 
 The step is `ppi_dist.training.step.train_step` with the trainer's optimizer
-(`make_optimizer`: fused AdamW on a GPU), a model built from the trainer's flags and its
+(`make_optimizer`: fused AdamW by default), a model built from the trainer's flags and its
 Accelerator set-up, and the loop's own device copy, on batches of a Bernett sample built as
 throughput.py builds them (`benchmarks.core`: the same sample, model and token-budget
 batches). Frozen mode (`--freeze_encoder true`) runs the frozen trainer's input path:
@@ -17,16 +17,21 @@ step). Printed: machine and versions; per-step wall time, split into the host's 
 drain, and the device's busy time (kernel and copy intervals merged); the top ops or kernels
 by self device time (self CPU time on the CPU); the shares of attention, matmul, optimizer,
 elementwise, norm/reduction and the rest (by name pattern); the host-device synchronisations
-per step; and a `PROFILE` summary line (also `--json_out`). `--trace` writes a Chrome trace.
+per step; the aten operators dispatched per step (forward, backward, optimizer) and the
+loop's host time around `train_step`; and a `PROFILE` summary line (also `--json_out`).
+`--trace` writes a Chrome trace; `--before SETTING=VALUE` profiles the step with those
+settings first, in the same run, and prints BEFORE/AFTER lines.
 
     python -m benchmarks.profile_step --dry                           # CPU, tiny, seconds
     python -m benchmarks.profile_step --encoder_shape 650M --max_tokens 65536
     python -m benchmarks.profile_step --freeze_encoder true --max_tokens 65536   # the 8M
+    python -m benchmarks.profile_step --dry --before adamw_implementation=for_loop
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import itertools
 import re
@@ -45,7 +50,8 @@ from ppi_dist.models.compile import compile_model, default_backend
 from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.frozen import with_cached_states
 
-STEP_RANGE, TRAIN_STEP_RANGE = "profile_step", "train_step"
+STEP_RANGE, TRAIN_STEP_RANGE, PREPARE_RANGE = "profile_step", "train_step", "prepare_batch"
+PHASES = ("forward", "backward", "optimizer")
 # Host calls that wait for the device: `.item()`, `.tolist()`, `nonzero` of a CUDA tensor
 # end in one of them. Scalar reads are counted too, on any device: each is a sync when its
 # tensor is on the GPU (on the CPU, non-fused AdamW reads each parameter's step count).
@@ -70,7 +76,7 @@ CATEGORIES = (
 
 
 def category(name: str) -> str:
-    if name in (STEP_RANGE, TRAIN_STEP_RANGE) or name.startswith("ProfilerStep"):
+    if name in (STEP_RANGE, TRAIN_STEP_RANGE, PREPARE_RANGE) or name.startswith("ProfilerStep"):
         return "python"  # self time of our ranges: the host's Python between ops
     lowered = name.lower()
     for label, pattern in CATEGORIES:
@@ -91,6 +97,16 @@ class Event:
     start: float
     end: float
     self_us: float  # device: duration; CPU: time not spent in CPU children
+    dispatched: bool = False  # an aten op called from outside any aten op: one dispatch
+    phase: str = ""  # "backward" (autograd's engine), "optimizer" (Optimizer.*) or unknown
+
+
+def _ancestors(e) -> list[str]:
+    names, parent = [], getattr(e, "cpu_parent", None)
+    while parent is not None:
+        names.append(parent.name)
+        parent = getattr(parent, "cpu_parent", None)
+    return names
 
 
 def events_of(prof: profile) -> list[Event]:
@@ -101,8 +117,33 @@ def events_of(prof: profile) -> list[Event]:
             continue  # our ranges drawn on the GPU timeline: they span kernels and gaps
         start, end = e.time_range.start, e.time_range.end
         self_us = end - start if on_device else e.self_cpu_time_total
-        events.append(Event(e.name, on_device, start, end, self_us))
+        above = [] if on_device else _ancestors(e)
+        dispatched = e.name.startswith("aten::") and not any(a.startswith("aten::") for a in above)
+        phase = ""
+        if any(a.startswith("autograd::engine::evaluate_function") for a in above):
+            phase = "backward"
+        elif any(a.startswith("Optimizer.") for a in above):
+            phase = "optimizer"
+        events.append(Event(e.name, on_device, start, end, self_us, dispatched, phase))
     return events
+
+
+def ops_per_phase(events: list[Event], inside: list[tuple[float, float]], steps: int) -> dict:
+    """Operators dispatched per step inside train_step, by phase: forward (before the
+    step's backward starts), backward (autograd's engine), optimizer (what follows the
+    backward: clipping, `Optimizer.step`, `zero_grad`). Each dispatch is a kernel launch or
+    more on a GPU, so the count is the machine-independent part of a launch-bound step."""
+    counts = dict.fromkeys(PHASES, 0.0)
+    for start, end in inside:
+        mine = [e for e in events if not e.on_device and start <= e.start < end]
+        backward = [e.start for e in mine if e.phase == "backward"]
+        backward_from = min(backward) if backward else end
+        for e in mine:
+            if not e.dispatched:
+                continue
+            phase = e.phase or ("forward" if e.start < backward_from else "optimizer")
+            counts[phase] += 1 / steps
+    return counts
 
 
 def merged_length(intervals: list[tuple[float, float]]) -> float:
@@ -137,6 +178,10 @@ class ProfileSummary:
     drain_s: float  # after train_step returned, waiting for the device to finish
     device_busy_s: float | None  # merged kernel and copy intervals; None on the CPU
     syncs_per_step: dict[str, float]  # SYNC_CALLS and SCALAR_READS inside train_step
+    ops_per_step: dict[str, float]  # aten ops dispatched inside train_step, by phase
+    kernels_per_step: float | None  # device kernels, copies and memsets; None on the CPU
+    prepare_s: float  # the loop's batch preparation (device copy, cached states gathered)
+    outside_s: dict[str, float]  # host per step outside train_step, by what the loop does
     shares: dict[str, float]  # category -> share of device (CPU: self CPU) time
     top: list[tuple[str, float, float, float, str]]  # name, calls/step, ms/step, share, category
 
@@ -162,6 +207,7 @@ def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
     train_us = sum(end - start for start, end in inside)
 
     # Device time on a GPU; on the CPU, self CPU time of every op and range.
+    prepare_us = sum(e.end - e.start for e in events if e.name == PREPARE_RANGE and not e.on_device)
     timed = [e for e in events if e.on_device] if on_cuda else [e for e in events if e.self_us > 0]
     busy = merged_length([(e.start, e.end) for e in timed]) if on_cuda else None
     by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
@@ -180,6 +226,9 @@ def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
         "drain_s": (wall_us - train_us) / steps / 1e6,
         "device_busy_s": busy / steps / 1e6 if busy is not None else None,
         "syncs_per_step": dict(sorted(counts.items())),
+        "ops_per_step": ops_per_phase(events, inside, steps),
+        "kernels_per_step": sum(e.on_device for e in events) / steps if on_cuda else None,
+        "prepare_s": prepare_us / steps / 1e6,
         "shares": dict(sorted(shares.items(), key=lambda item: -item[1])),
         "top": [
             (name, calls / steps, us / steps / 1e3, us / total, category(name))
@@ -218,6 +267,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
     parser.add_argument(
         "--trace", default=None, help="write a Chrome trace (chrome://tracing) here"
     )
+    parser.add_argument(
+        "--before",
+        nargs="+",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="also profile the step with these settings first, in the same run (e.g. "
+        "adamw_implementation=for_loop), and print BEFORE/AFTER lines",
+    )
     core.add_run_flags(parser)
     args, flags = parser.parse_known_args(argv)
     if args.dry:  # after the flags given: the dry run's shape and sizes win
@@ -239,17 +296,19 @@ def make_batches(
     proteins (`core.stand_in_cache`, `hidden` wide), kept on the device as the trainer keeps
     it on a GPU."""
     pairs, _ = core.sample_pairs(core.sample_from(args, config))
-    max_tokens, prepare = config.data.max_tokens, None
+    max_tokens, prepare, index = config.data.max_tokens, None, None
+    needed = args.warmup + args.timed_steps + 1 + args.steps  # + the profiler's warm-up
     with core.sample_source(pairs, config.model.secai.max_residues) as source:
         if config.model.secai.freeze_encoder:
             cache = core.stand_in_cache(source, hidden)
             cache.keep_on(device)
-            batches = core.our_batches(source, max_tokens, config, cache.index)
+            index = cache.index
+            batches = core.our_batches(source, max_tokens, config, index)
             prepare = functools.partial(with_cached_states, cache=cache, device=device)
         else:
             batches = core.our_batches(source, max_tokens, config)
-    needed = args.warmup + args.timed_steps + 1 + args.steps  # + the profiler's warm-up
-    return list(itertools.islice(itertools.cycle(batches), needed)), prepare
+        outside = core.outside_train_step(source, config, index, min(needed, len(batches)))
+    return list(itertools.islice(itertools.cycle(batches), needed)), prepare, outside
 
 
 def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
@@ -267,7 +326,7 @@ def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
         print(f"compiled: {len(names)} modules, backend {default_backend()}, dynamic shapes")
     accelerator = core.benchmark_accelerator(config, device)
     hidden = model.encoder.config.hidden_size
-    batches, prepare = make_batches(args, config, hidden, device)
+    batches, prepare, outside = make_batches(args, config, hidden, device)
     step = core.trainer_step(model, config, accelerator, prepare)
     max_tokens = config.data.max_tokens
     print(
@@ -302,6 +361,7 @@ def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
         pairs_per_step=pairs,
         wall_s=wall,
         pairs_per_s=pairs / wall,
+        outside_s=outside,
         **summarise(events, args.steps, on_cuda),
     )
     report(summary, host_top(events, args.steps, 10 if on_cuda else 0), args.top)
@@ -320,8 +380,10 @@ def profile_steps(
     with profile(activities=activities, schedule=plan) as prof:
         for batch in batches:
             with record_function(STEP_RANGE):
+                with record_function(PREPARE_RANGE):
+                    prepared = step.prepare(batch)
                 with record_function(TRAIN_STEP_RANGE):
-                    step(batch)
+                    step.train(prepared)
                 if on_cuda:
                     torch.cuda.synchronize(device)
             prof.step()
@@ -332,21 +394,6 @@ def profile_steps(
 
 
 # --------------------------------------------------------------------------- report
-
-
-def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
-    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-        for row in cells
-    ]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return lines
-
-
-def _short(name: str, width: int = 90) -> str:
-    return name if len(name) <= width else name[: width - 3] + "..."
 
 
 def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
@@ -369,6 +416,14 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
             f"({100 * s.device_busy_s / s.profiled_wall_s:.0f}% of the wall), idle "
             f"{idle:.3f} s (waiting for the host)"
         )
+    ops = ", ".join(f"{phase} {count:g}" for phase, count in s.ops_per_step.items())
+    kernels = f"; {s.kernels_per_step:g} device kernels/copies" if s.kernels_per_step else ""
+    print(f"operators dispatched per step: {ops} (total {sum(s.ops_per_step.values()):g}){kernels}")
+    around = ", ".join(f"{name} {1e3 * sec:.2f}" for name, sec in s.outside_s.items())
+    print(
+        f"host outside train_step, ms per step: prepare_batch {1e3 * s.prepare_s:.2f} "
+        f"(device copy / cached states), {around}"
+    )
     syncs = ", ".join(f"{name} {count:g}" for name, count in s.syncs_per_step.items())
     print(
         f"synchronisations and scalar reads per step inside train_step: {syncs or 'none'}"
@@ -379,15 +434,15 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     print(f"shares of {what}: {shares}")
     print(f"top {top} by {what}, per step:")
     rows = [
-        (_short(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
+        (core.shorten(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
         for name, calls, ms, share, kind in s.top[:top]
     ]
-    for line in _table(("name", "calls", "ms", "share", "category"), rows):
+    for line in core.markdown_table(("name", "calls", "ms", "share", "category"), rows):
         print(line)
     if host_rows:
         print("host: top CPU ops and ranges by self CPU time, per step:")
-        rows = [(_short(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
-        for line in _table(("name", "calls", "ms"), rows):
+        rows = [(core.shorten(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
+        for line in core.markdown_table(("name", "calls", "ms"), rows):
             print(line)
     shares = " ".join(f"{name}={100 * share:.1f}%" for name, share in s.shares.items())
     busy = f"{s.device_busy_s:.4f}" if s.device_busy_s is not None else "-"
@@ -398,12 +453,46 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
         f"PROFILE encoder={s.encoder} mode={s.mode} compile={s.compiled} "
         f"max_tokens={s.max_tokens} wall_s={s.wall_s:.4f} pairs_per_s={s.pairs_per_s:.2f} "
         f"host_s={s.host_s:.4f} sync_wait_s={s.sync_wait_s:.4f} drain_s={s.drain_s:.4f} "
-        f"device_busy_s={busy} syncs={syncs} scalar_reads={reads:g} {shares}"
+        f"device_busy_s={busy} syncs={syncs} scalar_reads={reads:g} "
+        f"ops={sum(s.ops_per_step.values()):g} "
+        + " ".join(f"ops_{phase}={count:g}" for phase, count in s.ops_per_step.items())
+        + f" prepare_s={s.prepare_s:.4f} {shares}"
     )
 
 
+def before_and_after(args: argparse.Namespace, config: TrainConfig) -> list[ProfileSummary]:
+    """The step profiled twice in one run, same batches and weights: with the `--before`
+    settings (e.g. `adamw_implementation=for_loop`), then as configured; BEFORE/AFTER lines
+    of operators per step, steps/s and host ms per step."""
+    before = copy.deepcopy(config)
+    for setting in args.before:
+        name, _, value = setting.partition("=")
+        sections = (before.optimization, before.data, before.model)
+        section = next(part for part in sections if hasattr(part, name))
+        setattr(section, name, type(getattr(section, name))(value))
+    print(f"=== before: {' '.join(args.before)}")
+    old = run(args, before)
+    print("=== after: as configured")
+    new = run(args, config)
+    for label, s in (("BEFORE", old), ("AFTER", new)):
+        ops = sum(s.ops_per_step.values())
+        host_ms = 1e3 * (s.host_s + s.prepare_s + sum(s.outside_s.values()))
+        print(
+            f"{label} ops_per_step={ops:g} ("
+            + ", ".join(f"{k} {v:g}" for k, v in s.ops_per_step.items())
+            + f") steps_per_s={1 / s.wall_s:.3f} host_ms_per_step={host_ms:.1f}"
+        )
+    ratio = sum(old.ops_per_step.values()) / max(sum(new.ops_per_step.values()), 1)
+    print(f"ops per step {ratio:.2f}x fewer; steps/s {old.wall_s / new.wall_s:.2f}x")
+    return [old, new]
+
+
 def main(argv: list[str] | None = None) -> None:
-    run(*parse_args(argv))
+    args, config = parse_args(argv)
+    if args.before:
+        before_and_after(args, config)
+    else:
+        run(args, config)
 
 
 if __name__ == "__main__":

@@ -259,6 +259,7 @@ def run(args: argparse.Namespace, config: TrainConfig) -> list[MethodResult]:
         "bf16": steps.baseline.bf16,
         "activation_checkpointing": secai.activation_checkpointing,
         "attention": secai.encoder_attention,
+        "cross_attention": secai.cross_attention_kernel,
     }
     memory = core.PeakMemory(device)
     results: list[MethodResult] = []

@@ -1,7 +1,7 @@
 """Evaluate a saved model on a labelled pair file, scored exactly as training scored it.
 
     ppi-dist evaluate --model outputs/run/model --pairs test.tsv --fasta seqs.fasta \
-        [--train train.tsv] [--valid valid.tsv] [--out eval/]
+        [--train train.tsv] [--valid valid.tsv] [--out eval/] [--cache_dir states/]
 
 Prints the metrics at the model's saved threshold with 95% bootstrap intervals, the trivial
 predictors, C1/C2/C3 classes (`--train`) and every threshold objective chosen on `--valid`;
@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (default: beside the model folder)")
     parser.add_argument("--bootstrap", type=at_least(1), default=1000, help="bootstrap resamples")
     parser.add_argument(
+        "--cache_dir",
+        help="keep the per-residue states here; a cache there that covers the proteins "
+        "from this encoder (say a frozen run's embedding_cache) is read, not re-encoded",
+    )
+    parser.add_argument(
         "--allow_encoder_mismatch", action="store_true", help="load though the encoder changed"
     )
     add_encoding_flags(parser)
@@ -51,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         valid=args.valid,
         n_resamples=args.bootstrap,
         windowing=windowing_from_flags(model, args),
+        cache_dir=args.cache_dir,
     )
     print(describe(report))
     default = Path(args.model).parent / f"evaluation_{Path(args.pairs).name.split('.')[0]}"

@@ -20,11 +20,12 @@ On the test file of a run, the metrics equal what the trainer printed for `test`
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.errors import DataError, UserError
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.evaluation.bootstrap import bootstrap_intervals
@@ -32,7 +33,13 @@ from ppi_dist.evaluation.calibration import calibration_intervals
 from ppi_dist.evaluation.metrics import trivial_predictors
 from ppi_dist.evaluation.plots import plot_evaluation, plot_reliability
 from ppi_dist.evaluation.threshold import compare_objectives, describe_objectives, evaluate_at
-from ppi_dist.inference.scoring import ScoredPairs, score_pairs, scoring_windowing
+from ppi_dist.inference.cache import EmbeddingCache, covering_cache
+from ppi_dist.inference.scoring import (
+    ScoredPairs,
+    encode_proteins,
+    score_pairs,
+    scoring_windowing,
+)
 from ppi_dist.models.windows import Windowing
 
 CLASSES = {2: "C1 (both seen in training)", 1: "C2 (one seen)", 0: "C3 (none seen)"}
@@ -47,17 +54,26 @@ def evaluate(
     valid: str | Path | None = None,
     n_resamples: int = 1000,
     windowing: Windowing | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """Scores and metrics of `pairs` (see the module docstring); returns everything as JSON.
 
     `windowing`: how long proteins are read; None: the model's own settings, the ones its
-    threshold was chosen at (`inference.scoring.scoring_windowing`).
+    threshold was chosen at (`inference.scoring.scoring_windowing`). `cache_dir`: the
+    per-residue states are read from there when it covers the proteins of `pairs` and
+    `valid` (see `reusable_cache`), else encoded into it; without it they are encoded in
+    memory at every call.
     """
     threshold = model.config.decision_threshold
     if threshold is None:
         raise UserError("the model folder has no decision_threshold; train it, or pass one")
     windowing = windowing or scoring_windowing(model)
-    scored = _score_file(model, pairs, fasta, windowing)
+    rows = _read_pairs(pairs, fasta, windowing)
+    valid_rows = _read_pairs(valid, fasta, windowing) if valid is not None else []
+    cache = None
+    if cache_dir is not None:
+        cache = reusable_cache(model, [*rows, *valid_rows], cache_dir, windowing)
+    scored = _score(model, rows, cache, windowing, pairs)
     objective = model.config.threshold_objective or "weighted"
     result = evaluate_at(scored.scores, scored.labels, threshold, objective=objective)
     report = {
@@ -111,7 +127,7 @@ def evaluate(
                 )
                 report["by_class"][name] = {"pairs": int(keep.sum()), **part.summary()}
     if valid is not None:
-        valid_scored = _score_file(model, valid, fasta, windowing)
+        valid_scored = _score(model, valid_rows, cache, windowing, valid)
         comparison = compare_objectives(
             valid_scored.scores, valid_scored.labels, scored.scores, scored.labels
         )
@@ -123,9 +139,23 @@ def evaluate(
     return report
 
 
-def _score_file(
-    model, path: str | Path, fasta: str | Path | None, windowing: Windowing
-) -> ScoredPairs:
+def reusable_cache(
+    model, pairs: Sequence[Pair], cache_dir: str | Path, windowing: Windowing
+) -> EmbeddingCache:
+    """The cache in `cache_dir` when it covers these pairs' proteins from this model's encoder
+    weights and windowing (a frozen-encoder run's `embedding_cache`, or an earlier
+    evaluation's); else these proteins encoded once into it, as `predict --cache_dir` does."""
+    wanted = sequences_of(pairs)
+    cache = covering_cache(Path(cache_dir), model, wanted, windowing)
+    if cache is None:
+        cache = encode_proteins(
+            model, wanted, directory=cache_dir, windowing=windowing, progress=True
+        )
+    return cache
+
+
+def _read_pairs(path: str | Path, fasta: str | Path | None, windowing: Windowing) -> list[Pair]:
+    """The labelled pairs of `path`, refused before any scoring when they hold one class."""
     source = PairSource(path, fasta, labeled=True, max_residues=windowing.max_residues)
     classes = source.validate().classes
     if not classes[0] or not classes[1]:  # checked before scoring: nothing half-written
@@ -136,8 +166,14 @@ def _score_file(
             "threshold metrics and their plots need both classes: evaluate on a file with "
             "positive and negative pairs (`ppi-dist predict` scores one class)",
         )
-    pairs = list(source.pair_rows())
-    return score_pairs(model, pairs, windowing=windowing, progress=Path(path).name)
+    return list(source.pair_rows())
+
+
+def _score(
+    model, pairs: list[Pair], cache: EmbeddingCache | None, windowing: Windowing, path
+) -> ScoredPairs:
+    name = Path(path).name
+    return score_pairs(model, pairs, cache=cache, windowing=windowing, progress=name)
 
 
 def describe(report: dict) -> str:

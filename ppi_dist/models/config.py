@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ppi_dist.checks import check_at_least_one, check_choice, check_field_types, check_fraction
 from ppi_dist.errors import ConfigError
 from ppi_dist.models.attention import ENCODER_ATTENTION
+from ppi_dist.models.cross_attention import CROSS_ATTENTION_KERNELS
 from ppi_dist.models.windows import WINDOW_MODES, Windowing
 
 SYMMETRIC = ("average", "none")
@@ -73,6 +74,10 @@ class SECAIConfig:
     """How evaluation, `predict`, `evaluate` and `explain` read a long protein: "all"
     (every window, stitched: every residue reaches cross-attention) or "crop" (the centred
     window)."""
+    cross_attention_kernel: str = "sdpa"
+    """How pairs cross-attend: "sdpa" (padded pairs, a key mask) or "varlen" (the pairs' A
+    and B residues packed into streams, flash attention over cumulative lengths, pooling as
+    segment reductions; CUDA in bf16/fp16 only, "sdpa" elsewhere: `models.cross_attention`)."""
     sync_batchnorm: bool = False
     """Batch statistics of the head's BatchNorm computed over all GPUs (SyncBatchNorm)."""
     decision_threshold: float = 0.5
@@ -91,6 +96,7 @@ class SECAIConfig:
         check_choice("symmetric", self.symmetric, SYMMETRIC)
         check_choice("interaction", self.interaction, INTERACTIONS)
         check_choice("encoder_attention", self.encoder_attention, ENCODER_ATTENTION)
+        check_choice("cross_attention_kernel", self.cross_attention_kernel, CROSS_ATTENTION_KERNELS)
         check_at_least_one(
             self,
             ["lora_r", "cross_attention_heads", "head_hidden", "activation_checkpointing_every"],

@@ -30,6 +30,7 @@ from torch import nn
 
 from ppi_dist.models import attention
 from ppi_dist.models.config import SECAIConfig
+from ppi_dist.models.cross_attention import packed_cross_pooling, pairs_kernel
 from ppi_dist.models.encoder import base_encoder, build_encoder
 from ppi_dist.models.packing import (
     LAYOUT_FIELDS,
@@ -248,12 +249,16 @@ class SECAI(nn.Module):
             q_b, k_b, v_b = (
                 (q_a, k_a, v_a) if side_b is side_a else self.cross_attention.project(states_b)
             )
-            attend = self.cross_attention.attend
-            # A's residues read B, and B's residues read A.
-            a_to_b = attend(q_a[index_a], k_b[index_b], v_b[index_b], pair_mask_b)
-            b_to_a = attend(q_b[index_b], k_a[index_a], v_a[index_a], pair_mask_a)
-            pooled_a = masked_max_mean(a_to_b, pair_mask_a)
-            pooled_b = masked_max_mean(b_to_a, pair_mask_b)
+            if pairs_kernel(self.config.cross_attention_kernel, q_a) == "varlen":
+                sides = (q_a, k_a, v_a, mask_a), (q_b, k_b, v_b, mask_b)
+                pooled_a, pooled_b = packed_cross_pooling(*sides, index_a, index_b)
+            else:
+                attend = self.cross_attention.attend
+                # A's residues read B, and B's residues read A.
+                a_to_b = attend(q_a[index_a], k_b[index_b], v_b[index_b], pair_mask_b)
+                b_to_a = attend(q_b[index_b], k_a[index_a], v_a[index_a], pair_mask_a)
+                pooled_a = masked_max_mean(a_to_b, pair_mask_a)
+                pooled_b = masked_max_mean(b_to_a, pair_mask_b)
         else:  # pooled baseline: each protein's own residues, pooled the same way
             pooled_a = masked_max_mean(states_a, mask_a)[index_a]
             pooled_b = masked_max_mean(states_b, mask_b)[index_b]

@@ -174,6 +174,10 @@ class OptimizationConfig:
     """A NaN or infinite loss: "stop" every rank, or "skip" the step on every rank."""
     mixed_precision: str = "auto"
     """"auto" (bf16 where the GPU has it, fp32 on a CPU), "no", "bf16" or "fp16"."""
+    adamw_implementation: str = "fused"
+    """How AdamW updates: "fused" (one operator for every tensor, on a CPU or GPU),
+    "foreach" (a few per parameter group) or "for_loop" (about ten per parameter: what a
+    CPU ran before, kept to measure against). The same update up to rounding."""
 
     def __post_init__(self) -> None:
         check_at_least_one(self, ("epochs", "max_steps", "gradient_accumulation_steps"))
@@ -186,6 +190,9 @@ class OptimizationConfig:
         check_choice("lr_schedule", self.lr_schedule, ("cosine", "linear", "constant_with_warmup"))
         check_choice("nonfinite_loss", self.nonfinite_loss, ("stop", "skip"))
         check_choice("mixed_precision", self.mixed_precision, ("auto", "no", "bf16", "fp16"))
+        check_choice(
+            "adamw_implementation", self.adamw_implementation, ("fused", "foreach", "for_loop")
+        )
 
 
 @dataclass

@@ -16,15 +16,16 @@ from accelerate import Accelerator
 from torch import nn
 
 from ppi_dist.data.batching import batch_to_device
-from ppi_dist.data.pairs import PairSource, sequences_of
+from ppi_dist.data.pairs import Pair, sequences_of
 from ppi_dist.inference.cache import EmbeddingCache, covering_cache
+from ppi_dist.inference.scoring import encode_proteins
 from ppi_dist.models.packing import LAYOUT_FIELDS
 from ppi_dist.models.windows import Windowing
 
 
 def open_training_cache(
     model: nn.Module,
-    sources: Iterable[PairSource],
+    splits: Iterable[Iterable[Pair]],
     directory: str | Path,
     accelerator: Accelerator,
     windowing: Windowing,
@@ -35,21 +36,19 @@ def open_training_cache(
     A cache already in the folder is reused when it holds every protein needed, from the
     same encoder weights and windowing (`inference.cache.covering_cache`). The cache reads
     proteins as scoring does (`scoring_windows`), so training, validation and test see the
-    same states.
+    same states, and it is encoded as scoring encodes (`inference.scoring.encode_proteins`:
+    its autocast, fp16), so the run's final validation and test scoring can read it
+    instead of encoding again.
     """
     directory, started = Path(directory), time.perf_counter()
     if accelerator.is_main_process:
         sequences = {}
-        for source in sources:
-            sequences.update(sequences_of(source.pair_rows()))
+        for pairs in splits:
+            sequences.update(sequences_of(pairs))
         if covering_cache(directory, model, sequences, windowing) is None:
-            EmbeddingCache.build(
-                model,
-                sequences,
-                directory=directory,
-                windowing=windowing,
-                device=accelerator.device,
-                progress=True,
+            model.to(accelerator.device)  # encoded where the run computes
+            encode_proteins(
+                model, sequences, directory=directory, windowing=windowing, progress=True
             )
     accelerator.wait_for_everyone()
     cache = EmbeddingCache.open(directory)

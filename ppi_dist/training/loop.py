@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ppi_dist.data.batching import batch_to_device, swap_sides
+from ppi_dist.data.pairs import Pair, sequences_of
 from ppi_dist.errors import NonFiniteLossError, Preempted, Stopped
 from ppi_dist.evaluation.calibration import fit_platt
 from ppi_dist.evaluation.threshold import (
@@ -40,6 +41,7 @@ from ppi_dist.evaluation.threshold import (
     selection_metric,
 )
 from ppi_dist.hub.push import push_folder
+from ppi_dist.inference.cache import EmbeddingCache, covering_cache
 from ppi_dist.models.compile import compile_model
 from ppi_dist.models.parameters import count_parameters
 from ppi_dist.models.secai import SECAI
@@ -90,6 +92,8 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
     set_seed(optimization.seed)
 
     sources = make_sources(config, accelerator)
+    # Read and validated once per run: every evaluation and the final scoring reuse them.
+    splits = {key: list(sources[key].pair_rows()) for key in ("valid", "test") if key in sources}
     model = SECAI(config.model.secai_config()).to(device)  # on its device before any encoding
     if config.model.compile:  # in place: same parameters and state-dict keys
         compile_model(model)
@@ -97,7 +101,8 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
     if config.model.secai.freeze_encoder:  # the encoder never changes: encode once
         directory = data.embedding_cache or output_dir / "embedding_cache"
         windowing = config.model.secai.windowing("scoring")
-        cache = open_training_cache(model, sources.values(), directory, accelerator, windowing)
+        every_split = [sources["train"].pair_rows(), *splits.values()]
+        cache = open_training_cache(model, every_split, directory, accelerator, windowing)
     cache_index = cache.index if cache is not None else None
     train_batches = training_batches(sources["train"], config, accelerator, cache_index)
     optimizer = make_optimizer(model, optimization)
@@ -166,7 +171,15 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
         nonlocal best, evaluated_step
         average_batchnorm_statistics(unwrapped, accelerator)
         desc = f"step {step} validation"
-        scored = score_split(unwrapped, sources["valid"], accelerator, stop, spill, cache, desc)
+        scored = score_split(
+            unwrapped,
+            splits["valid"],
+            accelerator,
+            stop,
+            spill,
+            cache,
+            desc,
+        )
         result = choose_threshold(
             scored,
             accelerator,
@@ -258,7 +271,7 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
         accelerator.print(
             f"trainable weights identical on all {accelerator.num_processes} rank(s): {digest}"
         )
-        results = finish(config, unwrapped, sources, accelerator, best, stop)
+        results = finish(config, unwrapped, sources, splits, accelerator, best, stop, cache)
     except Stopped:
         # Pre-empted (SIGTERM/SIGINT): the steps taken are in a checkpoint; exit 0.
         latest = ckpt.latest_checkpoint(checkpoints)
@@ -279,26 +292,48 @@ def finish(
     config: TrainConfig,
     model: SECAI,
     sources: dict,
+    splits: dict[str, list[Pair]],
     accelerator: Accelerator,
     best: dict,
     stop: StopSignals,
+    cache: EmbeddingCache | None = None,
 ) -> dict:
     """Best weights -> model folder -> reload -> validation threshold -> test metrics.
 
     The threshold is chosen on the scores of the model as it is saved (reloaded from the
     folder, fp32), computed by `inference.scoring` exactly as `predict` and `evaluate`
-    compute them.
+    compute them. A frozen encoder's training `cache` is read instead of encoding the
+    splits again when it covers them from the saved model's encoder weights and windowing
+    (`covering_cache`); it was encoded as scoring encodes (`training.frozen`). A trained
+    encoder (LoRA) encodes each split once.
     """
     evaluation, output_dir = config.evaluation, Path(config.run.output_dir)
     if best["tensors"] is not None:
         ckpt.load_trainable_tensors(model, best["tensors"])
     staging, spill = output_dir / "model.partial", output_dir / "scoring_cache"
     shipped = save_and_reload(model, staging, accelerator)
-    splits = {"validation": "valid", "test": "test"}
+    windowing = shipped.config.windowing("scoring")
+    if cache is not None:
+        wanted = sequences_of(pair for pairs in splits.values() for pair in pairs)
+        covered = cache.directory is not None and (
+            covering_cache(cache.directory, shipped, wanted, windowing) is not None
+        )
+        cache = cache if covered else None
+        how = "the training cache" if covered else "encoded again (the cache does not cover it)"
+        accelerator.print(f"final scoring: {how}")
+    names = {"validation": "valid", "test": "test"}
     predictions = {
-        split: score_split(shipped, sources[key], accelerator, stop, spill, desc=split)
-        for split, key in splits.items()
-        if key in sources
+        split: score_split(
+            shipped,
+            splits[key],
+            accelerator,
+            stop,
+            spill,
+            cache,
+            desc=split,
+        )
+        for split, key in names.items()
+        if key in splits
     }
     valid = predictions["validation"]
     weights, grid = evaluation.score_weights, evaluation.threshold_grid

@@ -35,8 +35,9 @@ RUN_OUTPUTS = (*RUN_MARKERS, "plots", "ppi_dist", "synthetic_data", "predictions
 # Settings that may change between a run and its resumption without changing what trains.
 # The run's length may change on resume (extend a run, or stop it sooner): the schedule is
 # rebuilt for the new length from the command line, so nothing given there is ignored.
-# `data_workers` changes where batches are prepared, not which; `encoder_attention` which
-# kernel computes the same attention; `compile` whether the same layers run compiled.
+# `data_workers` changes where batches are prepared, not which; `encoder_attention` and
+# `cross_attention_kernel` which kernel computes the same attention; `compile` whether the
+# same layers run compiled; `adamw_implementation` how the same update is computed.
 RESUME_FREE = frozenset(
     {
         "output_dir",
@@ -61,7 +62,9 @@ RESUME_FREE = frozenset(
         "epochs",
         "data_workers",
         "encoder_attention",
+        "cross_attention_kernel",
         "compile",
+        "adamw_implementation",
     }
 )
 

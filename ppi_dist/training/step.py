@@ -21,7 +21,8 @@ from ppi_dist.training.loss import focal_loss
 def make_optimizer(model: SECAI, optimization: OptimizationConfig) -> torch.optim.AdamW:
     """AdamW with its own learning rate for LoRA and for cross-attention + head.
 
-    No weight decay on biases and normalisation weights (1-d tensors), as usual.
+    No weight decay on biases and normalisation weights (1-d tensors), as usual; the
+    implementation is `optimization.adamw_implementation` (fused by default).
     """
     groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
@@ -34,8 +35,12 @@ def make_optimizer(model: SECAI, optimization: OptimizationConfig) -> torch.opti
         {"params": params, "lr": rates[part], "part": part, "weight_decay": decay * decays}
         for (part, decays), params in sorted(groups.items())
     ]
-    # fused: one kernel for all tensors on a GPU
-    return torch.optim.AdamW(param_groups, fused=torch.cuda.is_available())
+    # Fused: one operator for all tensors, where the per-parameter loop dispatches about ten
+    # each (on the CPU too: torch's default there is that loop).
+    implementation = optimization.adamw_implementation
+    return torch.optim.AdamW(
+        param_groups, fused=implementation == "fused", foreach=implementation == "foreach"
+    )
 
 
 class StepResult(NamedTuple):

@@ -7,14 +7,14 @@ searched on the whole set by the main process and broadcast, so every rank ships
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 
-from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.pairs import Pair
 from ppi_dist.evaluation.threshold import ThresholdResult, search_threshold
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.scoring import Ranks, ScoredPairs, score_pairs
@@ -42,19 +42,20 @@ def accelerator_ranks(
 
 def score_split(
     model: torch.nn.Module,
-    source: PairSource,
+    pairs: Sequence[Pair],
     accelerator: Accelerator,
     stop_flag: Callable[[], bool] | None = None,
     spill_dir: str | Path | None = None,
     cache: EmbeddingCache | None = None,
     desc: str = "scoring",
 ) -> ScoredPairs:
-    """Every pair of a `PairSource`, each rank scoring its chunks, gathered on all; the main
-    process shows progress bars named `desc`. A stop raises `ScoringInterrupted` on every
-    rank together."""
+    """Every pair of a split (read once per run by the caller), each rank scoring its chunks,
+    gathered on all; the main process shows progress bars named `desc`. Without a `cache`
+    the proteins are encoded as the model scores (its `scoring_windows`). A stop raises
+    `ScoringInterrupted` on every rank together."""
     return score_pairs(
         model,
-        list(source.pair_rows()),
+        pairs,
         cache=cache,
         ranks=accelerator_ranks(accelerator, stop_flag),
         spill_dir=spill_dir,

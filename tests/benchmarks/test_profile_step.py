@@ -12,7 +12,7 @@ from torch.autograd import DeviceType
 
 from benchmarks import profile_step
 from benchmarks.core import write_pair_files
-from benchmarks.profile_step import Event, category, merged_length, summarise
+from benchmarks.profile_step import Event, category, merged_length, ops_per_phase, summarise
 from tests.helpers import random_pairs
 
 
@@ -124,5 +124,43 @@ def test_profile_step_dry_run(tmp_path, capsys, mode):
     table = [line for line in printed.splitlines() if line.startswith("| ")]
     assert table[0].split("|")[1].strip() == "name" and len(table) == 2 + 5
     assert re.search(rf"^PROFILE encoder=tiny mode={summary.mode} .*matmul=", printed, re.M)
+    ops = summary.ops_per_step
+    assert list(ops) == ["forward", "backward", "optimizer"] and all(n > 0 for n in ops.values())
+    assert "operators dispatched per step: forward " in printed
+    assert set(summary.outside_s) == {"loader", "swap_sides", "progress"}
+    assert re.search(r"^PROFILE .* ops=\d+ ops_forward=\d+ ops_backward=\d+", printed, re.M)
     assert json.loads(trace.read_text())["traceEvents"]
     assert json.loads(out.read_text())["mode"] == summary.mode
+
+
+def test_operators_per_step_are_counted_by_phase_once_per_dispatch():
+    """Only dispatched aten ops count (not their nested aten calls); the backward is what
+    autograd's engine runs, the optimizer what follows it in the step."""
+    events = []
+    for offset in (0, 100):
+        events += [
+            Event("aten::linear", False, offset + 1, offset + 5, 1, dispatched=True),
+            Event("aten::addmm", False, offset + 2, offset + 4, 1),  # inside linear
+            Event("aten::mul", False, offset + 6, offset + 7, 1, dispatched=True),
+            Event("aten::mm", False, offset + 10, offset + 11, 1, True, "backward"),
+            Event("aten::norm", False, offset + 20, offset + 21, 1, dispatched=True),  # clip
+            Event("aten::_fused_adamw_", False, offset + 30, offset + 31, 1, True, "optimizer"),
+            Event("aten::mul", False, offset + 60, offset + 61, 1, dispatched=True),  # outside
+        ]
+    inside = [(0, 50), (100, 150)]
+    assert ops_per_phase(events, inside, steps=2) == {"forward": 2, "backward": 1, "optimizer": 2}
+
+
+def test_before_and_after_in_one_run_shows_the_fused_optimizer_dispatches_less(tmp_path, capsys):
+    pair_path, _ = write_pair_files(tmp_path, random_pairs(64, seed=6, proteins=40))
+    common = ["--dry", "--warmup", "1", "--timed_steps", "1", "--steps", "1", "--top", "3"]
+    profile_step.main(
+        [*common, "--pairs", str(pair_path), "--before", "adamw_implementation=for_loop"]
+    )
+    printed = capsys.readouterr().out
+    found = re.findall(r"^(BEFORE|AFTER) ops_per_step=(\d+) .*optimizer (\d+)\)", printed, re.M)
+    assert [label for label, _, _ in found] == ["BEFORE", "AFTER"], printed[-2000:]
+    (_, before, before_optimizer), (_, after, after_optimizer) = found
+    # The per-parameter loop dispatches about ten operators per parameter; fused, one per group.
+    assert int(after_optimizer) < int(before_optimizer) / 3 and int(after) < int(before)
+    assert re.search(r"ops per step [\d.]+x fewer; steps/s [\d.]+x", printed)

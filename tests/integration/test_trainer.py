@@ -87,11 +87,30 @@ def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
     result = launch(args)
     assert "embedding cache:" in result.stdout
     assert (out / "embedding_cache").is_dir()
+    assert "final scoring: the training cache" in result.stdout  # not encoded again
     model = from_pretrained(out / "model")
     assert not [n for n, _ in model.named_parameters() if "lora_" in n]
     assert not (out / "model" / "adapter").exists()
     trained = trainables(out, 3)
     assert trained and all(n.startswith(("cross_attention.", "head.")) for n in trained)
+    # The test scores read from the cache equal `predict`'s fresh encoding to the 6 printed
+    # decimals, and `evaluate --cache_dir` reads the run's cache (never rewriting it) to the
+    # trainer's test metrics exactly.
+    assert check_predict_reproduces_test_scores(out, tmp_path / "scores.tsv", timeout=300) == 48
+    data, index = out / "synthetic_data", out / "embedding_cache" / "index.json"
+    written = index.stat().st_mtime_ns
+    evaluate_main(
+        [
+            *("--model", str(out / "model"), "--pairs", str(data / "test.tsv")),
+            *("--fasta", str(data / "sequences.fasta"), "--valid", str(data / "valid.tsv")),
+            *("--out", str(tmp_path / "eval"), "--bootstrap", "50"),
+            *("--cache_dir", str(out / "embedding_cache")),
+        ]
+    )
+    assert index.stat().st_mtime_ns == written
+    trained_metrics = json.loads((out / "metrics.json").read_text())
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["metrics"] == trained_metrics["test"]
 
 
 TOKEN_BATCHES_FOR_FROZEN = """

@@ -34,3 +34,27 @@ def test_cached_batches_from_tokens_or_from_cache_rows_agree():
     assert torch.allclose(got, model.predict_proba(tokens), atol=2e-3)  # fp16 states
     with pytest.raises(KeyError, match="not in the embedding cache"):
         cache.index.pair_rows(["nope"], a[:1])
+
+
+def test_the_training_cache_scores_a_split_as_a_fresh_encoding(tmp_path):
+    """The cache a frozen run trains from (every split's proteins, encoded together) scores
+    the test split as encoding the test proteins alone does: the final scoring reads it.
+    Bound: 1e-6, the rounding `scoring` states for two encodings on one machine (the
+    states are the same fp16 numbers unless padding moved a last bit; here they are equal)."""
+    from accelerate import Accelerator
+
+    from ppi_dist.training.frozen import open_training_cache
+    from ppi_dist.training.validation import score_split
+
+    model = tiny_model().eval()
+    pairs = random_pairs(120, seed=1, proteins=90)
+    train, test = pairs[:80], pairs[80:]
+    accelerator = Accelerator(cpu=True)
+    windowing = model.config.windowing("scoring")
+    cache = open_training_cache(model, [train, test], tmp_path / "cache", accelerator, windowing)
+    assert len(cache) > len(sequences_of(test))  # a superset, built from every split
+    cached = score_split(model, test, accelerator, cache=cache)
+    fresh = score_split(model, test, accelerator)
+    assert cached.protein_a == fresh.protein_a and cached.protein_b == fresh.protein_b
+    assert float(abs(cached.scores - fresh.scores).max()) <= 1e-6
+    assert torch.equal(torch.from_numpy(cached.labels), torch.from_numpy(fresh.labels))

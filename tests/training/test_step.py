@@ -1,0 +1,42 @@
+"""`make_optimizer`'s AdamW implementations make the same update: the fused one (the default,
+one operator for all tensors) only dispatches less than the per-parameter loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ppi_dist.data.batching import collate_pairs
+from ppi_dist.errors import ConfigError
+from ppi_dist.training.config import OptimizationConfig
+from ppi_dist.training.step import make_optimizer
+from tests.helpers import random_pairs, tiny_model
+
+
+def _after_two_steps(implementation: str) -> tuple[dict, torch.optim.Optimizer]:
+    model = tiny_model(seed=3, lora_dropout=0.0, head_dropout=0.0)
+    optimization = OptimizationConfig(adamw_implementation=implementation)
+    optimizer = make_optimizer(model, optimization)
+    batch = collate_pairs(random_pairs(8, seed=2))
+    for _ in range(2):
+        model(**batch).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return trained, optimizer
+
+
+def test_fused_foreach_and_loop_adamw_make_the_same_update():
+    loop, optimizer = _after_two_steps("for_loop")
+    assert not optimizer.defaults["fused"] and not optimizer.defaults["foreach"]
+    for implementation in ("fused", "foreach"):
+        got, optimizer = _after_two_steps(implementation)
+        assert optimizer.defaults[implementation]
+        assert got.keys() == loop.keys()
+        for name, value in loop.items():
+            if name == "head.fc1.bias":  # BatchNorm follows: its gradient is rounding noise,
+                continue  # which Adam scales to full steps in any direction
+            torch.testing.assert_close(got[name], value, atol=1e-6, rtol=1e-5, msg=name)
+    assert OptimizationConfig().adamw_implementation == "fused"
+    with pytest.raises(ConfigError, match="adamw_implementation"):
+        OptimizationConfig(adamw_implementation="apex")
