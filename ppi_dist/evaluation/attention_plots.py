@@ -75,10 +75,29 @@ def _profile(axes, e: PairExplanation, side: str, sequence: str, k: int, score, 
     else:
         axes.fill_betweenx(positions, values, step="mid", color="tab:orange")
         axes.tick_params(labelleft=False)
-    for position, residue, value in e.top_residues(side, k, score):
-        label = f"{residue}{position}"
+    for position, label, value in _runs(e.top_residues(side, k, score), sequence):
         if horizontal:
             axes.annotate(label, (position, value), fontsize=7, ha="center", va="bottom")
         else:
             axes.annotate(label, (value, position), fontsize=7, ha="left", va="center")
     axes.grid(alpha=0.3)
+
+
+def _runs(top: list[tuple], sequence: str) -> list[tuple[int, str, float]]:
+    """Top residues next to each other as one label ("D9-D12", at the run's highest score),
+    so a motif's labels do not print over each other."""
+    runs: list[list[tuple]] = []
+    for item in sorted(top):
+        if runs and item[0] == runs[-1][-1][0] + 1:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    labels = []
+    for run in runs:
+        first, last = run[0][0], run[-1][0]
+        position, _, value = max(run, key=lambda item: item[2])
+        label = f"{sequence[first - 1]}{first}"
+        if last > first:
+            label += f"-{sequence[last - 1]}{last}"
+        labels.append((position, label, value))
+    return labels
