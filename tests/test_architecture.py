@@ -26,7 +26,8 @@ LAYERS = [
 ]
 # The older `python -m ppi_dist.predict`-style spellings and the headline
 # `accelerate launch ppi_dist/train.py`: entry points above the command line.
-ENTRY_POINTS = {"train", "predict", "evaluate", "report", "split", "audit", "push", "synthetic"}
+ENTRY_POINTS = {"train", "predict", "evaluate", "explain", "report", "split", "audit", "push"}
+ENTRY_POINTS |= {"synthetic"}
 ENTRY_POINTS |= {"model"}
 # Heavy imports a function may take late: `datasets` (seconds, only for hf:// and dataset
 # names), scikit-learn (only the synthetic task's composition baseline) and the optional

@@ -152,7 +152,7 @@ def test_real_data_pooled_baseline_differs_from_secai_only_by_the_interaction(tm
     """--pooled_baseline's run is SE-CAI's frozen run with --interaction pooled: the same data,
     encoder, cache, head, learning rates and seed, in its own folder."""
     paths = {split: tmp_path / f"{split}.tsv" for split in ("train", "valid", "test")}
-    args = SimpleNamespace(max_residues=64, max_tokens=4096, epochs=1, lora_steps=0)
+    args = SimpleNamespace(max_residues=64, windows="crop", max_tokens=4096, epochs=1, lora_steps=0)
     fasta = tmp_path / "yeast" / "sequences.fasta"
     runs = {
         variant: TrainerRun("yeast-c3", paths, fasta, tmp_path, variant, 3)

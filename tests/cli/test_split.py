@@ -29,7 +29,9 @@ def test_missing_pair_file_is_named(capsys, tmp_path):
 def test_a_validation_set_that_cannot_rank_is_refused(capsys, tmp_path):
     task = write_task(tmp_path, n_proteins=30, n_pairs=60)
     args = ["--pairs", task["pairs"], "--fasta", task["fasta"], "--out_dir", tmp_path / "s"]
-    line = refused(*in_process(capsys, main, *args, "--valid_fraction", "0.3"))
+    # The random draw of proteins (the graph cut would size validation by pairs instead).
+    asked = ["--valid_fraction", "0.3", "--method", "random"]
+    line = refused(*in_process(capsys, main, *args, *asked))
     assert "3 positive and 1 negative pairs" in line
     assert f"needs at least {MIN_VALIDATION_PAIRS_PER_CLASS} of each" in line
     assert "--valid_fraction" in line
