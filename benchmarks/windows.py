@@ -19,6 +19,7 @@ import argparse
 import json
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from ppi_dist.data.pairs import PairSource, sequences_of
 from ppi_dist.evaluation.bootstrap import bootstrap_intervals
 from ppi_dist.evaluation.threshold import evaluate_at
 from ppi_dist.hub.loading import load_model
+from ppi_dist.inference.cache import covering_cache
 from ppi_dist.inference.scoring import score_pairs, scoring_windowing
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.secai import SECAI
@@ -58,7 +60,8 @@ def cost(args: argparse.Namespace) -> dict:
                 windowing.encoded_residues(n) + 2 * len(windowing.windows(n)) for n in lengths
             )
             started = time.perf_counter()
-            score_pairs(model, sample, windowing=windowing)
+            if sample:
+                score_pairs(model, sample, windowing=windowing)
             row[name] = {
                 "residues_seen": kept,
                 "encoder_tokens": tokens,
@@ -79,11 +82,9 @@ def cost(args: argparse.Namespace) -> dict:
                 f"{values['cache_mib_8m_fp16']:>9,.0f} MiB  encode + score {len(sample)} pairs "
                 f"{values['seconds']:.1f} s"
             )
-        ratio = {k: row["windows"][k] / row["crop"][k] for k in ("encoder_tokens", "seconds")}
-        print(
-            f"  windows / crop: encoder tokens {ratio['encoder_tokens']:.2f}x, "
-            f"wall time {ratio['seconds']:.2f}x"
-        )
+        tokens = row["windows"]["encoder_tokens"] / row["crop"]["encoder_tokens"]
+        timed = f", wall time {row['windows']['seconds'] / row['crop']['seconds']:.2f}x"
+        print(f"  windows / crop: encoder tokens {tokens:.2f}x{timed if sample else ''}")
         result[str(window)] = {**row, "unseen_by_crop": unseen, "long_pairs": long_pairs}
     return result
 
@@ -103,7 +104,11 @@ def quality(args: argparse.Namespace) -> dict:
     for mode in ("crop", "all"):
         windowing = Windowing(own.max_residues, own.overlap, mode)
         started = time.perf_counter()
-        scored = score_pairs(model, pairs, windowing=windowing)
+        cache = None
+        if mode == "crop" and args.crop_cache is not None:  # the run's own, when it covers
+            cache = covering_cache(Path(args.crop_cache), model, sequences_of(pairs), windowing)
+            print(f"  crop: {'reading' if cache else 'not covered by'} {args.crop_cache}")
+        scored = score_pairs(model, pairs, windowing=windowing, cache=cache)
         seconds = time.perf_counter() - started
         result[mode] = {"seconds": seconds}
         for subset, keep in (("all pairs", np.ones(len(pairs), bool)), ("long pairs", long)):
@@ -132,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time_pairs", type=int, default=200)
     parser.add_argument("--model", help="quality: a trained model folder")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument(
+        "--crop_cache", help="quality: a cache of the crops to read (a frozen run's own)"
+    )
     parser.add_argument("--json_out", help="append the result as a JSON line here")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -139,8 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.what == "quality" and args.model is None:
         parser.error("quality needs --model")
     result = cost(args) if args.what == "cost" else quality(args)
-    append_json_line(args.json_out, {"what": args.what, **result})
-    print(json.dumps(result))
+    append_json_line(
+        args.json_out, json.loads(json.dumps({"what": args.what, **result}, default=float))
+    )
+    print(json.dumps(result, default=float))
 
 
 if __name__ == "__main__":
