@@ -18,7 +18,7 @@ cross-attention from the same cached states:
 
 Why that default: on the synthetic task, whose planted motifs are the truth
 (`benchmarks/explain_motifs.py`, BENCHMARKS.md), the top-4 residues by attention received
-fall in the motif about 16 times as often as chance, and an untrained model's do not;
+fall in the motif about 17 times as often as chance, and an untrained model's do not;
 max-pool shares barely beat an untrained model's (the winners of single channels scatter
 over residues with extreme states, wherever the partner looks).
 
