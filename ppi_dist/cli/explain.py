@@ -7,7 +7,8 @@ Per pair, a folder `NNNN_A_B/` with `hotspots.tsv` (side, protein, position, res
 each hotspot score) and `attention.png` (both attention maps with the hotspot profiles and
 the top residues labelled); `explanations.tsv` lists every pair with its probability and
 top residues, which are also printed. The probability is `predict`'s for the same pair
-(the same scoring path); the hotspot scores are defined in `ppi_dist.inference.explain`.
+(the same scoring path; calibrated when the model ships a calibration, the raw score
+beside it); the hotspot scores are defined in `ppi_dist.inference.explain`.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def write_explanations(
 ) -> Path:
     """Each pair's folder (hotspots.tsv, attention.png), its lines printed, and the summary."""
     out.mkdir(parents=True, exist_ok=True)
-    summary = ["protein_a\tprotein_b\tprobability\ttop_a\ttop_b\tfolder"]
+    summary = ["protein_a\tprotein_b\tprobability\traw_score\ttop_a\ttop_b\tfolder"]
     for k, pair in enumerate(pairs, start=1):
         explanation = explain_pair(
             model, pair.protein_a, pair.sequence_a, pair.protein_b, pair.sequence_b, cache=cache
@@ -112,11 +113,15 @@ def write_explanations(
         if not args.no_plots:
             plot_explanation(explanation, folder / "attention.png", score=args.score)
         tops = [top_text(explanation, side, args.top_k, args.score) for side in ("a", "b")]
-        print(f"{pair.protein_a} x {pair.protein_b}: P(interact) {explanation.probability:.6f}")
+        print(
+            f"{pair.protein_a} x {pair.protein_b}: P(interact) {explanation.probability:.6f} "
+            f"(raw score {explanation.raw_score:.6f})"
+        )
         print(f"  top {args.top_k} of {pair.protein_a} ({args.score}): {tops[0]}")
         print(f"  top {args.top_k} of {pair.protein_b} ({args.score}): {tops[1]}")
         summary.append(
             f"{pair.protein_a}\t{pair.protein_b}\t{explanation.probability!r}\t"
+            f"{explanation.raw_score!r}\t"
             f"{tops[0]}\t{tops[1]}\t{folder.name}"
         )
     (out / SUMMARY_NAME).write_text("\n".join(summary) + "\n")
@@ -136,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     model = model.to("cuda" if torch.cuda.is_available() else "cpu")
     windowing = windowing_from_flags(model, args)
     print(f"encoding: {windowing.describe()}")
+    calibration = model.calibration
+    print(f"probability: {'raw score' if calibration is None else calibration.describe()}")
     cache = encode_proteins(model, sequences_of(pairs), windowing=windowing)
     with writing_to(out):
         summary = write_explanations(model, cache, pairs, out, args)

@@ -45,9 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output .tsv or .parquet")
     parser.add_argument("--include_self", action="store_true", help="also score (p, p)")
     parser.add_argument("--top_k", type=at_least(1), help="keep only the k highest probabilities")
-    parser.add_argument("--min_prob", type=probability, help="keep only pairs at least this likely")
     parser.add_argument(
-        "--threshold", type=probability, help="decision threshold (default: the model's saved one)"
+        "--min_prob",
+        type=probability,
+        help="keep only pairs at least this likely (the probability column: calibrated when "
+        "the model has a calibration)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=probability,
+        help="decision threshold on the raw score, the scale the model's own was chosen on "
+        "(default: the model's saved one)",
     )
     parser.add_argument("--cache_dir", help="keep the per-residue states here (reused if valid)")
     parser.add_argument(

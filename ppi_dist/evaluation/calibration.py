@@ -1,7 +1,8 @@
 """Calibrated probabilities: Platt scaling fitted on validation, ECE, Brier, intervals.
 
 The model's sigmoid is a score, not a probability: focal loss moves it away from the
-observed frequencies. `fit_platt` fits p = sigmoid(a * logit(s) + b) to the VALIDATION
+observed frequencies. The record, `Calibration`, is part of the model (`models/calibration.py`);
+`fit_platt` fits p = sigmoid(a * logit(s) + b) to the VALIDATION
 scores s and labels by maximum likelihood (Newton's method on two parameters; a slope
 and an offset, so temperature scaling, b = 0, is the special case). Isotonic regression is
 not offered: on a few thousand validation pairs its steps overfit, and Platt's map is
@@ -19,57 +20,11 @@ and after.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
 import numpy as np
 
-from ppi_dist.files import read_json, write_text_atomic
+from ppi_dist.models.calibration import Calibration, logit
 
-CALIBRATION_NAME = "calibration.json"
 BINS = 15
-_EPS = 1e-7
-
-
-def _logit(scores: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(scores, dtype=np.float64), _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p)
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """p = sigmoid(slope * logit(score) + offset), fitted on `fitted_on` (`pairs` of them)."""
-
-    slope: float
-    offset: float
-    method: str = "platt"
-    fitted_on: str = "validation"
-    pairs: int = 0
-
-    def apply(self, scores: np.ndarray | list[float]) -> np.ndarray:
-        z = self.slope * _logit(np.asarray(scores)) + self.offset
-        return 1.0 / (1.0 + np.exp(-z))
-
-    def save(self, folder: str | Path) -> Path:
-        path = Path(folder) / CALIBRATION_NAME
-        write_text_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, folder: str | Path) -> Calibration | None:
-        """The folder's calibration, or None when it has none (saved before there was one)."""
-        path = Path(folder) / CALIBRATION_NAME
-        if not path.is_file():
-            return None
-        values = read_json(path)
-        return cls(
-            slope=float(values["slope"]),
-            offset=float(values["offset"]),
-            method=str(values.get("method", "platt")),
-            fitted_on=str(values.get("fitted_on", "validation")),
-            pairs=int(values.get("pairs", 0)),
-        )
 
 
 def fit_platt(scores: np.ndarray, labels: np.ndarray, fitted_on: str = "validation") -> Calibration:
@@ -77,7 +32,7 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, fitted_on: str = "validati
 
     Targets are Platt's smoothed labels ((n+ + 1)/(n+ + 2), 1/(n- + 2)), so that a
     separable validation set does not send the slope to infinity."""
-    z = _logit(scores)
+    z = logit(scores)
     y = np.asarray(labels, dtype=np.float64)
     positives, negatives = y.sum(), len(y) - y.sum()
     target = np.where(y > 0.5, (positives + 1) / (positives + 2), 1 / (negatives + 2))

@@ -19,9 +19,9 @@ from safetensors import SafetensorError, safe_open
 from transformers import EsmModel
 
 from ppi_dist.errors import CorruptFileError, UserError
-from ppi_dist.evaluation.calibration import Calibration
 from ppi_dist.files import read_json, read_safetensors, verify_manifest
 from ppi_dist.hub.folder import ALLOWED_PATTERNS, IDENTITY_NAME, TRAINING_CONFIG_NAME
+from ppi_dist.models.calibration import Calibration
 from ppi_dist.models.encoder import base_encoder_fingerprint
 from ppi_dist.models.saving import (
     ADAPTER_DIR,

@@ -2,6 +2,7 @@
 
     explanation = explain_pair(model, "P1", seq_a, "P2", seq_b)
     explanation.probability          # == predict's for the pair (the same scoring path)
+    explanation.raw_score            # the sigmoid before the model's calibration
     explanation.hotspots_a["attention_received"]   # (L_A,) per residue of A
 
 The probability comes from `inference.scoring` (each protein through the cache, the pair
@@ -39,6 +40,7 @@ import torch
 from ppi_dist.data.pairs import Pair
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.scoring import encode_proteins, model_device, score_cached
+from ppi_dist.models.calibration import calibrated
 from ppi_dist.models.secai import ATTENTION_CHUNK, SECAI
 from ppi_dist.models.windows import Windowing
 
@@ -56,6 +58,9 @@ class PairExplanation:
     """The residues that reached cross-attention (all of them with windows)."""
     sequence_b: str
     probability: float
+    """P(interact): calibrated when the model ships a calibration, else `raw_score`."""
+    raw_score: float
+    """The model's sigmoid, the scale its decision threshold was chosen on."""
     hotspots_a: dict[str, np.ndarray]
     """Score name (`HOTSPOT_SCORES`) -> (L_A,) float64."""
     hotspots_b: dict[str, np.ndarray]
@@ -104,9 +109,9 @@ def explain_pair(
     if cache is None:
         sequences = {protein_a: sequence_a, protein_b: sequence_b}
         cache = encode_proteins(model, sequences, windowing=windowing)
-    (probability,) = score_cached(
-        model, cache, [Pair(protein_a, protein_b, sequence_a, sequence_b, None)]
-    )
+    raw = score_cached(model, cache, [Pair(protein_a, protein_b, sequence_a, sequence_b, None)])
+    probability = calibrated(model, raw)
+    probability = raw if probability is None else probability
     device, dtype = model_device(model), model.head.fc1.weight.dtype
     states_a, _ = cache.get([protein_a], dtype=dtype, device=device)  # (1, L_A, d), no padding
     states_b, _ = cache.get([protein_b], dtype=dtype, device=device)
@@ -125,7 +130,8 @@ def explain_pair(
         protein_b=protein_b,
         sequence_a=kept_a,
         sequence_b=kept_b,
-        probability=float(probability),
+        probability=float(probability[0]),
+        raw_score=float(raw[0]),
         hotspots_a={"attention_received": received_a, "maxpool_share": wins_a},
         hotspots_b={"attention_received": received_b, "maxpool_share": wins_b},
         attention_ab=map_ab,

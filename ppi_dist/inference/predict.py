@@ -16,27 +16,24 @@ arguments truncates the part file to that size and goes on from there. When ever
 done, rank 0 merges the parts in chunk order (or keeps the top k) into OUT (.tsv or
 .parquet) and removes OUT.partial. Nothing holds the N^2 table in memory.
 
-Output columns: protein_a, protein_b, probability, predicted (0/1 at the model's saved
-`decision_threshold`, or `PredictOptions.threshold`), and label when the pair file has
-labels. All-vs-all names each pair once, protein_a being the one that comes first in the
-FASTA file.
+Output columns (`prediction_file`): protein_a, protein_b, probability (calibrated when the
+model ships a calibration, with the raw sigmoid beside it as raw_score), predicted (0/1: the
+raw score at the model's saved `decision_threshold`, or `PredictOptions.threshold`), and
+label when the pair file has labels. All-vs-all names each pair once, protein_a being the
+one that comes first in the FASTA file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import logging
 import math
 import shutil
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
@@ -47,6 +44,15 @@ from ppi_dist.errors import ProgressMismatchError, UserError
 from ppi_dist.files import acquire_lock, write_text_atomic
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT, EmbeddingCache
 from ppi_dist.inference.plans import AllPairsPlan, PairFilePlan
+from ppi_dist.inference.prediction_file import (
+    OUTPUT_FORMATS,
+    RowSelection,
+    chunk_lines,
+    finalize,
+    output_columns,
+    part_paths,
+    parts_dir,
+)
 from ppi_dist.inference.scoring import (
     CHUNK_PAIRS,
     ONE_PROCESS,
@@ -55,12 +61,11 @@ from ppi_dist.inference.scoring import (
     score_cached,
     scoring_windowing,
 )
+from ppi_dist.models.calibration import calibrated
 from ppi_dist.models.encoder import encoder_fingerprint
 from ppi_dist.models.windows import Windowing
 
 logger = logging.getLogger(__name__)
-
-OUTPUT_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 # --------------------------------------------------------------------------- running
@@ -72,11 +77,13 @@ class PredictOptions:
     is refused rather than merged)."""
 
     threshold: float | None = None
-    """Decision threshold; None: the model's saved one."""
+    """Decision threshold on the raw score (the scale the model's own was chosen on);
+    None: the model's saved one."""
     top_k: int | None = None
     """Keep only the k highest probabilities."""
     min_prob: float | None = None
-    """Keep only pairs at least this likely."""
+    """Keep only pairs at least this likely (the `probability` column: calibrated when the
+    model ships a calibration)."""
     include_self: bool = False
     """All-vs-all: also score each protein with itself."""
     tile: int = 64
@@ -92,34 +99,6 @@ class PredictOptions:
     own `scoring_windows`."""
     cache_dtype: str = "float16"
     """Precision of the stored per-residue states."""
-
-
-def _parts_dir(out: Path) -> Path:
-    return out.with_name(out.name + ".partial")
-
-
-def _part_paths(out: Path, rank: int, world_size: int) -> tuple[Path, Path]:
-    stem = _parts_dir(out) / f"rank{rank}-of-{world_size}"
-    return stem.with_suffix(".tsv"), stem.with_suffix(".json")
-
-
-def _chunk_lines(
-    chunk: int, pairs: list[Pair], probabilities: np.ndarray, options: PredictOptions
-) -> list[str]:
-    keep = np.arange(len(pairs))
-    if options.min_prob is not None:
-        keep = keep[probabilities[keep] >= options.min_prob]
-    if options.top_k is not None and keep.size > options.top_k:
-        # A chunk's share of the global top k is within its own top k; ties: earlier row.
-        best = np.argsort(-probabilities[keep], kind="stable")[: options.top_k]
-        keep = np.sort(keep[best])
-    lines = []
-    for k in keep:
-        pair, p = pairs[k], float(probabilities[k])
-        label = "" if pair.label is None else str(int(pair.label))
-        decision = int(p >= options.threshold)
-        lines.append(f"{chunk}\t{pair.protein_a}\t{pair.protein_b}\t{p!r}\t{decision}\t{label}\n")
-    return lines
 
 
 def check_threshold(model: torch.nn.Module, given: float | None) -> float:
@@ -163,7 +142,8 @@ def run_rank(
     Resumes from the rank's progress file. `max_chunks` stops after that many chunks of this
     call (a time slice; also how tests interrupt a run).
     """
-    part, progress_path = _part_paths(out, ranks.rank, ranks.world_size)
+    selection = RowSelection(options.threshold, options.top_k, options.min_prob)
+    part, progress_path = part_paths(out, ranks.rank, ranks.world_size)
     part.parent.mkdir(parents=True, exist_ok=True)
     state = {"signature": signature, "next_chunk": 0, "bytes": 0, "pairs": 0, "done": False}
     if progress_path.is_file():
@@ -195,9 +175,12 @@ def run_rank(
         for done_now, (chunk, pairs) in enumerate(wanted):
             if max_chunks is not None and done_now >= max_chunks:
                 break
-            probabilities = score_cached(model, cache, pairs, max_tokens=max_tokens)
-            check_probabilities(model, probabilities, pairs)
-            handle.write("".join(_chunk_lines(chunk, pairs, probabilities, options)).encode())
+            raw = score_cached(model, cache, pairs, max_tokens=max_tokens)
+            check_probabilities(model, raw, pairs)
+            probabilities = calibrated(model, raw)
+            probabilities = raw if probabilities is None else probabilities
+            lines = chunk_lines(chunk, pairs, raw, probabilities, selection)
+            handle.write("".join(lines).encode())
             handle.flush()
             state.update(
                 next_chunk=chunk + 1, bytes=handle.tell(), pairs=state["pairs"] + len(pairs)
@@ -210,81 +193,6 @@ def run_rank(
             write_text_atomic(progress_path, json.dumps(state) + "\n")
     bar.close()
     return bool(state["done"])
-
-
-def _read_part(path: Path) -> Iterator[tuple[int, list[str]]]:
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            fields = line.rstrip("\n").split("\t")
-            yield int(fields[0]), fields[1:]
-
-
-def finalize(out: Path, world_size: int, options: PredictOptions, has_labels: bool) -> int:
-    """Merge the ranks' part files in chunk order (or keep the top k) into `out`; rows written."""
-    parts = [_part_paths(out, r, world_size) for r in range(world_size)]
-    for _, progress_path in parts:
-        if not progress_path.is_file() or not json.loads(progress_path.read_text())["done"]:
-            raise RuntimeError(f"{progress_path}: that rank has not finished")
-    merged = heapq.merge(*(_read_part(part) for part, _ in parts), key=lambda item: item[0])
-    rows: Iterator[list[str]] = (fields for _, fields in merged)
-    if options.top_k is not None:
-        # Highest probability first; ties keep enumeration order (the counter).
-        best = heapq.nlargest(
-            options.top_k,
-            ((float(f[2]), -i, f) for i, f in enumerate(rows)),
-            key=lambda item: (item[0], item[1]),
-        )
-        rows = (fields for _, _, fields in best)
-    columns = ["protein_a", "protein_b", "probability", "predicted"]
-    if has_labels:
-        columns.append("label")
-    temporary = out.with_name(out.name + ".writing")
-    count = _write_table(temporary, rows, columns, OUTPUT_FORMATS[out.suffix.lower()])
-    temporary.replace(out)
-    shutil.rmtree(_parts_dir(out))
-    return count
-
-
-def _write_table(path: Path, rows: Iterator[list[str]], columns: list[str], fmt: str) -> int:
-    """Stream rows (text fields as in the part files) to TSV or Parquet; returns the count."""
-    count = 0
-    width = len(columns)
-    if fmt == "tsv":
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write("\t".join(columns) + "\n")
-            for fields in rows:
-                handle.write("\t".join(fields[:width]) + "\n")
-                count += 1
-        return count
-    types = {
-        "protein_a": pa.string(),
-        "protein_b": pa.string(),
-        "probability": pa.float64(),
-        "predicted": pa.int8(),
-        "label": pa.int8(),
-    }
-    schema = pa.schema([(name, types[name]) for name in columns])
-    converters = [str, str, float, int, int]
-    with pq.ParquetWriter(path, schema) as writer:
-        buffer: list[list[str]] = []
-
-        def flush() -> None:
-            values = list(zip(*buffer, strict=True))
-            arrays = [
-                pa.array([converters[c](v) for v in values[c]], type=schema.field(c).type)
-                for c in range(width)
-            ]
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-            buffer.clear()
-
-        for fields in rows:
-            buffer.append(fields[:width])
-            count += 1
-            if len(buffer) == 65536:
-                flush()
-        if buffer:
-            flush()
-    return count
 
 
 def run_signature(
@@ -308,6 +216,7 @@ def run_signature(
         "model": encoder_fingerprint(model.encoder),
         "inputs": files,
         "options": asdict(options),
+        "calibration": getattr(model, "calibration", None) and asdict(model.calibration),
         "world_size": world_size,
     }
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -364,7 +273,7 @@ def predict(
         else None
     )
     try:
-        parts = _parts_dir(out)
+        parts = parts_dir(out)
         if ranks.rank == 0 and overwrite:
             shutil.rmtree(parts, ignore_errors=True)
             out.unlink(missing_ok=True)
@@ -404,7 +313,13 @@ def predict(
             "rows_written": None,
             "encoding": windowing.describe(),
         }
-        return _merge(summary, out, options, plan.has_labels, ranks)
+        calibration = getattr(model, "calibration", None)
+        summary["probability"] = "raw score" if calibration is None else calibration.describe()
+        summary["threshold"] = options.threshold
+        if calibration is not None:  # the same cut on the calibrated scale
+            summary["threshold_calibrated"] = float(calibration.apply([options.threshold])[0])
+        columns = output_columns(calibration is not None, plan.has_labels)
+        return _merge(summary, out, options.top_k, columns, ranks)
     finally:
         if lock is not None:
             lock.release()
@@ -461,22 +376,20 @@ def _shared_cache(
     return cache
 
 
-def _merge(
-    summary: dict, out: Path, options: PredictOptions, has_labels: bool, ranks: Ranks
-) -> dict:
+def _merge(summary: dict, out: Path, top_k: int | None, columns: list[str], ranks: Ranks) -> dict:
     """Rank 0 merges the parts into `out` once every rank is done (the rows it wrote go in
     `summary["rows_written"]`); called on every rank (it waits for all of them)."""
     if ranks.barrier is not None:
         ranks.barrier()
     if ranks.rank == 0 and ranks.world_size == 1 and summary["complete"]:
-        summary["rows_written"] = finalize(out, 1, options, has_labels)
+        summary["rows_written"] = finalize(out, 1, top_k, columns)
     elif ranks.rank == 0 and ranks.barrier is not None:
         # Every rank passed the barrier, so all parts are final (or some rank stopped early).
         done = [
-            json.loads(_part_paths(out, r, ranks.world_size)[1].read_text())["done"]
+            json.loads(part_paths(out, r, ranks.world_size)[1].read_text())["done"]
             for r in range(ranks.world_size)
         ]
         summary["complete"] = all(done)
         if all(done):
-            summary["rows_written"] = finalize(out, ranks.world_size, options, has_labels)
+            summary["rows_written"] = finalize(out, ranks.world_size, top_k, columns)
     return summary

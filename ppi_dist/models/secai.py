@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ppi_dist.models import attention
+from ppi_dist.models.calibration import Calibration
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.cross_attention import packed_cross_pooling, pairs_kernel
 from ppi_dist.models.encoder import base_encoder, build_encoder
@@ -176,6 +177,9 @@ class SECAI(nn.Module):
         self.head = PairHead(2 * dim, config.head_hidden, config.head_dropout)
         if config.sync_batchnorm:
             self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
+        # Raw score -> probability, fitted on validation when training ends; saved and
+        # loaded with the model (models/calibration.py). None until then.
+        self.calibration: Calibration | None = None
 
     def encode(
         self,

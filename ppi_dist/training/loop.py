@@ -339,7 +339,14 @@ def finish(
     weights, grid = evaluation.score_weights, evaluation.threshold_grid
     chosen = choose_threshold(valid, accelerator, weights, grid, evaluation.threshold_objective)
     # Platt scaling on the validation scores only; the threshold stays on the raw score.
-    shipped.calibration = fit_platt(valid.scores, valid.labels)
+    calibration = fit_platt(valid.scores, valid.labels)
+    if calibration.slope > 0:
+        shipped.calibration = calibration
+    else:  # a decreasing map would reverse the ranking: ship the raw score instead
+        accelerator.print(
+            f"no calibration shipped: the validation scores rank no better than chance "
+            f"(Platt slope {calibration.slope:.3g})"
+        )
     final = FinalResults({"validation": chosen}, predictions)
     if "test" in predictions:  # the threshold comes from validation only: no tuning on test
         test = predictions["test"]

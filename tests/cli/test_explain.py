@@ -11,6 +11,7 @@ import numpy as np
 from ppi_dist.cli import explain, predict
 from ppi_dist.cli.boundary import EXIT_USER_ERROR
 from ppi_dist.hub.folder import save_for_hub
+from ppi_dist.models.calibration import Calibration
 from tests.helpers import random_sequence, tiny_model
 
 
@@ -23,6 +24,7 @@ def _inputs(tmp_path):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("protein_a\tprotein_b\nLONG\tS1\nS2\tS1\nS2\tLONG\n")
     model = tiny_model(max_residues=48, decision_threshold=0.5)
+    model.calibration = Calibration(slope=0.5, offset=0.3, pairs=100)  # saved with the model
     return save_for_hub(model, tmp_path / "model"), fasta, pairs, sequences
 
 
@@ -40,13 +42,19 @@ def test_explain_writes_maps_with_predicts_probabilities(tmp_path, capsys):
     assert explain.main([*common, "--out", str(out), "--top_k", "3"]) == 0
     printed = capsys.readouterr().out
     assert "windows of 48" in printed  # the model folder's window, not ESM-2's 1,022
+    assert "probability: platt scaling fitted on 100 validation pairs" in printed
     predicted = _rows(scores)
     explained = _rows(out / "explanations.tsv")
     assert [(r["protein_a"], r["protein_b"]) for r in explained] == [
         (r["protein_a"], r["protein_b"]) for r in predicted
     ]
     for mine, theirs in zip(explained, predicted, strict=True):
-        assert float(mine["probability"]) == float(theirs["probability"])
+        # Both report the calibrated probability, the raw score beside it. One pair alone and
+        # three in one batch are padded differently: equal to float32 rounding.
+        assert abs(float(mine["probability"]) - float(theirs["probability"])) < 1e-6
+        assert abs(float(mine["raw_score"]) - float(theirs["raw_score"])) < 1e-6
+        calibrated = Calibration(0.5, 0.3).apply([float(mine["raw_score"])])[0]
+        assert float(mine["probability"]) == calibrated != float(mine["raw_score"])
         assert len(mine["top_a"].split()) == 3
         hotspots = _rows(out / mine["folder"] / "hotspots.tsv")
         assert (out / mine["folder"] / "attention.png").stat().st_size > 10_000

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from ppi_dist.evaluation.calibration import (
-    Calibration,
     brier,
     calibration_intervals,
     expected_calibration_error,
     fit_platt,
 )
+from ppi_dist.models.calibration import Calibration
 
 
 def _overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -20,8 +21,10 @@ from ppi_dist.errors import ProgressMismatchError
 from ppi_dist.inference import cache as embeddings
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.plans import AllPairsPlan
-from ppi_dist.inference.predict import PredictOptions, finalize, predict
+from ppi_dist.inference.predict import PredictOptions, predict
+from ppi_dist.inference.prediction_file import finalize, output_columns
 from ppi_dist.inference.scoring import Ranks, score_cached
+from ppi_dist.models.calibration import Calibration
 from ppi_dist.models.saving import save_pretrained
 from tests.helpers import REPO, random_sequence, tiny_model
 
@@ -185,6 +188,53 @@ def test_top_k_and_min_prob(model, tmp_path):
     assert kept == [r for r in everything if float(r["probability"]) >= cut]
 
 
+def test_a_calibrated_model_writes_its_probability_beside_the_raw_score(model, tmp_path):
+    proteins = _proteins(9)
+    _write_fasta(tmp_path / "p.fasta", proteins)
+    names = sorted(proteins)
+    lines = ["protein_a\tprotein_b\tlabel"]
+    lines += [f"{a}\t{b}\t{(i + j) % 2}" for i, a in enumerate(names) for j, b in enumerate(names)]
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
+    common = {"pairs": tmp_path / "pairs.tsv", "fasta": tmp_path / "p.fasta", "progress": False}
+    raw = _read_tsv_after(predict, model, tmp_path / "raw.tsv", common, PredictOptions())
+    assert "raw_score" not in raw[0]  # no calibration: the probability is the raw score
+    # A calibration that pulls the scores towards 0.27: sigmoid(0.25 logit(s) - 1).
+    calibration = Calibration(slope=0.25, offset=-1.0, pairs=50)
+    model.calibration = calibration
+    try:
+        cut = float(np.median(calibration.apply([float(r["probability"]) for r in raw])))
+        options = PredictOptions(threshold=0.5, min_prob=cut)
+        rows = _read_tsv_after(predict, model, tmp_path / "cal.tsv", common, options)
+        summary = predict(model, tmp_path / "cal.parquet", **common, options=options)
+    finally:
+        model.calibration = None
+    assert list(rows[0]) == [
+        "protein_a",
+        "protein_b",
+        "probability",
+        "raw_score",
+        "predicted",
+        "label",
+    ]
+    by_pair = {(r["protein_a"], r["protein_b"]): r for r in raw}
+    kept = [r for r in raw if calibration.apply([float(r["probability"])])[0] >= cut]
+    assert 0 < len(rows) == len(kept) < len(raw)  # --min_prob reads the calibrated column
+    for row in rows:
+        score = float(row["raw_score"])
+        assert score == float(by_pair[row["protein_a"], row["protein_b"]]["probability"])
+        assert float(row["probability"]) == calibration.apply([score])[0]
+        assert row["predicted"] == str(int(score >= 0.5))  # the threshold is on the raw score
+    assert summary["probability"] == "platt scaling fitted on 50 validation pairs"
+    assert summary["threshold_calibrated"] == calibration.apply([0.5])[0]
+    table = pq.read_table(tmp_path / "cal.parquet").to_pylist()
+    assert [r["raw_score"] for r in table] == [float(r["raw_score"]) for r in rows]
+
+
+def _read_tsv_after(run, model, out, common, options) -> list[dict]:
+    run(model, out, **common, options=options)
+    return _read_tsv(out)
+
+
 def test_interrupted_run_resumes_to_the_same_output(model, tmp_path):
     proteins = _proteins(13)
     _write_fasta(tmp_path / "p.fasta", proteins)
@@ -223,7 +273,7 @@ def test_ranks_score_disjoint_slices_that_merge_to_the_single_run(model, tmp_pat
     parts = [(out.parent / "three.tsv.partial" / f"rank{r}-of-3.tsv").read_text() for r in range(3)]
     chunks = [{int(line.split("\t")[0]) for line in p.splitlines()} for p in parts]
     assert all(c == {k for k in range(21) if k % 3 == r} for r, c in enumerate(chunks))
-    finalize(out, 3, _options_of(model), has_labels=False)
+    finalize(out, 3, None, output_columns(calibrated=False, has_labels=False))
     # Each rank encodes only its own proteins, so encoder batches differ from the single
     # run's: the same rows, probabilities equal to float rounding.
     merged, single = _read_tsv(out), _read_tsv(tmp_path / "one.tsv")
