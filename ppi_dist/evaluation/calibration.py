@@ -57,6 +57,14 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, fitted_on: str = "validati
     return Calibration(float(params[0]), float(params[1]), fitted_on=fitted_on, pairs=len(y))
 
 
+def fit_shipped_calibration(scores: np.ndarray, labels: np.ndarray) -> Calibration | None:
+    """The calibration a model folder ships: Platt on the validation scores, or None when its
+    slope is not positive (scores that rank no better than chance; a decreasing map would
+    reverse the ranking that `predict` and `--top_k` rely on)."""
+    calibration = fit_platt(scores, labels)
+    return calibration if calibration.slope > 0 else None
+
+
 def expected_calibration_error(
     probabilities: np.ndarray, labels: np.ndarray, bins: int = BINS
 ) -> float:

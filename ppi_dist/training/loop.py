@@ -33,7 +33,7 @@ from transformers import get_scheduler
 from ppi_dist.data.batching import batch_to_device, swap_sides
 from ppi_dist.data.pairs import Pair, sequences_of
 from ppi_dist.errors import NonFiniteLossError, Preempted, Stopped
-from ppi_dist.evaluation.calibration import fit_platt
+from ppi_dist.evaluation.calibration import fit_shipped_calibration
 from ppi_dist.evaluation.threshold import (
     compare_objectives,
     evaluate_at,
@@ -339,14 +339,9 @@ def finish(
     weights, grid = evaluation.score_weights, evaluation.threshold_grid
     chosen = choose_threshold(valid, accelerator, weights, grid, evaluation.threshold_objective)
     # Platt scaling on the validation scores only; the threshold stays on the raw score.
-    calibration = fit_platt(valid.scores, valid.labels)
-    if calibration.slope > 0:
-        shipped.calibration = calibration
-    else:  # a decreasing map would reverse the ranking: ship the raw score instead
-        accelerator.print(
-            f"no calibration shipped: the validation scores rank no better than chance "
-            f"(Platt slope {calibration.slope:.3g})"
-        )
+    shipped.calibration = fit_shipped_calibration(valid.scores, valid.labels)
+    if shipped.calibration is None:
+        accelerator.print("no calibration: the validation scores rank no better than chance")
     final = FinalResults({"validation": chosen}, predictions)
     if "test" in predictions:  # the threshold comes from validation only: no tuning on test
         test = predictions["test"]

@@ -10,6 +10,7 @@ from ppi_dist.evaluation.calibration import (
     calibration_intervals,
     expected_calibration_error,
     fit_platt,
+    fit_shipped_calibration,
 )
 from ppi_dist.models.calibration import Calibration
 
@@ -66,3 +67,12 @@ def test_intervals_hold_their_values_and_ece_matches_by_hand():
     for values in intervals.values():
         assert values["low"] <= values["value"] <= values["high"]
     assert intervals["ece_calibrated"]["high"] < intervals["ece_raw"]["low"]
+
+
+def test_scores_that_rank_backwards_ship_no_calibration():
+    scores, labels = _overconfident(2000, seed=3)
+    assert fit_shipped_calibration(scores, labels).slope > 0
+    # The same scores against the opposite labels: Platt's slope turns negative, and a
+    # decreasing map would reverse every ranking, so the folder keeps the raw score.
+    assert fit_platt(scores, 1 - labels).slope < 0
+    assert fit_shipped_calibration(scores, 1 - labels) is None
