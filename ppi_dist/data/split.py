@@ -34,9 +34,10 @@ from pathlib import Path
 
 from ppi_dist.checks import check_can_rank
 from ppi_dist.data import clusters as mmseqs
-from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
+from ppi_dist.data.pairs import Columns, Pair, PairSource, sequences_of, write_pairs
 from ppi_dist.data.partition import cluster_graph, partition, partitioner_name, resample_negatives
 from ppi_dist.errors import ConfigError, DataError, MissingToolError
+from ppi_dist.files import write_text_atomic
 
 BLOCKS = ("train", "valid", "test")
 METHODS = ("graph", "random")
@@ -354,15 +355,18 @@ def split_file(
     *,
     clusters: str | Path | None = None,
     allow_contradictory_labels: bool = False,
+    columns: Columns | None = None,
     **options,
 ) -> SplitReport:
-    """Read `pairs` (through PairSource), split, write train.tsv, valid.tsv (test.tsv when
-    asked) and split_report.json into `out_dir`; return the report. `options` are
-    `split_pairs`'s keywords."""
+    """Read `pairs` (through PairSource, its `columns`), split, write train.tsv, valid.tsv
+    (test.tsv when asked) and split_report.json into `out_dir`; return the report. Pairs with
+    their sequences inline (no `fasta`) also get `out_dir/sequences.fasta`, which the written
+    files need. `options` are `split_pairs`'s keywords."""
     allow = allow_contradictory_labels
-    rows = list(
-        PairSource(pairs, fasta, labeled=True, allow_contradictory_labels=allow).pair_rows()
+    source = PairSource(
+        pairs, fasta, columns=columns, labeled=True, allow_contradictory_labels=allow
     )
+    rows = list(source.pair_rows())
     sequences = sequences_of(rows)
     cluster_rows = read_clusters(clusters) if clusters else None
     split = split_pairs(
@@ -377,5 +381,8 @@ def split_file(
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("train", *split.report.asked):
         write_pairs(out_dir / f"{name}.tsv", split.blocks[name])
+    if fasta is None:
+        lines = "".join(f">{name}\n{sequence}\n" for name, sequence in sequences.items())
+        write_text_atomic(out_dir / "sequences.fasta", lines)
     (out_dir / "split_report.json").write_text(json.dumps(asdict(split.report), indent=2) + "\n")
     return split.report

@@ -49,6 +49,14 @@ class DataConfig:
     synthetic task, generated into output_dir/synthetic_data."""
     valid_file: str | None = None
     """Validation pair file: the checkpoint and the decision threshold are chosen on it."""
+    valid_fraction: float | None = None
+    """Without a valid_file: hold out this fraction of the training PAIRS as validation,
+    similarity-disjoint from the rest (`ppi-dist split`'s graph method: MMseqs2 clusters at
+    `split_identity`, a graph cut; the `split` extra). Written once, with its report, to
+    output_dir/split and reused when the run resumes."""
+    split_identity: float = 0.4
+    """valid_fraction: sequence identity at which proteins are clustered together, so that
+    no validation protein is this similar to a training one."""
     test_file: str | None = None
     """Test pair file, scored at the end at the validation threshold."""
     fasta: str | None = None
@@ -92,12 +100,21 @@ class DataConfig:
     proteins and encoder match). None: output_dir/embedding_cache."""
 
     def __post_init__(self) -> None:
-        if self.train_file is not None and self.valid_file is None:
+        held_out = self.valid_fraction is not None
+        if self.train_file is not None and self.valid_file is None and not held_out:
             raise ConfigError(
-                "train_file needs a valid_file: the threshold is chosen on it; a set that "
-                "ships none: `ppi-dist split --pairs TRAIN --fasta F --valid_fraction 0.1 "
-                "--out_dir DIR` holds out a similarity-disjoint DIR/valid.tsv"
+                "train_file needs a valid_file: the threshold is chosen on it; for a set "
+                "that ships none, --valid_fraction 0.1 holds out a similarity-disjoint tenth "
+                "of the training pairs (or `ppi-dist split` makes the files)"
             )
+        if held_out and self.valid_file is not None:
+            raise ConfigError("give valid_file or valid_fraction, not both")
+        if held_out and self.train_file is None:
+            raise ConfigError("valid_fraction splits a train_file; the synthetic task has its own")
+        for name in ("valid_fraction", "split_identity"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise ConfigError(f"{name} must lie strictly between 0 and 1, got {value}")
         optional = ("max_pairs", "batch_size", "eval_max_tokens")
         check_at_least_one(self, ("max_tokens", *optional))
 

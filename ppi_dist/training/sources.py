@@ -1,11 +1,14 @@
 """A run's data: validated pair sources of each split, and this rank's training batches.
 
 Without a `train_file` the run trains on the embedded synthetic task (`data.synthetic`),
-written once per machine into output_dir/synthetic_data.
+written once per machine into output_dir/synthetic_data. With `valid_fraction` instead of a
+`valid_file`, the training file is split into train and validation first (output_dir/split).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import torch
@@ -15,7 +18,10 @@ from ppi_dist.checks import check_can_rank
 from ppi_dist.data.batching import CacheIndex, PairBatches
 from ppi_dist.data.loader import BatchLoader
 from ppi_dist.data.pairs import Columns, PairSource
+from ppi_dist.data.split import split_file
 from ppi_dist.data.synthetic import synthetic_task_paths, write_synthetic_task
+from ppi_dist.errors import ConfigError
+from ppi_dist.files import read_json, write_text_atomic
 from ppi_dist.training.config import TrainConfig
 
 
@@ -23,13 +29,17 @@ def make_sources(config: TrainConfig, accelerator: Accelerator) -> dict[str, Pai
     """Validated pair sources of train/valid(/test); the synthetic task when none is given."""
     data = config.data
     files = {"train": data.train_file, "valid": data.valid_file, "test": data.test_file}
-    fasta = data.fasta
+    fastas = dict.fromkeys(files, data.fasta)
+    columns = dict.fromkeys(files, Columns(data.column_a, data.column_b, label=data.column_label))
     if data.train_file is None:  # the embedded default
         paths = prepare_synthetic_task(config, accelerator)
-        files, fasta = {k: str(paths[k]) for k in files}, str(paths["fasta"])
-    columns = Columns(data.column_a, data.column_b, label=data.column_label)
+        files, fastas = {k: str(paths[k]) for k in files}, dict.fromkeys(files, str(paths["fasta"]))
+    elif data.valid_fraction is not None:  # train and valid from the split of train_file
+        held_out = hold_out_validation(config, accelerator)
+        for split in ("train", "valid"):  # written as `write_pairs` writes, ids only
+            files[split], fastas[split] = str(held_out[split]), str(held_out["fasta"])
+            columns[split] = Columns()
     reading = {
-        "columns": columns,
         "max_residues": config.model.secai.max_residues,
         "skip_bad_rows": data.skip_bad_rows,
         "allow_contradictory_labels": data.allow_contradictory_labels,
@@ -37,7 +47,9 @@ def make_sources(config: TrainConfig, accelerator: Accelerator) -> dict[str, Pai
     sources = {}
     for split, path in files.items():
         if path is not None:
-            sources[split] = PairSource(path, fasta, labeled=True, **reading)
+            sources[split] = PairSource(
+                path, fastas[split], columns=columns[split], labeled=True, **reading
+            )
             report = sources[split].validate()
             accelerator.print(f"{split}: {report.summary()}")
     valid = sources["valid"].report
@@ -49,6 +61,48 @@ def make_sources(config: TrainConfig, accelerator: Accelerator) -> dict[str, Pai
         "give a validation file with more pairs of each class (`ppi-dist split` makes one)",
     )
     return sources
+
+
+def hold_out_validation(config: TrainConfig, accelerator: Accelerator) -> dict[str, Path]:
+    """train.tsv and valid.tsv of `train_file` split by `ppi-dist split`'s graph method into
+    output_dir/split (with split_report.json; sequences.fasta when the sequences were
+    inline). Made once by the main process; a resumed run reuses it when the split's inputs
+    and settings are the same, and refuses a folder made with others."""
+    data, seed = config.data, config.optimization.seed
+    out_dir = Path(config.run.output_dir) / "split"
+    wanted = {
+        "train_file": data.train_file,
+        "fasta": data.fasta,
+        "valid_fraction": data.valid_fraction,
+        "split_identity": data.split_identity,
+        "seed": seed,
+    }
+    settings = out_dir / "split_settings.json"
+    if accelerator.is_main_process:
+        if settings.is_file() and read_json(settings) != wanted:
+            raise ConfigError(
+                f"{settings}: this run's split was made with other settings "
+                f"({read_json(settings)}); use another output_dir, or remove {out_dir}"
+            )
+        if not settings.is_file():
+            report = split_file(
+                data.train_file,
+                data.fasta,
+                out_dir,
+                data.valid_fraction,
+                columns=Columns(data.column_a, data.column_b, label=data.column_label),
+                allow_contradictory_labels=data.allow_contradictory_labels,
+                identity=data.split_identity,
+                seed=seed,
+                threads=max(1, min(8, os.cpu_count() or 1)),
+            )
+            accelerator.print(f"validation held out of {data.train_file}:\n{report.describe()}")
+            write_text_atomic(settings, json.dumps(wanted, indent=2) + "\n")  # last: complete
+        else:
+            accelerator.print(f"validation held out of {data.train_file}: {out_dir} (reused)")
+    accelerator.wait_for_everyone()
+    fasta = Path(data.fasta) if data.fasta is not None else out_dir / "sequences.fasta"
+    return {"train": out_dir / "train.tsv", "valid": out_dir / "valid.tsv", "fasta": fasta}
 
 
 def prepare_synthetic_task(config: TrainConfig, accelerator: Accelerator) -> dict[str, Path]:

@@ -4,7 +4,6 @@ for real on a small fixture), the random split beside it, counts that add up."""
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 
@@ -15,49 +14,7 @@ from ppi_dist.data.pairs import Pair
 from ppi_dist.data.split import protein_groups, split_file, split_pairs
 from ppi_dist.errors import ConfigError, MissingToolError
 from tests.helpers import REPO
-
-LETTERS = "ACDEFGHIKLMNPQRSTVWY"
-
-
-def _mutant(sequence: str, rng: random.Random, changed: float) -> str:
-    return "".join(rng.choice(LETTERS) if rng.random() < changed else c for c in sequence)
-
-
-def _write_task(tmp_path, seed=0):
-    """8 communities of 25 proteins (positives inside them, negatives anywhere); H0..H4 are
-    ~85%-identical copies of C0_0..C0_4 placed in other communities, P1 repeats P0."""
-    rng = random.Random(seed)
-    sequences, community = {}, {}
-    for c in range(8):
-        for i in range(25):
-            name = f"C{c}_{i}"
-            sequences[name] = "".join(rng.choices(LETTERS, k=90))
-            community[name] = c
-    for i in range(5):
-        sequences[f"H{i}"] = _mutant(sequences[f"C0_{i}"], rng, 0.15)
-        community[f"H{i}"] = 1 + i
-    sequences["P0"] = "".join(rng.choices(LETTERS, k=90))
-    sequences["P1"] = sequences["P0"]
-    community["P0"] = community["P1"] = 7
-    members: dict[int, list[str]] = {}
-    for name, c in community.items():
-        members.setdefault(c, []).append(name)
-    pairs: dict[tuple[str, str], int] = {}
-    while sum(pairs.values()) < 900:
-        c = rng.randrange(8)
-        a, b = sorted(rng.sample(members[c], 2))
-        pairs[(a, b)] = 1
-    names = sorted(sequences)
-    while len(pairs) < 1800:
-        a, b = sorted(rng.sample(names, 2))
-        pairs.setdefault((a, b), 0)
-    pair_file, fasta = tmp_path / "pairs.tsv", tmp_path / "seqs.fasta"
-    pair_file.write_text(
-        "protein_a\tprotein_b\tlabel\n"
-        + "".join(f"{a}\t{b}\t{y}\n" for (a, b), y in sorted(pairs.items()))
-    )
-    fasta.write_text("".join(f">{p}\n{s}\n" for p, s in sequences.items()))
-    return pair_file, fasta, sequences, pairs
+from tests.helpers import write_community_task as _write_task
 
 
 def _read(path):

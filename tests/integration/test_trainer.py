@@ -16,12 +16,13 @@ from ppi_dist.cli.train import main as train_main
 from ppi_dist.evaluation.evaluate import evaluate
 from ppi_dist.hub.loading import load_model
 from ppi_dist.models.saving import from_pretrained
-from tests.helpers import REPO
+from tests.helpers import REPO, write_community_task
 from tests.integration.runs import (
     TINY,
     check_predict_reproduces_test_scores,
     launch,
     losses,
+    run_python,
     trainables,
     trainer_env,
 )
@@ -301,3 +302,37 @@ def test_calibration_is_fitted_on_validation_saved_and_reported_by_evaluate(tmp_
         "brier_raw",
         "brier_calibrated",
     }
+
+
+def test_valid_fraction_holds_out_a_similarity_disjoint_validation_set(tmp_path):
+    """A training file without a validation file: the trainer splits it (MMseqs2 and the
+    graph cut, for real), trains and thresholds on the held-out block, reuses the split when
+    the run resumes, and refuses a folder whose split was made with other settings."""
+    pair_file, fasta, _, pairs = write_community_task(tmp_path)
+    out = tmp_path / "run"
+    data = ["--train_file", str(pair_file), "--fasta", str(fasta), "--output_dir", str(out)]
+    args = [*TINY, *data, "--max_steps", "2", "--valid_fraction", "0.2"]
+    first = launch(args)
+    assert "validation held out of" in first.stdout
+    split = out / "split"
+
+    def rows(path):
+        return [tuple(line.split("\t")[:2]) for line in path.read_text().splitlines()[1:]]
+
+    train, valid = rows(split / "train.tsv"), rows(split / "valid.tsv")
+    assert abs(len(valid) / len(pairs) - 0.2) <= 0.03
+    assert not {p for pair in train for p in pair} & {p for pair in valid for p in pair}
+    assert set(train) | set(valid) <= set(pairs)
+    report = json.loads((split / "split_report.json").read_text())
+    assert report["max_identity_between_blocks"] < 0.4
+    # Validation is the held-out block, whole: the threshold was chosen on it.
+    assert rows(out / "predictions_validation.tsv") == valid
+    resume = ["--resume_from", "latest", "--max_steps", "3"]
+    again = launch([*args, *resume])
+    assert "(reused)" in again.stdout and rows(split / "valid.tsv") == valid
+    refused = run_python(
+        ["ppi_dist/train.py", *TINY, *data, *resume, "--valid_fraction", "0.3"],
+        timeout=300,
+    )
+    assert refused.returncode == 2
+    assert "split was made with other settings" in refused.stderr

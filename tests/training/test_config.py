@@ -143,6 +143,22 @@ def test_a_random_weight_shape_replaces_the_encoder_name():
         load_config(["--encoder_shape", "huge"])
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--train_file", "t.tsv"], "train_file needs a valid_file"),
+        (["--train_file", "t.tsv", "--valid_file", "v.tsv", "--valid_fraction", "0.1"], "not both"),
+        (["--valid_fraction", "0.1"], "the synthetic task has its own"),
+        (["--train_file", "t.tsv", "--valid_fraction", "1.0"], "strictly between 0 and 1"),
+        (["--train_file", "t.tsv", "--valid_fraction", "0.1", "--split_identity", "0"], "split_"),
+    ],
+)
+def test_validation_comes_from_a_file_or_a_fraction_of_train(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(flags)
+    assert load_config(["--train_file", "t.tsv", "--valid_fraction", "0.1"]).data.valid_fraction
+
+
 def test_threshold_objective_choices_are_the_metrics_objectives():
     for objective in OBJECTIVES:
         assert EvaluationConfig(threshold_objective=objective).threshold_objective == objective
