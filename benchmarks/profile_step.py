@@ -469,7 +469,8 @@ def before_and_after(args: argparse.Namespace, config: TrainConfig) -> list[Prof
         name, _, value = setting.partition("=")
         sections = (before.optimization, before.data, before.model)
         section = next(part for part in sections if hasattr(part, name))
-        setattr(section, name, type(getattr(section, name))(value))
+        kind = type(getattr(section, name))  # bool("false") would be True: read it as text
+        setattr(section, name, value.lower() == "true" if kind is bool else kind(value))
     print(f"=== before: {' '.join(args.before)}")
     old = run(args, before)
     print("=== after: as configured")

@@ -15,7 +15,7 @@ with its real lengths (cropped at 1,022):
   checkpointing as ours.
 
 With the trainer's `--compile`, "ours+compile" is timed too: the same step on a copy of the
-model (sharing its frozen weights) whose layers and head `ppi_dist.models.compile.compile_model`
+model (sharing its frozen weights) whose layers and pair path `ppi_dist.models.compile.compile_model`
 compiled; its warm-up steps hold the compilation and are timed and printed apart.
 
 Warm-up steps are not timed. Each repeat times all measured pairs once per method (ours,

@@ -242,17 +242,30 @@ class SECAI(nn.Module):
         all-vs-all tile of t x t pairs needs 2t projections, not 2t^2.
         """
         (states_a, mask_a), (states_b, mask_b) = side_a, side_b
+        one_side = side_b is side_a  # training batches: both sides are the same proteins
+        return self.pair_path(states_a, mask_a, states_b, mask_b, index_a, index_b, one_side)
+
+    def pair_path(
+        self,
+        states_a: torch.Tensor,
+        mask_a: torch.Tensor,
+        states_b: torch.Tensor,
+        mask_b: torch.Tensor,
+        index_a: torch.Tensor,
+        index_b: torch.Tensor,
+        one_side: bool,
+    ) -> torch.Tensor:
+        """`pair_logits` on tensors alone (what `compile_model` compiles as one region);
+        `one_side`: side B is side A, projected once."""
         # Cached states may be stored in another precision than the weights (fp16 cache,
         # fp32 or bf16 weights): compute in the weights' precision.
         dtype = self.head.fc1.weight.dtype
         states_a = states_a.to(dtype)
-        states_b = states_a if side_b is side_a else states_b.to(dtype)
+        states_b = states_a if one_side else states_b.to(dtype)
         pair_mask_a, pair_mask_b = mask_a[index_a], mask_b[index_b]
         if self.cross_attention is not None:
             q_a, k_a, v_a = self.cross_attention.project(states_a)
-            q_b, k_b, v_b = (
-                (q_a, k_a, v_a) if side_b is side_a else self.cross_attention.project(states_b)
-            )
+            q_b, k_b, v_b = (q_a, k_a, v_a) if one_side else self.cross_attention.project(states_b)
             if pairs_kernel(self.config.cross_attention_kernel, q_a) == "varlen":
                 sides = (q_a, k_a, v_a, mask_a), (q_b, k_b, v_b, mask_b)
                 pooled_a, pooled_b = packed_cross_pooling(*sides, index_a, index_b)

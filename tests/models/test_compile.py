@@ -73,22 +73,25 @@ def _check_compiled_matches_and_trains(**overrides) -> list[str]:
 
 def test_compiled_lora_model_gives_the_eager_logits_and_trains():
     compiled = _check_compiled_matches_and_trains(encoder_config=tiny_esm2_config(layers=6))
-    assert compiled == [f"encoder.layer.{i}" for i in range(6)] + ["head"]
+    assert compiled == [f"encoder.layer.{i}" for i in range(6)] + ["pair_path"]
     # The layers share their graphs (parameters are inputs): the count does not grow with
-    # depth (33 layers must stay under dynamo's recompilation limit of 8).
-    assert counters["stats"]["unique_graphs"] < 6, dict(counters["stats"])
+    # depth (33 layers must stay under dynamo's recompilation limit of 8). The pair path adds
+    # one graph per mode, and one more when the first batch happens to hold as many pairs
+    # as proteins (dynamic shapes give equal sizes one symbol until a batch tells them apart).
+    assert counters["stats"]["unique_graphs"] < 7, dict(counters["stats"])
 
 
 def test_compile_with_activation_checkpointing_captures_whole_layers():
     _check_compiled_matches_and_trains(activation_checkpointing=True)
-    # One graph for every layer (shared code, parameters as inputs) and one for the head;
-    # training mode and no_grad are separate graphs. No recompilation per layer or batch.
-    assert counters["stats"]["unique_graphs"] <= 4, dict(counters["stats"])
+    # One graph for every layer (shared code, parameters as inputs) and one for the pair
+    # path; training mode and no_grad are separate graphs, and the pair path's first batch
+    # may add one (above). No recompilation per layer or batch.
+    assert counters["stats"]["unique_graphs"] <= 5, dict(counters["stats"])
 
 
-def test_compile_with_a_frozen_encoder_compiles_the_head_only():
+def test_compile_with_a_frozen_encoder_compiles_the_pair_path_only():
     compiled = _check_compiled_matches_and_trains(freeze_encoder=True)
-    assert compiled == ["head"]
+    assert compiled == ["pair_path"]
 
 
 def test_compile_is_a_config_flag():
