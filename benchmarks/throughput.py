@@ -15,8 +15,9 @@ with its real lengths (cropped at 1,022):
   checkpointing as ours.
 
 With the trainer's `--compile`, "ours+compile" is timed too: the same step on a copy of the
-model (sharing its frozen weights) whose layers and pair path `ppi_dist.models.compile.compile_model`
-compiled; its warm-up steps hold the compilation and are timed and printed apart.
+model (sharing its frozen weights) whose layers and pair path
+`ppi_dist.models.compile.compile_model` compiled; its warm-up steps hold the compilation
+and are timed and printed apart.
 
 Warm-up steps are not timed. Each repeat times all measured pairs once per method (ours,
 ours+compile and baseline alternate, so drift hits all); the medians over repeats are reported.
