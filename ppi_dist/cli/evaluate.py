@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow_encoder_mismatch", action="store_true", help="load though the encoder changed"
     )
+    parser.add_argument(
+        "--allow_contradictory_labels",
+        action="store_true",
+        help="score pairs labelled both 1 and 0 as given (refused by default, naming both lines)",
+    )
     add_encoding_flags(parser)
     return parser
 
@@ -57,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         n_resamples=args.bootstrap,
         windowing=windowing_from_flags(model, args),
         cache_dir=args.cache_dir,
+        allow_contradictory_labels=args.allow_contradictory_labels,
     )
     print(describe(report))
     default = Path(args.model).parent / f"evaluation_{Path(args.pairs).name.split('.')[0]}"

@@ -67,7 +67,7 @@ def read_pairs_to_explain(args: argparse.Namespace) -> list[Pair]:
     if args.pairs is not None:
         if args.a is not None or args.b is not None:
             raise UserError("give --pairs FILE or --a ID --b ID, not both")
-        source = PairSource(args.pairs, args.fasta)
+        source = PairSource(args.pairs, args.fasta, allow_contradictory_labels=True)
         pairs = list(source.pair_rows())
         if not pairs:
             raise UserError(f"{args.pairs}: no pairs to explain")

@@ -55,6 +55,7 @@ def evaluate(
     n_resamples: int = 1000,
     windowing: Windowing | None = None,
     cache_dir: str | Path | None = None,
+    allow_contradictory_labels: bool = False,
 ) -> dict:
     """Scores and metrics of `pairs` (see the module docstring); returns everything as JSON.
 
@@ -62,14 +63,16 @@ def evaluate(
     threshold was chosen at (`inference.scoring.scoring_windowing`). `cache_dir`: the
     per-residue states are read from there when it covers the proteins of `pairs` and
     `valid` (see `reusable_cache`), else encoded into it; without it they are encoded in
-    memory at every call.
+    memory at every call. `allow_contradictory_labels`: score a pair labelled 1 on one line
+    and 0 on another as given (published yeast test files hold a few), instead of refusing.
     """
     threshold = model.config.decision_threshold
     if threshold is None:
         raise UserError("the model folder has no decision_threshold; train it, or pass one")
     windowing = windowing or scoring_windowing(model)
-    rows = _read_pairs(pairs, fasta, windowing)
-    valid_rows = _read_pairs(valid, fasta, windowing) if valid is not None else []
+    allow = allow_contradictory_labels
+    rows = _read_pairs(pairs, fasta, windowing, allow)
+    valid_rows = _read_pairs(valid, fasta, windowing, allow) if valid is not None else []
     cache = None
     if cache_dir is not None:
         cache = reusable_cache(model, [*rows, *valid_rows], cache_dir, windowing)
@@ -154,9 +157,17 @@ def reusable_cache(
     return cache
 
 
-def _read_pairs(path: str | Path, fasta: str | Path | None, windowing: Windowing) -> list[Pair]:
+def _read_pairs(
+    path: str | Path, fasta: str | Path | None, windowing: Windowing, allow_contradictory: bool
+) -> list[Pair]:
     """The labelled pairs of `path`, refused before any scoring when they hold one class."""
-    source = PairSource(path, fasta, labeled=True, max_residues=windowing.max_residues)
+    source = PairSource(
+        path,
+        fasta,
+        labeled=True,
+        max_residues=windowing.max_residues,
+        allow_contradictory_labels=allow_contradictory,
+    )
     classes = source.validate().classes
     if not classes[0] or not classes[1]:  # checked before scoring: nothing half-written
         only = 1 if classes[1] else 0

@@ -333,7 +333,10 @@ def _plan(
 ) -> tuple[AllPairsPlan | PairFilePlan, dict[str, str]]:
     """The plan of the pairs to score and the sequences of their proteins."""
     if pairs is not None:
-        source = PairSource(pairs, fasta=fasta, max_residues=options.max_residues)
+        # Labels are carried through, not learnt from: a pair labelled both ways is scored.
+        source = PairSource(
+            pairs, fasta=fasta, max_residues=options.max_residues, allow_contradictory_labels=True
+        )
         plan: AllPairsPlan | PairFilePlan = PairFilePlan(source, options.chunk_pairs)
         sequences = plan.sequences
     else:

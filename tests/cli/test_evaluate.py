@@ -37,10 +37,15 @@ def test_one_class_is_refused_before_any_output(capsys, model_folder, task, tmp_
     assert not out.exists()
 
 
-def test_contradictory_labels_name_both_lines(capsys, model_folder, task, tmp_path):
+def test_contradictory_labels_name_both_lines_unless_allowed(capsys, model_folder, task, tmp_path):
     pairs = _labelled(tmp_path / "c.tsv", ["P0\tP1\t1\n", "P2\tP3\t0\n", "P1\tP0\t0\n"])
     args = ["--model", model_folder, "--pairs", pairs, "--fasta", task["fasta"]]
     refused(*in_process(capsys, main, *args), f"{pairs}:4", f"{pairs}:2", "contradictory")
+    # Published test files hold a few such pairs: scored as given when allowed.
+    out = tmp_path / "eval"
+    allowed = [*args, "--out", out, "--bootstrap", "5", "--allow_contradictory_labels"]
+    assert in_process(capsys, main, *allowed)[0] == 0
+    assert len((out / "predictions.tsv").read_text().splitlines()) == 1 + 3
 
 
 def test_missing_pair_file_is_named(capsys, model_folder, tmp_path):

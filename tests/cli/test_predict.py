@@ -190,3 +190,14 @@ def test_an_encoder_of_another_shape_is_one_sentence_with_both_fingerprints(caps
     args = ["--model", folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
     line = refused(*in_process(capsys, main, *args), "has another shape", "trained on")
     assert len(line) < 400 and line.count("fingerprint") == 1
+
+
+def test_a_pair_labelled_both_ways_is_scored_with_its_labels(capsys, model_folder, task, tmp_path):
+    # predict learns nothing from labels, it carries them: nothing to refuse.
+    pairs = tmp_path / "c.tsv"
+    pairs.write_text("protein_a\tprotein_b\tlabel\nP0\tP1\t1\nP2\tP3\t0\nP1\tP0\t0\n")
+    out = tmp_path / "o.tsv"
+    args = ["--model", model_folder, "--pairs", pairs, "--fasta", task["fasta"], "--out", out]
+    assert in_process(capsys, main, *args, "--no_progress")[0] == 0
+    labels = [line.split("\t")[-1] for line in out.read_text().splitlines()[1:]]
+    assert labels == ["1", "0", "0"]
