@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the model has a calibration)",
     )
     parser.add_argument(
+        "--prior",
+        type=probability,
+        help="share of interacting pairs the probabilities hold at (e.g. 0.01 for a proteome "
+        "screen; default: the calibration's own, 0.5)",
+    )
+    parser.add_argument(
         "--threshold",
         type=probability,
         help="decision threshold on the raw score, the scale the model's own was chosen on "
@@ -112,6 +118,7 @@ def score(args: argparse.Namespace) -> int:
     windowing = windowing_from_flags(model, args)
     options = PredictOptions(
         threshold=args.threshold,
+        prior=args.prior,
         top_k=args.top_k,
         min_prob=args.min_prob,
         include_self=args.include_self,

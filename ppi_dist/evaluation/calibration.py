@@ -4,9 +4,10 @@ The model's sigmoid is a score, not a probability: focal loss moves it away from
 observed frequencies. The record, `Calibration`, is part of the model (`models/calibration.py`);
 `fit_platt` fits p = sigmoid(a * logit(s) + b) to the VALIDATION
 scores s and labels by maximum likelihood (Newton's method on two parameters; a slope
-and an offset, so temperature scaling, b = 0, is the special case). Isotonic regression is
-not offered: on a few thousand validation pairs its steps overfit, and Platt's map is
-monotonic, so the ranking (AUROC, AUPR) and the decision are unchanged by it.
+and an offset, so temperature scaling, b = 0, is the special case), the two classes
+weighted to a stated balance (`prior`, 0.5 by default; why: `models/calibration.py`).
+Isotonic regression is not offered: on a few thousand validation pairs its steps overfit,
+and Platt's map is monotonic, so the ranking (AUROC, AUPR) and the decision are unchanged.
 
 The decision threshold stays chosen and applied on the RAW score (as before), and the
 calibrated probability is reported beside it; since the map is increasing, `threshold` on
@@ -27,26 +28,38 @@ from ppi_dist.models.calibration import Calibration, logit
 BINS = 15
 
 
-def fit_platt(scores: np.ndarray, labels: np.ndarray, fitted_on: str = "validation") -> Calibration:
-    """Maximum-likelihood Platt scaling of `scores` (probabilities) to `labels` (0/1).
+def fit_platt(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    fitted_on: str = "validation",
+    prior: float | None = 0.5,
+) -> Calibration:
+    """Maximum-likelihood Platt scaling of `scores` (probabilities) to `labels` (0/1), the
+    classes weighted so that positives make up `prior` of the weight (None: as they come).
 
     Targets are Platt's smoothed labels ((n+ + 1)/(n+ + 2), 1/(n- + 2)), so that a
     separable validation set does not send the slope to infinity."""
     z = logit(scores)
     y = np.asarray(labels, dtype=np.float64)
     positives, negatives = y.sum(), len(y) - y.sum()
+    if not positives or not negatives:
+        raise ValueError("Platt scaling needs scores of both classes")
     target = np.where(y > 0.5, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    weight = np.ones_like(y)
+    if prior is not None:  # label shift: each class keeps its scores, the balance moves
+        weight = np.where(y > 0.5, prior / positives, (1 - prior) / negatives) * len(y)
     features = np.stack([z, np.ones_like(z)], axis=1)
 
     def loss(params: np.ndarray) -> float:  # cross-entropy, written stably in the logit
         logits = features @ params
-        return float(np.mean(np.logaddexp(0, logits) - target * logits))
+        return float(np.mean(weight * (np.logaddexp(0, logits) - target * logits)))
 
     params = np.array([1.0, 0.0])
     for _ in range(100):
         p = 1.0 / (1.0 + np.exp(-np.clip(features @ params, -50, 50)))
-        gradient = features.T @ (p - target) / len(y)
-        hessian = features.T @ (features * (p * (1 - p))[:, None]) / len(y) + 1e-9 * np.eye(2)
+        gradient = features.T @ (weight * (p - target)) / len(y)
+        curvature = weight * p * (1 - p)
+        hessian = features.T @ (features * curvature[:, None]) / len(y) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
         scale, before = 1.0, loss(params)
         while loss(params - scale * step) > before and scale > 1e-6:  # damped Newton
@@ -54,7 +67,8 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, fitted_on: str = "validati
         params = params - scale * step
         if np.abs(scale * step).max() < 1e-10:
             break
-    return Calibration(float(params[0]), float(params[1]), fitted_on=fitted_on, pairs=len(y))
+    slope, offset = float(params[0]), float(params[1])
+    return Calibration(slope, offset, fitted_on=fitted_on, pairs=len(y), prior=prior)
 
 
 def fit_shipped_calibration(scores: np.ndarray, labels: np.ndarray) -> Calibration | None:

@@ -101,6 +101,7 @@ def evaluate(
     report["calibration"] = {
         "method": None if calibration is None else calibration.method,
         "fitted_on": None if calibration is None else calibration.fitted_on,
+        "prior": None if calibration is None else calibration.prior,
         # the threshold is applied to the raw score; the same cut on the calibrated scale:
         "threshold_calibrated": None
         if calibration is None
@@ -223,6 +224,11 @@ def describe(report: dict) -> str:
         lines.append(line)
     if not after:
         lines.append("no calibration.json in the model folder: probabilities are raw scores")
+    else:
+        prior = calibration["prior"]
+        held = "the validation set's balance" if prior is None else f"{prior:g} positive"
+        share = float(np.mean(report["_scored"].labels))
+        lines.append(f"calibrated probabilities hold at {held}; this file is {share:.3f} positive")
     for name, values in report.get("by_class", {}).items():
         lines.append(
             f"{name}: {values['pairs']} pairs, accuracy {values['accuracy']:.3f}, "

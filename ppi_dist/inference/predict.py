@@ -99,6 +99,9 @@ class PredictOptions:
     own `scoring_windows`."""
     cache_dtype: str = "float16"
     """Precision of the stored per-residue states."""
+    prior: float | None = None
+    """The share of interacting pairs the probabilities should hold at (say 0.01 for a
+    proteome screen); None: the calibration's own (`models/calibration.py`)."""
 
 
 def check_threshold(model: torch.nn.Module, given: float | None) -> float:
@@ -108,6 +111,21 @@ def check_threshold(model: torch.nn.Module, given: float | None) -> float:
     if given is not None:
         return check_probability("--threshold", given)
     return check_saved_threshold(where, getattr(model.config, "decision_threshold", None))
+
+
+def check_prior(model: torch.nn.Module, prior: float | None) -> None:
+    """A prior to move the probabilities to needs a calibration that records its own."""
+    if prior is None:
+        return
+    where = getattr(model, "loaded_from", None) or "the model"
+    calibration = getattr(model, "calibration", None)
+    if not 0 < prior < 1:
+        raise UserError(f"--prior must lie strictly between 0 and 1, got {prior}")
+    if calibration is None or calibration.prior is None:
+        missing = (
+            "no calibration.json" if calibration is None else "a calibration without its prior"
+        )
+        raise UserError(f"{where}: --prior needs the model's calibration, and it has {missing}")
 
 
 def check_probabilities(
@@ -177,7 +195,7 @@ def run_rank(
                 break
             raw = score_cached(model, cache, pairs, max_tokens=max_tokens)
             check_probabilities(model, raw, pairs)
-            probabilities = calibrated(model, raw)
+            probabilities = calibrated(model, raw, options.prior)
             probabilities = raw if probabilities is None else probabilities
             lines = chunk_lines(chunk, pairs, raw, probabilities, selection)
             handle.write("".join(lines).encode())
@@ -259,6 +277,7 @@ def predict(
     windowing = scoring_windowing(
         model, options.max_residues, options.window_overlap, options.windows
     )
+    check_prior(model, options.prior)
     options = replace(
         options,
         threshold=check_threshold(model, options.threshold),
@@ -314,10 +333,13 @@ def predict(
             "encoding": windowing.describe(),
         }
         calibration = getattr(model, "calibration", None)
-        summary["probability"] = "raw score" if calibration is None else calibration.describe()
+        summary["probability"] = (
+            "raw score" if calibration is None else calibration.describe(options.prior)
+        )
         summary["threshold"] = options.threshold
         if calibration is not None:  # the same cut on the calibrated scale
-            summary["threshold_calibrated"] = float(calibration.apply([options.threshold])[0])
+            cut = calibration.apply([options.threshold], options.prior)
+            summary["threshold_calibrated"] = float(cut[0])
         columns = output_columns(calibration is not None, plan.has_labels)
         return _merge(summary, out, options.top_k, columns, ranks)
     finally:

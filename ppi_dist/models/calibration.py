@@ -9,6 +9,14 @@ on the validation scores at the end of training (`evaluation.calibration.fit_pla
 The slope is positive for any model that ranks better than chance, so the map is increasing:
 it keeps the ranking (AUROC, AUPR) and the decisions. The decision threshold is chosen and
 applied on the raw score; `apply(threshold)` is the same cut on the calibrated scale.
+
+A probability holds at a class balance. The calibration is fitted with the validation
+classes weighted to `prior` (0.5: as many interacting pairs as not, the balance of the
+benchmarks' test sets), whatever the validation set's own balance: a similarity-disjoint
+hold-out can be 90% positive. `apply(scores, prior=q)` moves the probabilities to another
+balance q by Bayes' rule, assuming each class scores as it did on validation (label shift):
+logit p_q = logit p + logit q - logit prior. A proteome screen, where perhaps one pair in a
+hundred interacts, reads `prior=0.01`.
 """
 
 from __future__ import annotations
@@ -40,14 +48,26 @@ class Calibration:
     method: str = "platt"
     fitted_on: str = "validation"
     pairs: int = 0
+    prior: float | None = 0.5
+    """The positive fraction the probabilities hold at; None: the validation set's own
+    (a folder saved before the prior was recorded)."""
 
-    def apply(self, scores: np.ndarray | list[float]) -> np.ndarray:
-        """Calibrated probabilities of raw scores, float64, same shape."""
+    def apply(self, scores: np.ndarray | list[float], prior: float | None = None) -> np.ndarray:
+        """Calibrated probabilities of raw scores, float64, same shape; at `prior` when given
+        (see the module docstring), else at `self.prior`."""
         z = self.slope * logit(scores) + self.offset
+        if prior is not None and prior != self.prior:
+            if self.prior is None:
+                raise ValueError("this calibration was saved without its prior: cannot move it")
+            z = z + logit(prior) - logit(self.prior)
         return 1.0 / (1.0 + np.exp(-z))
 
-    def describe(self) -> str:
-        return f"{self.method} scaling fitted on {self.pairs:,} {self.fitted_on} pairs"
+    def describe(self, prior: float | None = None) -> str:
+        at = self.prior if prior is None else prior
+        balance = "the validation set's balance" if at is None else f"{at:g} positive"
+        return (
+            f"{self.method} scaling fitted on {self.pairs:,} {self.fitted_on} pairs, at {balance}"
+        )
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / CALIBRATION_NAME
@@ -67,11 +87,12 @@ class Calibration:
             method=str(values.get("method", "platt")),
             fitted_on=str(values.get("fitted_on", "validation")),
             pairs=int(values.get("pairs", 0)),
+            prior=None if values.get("prior") is None else float(values["prior"]),
         )
 
 
-def calibrated(model: object, scores: np.ndarray) -> np.ndarray | None:
-    """`model`'s calibrated probabilities of its raw `scores`; None when it has no calibration
-    (a model folder saved before calibration existed, or a model never trained to the end)."""
+def calibrated(model: object, scores: np.ndarray, prior: float | None = None) -> np.ndarray | None:
+    """`model`'s calibrated probabilities of its raw `scores` (at `prior` when given); None
+    when it has no calibration (a folder saved before calibration existed)."""
     calibration = getattr(model, "calibration", None)
-    return None if calibration is None else calibration.apply(scores)
+    return None if calibration is None else calibration.apply(scores, prior)

@@ -76,3 +76,31 @@ def test_scores_that_rank_backwards_ship_no_calibration():
     # decreasing map would reverse every ranking, so the folder keeps the raw score.
     assert fit_platt(scores, 1 - labels).slope < 0
     assert fit_shipped_calibration(scores, 1 - labels) is None
+
+
+def _label_shifted(n: int, positive: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logit scores N(+1, 1) for positives and N(-1, 1) for negatives, `positive` of them
+    positive: at any balance q the true P(y | z) is sigmoid(2z + logit q)."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.uniform(size=n) < positive).astype(np.float64)
+    z = rng.normal(np.where(labels > 0, 1.0, -1.0), 1.0)
+    return 1 / (1 + np.exp(-z)), labels
+
+
+def test_a_lopsided_validation_set_calibrates_at_the_stated_balance():
+    # A similarity-disjoint hold-out can be 90% positive (yeast c3's was 94%).
+    valid_scores, valid_labels = _label_shifted(6000, 0.9, seed=4)
+    test_scores, test_labels = _label_shifted(6000, 0.5, seed=5)
+    balanced = fit_platt(valid_scores, valid_labels)  # prior 0.5, the default
+    as_it_comes = fit_platt(valid_scores, valid_labels, prior=None)
+    assert balanced.prior == 0.5 and as_it_comes.prior is None
+    assert abs(balanced.slope - 2) < 0.15 and abs(balanced.offset) < 0.15
+    assert abs(as_it_comes.offset - np.log(9)) < 0.2  # the validation set's own balance
+    good = expected_calibration_error(balanced.apply(test_scores), test_labels)
+    bad = expected_calibration_error(as_it_comes.apply(test_scores), test_labels)
+    assert good < 0.03 < 0.2 < bad
+    # A screen where one pair in ten interacts: Bayes' rule moves the probabilities there.
+    rare_scores, rare_labels = _label_shifted(6000, 0.1, seed=6)
+    assert expected_calibration_error(balanced.apply(rare_scores), rare_labels) > 0.1
+    assert expected_calibration_error(balanced.apply(rare_scores, prior=0.1), rare_labels) < 0.03
+    assert "at 0.1 positive" in balanced.describe(0.1)

@@ -17,7 +17,7 @@ import torch
 from ppi_dist.cli.predict import main as predict_main
 from ppi_dist.data.batching import collate_pairs
 from ppi_dist.data.pairs import Pair
-from ppi_dist.errors import ProgressMismatchError
+from ppi_dist.errors import ProgressMismatchError, UserError
 from ppi_dist.inference import cache as embeddings
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.plans import AllPairsPlan
@@ -206,6 +206,8 @@ def test_a_calibrated_model_writes_its_probability_beside_the_raw_score(model, t
         options = PredictOptions(threshold=0.5, min_prob=cut)
         rows = _read_tsv_after(predict, model, tmp_path / "cal.tsv", common, options)
         summary = predict(model, tmp_path / "cal.parquet", **common, options=options)
+        screen = PredictOptions(threshold=0.5, prior=0.01)  # one pair in a hundred interacts
+        screened = _read_tsv_after(predict, model, tmp_path / "screen.tsv", common, screen)
     finally:
         model.calibration = None
     assert list(rows[0]) == [
@@ -224,7 +226,14 @@ def test_a_calibrated_model_writes_its_probability_beside_the_raw_score(model, t
         assert score == float(by_pair[row["protein_a"], row["protein_b"]]["probability"])
         assert float(row["probability"]) == calibration.apply([score])[0]
         assert row["predicted"] == str(int(score >= 0.5))  # the threshold is on the raw score
-    assert summary["probability"] == "platt scaling fitted on 50 validation pairs"
+    assert summary["probability"] == "platt scaling fitted on 50 validation pairs, at 0.5 positive"
+    for row in screened:  # Bayes' rule to the stated balance; decisions stay on the raw score
+        score = float(row["raw_score"])
+        assert float(row["probability"]) == calibration.apply([score], prior=0.01)[0]
+        assert float(row["probability"]) < calibration.apply([score])[0]
+        assert row["predicted"] == str(int(score >= 0.5))
+    with pytest.raises(UserError, match="--prior needs the model's calibration"):
+        predict(model, tmp_path / "x.tsv", **common, options=screen)  # no calibration now
     assert summary["threshold_calibrated"] == calibration.apply([0.5])[0]
     table = pq.read_table(tmp_path / "cal.parquet").to_pylist()
     assert [r["raw_score"] for r in table] == [float(r["raw_score"]) for r in rows]
