@@ -41,6 +41,7 @@ from ppi_dist.files import write_text_atomic
 
 BLOCKS = ("train", "valid", "test")
 METHODS = ("graph", "random")
+LOPSIDED = 0.15  # a held-out block's positive share this far from the input's gets a note
 
 
 @dataclass
@@ -109,6 +110,16 @@ class SplitReport:
                     else ""
                 )
             )
+        balance = self.positive_in / max(self.pairs_in, 1)
+        for name in held:
+            block = self.blocks[name]
+            share = block["positive"] / max(block["pairs"], 1)
+            if abs(share - balance) > LOPSIDED:
+                lines.append(
+                    f"note: {name} is {share:.1%} positive against {balance:.1%} of the input: "
+                    "a threshold chosen on it favours that balance (calibration weighs its "
+                    "classes 1:1); --resample_negatives keeps the negatives in every block"
+                )
         if self.random is not None and self.dropped_pairs > self.random["dropped_pairs"]:
             lines.append(
                 "note: the cut dropped more pairs than the random draw (whose held-out blocks "

@@ -11,7 +11,7 @@ import pytest
 
 from ppi_dist.data import clusters
 from ppi_dist.data.pairs import Pair
-from ppi_dist.data.split import protein_groups, split_file, split_pairs
+from ppi_dist.data.split import SplitReport, protein_groups, split_file, split_pairs
 from ppi_dist.errors import ConfigError, MissingToolError
 from tests.helpers import REPO
 from tests.helpers import write_community_task as _write_task
@@ -154,3 +154,25 @@ def test_command_line_prints_both_methods(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_a_lopsided_held_out_block_is_noted():
+    def report(valid_positive: int) -> str:
+        blocks = {
+            "train": {"pairs": 800, "positive": 300, "proteins": 90, "clusters": 90},
+            "valid": {"pairs": 100, "positive": valid_positive, "proteins": 20, "clusters": 20},
+        }
+        counts = {"pairs_in": 1000, "positive_in": 400, "dropped_pairs": 100}
+        return SplitReport(
+            "graph",
+            0,
+            {"valid": 0.1},
+            **counts,
+            proteins=110,
+            clusters=110,
+            dropped_positive=10,
+            blocks=blocks,
+        ).describe()
+
+    assert "note: valid is 90.0% positive against 40.0% of the input" in report(90)
+    assert "note: valid" not in report(45)
