@@ -4,9 +4,11 @@ bootstrap intervals, from a finished run's own prediction files.
 For each run folder: the calibration is fitted on `predictions_validation.tsv` exactly as the
 trainer fits it at the end of a run (`evaluation.calibration.fit_shipped_calibration`: Platt,
 validation classes weighted to 1:1), and beside it the unweighted fit (the validation set's
-own balance, what the trainer shipped before); both are applied to `predictions_test.tsv`
-(the raw scores; the threshold and the ranking do not change). A run whose folder holds a
-calibration.json of its own is read the same way: the refit is what the current code ships.
+own balance, what the trainer shipped before), and isotonic regression with the classes
+weighted 1:1 (scikit-learn; the alternative the calibration module declines); each is
+applied to `predictions_test.tsv` (the raw scores; the threshold does not change). A run
+whose folder holds a calibration.json of its own is read the same way: the refit is what
+the current code ships.
 
     python -m benchmarks.calibration outputs/real_data/yeast-c3_frozen_seed0 ...
 """
@@ -37,6 +39,16 @@ def scores_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+def isotonic(scores: np.ndarray, labels: np.ndarray, new_scores: np.ndarray) -> np.ndarray:
+    """Isotonic regression of labels on scores, classes weighted 1:1, applied to new scores."""
+    from sklearn.isotonic import IsotonicRegression
+
+    positive = labels.mean()
+    weight = np.where(labels > 0.5, 0.5 / positive, 0.5 / (1 - positive))
+    model = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
+    return model.fit(scores, labels, sample_weight=weight).predict(new_scores)
+
+
 def interval(measure: dict) -> str:
     return f"{measure['value']:.4f} [{measure['low']:.4f}, {measure['high']:.4f}]"
 
@@ -58,17 +70,17 @@ def main(argv: list[str] | None = None) -> None:
             "Platt, classes 1:1 (shipped)": fit_shipped_calibration(valid_scores, valid_labels),
             "Platt, validation's balance": fit_platt(valid_scores, valid_labels, prior=None),
         }
-        for name, calibration in fits.items():
-            if calibration is None:
-                print(f"| {run.name} | | | {name}: none (slope not positive) | | | | |")
-                continue
-            measured = calibration_intervals(
-                test_scores, calibration.apply(test_scores), test_labels, args.bootstrap
-            )
+        applied = {
+            f"{name}, slope {fit.slope:.3f}, offset {fit.offset:.3f}": fit.apply(test_scores)
+            for name, fit in fits.items()
+            if fit is not None
+        }
+        applied["isotonic, classes 1:1"] = isotonic(valid_scores, valid_labels, test_scores)
+        for name, calibrated in applied.items():
+            measured = calibration_intervals(test_scores, calibrated, test_labels, args.bootstrap)
             print(
                 f"| {run.name} | {len(valid_labels):,} ({valid_labels.mean():.1%}) | "
-                f"{len(test_labels):,} ({test_labels.mean():.1%}) | {name}, slope "
-                f"{calibration.slope:.3f}, offset {calibration.offset:.3f} | "
+                f"{len(test_labels):,} ({test_labels.mean():.1%}) | {name} | "
                 f"{interval(measured['ece_raw'])} | {interval(measured['ece_calibrated'])} | "
                 f"{interval(measured['brier_raw'])} | {interval(measured['brier_calibrated'])} |"
             )
