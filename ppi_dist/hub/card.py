@@ -67,6 +67,8 @@ class ModelCard:
     """Split name -> metric values (e.g. `ThresholdResult.summary()`)."""
     threshold_objective: str | None = None
     """What the decision threshold maximised on validation."""
+    calibration: str | None = None
+    """How the probabilities are calibrated (`Calibration.describe()`); None: raw scores."""
     data: Mapping[str, str] | None = None
     """Split name -> where that split came from (free text: file, dataset, block)."""
     datasets: list[str] | None = None
@@ -142,6 +144,8 @@ class ModelCard:
             "",
             *self._metrics_table(),
             "",
+            self._probabilities(),
+            "",
             "## Data",
             "",
         ]
@@ -176,6 +180,15 @@ class ModelCard:
             "of a working model: judge it by AUROC, AUPR and MCC.",
         ]
         return lines
+
+    def _probabilities(self) -> str:
+        if self.calibration is None:
+            return "Probabilities: the raw sigmoid (no calibration was fitted)."
+        return (
+            f"Probabilities: calibrated ({self.calibration}); `ppi-dist predict --prior q` "
+            "moves them to a balance where a share q of pairs interact. The decision "
+            "threshold applies to the raw score (the `raw_score` column)."
+        )
 
     def _how_to_load(self) -> list[str]:
         where = self.repo_id or "path/or/repo-id"

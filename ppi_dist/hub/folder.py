@@ -80,6 +80,7 @@ def save_for_hub(
         card,
         base_model=card.base_model or _base_model_of(model),
         threshold_objective=card.threshold_objective or model.config.threshold_objective,
+        calibration=card.calibration or (calibration and calibration.describe()),
         metrics=metrics,
         training_config=clean_config,
         merged=merged,

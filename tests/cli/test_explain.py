@@ -43,6 +43,8 @@ def test_explain_writes_maps_with_predicts_probabilities(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "windows of 48" in printed  # the model folder's window, not ESM-2's 1,022
     assert "probability: platt scaling fitted on 100 validation pairs" in printed
+    card = (folder / "README.md").read_text()  # the model card says how, and how to move it
+    assert "calibrated (platt scaling fitted on 100 validation pairs, at 0.5 positive)" in card
     predicted = _rows(scores)
     explained = _rows(out / "explanations.tsv")
     assert [(r["protein_a"], r["protein_b"]) for r in explained] == [

@@ -112,6 +112,8 @@ def test_folder_and_model_card(trained, tmp_path):
     assert f"{metrics['validation']['all_positive_score']:.4f}" in card
     assert "protein-disjoint" in card and "Random pair splits leak" in card
     assert 'load_model("user/secai")' in card and "![curve](plots/curve.png)" in card
+    calibration = trained.calibration
+    assert "Probabilities: " + ("the raw sigmoid" if calibration is None else "calibrated") in card
     # Credentials never reach the folder.
     for path in folder.rglob("*"):
         if path.is_file():
