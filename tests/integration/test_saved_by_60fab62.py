@@ -55,7 +55,9 @@ def test_the_saved_checkpoint_resumes_to_the_uninterrupted_runs_end(tmp_path):
     shutil.copytree(FIXTURE / "checkpoint", run / "checkpoints")
     saved = json.loads((run / "checkpoints" / "step_00000003" / "trainer_state.json").read_text())
     recipe = tmp_path / "saved_config.yaml"  # the checkpoint's settings, as a recipe
-    recipe.write_text(yaml.safe_dump(saved["config"]))
+    # 60fab62 stepped AdamW with torch's CPU default, the per-parameter loop (fused AdamW,
+    # the default since, rounds differently): the same update, as that run made it.
+    recipe.write_text(yaml.safe_dump({**saved["config"], "adamw_implementation": "for_loop"}))
     command = ["ppi_dist/train.py", "--config", str(recipe), "--output_dir", str(run)]
     result = run_python([*command, "--resume_from", "latest"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -63,7 +65,9 @@ def test_the_saved_checkpoint_resumes_to_the_uninterrupted_runs_end(tmp_path):
     rows, probabilities = predictions(run / "predictions_test.tsv")
     expected_rows, expected = predictions(FIXTURE / "predictions_test.tsv")
     assert rows == expected_rows
-    np.testing.assert_allclose(probabilities, expected, atol=1e-5, rtol=0)
+    # Three training steps carry the last-bit differences between CPUs into the weights:
+    # seen 2e-5 on an AVX-512 EPYC against the machine that wrote the fixture.
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4, rtol=0)
     ended = json.loads((run / "metrics.json").read_text())
     trained = json.loads((FIXTURE / "metrics.json").read_text())
     for split in ("validation", "test"):
