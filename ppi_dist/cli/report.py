@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     chosen.add_argument(
         "--search_threshold", action="store_true", help="search it on this file (flatters)"
     )
-    parser.add_argument("--score_column", default="probability")
+    parser.add_argument(
+        "--score_column",
+        default=None,
+        help="default: raw_score where the file has one (the scale thresholds are chosen "
+        "on), else probability",
+    )
     parser.add_argument("--label_column", default="label")
     parser.add_argument("--title", default=None, help="title prefix (default: the file name)")
     return parser

@@ -29,11 +29,13 @@ from ppi_dist.models.saving import CONFIG_NAME
 
 
 def read_scores(
-    path: str | Path, score_column: str = "probability", label_column: str = "label"
+    path: str | Path, score_column: str | None = None, label_column: str = "label"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, labels) from a predictions file. A missing column, an empty or non-0/1
-    label, a score that is not a probability (NaN included) is a `DataError` naming the
-    file, line (parquet: row) and column."""
+    """(scores, labels) from a predictions file. `score_column` None: `raw_score` where the
+    file has one (a calibrated model's; its decision threshold is on the raw score), else
+    `probability`. A missing column, an empty or non-0/1 label, a score that is not a
+    probability (NaN included) is a `DataError` naming the file, line (parquet: row) and
+    column."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such predictions file")
@@ -42,6 +44,7 @@ def read_scores(
             names = pq.read_schema(path).names
         except (OSError, ValueError) as error:
             raise DataError(path, f"not a readable parquet file ({error})") from None
+        score_column = score_column or _score_column(names)
         _check_columns(path, names, score_column, label_column)
         table = pq.read_table(path, columns=[score_column, label_column])
         rows = zip(table[score_column].to_pylist(), table[label_column].to_pylist(), strict=True)
@@ -50,6 +53,7 @@ def read_scores(
         delimiter = "," if path.suffix.lower() == ".csv" else "\t"
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle, delimiter=delimiter)
+            score_column = score_column or _score_column(reader.fieldnames or [])
             _check_columns(path, reader.fieldnames or [], score_column, label_column)
             located = [
                 ({"line": line}, row[score_column], row[label_column])
@@ -62,6 +66,10 @@ def read_scores(
     if not scores:
         raise DataError(path, "no predictions")
     return np.asarray(scores, np.float64), np.asarray(labels, np.float64)
+
+
+def _score_column(names: list[str]) -> str:
+    return "raw_score" if "raw_score" in names else "probability"
 
 
 def _check_columns(path: Path, names: list[str], score_column: str, label_column: str) -> None:

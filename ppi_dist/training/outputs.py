@@ -1,7 +1,7 @@
 """What a run leaves in its folder at the end: predictions, plots, metrics and the model.
 
 output_dir/
-  predictions_validation.tsv, predictions_test.tsv   every pair, its probability, decision
+  predictions_validation.tsv, predictions_test.tsv   every pair: probability, raw score, decision
   plots/validation/, plots/test/                      PR, ROC and threshold plots
   metrics.json                                        each split, and every objective
   model/                                              the model folder (`hub.folder`)
@@ -22,6 +22,7 @@ from ppi_dist.evaluation.threshold import ThresholdResult
 from ppi_dist.hub.card import ModelCard
 from ppi_dist.hub.folder import save_for_hub
 from ppi_dist.inference.scoring import ScoredPairs
+from ppi_dist.models.calibration import calibrated
 from ppi_dist.models.saving import from_pretrained, save_pretrained
 from ppi_dist.models.secai import SECAI
 from ppi_dist.training.config import TrainConfig
@@ -61,7 +62,9 @@ def save_run_outputs(
     images: list[Path] = []
     for split, result in final.results.items():
         scored = final.predictions[split]
-        scored.write_tsv(output_dir / f"predictions_{split}.tsv", chosen.threshold)
+        # The calibrated probability with the raw score beside it, as predict writes them.
+        probabilities = calibrated(model, scored.scores)
+        scored.write_tsv(output_dir / f"predictions_{split}.tsv", chosen.threshold, probabilities)
         if config.evaluation.plots:
             plots = output_dir / "plots" / split
             images += plot_evaluation(scored.scores, scored.labels, result, plots, split)

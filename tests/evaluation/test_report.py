@@ -81,3 +81,17 @@ def test_report_uses_the_models_saved_threshold(tmp_path):
     )
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["threshold"] == 0.37 and metrics["threshold_chosen_on_this_data"] is False
+
+
+def test_a_calibrated_file_is_thresholded_on_its_raw_score(tmp_path):
+    # predict's output of a calibrated model: the threshold (0.5 here) is on raw_score.
+    rows = ["A\tB\t0.30\t0.55\t1\t1", "C\tD\t0.20\t0.45\t0\t0", "E\tF\t0.28\t0.52\t1\t0"]
+    header = "protein_a\tprotein_b\tprobability\traw_score\tpredicted\tlabel\n"
+    (tmp_path / "p.tsv").write_text(header + "\n".join(rows) + "\n")
+    arguments = ["--predictions", str(tmp_path / "p.tsv"), "--threshold", "0.5"]
+    assert report_main([*arguments, "--out", str(tmp_path / "raw")]) == 0
+    raw = json.loads((tmp_path / "raw" / "metrics.json").read_text())
+    assert raw["recall"] == 1.0 and raw["precision"] == 0.5  # A and E called, as predict did
+    named = ["--score_column", "probability", "--out", str(tmp_path / "p")]
+    assert report_main([*arguments, *named]) == 0  # the calibrated column, when asked for
+    assert json.loads((tmp_path / "p" / "metrics.json").read_text())["recall"] == 0.0

@@ -25,9 +25,13 @@ FIXTURE = REPO / "tests" / "fixtures" / "saved_60fab62"
 
 
 def predictions(path: Path) -> tuple[list[list[str]], np.ndarray]:
-    """(protein_a, protein_b, predicted, label) rows and the probabilities of a predictions file."""
-    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
-    return [[a, b, d, y] for a, b, _, d, y in rows], np.array([float(r[2]) for r in rows])
+    """(protein_a, protein_b, predicted, label) rows and the raw scores of a predictions file
+    (`raw_score` where the run calibrated its probabilities; 60fab62 wrote raw scores only)."""
+    header, *lines = path.read_text().splitlines()
+    rows = [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
+    raw = "raw_score" if "raw_score" in header.split("\t") else "probability"
+    kept = [[r["protein_a"], r["protein_b"], r["predicted"], r["label"]] for r in rows]
+    return kept, np.array([float(r[raw]) for r in rows])
 
 
 def test_the_saved_model_folder_scores_its_test_pairs_as_its_run_did():

@@ -264,11 +264,14 @@ def test_calibration_is_fitted_on_validation_saved_and_reported_by_evaluate(tmp_
     model = load_model(out / "model")
     assert model.calibration is not None and model.calibration.fitted_on == "validation"
     # Refitted on the run's validation predictions alone, it is the saved one.
-    rows = [
-        line.split("\t")
-        for line in (out / "predictions_validation.tsv").read_text().splitlines()[1:]
-    ]
-    refit = fit_platt([float(r[2]) for r in rows], [float(r[4]) for r in rows])
+    header, *lines = (out / "predictions_validation.tsv").read_text().splitlines()
+    rows = [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
+    refit = fit_platt([float(r["raw_score"]) for r in rows], [float(r["label"]) for r in rows])
+    # The run's own files show the calibrated probability beside the raw score.
+    first = rows[0]
+    calibrated = model.calibration.apply([float(first["raw_score"])])[0]
+    # raw_score is printed to 6 decimals; the slope scales that rounding.
+    assert abs(float(first["probability"]) - calibrated) < 1e-6 * (1 + model.calibration.slope)
     assert model.calibration.pairs == len(rows)
     assert abs(refit.slope - model.calibration.slope) < 1e-3 * abs(refit.slope)  # 6 decimals
     assert abs(refit.offset - model.calibration.offset) < 1e-3 * (1 + abs(refit.offset))
