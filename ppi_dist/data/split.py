@@ -34,10 +34,10 @@ from pathlib import Path
 
 from ppi_dist.checks import check_can_rank
 from ppi_dist.data import clusters as mmseqs
+from ppi_dist.data.fasta import write_fasta
 from ppi_dist.data.pairs import Columns, Pair, PairSource, sequences_of, write_pairs
 from ppi_dist.data.partition import cluster_graph, partition, partitioner_name, resample_negatives
 from ppi_dist.errors import ConfigError, DataError, MissingToolError
-from ppi_dist.files import write_text_atomic
 
 BLOCKS = ("train", "valid", "test")
 METHODS = ("graph", "random")
@@ -393,7 +393,6 @@ def split_file(
     for name in ("train", *split.report.asked):
         write_pairs(out_dir / f"{name}.tsv", split.blocks[name])
     if fasta is None:
-        lines = "".join(f">{name}\n{sequence}\n" for name, sequence in sequences.items())
-        write_text_atomic(out_dir / "sequences.fasta", lines)
+        write_fasta(out_dir / "sequences.fasta", sequences)
     (out_dir / "split_report.json").write_text(json.dumps(asdict(split.report), indent=2) + "\n")
     return split.report

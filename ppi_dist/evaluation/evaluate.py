@@ -40,6 +40,7 @@ from ppi_dist.inference.scoring import (
     score_pairs,
     scoring_windowing,
 )
+from ppi_dist.models.calibration import calibrated
 from ppi_dist.models.windows import Windowing
 
 CLASSES = {2: "C1 (both seen in training)", 1: "C2 (one seen)", 0: "C3 (none seen)"}
@@ -97,7 +98,7 @@ def evaluate(
         "_result": result,
     }
     calibration = getattr(model, "calibration", None)
-    calibrated = None if calibration is None else calibration.apply(scored.scores)
+    probabilities = calibrated(model, scored.scores)
     report["calibration"] = {
         "method": None if calibration is None else calibration.method,
         "fitted_on": None if calibration is None else calibration.fitted_on,
@@ -108,12 +109,12 @@ def evaluate(
         else float(calibration.apply([threshold])[0]),
         "intervals_95": calibration_intervals(
             scored.scores,
-            scored.scores if calibrated is None else calibrated,
+            scored.scores if probabilities is None else probabilities,
             scored.labels,
             n_resamples=n_resamples,
         ),
     }
-    report["_calibrated"] = calibrated
+    report["_calibrated"] = probabilities
     if train is not None:
         seen = {p for pair in read_pairs(train) for p in pair[:2]}
         classes = np.array(

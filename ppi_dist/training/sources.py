@@ -30,7 +30,7 @@ def make_sources(config: TrainConfig, accelerator: Accelerator) -> dict[str, Pai
     data = config.data
     files = {"train": data.train_file, "valid": data.valid_file, "test": data.test_file}
     fastas = dict.fromkeys(files, data.fasta)
-    columns = dict.fromkeys(files, Columns(data.column_a, data.column_b, label=data.column_label))
+    columns = dict.fromkeys(files, columns_of(config))
     if data.train_file is None:  # the embedded default
         paths = prepare_synthetic_task(config, accelerator)
         files, fastas = {k: str(paths[k]) for k in files}, dict.fromkeys(files, str(paths["fasta"]))
@@ -63,6 +63,12 @@ def make_sources(config: TrainConfig, accelerator: Accelerator) -> dict[str, Pai
     return sources
 
 
+def columns_of(config: TrainConfig) -> Columns:
+    """The user's pair-file columns (`column_a`, `column_b`, `column_label`)."""
+    data = config.data
+    return Columns(data.column_a, data.column_b, label=data.column_label)
+
+
 def hold_out_validation(config: TrainConfig, accelerator: Accelerator) -> dict[str, Path]:
     """train.tsv and valid.tsv of `train_file` split by `ppi-dist split`'s graph method into
     output_dir/split (with split_report.json; sequences.fasta when the sequences were
@@ -79,18 +85,19 @@ def hold_out_validation(config: TrainConfig, accelerator: Accelerator) -> dict[s
     }
     settings = out_dir / "split_settings.json"
     if accelerator.is_main_process:
-        if settings.is_file() and read_json(settings) != wanted:
+        saved = read_json(settings) if settings.is_file() else None
+        if saved is not None and saved != wanted:
             raise ConfigError(
                 f"{settings}: this run's split was made with other settings "
-                f"({read_json(settings)}); use another output_dir, or remove {out_dir}"
+                f"({saved}); use another output_dir, or remove {out_dir}"
             )
-        if not settings.is_file():
+        if saved is None:
             report = split_file(
                 data.train_file,
                 data.fasta,
                 out_dir,
                 data.valid_fraction,
-                columns=Columns(data.column_a, data.column_b, label=data.column_label),
+                columns=columns_of(config),
                 allow_contradictory_labels=data.allow_contradictory_labels,
                 identity=data.split_identity,
                 seed=seed,
