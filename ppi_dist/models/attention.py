@@ -3,8 +3,9 @@
 `SECAI.encode` packs several sequences to a row (`packing`); each must attend only to its
 own tokens. `SECAIConfig.encoder_attention` says how ESM-2's self-attention is told so:
 
-- "sdpa" (default): a dense block-diagonal (R, 1, W, W) boolean mask to
-  `scaled_dot_product_attention`. Runs everywhere. On a GPU the memory-efficient or cuDNN
+- "sdpa" (default): a dense block-diagonal (R, 1, W, W) mask to
+  `scaled_dot_product_attention`, as additive logit offsets made once for all layers
+  (`additive_mask`). Runs everywhere. On a GPU the memory-efficient or cuDNN
   kernel still computes every masked block: with four sequences to a row, three quarters of
   the attention arithmetic is thrown away.
 - "cudnn": the same dense mask, with cuDNN's attention tried first (PyTorch prefers the
@@ -155,7 +156,19 @@ def packed_attention_inputs(
         return None, {"packed_cu_seqlens": packed.cu_seqlens}
     if kernel == "cudnn":
         return packed.same_sequence, {"packed_prefer_cudnn": True}
-    return packed.same_sequence, {}
+    return additive_mask(packed.same_sequence, embeddings), {}
+
+
+def additive_mask(attend: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """The boolean mask as SDPA turns it into logit offsets (0 where True, -inf elsewhere),
+    once for all layers and in the dtype the layers compute in (autocast's, else the
+    embeddings'): given the boolean mask, SDPA converts it in every layer, and each layer's
+    backward keeps its own converted copy."""
+    device = embeddings.device.type
+    on = torch.is_autocast_enabled(device)
+    dtype = torch.get_autocast_dtype(device) if on else embeddings.dtype
+    offsets = torch.zeros(attend.shape, dtype=dtype, device=embeddings.device)
+    return offsets.masked_fill(~attend, float("-inf"))
 
 
 def kernel_for(choice: str, states: torch.Tensor) -> str:

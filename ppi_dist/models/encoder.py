@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors import SafetensorError, safe_open
 from torch import nn
@@ -39,6 +40,8 @@ def build_encoder(config: SECAIConfig) -> nn.Module:
             config.encoder, add_pooling_layer=False, use_safetensors=True
         )
     encoder.requires_grad_(False)
+    for layer in encoder_layers(encoder):
+        layer.intermediate = ErfGeluIntermediate(layer.intermediate.dense)
     rotary = getattr(encoder.config, "position_embedding_type", None) == "rotary"
     if config.encoder_attention != "sdpa" and rotary:
         # One attention function that runs SDPA, cuDNN-first SDPA, flex or varlen per call.
@@ -65,6 +68,27 @@ def build_encoder(config: SECAIConfig) -> nn.Module:
         bias="none",
     )
     return get_peft_model(encoder, lora)
+
+
+class ErfGeluIntermediate(nn.Module):
+    """ESM-2's feed-forward up-projection and GELU, the GELU as one `F.gelu` call.
+
+    transformers' ESM writes GELU as `x * 0.5 * (1 + erf(x / sqrt 2))`: four operators on the
+    widest tensor of every layer (4d per token) forward, a dozen backward, and one saved
+    activation each. `F.gelu` is the same function (the exact erf form, not the tanh
+    approximation) in one kernel each way. Measured on the CPU: the two agree to float32
+    rounding (max 1.4e-6 on N(0, 9) inputs; ESM-2 8M's last hidden states to 6.8e-6 at a scale
+    of 3.6), and in bf16 `F.gelu` rounds once where the composed form rounds per operator.
+    The weights stay where transformers put them (`intermediate.dense`), so checkpoints,
+    LoRA targets and fingerprints are unchanged.
+    """
+
+    def __init__(self, dense: nn.Linear) -> None:
+        super().__init__()
+        self.dense = dense
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(hidden_states))
 
 
 def looks_local(name: str) -> bool:

@@ -176,6 +176,11 @@ def unpack_states(
     packed_states: torch.Tensor, packed: PackedBatch, shape: torch.Size
 ) -> torch.Tensor:
     """(R, W, d) states of packed rows -> (U, L, d) with one sequence per row, zero at padding."""
-    states = packed_states.new_zeros(*shape, packed_states.shape[-1])
-    states[packed.sequence, packed.column] = packed_states[packed.row, packed.packed_column]
-    return states
+    n_rows, width, dim = packed_states.shape
+    # Flat index_select / index_copy rather than 2D indexing: the backward is then a gather
+    # and an index_add, not an accumulating index_put (serial on the CPU).
+    source = packed.row * width + packed.packed_column
+    target = packed.sequence * shape[1] + packed.column
+    real = packed_states.reshape(n_rows * width, dim).index_select(0, source)
+    states = packed_states.new_zeros(shape[0] * shape[1], dim).index_copy(0, target, real)
+    return states.view(*shape, dim)

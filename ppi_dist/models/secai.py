@@ -262,7 +262,16 @@ class SECAI(nn.Module):
         dtype = self.head.fc1.weight.dtype
         states_a = states_a.to(dtype)
         states_b = states_a if one_side else states_b.to(dtype)
-        pair_mask_a, pair_mask_b = mask_a[index_a], mask_b[index_b]
+
+        # index_select, not x[index]: its backward is one index_add, where x[index]'s is an
+        # accumulating index_put (serial on the CPU, sorted on CUDA).
+        def on_a(x: torch.Tensor) -> torch.Tensor:
+            return x.index_select(0, index_a)
+
+        def on_b(x: torch.Tensor) -> torch.Tensor:
+            return x.index_select(0, index_b)
+
+        pair_mask_a, pair_mask_b = on_a(mask_a), on_b(mask_b)
         if self.cross_attention is not None:
             q_a, k_a, v_a = self.cross_attention.project(states_a)
             q_b, k_b, v_b = (q_a, k_a, v_a) if one_side else self.cross_attention.project(states_b)
@@ -272,13 +281,13 @@ class SECAI(nn.Module):
             else:
                 attend = self.cross_attention.attend
                 # A's residues read B, and B's residues read A.
-                a_to_b = attend(q_a[index_a], k_b[index_b], v_b[index_b], pair_mask_b)
-                b_to_a = attend(q_b[index_b], k_a[index_a], v_a[index_a], pair_mask_a)
+                a_to_b = attend(on_a(q_a), on_b(k_b), on_b(v_b), pair_mask_b)
+                b_to_a = attend(on_b(q_b), on_a(k_a), on_a(v_a), pair_mask_a)
                 pooled_a = masked_max_mean(a_to_b, pair_mask_a)
                 pooled_b = masked_max_mean(b_to_a, pair_mask_b)
         else:  # pooled baseline: each protein's own residues, pooled the same way
-            pooled_a = masked_max_mean(states_a, mask_a)[index_a]
-            pooled_b = masked_max_mean(states_b, mask_b)[index_b]
+            pooled_a = on_a(masked_max_mean(states_a, mask_a))
+            pooled_b = on_b(masked_max_mean(states_b, mask_b))
         if self.config.symmetric == "none":
             return self.head(pooled_a, pooled_b)
         # Both orders in one head call (BatchNorm sees the same rows either way), then the

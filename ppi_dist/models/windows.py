@@ -130,4 +130,6 @@ def stitch_states(
 ) -> torch.Tensor:
     """(rows, tokens, d) window states -> (U, L, d) proteins, zero where `mask` is False."""
     flat = window_states.reshape(-1, window_states.shape[-1])
-    return flat[index].masked_fill(~mask.unsqueeze(-1), 0.0)
+    # index_select (backward: one index_add), not flat[index] (an accumulating index_put).
+    stitched = flat.index_select(0, index.reshape(-1)).view(*index.shape, flat.shape[-1])
+    return stitched.masked_fill(~mask.unsqueeze(-1), 0.0)

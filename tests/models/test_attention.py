@@ -148,3 +148,35 @@ def test_only_the_kept_kernels_are_accepted():
         SECAIConfig(encoder=None, encoder_config={}, encoder_attention="flash")
     with pytest.raises(ValueError, match="encoder_attention must be one of"):
         attention.kernel_for("math", torch.zeros(1))
+
+
+def test_sdpa_layers_share_one_additive_mask_that_equals_the_boolean_one():
+    """The "sdpa" rows get the block-diagonal mask as logit offsets made once: every layer
+    attends exactly as with the boolean mask, and the backward keeps one mask for all
+    layers, not a converted copy per layer."""
+    packed = pack_batch(*tokenize(_sequences(seed=6, n=7)), pad_id=1)
+    embeddings = torch.zeros(*packed.input_ids.shape, 16)
+    offsets, extra = attention.packed_attention_inputs(packed, embeddings, "sdpa", "sdpa")
+    assert extra == {} and offsets.dtype == embeddings.dtype
+    assert torch.equal(offsets == 0, packed.same_sequence)
+    assert torch.all(offsets[~packed.same_sequence] == float("-inf"))
+    q = torch.randn(packed.input_ids.shape[0], 4, packed.input_ids.shape[1], 8)
+    boolean = F.scaled_dot_product_attention(q, q, q, attn_mask=packed.same_sequence)
+    assert torch.equal(F.scaled_dot_product_attention(q, q, q, attn_mask=offsets), boolean)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attention.packed_attention_inputs(packed, embeddings, "sdpa", "sdpa")[0].dtype == (
+            torch.bfloat16
+        )
+
+    model = tiny_model(seed=7)
+    ids, mask = tokenize(_sequences(seed=6, n=7))
+    saved = []
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dim() == 4 and tensor.shape[1] == 1 and tensor.shape[2] == tensor.shape[3]:
+            saved.append(tensor.data_ptr())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        model.encode(ids, mask).sum()
+    assert len(saved) >= model.encoder.config.num_hidden_layers and len(set(saved)) == 1

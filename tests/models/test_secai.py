@@ -7,12 +7,14 @@ import math
 
 import pytest
 import torch
+from transformers import EsmModel
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.models.esm import modeling_esm
 
 from ppi_dist.data.batching import collate_pairs
 from ppi_dist.data.pairs import Pair
 from ppi_dist.data.sequences import esm2_tokenizer, tokenize
-from ppi_dist.models.encoder import base_encoder, encoder_layers
+from ppi_dist.models.encoder import ErfGeluIntermediate, base_encoder, encoder_layers
 from ppi_dist.models.secai import (
     CrossAttention,
     masked_max_mean,
@@ -191,6 +193,34 @@ def test_encoder_layers_are_the_same_with_and_without_lora():
         assert len(walked) == model.encoder.config.num_hidden_layers
     with pytest.raises(ValueError, match="no transformer layers"):
         encoder_layers(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("freeze_encoder", [False, True])
+def test_encoder_gelu_is_transformers_gelu_with_the_same_weights(freeze_encoder):
+    """Every layer's GELU runs as one `F.gelu`; it must compute transformers' ESM GELU (the
+    erf form, not tanh), forward and backward, and leave the weights' names alone (saved
+    encoders, LoRA targets and fingerprints read them)."""
+    model = tiny_model(seed=0, freeze_encoder=freeze_encoder)
+    layers = encoder_layers(model.encoder)
+    assert all(isinstance(layer.intermediate, ErfGeluIntermediate) for layer in layers)
+    plain = EsmModel(model.encoder.config, add_pooling_layer=False)
+    names = set(base_encoder(model.encoder).state_dict())
+    if not freeze_encoder:
+        names = {n.replace(".base_layer.", ".") for n in names if "lora_" not in n}
+    assert names == set(plain.state_dict())
+
+    intermediate = layers[0].intermediate
+    hidden = 3 * torch.randn(5, 7, intermediate.dense.in_features, dtype=torch.float64)
+    hidden.requires_grad_(True)
+    intermediate.double()
+    ours = intermediate(hidden)
+    theirs = modeling_esm.gelu(intermediate.dense(hidden))
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+    grad_ours = torch.autograd.grad(ours.sum(), hidden)[0]
+    grad_theirs = torch.autograd.grad(theirs.sum(), hidden)[0]
+    torch.testing.assert_close(grad_ours, grad_theirs, rtol=0, atol=1e-12)
+    tanh = torch.nn.functional.gelu(intermediate.dense(hidden), approximate="tanh")
+    assert (tanh - theirs).abs().max() > 1e-6  # the bound above tells the two forms apart
 
 
 def test_checkpointing_every_second_layer_recomputes_half_and_changes_no_gradient(batch):
