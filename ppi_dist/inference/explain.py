@@ -151,10 +151,11 @@ def _one_direction(
     """Query residues reading key residues, for one pair: (1, Lq, d), (1, Lk, d) ->
     (max-pool shares (Lq,), attention received per key residue (Lk,), binned map)."""
     attention = model.cross_attention
-    q, _, _ = attention.project(query_states)  # (1, h, Lq, d_k)
+    q, _, _ = attention.project(query_states)  # (1, Lq, d)
     _, k, v = attention.project(key_states)
-    key_mask = torch.ones(1, k.shape[2], dtype=torch.bool, device=k.device)
+    key_mask = torch.ones(1, k.shape[1], dtype=torch.bool, device=k.device)
     attended = attention.attend(q, k, v, key_mask)[0]  # (Lq, d): what the head pools
+    q, k = attention.split_heads(q), attention.split_heads(k)  # (1, h, L, d_k)
     winners = attended.argmax(dim=0)  # per channel, the residue that wins its max-pool
     shares = torch.bincount(winners, minlength=attended.shape[0]).double() / attended.shape[1]
     heads, queries, keys = q.shape[1], q.shape[2], k.shape[2]

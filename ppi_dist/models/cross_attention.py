@@ -88,11 +88,11 @@ def pair_stream(mask: torch.Tensor, index: torch.Tensor) -> PairStream:
     return PairStream(rows, cu_seqlens, lengths, segment, int(longest))
 
 
-def _tokens(x: torch.Tensor, stream: PairStream, dtype: torch.dtype) -> torch.Tensor:
-    """(U, heads, L, d_k) projections -> (T, heads, d_k) stream tokens."""
-    units, heads, length, dim = x.shape
-    # `project` made x as a (U, L, heads, d_k) view: transposing back is free.
-    return x.transpose(1, 2).reshape(units * length, heads, dim)[stream.rows].to(dtype)
+def _tokens(x: torch.Tensor, stream: PairStream, heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """(U, L, d) projections -> (T, heads, d_k) stream tokens."""
+    # index_select, not x[rows]: its backward is one index_add, not an accumulating index_put.
+    tokens = x.flatten(0, 1).index_select(0, stream.rows)
+    return tokens.unflatten(1, (heads, -1)).to(dtype)
 
 
 def segment_max_mean(tokens: torch.Tensor, stream: PairStream) -> torch.Tensor:
@@ -116,12 +116,14 @@ def packed_cross_pooling(
     side_b: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     index_a: torch.Tensor,
     index_b: torch.Tensor,
+    heads: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled A->B and B->A vectors, (P, 2d) each, through flash varlen on packed streams.
 
-    Each side is `(q, k, v, mask)` of its distinct proteins: projections (U, heads, L, d_k)
-    from `CrossAttention.project` and the residue mask (U, L); pair i is (side_a row
-    index_a[i], side_b row index_b[i]). The default 1/sqrt(d_k) scale is SDPA's too.
+    Each side is `(q, k, v, mask)` of its distinct proteins: projections (U, L, d) from
+    `CrossAttention.project` and the residue mask (U, L); pair i is (side_a row
+    index_a[i], side_b row index_b[i]); `heads` of d / heads channels each. The default
+    1/sqrt(d_k) scale is SDPA's too.
     """
     (q_a, k_a, v_a, mask_a), (q_b, k_b, v_b, mask_b) = side_a, side_b
     stream_a, stream_b = pair_stream(mask_a, index_a), pair_stream(mask_b, index_b)
@@ -131,9 +133,9 @@ def packed_cross_pooling(
 
     def attend(q, k, v, queries: PairStream, keys: PairStream) -> torch.Tensor:
         out = varlen_attn(
-            _tokens(q, queries, dtype),
-            _tokens(k, keys, dtype),
-            _tokens(v, keys, dtype),
+            _tokens(q, queries, heads, dtype),
+            _tokens(k, keys, heads, dtype),
+            _tokens(v, keys, heads, dtype),
             queries.cu_seqlens,
             keys.cu_seqlens,
             queries.longest,

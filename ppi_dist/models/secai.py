@@ -75,19 +75,23 @@ class CrossAttention(nn.Module):
         self.w_k = nn.Linear(dim, dim, bias=False)
         self.w_v = nn.Linear(dim, dim)
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(P, L, d) -> (P, heads, L, d_k), a view."""
         batch, length, dim = x.shape
         return x.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)
 
     def project(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(U, L, d) -> Q, K, V, each (U, heads, L, d_k)."""
-        return tuple(self._split_heads(w(states)) for w in (self.w_q, self.w_k, self.w_v))
+        """(U, L, d) -> Q, K, V, each (U, L, d): heads are split after the pairs gather them,
+        so a gather's backward adds contiguous rows (on the heads-first view it is a
+        scatter over strided memory)."""
+        return self.w_q(states), self.w_k(states), self.w_v(states)
 
-    @staticmethod
     def attend(
-        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor
     ) -> torch.Tensor:
-        """Query residues read key residues: (P, h, Lq, d_k) x2 + (P, Lk) bool -> (P, Lq, d)."""
+        """Query residues read key residues: (P, Lq, d), (P, Lk, d) x2, (P, Lk) bool -> (P, Lq, d)
+        (the heads split and merged here)."""
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
         # Boolean mask, True = attend; broadcast over heads and query positions.
         mask = key_mask[:, None, None, :]
         pairs, heads, length, _ = q.shape
@@ -277,7 +281,8 @@ class SECAI(nn.Module):
             q_b, k_b, v_b = (q_a, k_a, v_a) if one_side else self.cross_attention.project(states_b)
             if pairs_kernel(self.config.cross_attention_kernel, q_a) == "varlen":
                 sides = (q_a, k_a, v_a, mask_a), (q_b, k_b, v_b, mask_b)
-                pooled_a, pooled_b = packed_cross_pooling(*sides, index_a, index_b)
+                heads = self.cross_attention.heads
+                pooled_a, pooled_b = packed_cross_pooling(*sides, index_a, index_b, heads)
             else:
                 attend = self.cross_attention.attend
                 # A's residues read B, and B's residues read A.

@@ -69,17 +69,20 @@ def test_packed_pooling_equals_padded_attention_and_masked_pooling(flash_stand_i
     units_a, units_b, length, heads, dim = 5, 4, 9, 2, 6
     lengths_a, lengths_b = [9, 3, 1, 6, 4], [2, 8, 5, 9]
 
-    def side(units, lengths):
-        q, k, v = (torch.randn(units, heads, length, dim, generator=generator) for _ in "qkv")
+    def side(units, lengths):  # projections as `CrossAttention.project` gives them: (U, L, d)
+        q, k, v = (torch.randn(units, length, heads * dim, generator=generator) for _ in "qkv")
         mask = torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]
         return q, k, v, mask
 
     side_a, side_b = side(units_a, lengths_a), side(units_b, lengths_b)
     index_a, index_b = torch.tensor([0, 1, 2, 3, 4, 0, 2]), torch.tensor([1, 0, 3, 2, 2, 3, 0])
-    pooled_a, pooled_b = cross_attention.packed_cross_pooling(side_a, side_b, index_a, index_b)
+    pooled_a, pooled_b = cross_attention.packed_cross_pooling(
+        side_a, side_b, index_a, index_b, heads
+    )
     (q_a, k_a, v_a, mask_a), (q_b, k_b, v_b, mask_b) = side_a, side_b
 
-    def padded(q, k, v, key_mask):  # `CrossAttention.attend`
+    def padded(q, k, v, key_mask):  # `CrossAttention.attend`, heads split by hand
+        q, k, v = (x.unflatten(2, (heads, dim)).transpose(1, 2) for x in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
         return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
