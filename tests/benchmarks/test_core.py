@@ -3,6 +3,7 @@ the sampled pairs as the data layer reads them, timing, memory and the machine r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -103,8 +104,11 @@ def test_time_steps_times_each_batch_and_peak_memory_is_read():
     assert memory.peak_bytes() > 0 and memory.describe().startswith("peak RSS ")
 
 
-def test_machine_report_names_the_machine_and_the_libraries():
+def test_machine_report_names_the_machine_and_the_libraries(monkeypatch):
+    # The load average moves between two calls on a busy machine: pin it.
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 0.5, 0.0))
     lines = machine_report(CPU)
+    assert "load average 1.5 0.5 0.0" in lines[0]
     assert lines[0].startswith("machine: ") and "CPU cores" in lines[0]
     for library in ("python", "torch", "transformers", "peft", "accelerate", "datasets"):
         assert f"{library} " in lines[1]
