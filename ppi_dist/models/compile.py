@@ -42,6 +42,7 @@ def compile_model(model: nn.Module, backend: str | None = None) -> list[str]:
     """
     backend = backend or default_backend()
     _allow_transformers_warnings()
+    _allow_kernel_dispatch_under_checkpointing()
     compiled = []
     if not getattr(model.config, "freeze_encoder", False):
         for index, layer in enumerate(encoder_layers(model.encoder)):
@@ -79,3 +80,17 @@ def _allow_transformers_warnings() -> None:
         ignored = getattr(config, "ignore_logger_methods", None)
     if ignored is not None:
         ignored.add(hf_logging.warning_once)
+
+
+def _allow_kernel_dispatch_under_checkpointing() -> None:
+    """Let dynamo trace a checkpointed ESM-2 layer whole on transformers releases whose
+    attention routes its rotary embedding through the `kernels` package.
+
+    That routing sets a module-level variable on entering the attention and restores it on
+    leaving; under a checkpoint, dynamo refuses to replay such a write in the recomputation
+    and breaks the graph. Nothing needs replaying: the value is restored before the layer
+    returns, and the recomputed forward sets it again itself.
+    """
+    config = torch._dynamo.config
+    if hasattr(config, "skip_fwd_side_effects_in_bwd_under_checkpoint"):
+        config.skip_fwd_side_effects_in_bwd_under_checkpoint = True
