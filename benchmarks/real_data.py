@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -108,6 +109,16 @@ SIMILARITY_LINKS: dict[str, list[tuple[str, str]]] = {}
 
 def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str, Path]:
     """Seeded subsets of the split files; yeast validation = held-out training PROTEINS."""
+    paths = {split: work / f"{name}_seed{seed}_{split}.tsv" for split in ("train", "valid", "test")}
+    if args.reuse_splits and all(path.is_file() for path in paths.values()):
+        for split, path in paths.items():
+            pairs = read_pairs(path)
+            positives = sum(pair.label for pair in pairs)
+            print(
+                f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive), "
+                f"reused from {path}"
+            )
+        return paths
     rng = random.Random(seed)
     train = read_pairs(SHARED / "data" / spec["train"])
     test = read_pairs(SHARED / "data" / spec["test"])
@@ -141,9 +152,7 @@ def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str,
         if args.test_pairs is None
         else rng.sample(test, min(args.test_pairs, len(test))),
     }
-    paths = {}
     for split, pairs in splits.items():
-        paths[split] = work / f"{name}_seed{seed}_{split}.tsv"
         write_pairs(paths[split], pairs)
         positives = sum(pair.label for pair in pairs)
         print(f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive)")
@@ -261,7 +270,8 @@ def trainer_command(run: TrainerRun, args: argparse.Namespace) -> list[str]:
         "true",
     ]
     if run.variant == "lora":
-        command += ["--max_steps", str(args.lora_steps)]
+        steps = ["--max_steps", str(args.lora_steps)] if args.lora_steps else []
+        command += steps or ["--epochs", str(args.epochs)]
     else:
         cache = cache_dir(run.work, run.fasta, args)
         command += [
@@ -305,13 +315,18 @@ def run_trainer(command: list[str], out: Path) -> dict:
     an interrupt). A stopped run raises TrainerStopped; a failed one ends this script
     (exit 1) with a message naming the trainer's exit status.
     """
-    process = subprocess.Popen(command, cwd=REPO)
-    while True:
-        try:
-            returncode = process.wait()
-            break
-        except KeyboardInterrupt:
-            print("interrupted: waiting for train.py to save its checkpoint", flush=True)
+
+    # A handler, not KeyboardInterrupt: an interrupt that lands while the trainer is being
+    # started (before any try block could catch it) is noted, not raised through Popen.
+    def note_interrupt(signum, frame) -> None:
+        print("interrupted: waiting for train.py to save its checkpoint", flush=True)
+
+    previous = signal.signal(signal.SIGINT, note_interrupt)
+    try:
+        process = subprocess.Popen(command, cwd=REPO)
+        returncode = process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if returncode != 0:
         raise SystemExit(f"{out}: train.py exited with status {returncode} (its output is above)")
     metrics = out / "metrics.json"
@@ -371,11 +386,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--max_tokens", type=int, default=8192)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lora_steps", type=int, default=0, help="0: no LoRA run")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=["frozen"],
+        help="the trainer runs per seed (table labels in VARIANTS)",
+    )
+    parser.add_argument(
+        "--lora_steps", type=int, default=0, help="adds the lora variant, N steps long"
+    )
     parser.add_argument(
         "--pooled_baseline",
         action="store_true",
-        help="also train the pooled-embedding baseline (same run, --interaction pooled)",
+        help="adds the pooled variant (the frozen run with --interaction pooled)",
+    )
+    parser.add_argument(
+        "--reuse_splits",
+        action="store_true",
+        help="take a seed's split files from --work_dir where an earlier call wrote them, so "
+        "variants run in several calls see the same hold-outs",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -418,8 +448,9 @@ def main(argv: list[str] | None = None) -> None:
         fasta = SHARED / "data" / spec["fasta"]
         if spec.get("cache_whole_fasta") and not args.dry:
             build_whole_cache(fasta, work, args)
-        variants = ["frozen"] + ["lora"] * bool(args.lora_steps)
+        variants = list(args.variants) + ["lora"] * bool(args.lora_steps)
         variants += ["pooled"] * args.pooled_baseline
+        variants = list(dict.fromkeys(variants))
         before = earlier.get(name, {"predictors": {}, "commands": {}})
         per_seed = {label: dict(by_seed) for label, by_seed in before["predictors"].items()}
         commands = dict(before["commands"])
