@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,6 +19,24 @@ from ppi_dist.models.shapes import tiny_esm2_config
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"
+# The longest a process started by a test may run: a guard against a hung process, not a
+# timing. Tests wait for the process's exit, a line or a file; on a loaded 2-core machine
+# two ZeRO-2 ranks take minutes.
+PROCESS_LIMIT_S = 1800
+
+
+def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: str) -> None:
+    """Poll `condition` until it holds; fail, with the process's output, if the process
+    exits first or PROCESS_LIMIT_S passes."""
+    deadline = time.monotonic() + PROCESS_LIMIT_S
+    while not condition():
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(
+                f"{what}: the process exited first ({process.returncode})\n{output[-3000:]}"
+            )
+        assert time.monotonic() < deadline, f"{what}: not after {PROCESS_LIMIT_S} s"
+        time.sleep(0.05)
 
 
 def random_sequence(rng: random.Random, low: int = 8, high: int = 40) -> str:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from benchmarks.core import write_pair_files
-from tests.helpers import REPO, random_pairs
+from tests.helpers import PROCESS_LIMIT_S, REPO, random_pairs
 
 
 @pytest.mark.multiprocess
@@ -33,7 +33,9 @@ def test_data_loader_frozen_comparison_dry_run(tmp_path):
         "--frozen_max_tokens",
         "4096,16384",
     ]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=PROCESS_LIMIT_S
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "torch" in done.stdout and "datasets" in done.stdout
     assert "validate (FASTA + pair file)" in done.stdout and "301 usable pairs" in done.stdout

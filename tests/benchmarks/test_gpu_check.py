@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import PROCESS_LIMIT_S, REPO
 
 
 def cells(line: str) -> list[str]:
@@ -30,7 +30,7 @@ def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]]]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,  # the speed stage's dry run took 583 s on a loaded 2-core machine
+        timeout=PROCESS_LIMIT_S,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
@@ -84,7 +84,7 @@ def test_every_stage_plan_fits_its_budget_with_margin(stage):
         env={**os.environ, "STAGE": stage, "PLAN_ONLY": "1"},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=PROCESS_LIMIT_S,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows, total, setup, budget = plan_of(done.stdout)

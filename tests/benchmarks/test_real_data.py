@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,12 +20,14 @@ from ppi_dist.errors import RunFolderError
 from ppi_dist.training.checkpoint import COMPLETE, step_dir
 from ppi_dist.training.recipes import load_config
 from ppi_dist.training.rundir import claim_output_dir
-from tests.helpers import REPO
+from tests.helpers import PROCESS_LIMIT_S, REPO, wait_until
 
 QUICK_SPLIT = ("--split_method", "random")  # for tests of pooling, not of the split
 
 
-def real_data_dry(work: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def real_data_dry(
+    work: Path, *extra: str, timeout: int = PROCESS_LIMIT_S
+) -> subprocess.CompletedProcess:
     """`python -m benchmarks.real_data --dry` (baselines only) on small subsets of yeast c3."""
     command = [
         sys.executable,
@@ -54,7 +55,7 @@ def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path
     """Baselines only (--dry), two seeds: mean ± sd rows, and the yeast validation set
     shares no protein with its training set."""
     # The graph split runs MMseqs2 (once) and the cut and check per seed: minutes on 2 cores.
-    done = real_data_dry(tmp_path, "--seeds", "2", timeout=1200)
+    done = real_data_dry(tmp_path, "--seeds", "2", timeout=PROCESS_LIMIT_S)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 seeds: [0, 1]" in done.stdout and "random (same seed)" in done.stdout
     assert "highest identity between a held-out block and train" in done.stdout
@@ -217,12 +218,9 @@ def run_fake_trainer(out: Path, mode: str, interrupt: bool = False):
         start_new_session=True,
     )
     if interrupt:  # Ctrl-C: SIGINT to the whole foreground process group
-        deadline = time.monotonic() + 60
-        while not (out / "ready").exists():
-            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
-            time.sleep(0.05)
+        wait_until((out / "ready").exists, process, "the fake trainer's signal handler")
         os.killpg(process.pid, signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    stdout, stderr = process.communicate(timeout=PROCESS_LIMIT_S)
     return process.returncode, stdout + stderr
 
 

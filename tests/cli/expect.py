@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ppi_dist.cli.boundary import EXIT_USER_ERROR
-from tests.helpers import REPO
+from tests.helpers import PROCESS_LIMIT_S, REPO
 
 
 def refused(code: int, stderr: str, *needles: str) -> str:
@@ -33,7 +33,7 @@ def in_process(capsys, main: Callable, *args: str) -> tuple[int, str]:
 
 
 def shell(
-    *args: object, env: dict | None = None, timeout: int = 300
+    *args: object, env: dict | None = None, timeout: int = PROCESS_LIMIT_S
 ) -> subprocess.CompletedProcess:
     """`python ARGS` as a user's shell runs it (a few per command: each costs seconds)."""
     command = [sys.executable, *map(str, args)]

@@ -13,7 +13,7 @@ from ppi_dist.cli.boundary import EXIT_USER_ERROR, run_tool
 from ppi_dist.cli.main import COMMANDS
 from ppi_dist.cli.main import main as ppi_dist_main
 from ppi_dist.hub.folder import save_for_hub
-from tests.helpers import REPO, tiny_model
+from tests.helpers import PROCESS_LIMIT_S, REPO, tiny_model
 
 
 def _one_line_error(code: int, stderr: str, *needles: str) -> None:
@@ -80,7 +80,9 @@ def test_a_real_process_prints_one_line_and_debug_the_traceback(tmp_path):
 
     def run(*args: str) -> subprocess.CompletedProcess:
         command = [sys.executable, *args, "--train", missing, "--test", missing]
-        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=PROCESS_LIMIT_S
+        )
 
     for spelling in (["-m", "ppi_dist.audit"], ["-m", "ppi_dist.cli", "audit"]):
         result = run(*spelling)

@@ -11,6 +11,7 @@ from huggingface_hub import HfApi
 from ppi_dist.cli.push import main
 from ppi_dist.hub.push import CLIENT_ERRORS
 from tests.cli.expect import in_process, refused, shell
+from tests.helpers import PROCESS_LIMIT_S
 
 TOKEN = "hf_é" + "x" * 30  # not ASCII: no HTTP header can carry it
 
@@ -54,5 +55,7 @@ def test_a_folder_holding_the_token_is_refused_unseen(capsys, model_folder, monk
 @pytest.mark.multiprocess
 def test_a_closed_port_is_one_line_naming_the_endpoint(model_folder, tmp_path):
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_" + "x" * 30}
-    result = shell("-m", "ppi_dist.push", model_folder, "user/secai", env=env, timeout=120)
+    result = shell(
+        "-m", "ppi_dist.push", model_folder, "user/secai", env=env, timeout=PROCESS_LIMIT_S
+    )
     refused(result.returncode, result.stderr, "cannot reach the Hub at http://127.0.0.1:9")

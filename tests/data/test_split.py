@@ -13,7 +13,7 @@ from ppi_dist.data import clusters
 from ppi_dist.data.pairs import Pair
 from ppi_dist.data.split import SplitReport, protein_groups, split_file, split_pairs
 from ppi_dist.errors import ConfigError, MissingToolError
-from tests.helpers import REPO
+from tests.helpers import PROCESS_LIMIT_S, REPO
 from tests.helpers import write_community_task as _write_task
 
 
@@ -142,7 +142,9 @@ def test_command_line_prints_both_methods(tmp_path):
         "--out_dir",
         out,
     ]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=PROCESS_LIMIT_S
+    )
     assert done.returncode == 0, done.stderr
     assert "random (same seed)" in done.stdout and "dropped" in done.stdout
     assert (tmp_path / "cli" / "split_report.json").exists()
@@ -151,7 +153,7 @@ def test_command_line_prints_both_methods(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=PROCESS_LIMIT_S,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 

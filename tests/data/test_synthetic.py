@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -49,22 +48,18 @@ def test_composition_baseline_is_at_chance_on_the_free_design_not_the_default(tm
 
 def test_asking_for_more_pairs_than_exist_stops_with_what_to_change():
     families = make_families(2, 4)
-    started = time.perf_counter()
     with pytest.raises(ValueError, match=r"--synthetic_eval_pairs.*at least 5"):
         make_split("valid", 100, families, random.Random(0), 3, 40, 60)  # 2 x 3 x 3 = 18
-    assert time.perf_counter() - started < 1
     _, pairs = make_split("valid", 36, families, random.Random(0), 3, 40, 60)  # all of them
     assert len({(a, b) for a, b, _ in pairs} | {(b, a) for a, b, _ in pairs}) == 2 * 36
     assert sum(y for *_, y in pairs) == 18
 
 
 def test_large_eval_requests_finish(tmp_path):
-    """Issue 14 item 9: --synthetic_eval_pairs 30000 used to loop forever."""
-    started = time.perf_counter()
+    """--synthetic_eval_pairs 30000 once looped forever: now it returns, every pair once."""
     paths = write_synthetic_task(tmp_path, train_pairs=100, eval_pairs=30000, max_length=50)
     rows = paths["valid"].read_text().splitlines()[1:]
     assert len(rows) == len(set(rows)) == 30000
-    assert time.perf_counter() - started < 60
 
 
 def test_families_are_checked():

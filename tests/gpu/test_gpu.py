@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import REPO, SHARED
+from tests.helpers import PROCESS_LIMIT_S, REPO, SHARED
 from tests.integration.runs import (
     TINY,
     check_predict_reproduces_test_scores,
@@ -43,7 +43,7 @@ ZERO2 = ["--config_file", "accelerate_configs/zero2.yaml"]
 SHORT = [*TINY, "--max_steps", "4", "--eval_every", "1000", "--mixed_precision", "bf16"]
 
 
-def train(args: list[str], accelerate: list[str] = (), timeout: int = 240) -> str:
+def train(args: list[str], accelerate: list[str] = (), timeout: int = PROCESS_LIMIT_S) -> str:
     command = [*LAUNCH, *accelerate, "ppi_dist/train.py", *args]
     result = subprocess.run(
         command, cwd=REPO, env=trainer_env(), capture_output=True, text=True, timeout=timeout
@@ -112,7 +112,10 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     out = tmp_path / "run"
     train([*SHORT, "--output_dir", str(out)])
     # The same scoring code on the same model and device: equal to the 6 printed decimals.
-    assert check_predict_reproduces_test_scores(out, tmp_path / "scores.tsv", timeout=240) > 0
+    assert (
+        check_predict_reproduces_test_scores(out, tmp_path / "scores.tsv", timeout=PROCESS_LIMIT_S)
+        > 0
+    )
 
 
 def test_sigterm_in_the_final_evaluation_resumes_to_the_same_metrics(tmp_path):

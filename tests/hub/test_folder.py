@@ -18,7 +18,7 @@ from ppi_dist.hub import loading
 from ppi_dist.hub.card import ModelCard, parse_card_metadata
 from ppi_dist.hub.folder import export_merged, save_for_hub
 from ppi_dist.hub.loading import load_model
-from tests.helpers import REPO
+from tests.helpers import PROCESS_LIMIT_S, REPO
 from tests.hub.trained import VALIDATION, validation_metrics
 
 FAKE_TOKEN = "hf_FAKEtoken123"
@@ -43,7 +43,7 @@ def _probabilities_in_fresh_process(folder) -> torch.Tensor:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=PROCESS_LIMIT_S,
     )
     assert result.returncode == 0, result.stderr
     return torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))

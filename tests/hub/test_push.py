@@ -23,7 +23,7 @@ import pytest
 from ppi_dist.hub.card import ModelCard
 from ppi_dist.hub.folder import save_for_hub
 from ppi_dist.hub.push import push_folder
-from tests.helpers import REPO
+from tests.helpers import PROCESS_LIMIT_S, REPO
 from tests.hub.trained import validation_metrics
 
 FAKE_TOKEN = "hf_FAKEtoken123"
@@ -103,7 +103,7 @@ def _push_command(folder, repo_id, endpoint, tmp_path, *extra) -> subprocess.Com
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=PROCESS_LIMIT_S,
     )
 
 

@@ -26,7 +26,7 @@ from ppi_dist.inference.prediction_file import finalize, output_columns
 from ppi_dist.inference.scoring import Ranks, score_cached
 from ppi_dist.models.calibration import Calibration
 from ppi_dist.models.saving import save_pretrained
-from tests.helpers import REPO, random_sequence, tiny_model
+from tests.helpers import PROCESS_LIMIT_S, REPO, random_sequence, tiny_model
 
 
 def _write_fasta(path, proteins: dict[str, str]) -> None:
@@ -330,7 +330,7 @@ def test_cli_on_a_saved_model_in_a_fresh_process(model, tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=PROCESS_LIMIT_S,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["rows_written"] == 10

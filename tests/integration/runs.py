@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from ppi_dist.data.pairs import PairSource
 from ppi_dist.evaluation.threshold import search_threshold
 from ppi_dist.inference.scoring import score_pairs
 from ppi_dist.models.saving import from_pretrained
-from tests.helpers import REPO
+from tests.helpers import PROCESS_LIMIT_S, REPO, wait_until
 
 TINY = [
     "--encoder_shape",
@@ -82,7 +81,7 @@ def trainer_env(**extra: str) -> dict:
 
 
 def run_python(
-    args: list[str], env: dict | None = None, timeout: int = 300
+    args: list[str], env: dict | None = None, timeout: int = PROCESS_LIMIT_S
 ) -> subprocess.CompletedProcess:
     """`python ARGS` in the repository, output captured; the caller checks the outcome."""
     return subprocess.run(
@@ -99,7 +98,7 @@ def launch(
     args: list[str],
     accelerate: list[str] | None = None,
     env: dict | None = None,
-    timeout: int = 300,
+    timeout: int = PROCESS_LIMIT_S,
 ) -> subprocess.CompletedProcess:
     """`accelerate launch [accelerate args] ppi_dist/train.py args` (or plain python)."""
     launcher = [] if accelerate is None else ["-m", "accelerate.commands.launch", *accelerate]
@@ -184,13 +183,9 @@ def run_until_checkpoint(args: list[str], output_dir: Path, step: int, sig: int)
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        assert process.poll() is None, process.stdout.read()[-3000:]
-        assert time.monotonic() < deadline, "checkpoint never appeared"
-        time.sleep(0.02)
+    wait_until(marker.exists, process, f"checkpoint {step}")
     process.send_signal(sig)
-    out, _ = process.communicate(timeout=120)
+    out, _ = process.communicate(timeout=PROCESS_LIMIT_S)
     return process.returncode, out
 
 
@@ -217,7 +212,12 @@ def check_sigterm_in_final_evaluation(tmp_path: Path, extra: list[str], launcher
 
     def run(command: list[str]) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            command, cwd=REPO, env=trainer_env(), capture_output=True, text=True, timeout=300
+            command,
+            cwd=REPO,
+            env=trainer_env(),
+            capture_output=True,
+            text=True,
+            timeout=PROCESS_LIMIT_S,
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return result

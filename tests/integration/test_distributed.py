@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import REPO
+from tests.helpers import PROCESS_LIMIT_S, REPO
 from tests.integration.runs import (
     TINY,
     check_distributed_run,
@@ -81,9 +81,9 @@ def test_two_nodes_simulated_on_loopback(tmp_path):
     )
     try:
         first = subprocess.run(
-            node(0), cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+            node(0), cwd=REPO, env=env, capture_output=True, text=True, timeout=PROCESS_LIMIT_S
         )
-        second_out, _ = second.communicate(timeout=60)
+        second_out, _ = second.communicate(timeout=PROCESS_LIMIT_S)
     finally:
         second.kill()
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -127,7 +127,7 @@ def test_sync_batchnorm_with_one_pair_batches_is_refused_under_ddp(tmp_path):
         env=trainer_env(ACCELERATE_USE_CPU="true"),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PROCESS_LIMIT_S,
     )
     assert result.returncode != 0
     assert "sync_batchnorm with symmetric: none" in result.stderr

@@ -16,7 +16,7 @@ from ppi_dist.cli.train import main as train_main
 from ppi_dist.evaluation.evaluate import evaluate
 from ppi_dist.hub.loading import load_model
 from ppi_dist.models.saving import from_pretrained
-from tests.helpers import REPO, write_community_task
+from tests.helpers import PROCESS_LIMIT_S, REPO, write_community_task
 from tests.integration.runs import (
     TINY,
     check_predict_reproduces_test_scores,
@@ -66,7 +66,7 @@ def test_nonfinite_loss(tmp_path, mode):
         env=trainer_env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PROCESS_LIMIT_S,
     )
     saved = sorted(p.name for p in (out / "checkpoints").glob("step_*"))
     if mode == "stop":
@@ -97,7 +97,10 @@ def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
     # The test scores read from the cache equal `predict`'s fresh encoding to the 6 printed
     # decimals, and `evaluate --cache_dir` reads the run's cache (never rewriting it) to the
     # trainer's test metrics exactly.
-    assert check_predict_reproduces_test_scores(out, tmp_path / "scores.tsv", timeout=300) == 48
+    assert (
+        check_predict_reproduces_test_scores(out, tmp_path / "scores.tsv", timeout=PROCESS_LIMIT_S)
+        == 48
+    )
     data, index = out / "synthetic_data", out / "embedding_cache" / "index.json"
     written = index.stat().st_mtime_ns
     evaluate_main(
@@ -150,7 +153,7 @@ def test_frozen_cache_row_batches_train_exactly_as_token_batches(tmp_path):
         env=trainer_env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PROCESS_LIMIT_S,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "token batches for a cache of" in result.stdout
@@ -175,7 +178,10 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
         "all",
         "all",
     )
-    assert check_predict_reproduces_test_scores(out, tmp_path / "scores.tsv", timeout=300) == 48
+    assert (
+        check_predict_reproduces_test_scores(out, tmp_path / "scores.tsv", timeout=PROCESS_LIMIT_S)
+        == 48
+    )
     data = out / "synthetic_data"
     # `evaluate` on the run's test file reproduces the trainer's test metrics exactly.
     report = evaluate(
@@ -335,7 +341,7 @@ def test_valid_fraction_holds_out_a_similarity_disjoint_validation_set(tmp_path)
     assert "(reused)" in again.stdout and rows(split / "valid.tsv") == valid
     refused = run_python(
         ["ppi_dist/train.py", *TINY, *data, *resume, "--valid_fraction", "0.3"],
-        timeout=300,
+        timeout=PROCESS_LIMIT_S,
     )
     assert refused.returncode == 2
     assert "split was made with other settings" in refused.stderr

@@ -59,12 +59,15 @@ def test_other_ranks_do_not_lock(tmp_path):
     assert not claim_output_dir(tmp_path, resuming=False, overwrite=False, is_main=False).held
 
 
+# Claims the folder, says so, and holds it until its standard input closes ("hold") or
+# exits at once.
 HOLD = textwrap.dedent("""
-    import sys, time
+    import sys
     from ppi_dist.training.rundir import claim_output_dir
     lock = claim_output_dir(sys.argv[1], resuming=False, overwrite=False)
     print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
+    if sys.argv[2] == "hold":
+        sys.stdin.read()
 """)
 
 
@@ -72,14 +75,17 @@ HOLD = textwrap.dedent("""
 def test_two_processes_contend_for_one_folder(tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(out), "30"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, str(out), "hold"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunFolderError, match=f"in use by another trainer \\(pid {holder.pid}"):
             claim_output_dir(out, resuming=False, overwrite=False)
         second = subprocess.run(
-            [sys.executable, "-c", HOLD, str(out), "0"], capture_output=True, text=True
+            [sys.executable, "-c", HOLD, str(out), "exit"], capture_output=True, text=True
         )
         assert second.returncode != 0 and "in use by another trainer" in second.stderr
     finally:
@@ -94,7 +100,7 @@ def test_two_processes_contend_for_one_folder(tmp_path):
 @pytest.mark.multiprocess
 def test_lock_released_at_exit(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-c", HOLD, str(tmp_path), "0"], capture_output=True, text=True
+        [sys.executable, "-c", HOLD, str(tmp_path), "exit"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / LOCK_NAME).exists()
