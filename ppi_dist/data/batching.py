@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ppi_dist.data.pairs import Pair, PairSource
-from ppi_dist.data.sequences import tokenize
+from ppi_dist.data.sequences import sequence_digest, tokenize
 from ppi_dist.models.packing import packed_tokens, packing_layout
 from ppi_dist.models.windows import Windowing, stitch_layout
 
@@ -50,7 +50,11 @@ _PACK_TRIES = 8
 
 
 def collate_pairs(
-    pairs: list[Pair], *, layout: bool = True, windowing: Windowing | None = None
+    pairs: list[Pair],
+    *,
+    layout: bool = True,
+    windowing: Windowing | None = None,
+    trunk_index: TrunkIndex | None = None,
 ) -> dict:
     """Tokenise the distinct sequences of `pairs` (cropped as they should run) once and index
     them per pair.
@@ -65,6 +69,9 @@ def collate_pairs(
     With a `windowing` of mode "all", a sequence longer than its window is tokenised as its
     windows, one encoder row each, and `stitch_index`, `stitch_mask` (distinct sequences x
     longest, see `windows.stitch_layout`) say where its residues' states are.
+
+    With a `trunk_index`, `trunk_rows` (int64, one per encoder row) place each row in the
+    trunk cache, whose states it starts from (`inference.trunk`).
     """
     row_of: dict[str, int] = {}
     for pair in pairs:
@@ -90,6 +97,8 @@ def collate_pairs(
         batch["labels"] = torch.tensor([p.label for p in pairs], dtype=torch.float32)
     if stitch is not None:
         batch["stitch_index"], batch["stitch_mask"] = stitch_layout(stitch, input_ids.shape[1])
+    if trunk_index is not None:
+        batch["trunk_rows"] = trunk_index.rows(pieces)
     if layout:
         batch.update(packing_layout([len(piece) + 2 for piece in pieces]))
     return batch
@@ -151,6 +160,26 @@ class CacheIndex:
         return torch.tensor([self.row[p] for p in ids], dtype=torch.long)
 
 
+@dataclass(frozen=True)
+class TrunkIndex:
+    """Where each encoder window sits in a trunk cache (`inference.trunk.TrunkCache`), keyed
+    by its residues (`sequence_digest`). Small and picklable, like `CacheIndex`: the loader's
+    workers turn a batch's windows into trunk rows."""
+
+    row: Mapping[str, int]  # window key -> trunk row
+
+    def rows(self, windows: Sequence[str]) -> torch.Tensor:
+        """Trunk rows (int64) of the windows' residue strings; a KeyError names a missing one."""
+        keys = [sequence_digest(window) for window in windows]
+        missing = [w for w, key in zip(windows, keys, strict=True) if key not in self.row]
+        if missing:
+            raise KeyError(
+                f"{len(missing)} window(s) not in the trunk cache, the first of "
+                f"{len(missing[0])} residues starting {missing[0][:20]}"
+            )
+        return torch.tensor([self.row[key] for key in keys], dtype=torch.long)
+
+
 def buffer_shuffle(rows: Iterable, buffer_size: int, rng: random.Random) -> Iterator:
     """Approximate shuffle with a bounded buffer (the algorithm of `datasets`' shuffle).
 
@@ -198,6 +227,9 @@ class PairBatches:
             (in the loader's workers) rather than in the training loop. No crops: the cache
             holds each protein as scoring reads it, and the budget counts its stored length.
             Nothing is tokenised and no packing layout is planned (the encoder does not run).
+        trunk_index: LoRA on the top layers over a trunk cache holding every window of
+            `source` (`TrunkCache.index`): batches also carry `trunk_rows`, and a training
+            crop is one of the windows the cache holds (`Windowing.planned_window`).
 
     Every rank yields the same number of batches per epoch (see the module docstring).
     After a complete pass the iterator moves to the next epoch by itself; `set_epoch`
@@ -219,6 +251,7 @@ class PairBatches:
         shuffle_buffer: int = 100_000,
         cache_index: CacheIndex | None = None,
         windowing: Windowing | None = None,
+        trunk_index: TrunkIndex | None = None,
     ):
         self.windowing = windowing or Windowing(source.max_residues, 0, "crop")
         if not 0 <= rank < world_size:
@@ -236,7 +269,7 @@ class PairBatches:
             sort_buffer,
             shuffle_buffer,
         )
-        self.cache_index = cache_index
+        self.cache_index, self.trunk_index = cache_index, trunk_index
         self.epoch = 0
         self.batches_done = 0  # global batches of this epoch taken by all ranks together
 
@@ -292,7 +325,10 @@ class PairBatches:
             if windowing.mode == "all":
                 return sequence  # cut into windows by collate_pairs
             if sequence not in cropped:
-                (window,) = windowing.windows(len(sequence), rng)
+                if self.trunk_index is not None and rng is not None:
+                    window = windowing.planned_window(len(sequence), rng)
+                else:
+                    (window,) = windowing.windows(len(sequence), rng)
                 cropped[sequence] = sequence[window.start : window.stop]
             return cropped[sequence]
 
@@ -302,7 +338,7 @@ class PairBatches:
             )
             for r in rows
         ]
-        batch = collate_pairs(pairs, windowing=windowing)
+        batch = collate_pairs(pairs, windowing=windowing, trunk_index=self.trunk_index)
         batch["weight"] = torch.full((len(pairs),), weight)
         return batch
 

@@ -7,6 +7,7 @@ U (selenocysteine), O (pyrrolysine), B, Z and X, so they are kept as they are.
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from importlib import resources
 
@@ -38,6 +39,11 @@ def clean_sequence(sequence: str) -> str:
             f"ESM-2 reads only {''.join(sorted(RESIDUES))}"
         )
     return cleaned
+
+
+def sequence_digest(sequence: str) -> str:
+    """A short content key of a sequence (or of one window of it): caches key states by it."""
+    return hashlib.sha1(sequence.encode("ascii")).hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)

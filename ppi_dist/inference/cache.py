@@ -25,7 +25,6 @@ Storage
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -37,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ppi_dist.data.batching import CacheIndex
-from ppi_dist.data.sequences import tokenize
+from ppi_dist.data.sequences import sequence_digest, tokenize
 from ppi_dist.errors import CacheTooLargeError
 from ppi_dist.models.encoder import encoder_fingerprint
 from ppi_dist.models.secai import SECAI
@@ -55,10 +54,6 @@ DTYPES = {
     "float32": (torch.float32, np.float32),
 }
 DEFAULT_MEMORY_LIMIT = 4 * 2**30  # bytes an in-memory cache may take
-
-
-def sequence_digest(sequence: str) -> str:
-    return hashlib.sha1(sequence.encode("ascii")).hexdigest()[:16]
 
 
 class EmbeddingCache:
@@ -212,8 +207,9 @@ class EmbeddingCache:
         bar = tqdm(total=len(order), unit="window", desc="encoding", disable=not progress)
         try:
             for batch in _length_batches(order, piece_lengths, max_tokens):
-                input_ids, attention_mask = tokenize([pieces[k][2] for k in batch])
-                states = _encode(model, input_ids.to(device), attention_mask.to(device))
+                residues = [pieces[k][2] for k in batch]
+                input_ids, attention_mask = tokenize(residues)
+                states = _encode(model, input_ids.to(device), attention_mask.to(device), residues)
                 states = states.to(torch_dtype)
                 for row, k in enumerate(batch):
                     i, window, _ = pieces[k]
@@ -443,7 +439,15 @@ def _hidden_size(encoder: nn.Module) -> int:
     return int(config.hidden_size)
 
 
-def _encode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+def _encode(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, windows: list[str]
+) -> torch.Tensor:
+    """Last-layer states of the tokenised `windows`; a model whose `trunk` (a trunk cache,
+    `inference.trunk`) holds them runs only its top layers, from the cached states."""
+    trunk = getattr(model, "trunk", None)
+    if trunk is not None and trunk.covers(windows):
+        trunk_states = trunk.window_states(windows, input_ids.device)
+        return model.encode(input_ids, attention_mask, trunk_states=trunk_states)
     if hasattr(model, "encode"):
         return model.encode(input_ids, attention_mask)
     return model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -47,6 +47,10 @@ class SECAIConfig:
     """Dropout on LoRA's input, in [0, 1)."""
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
     """The encoder's linear layers LoRA adapts (peft has no default for ESM)."""
+    lora_layers: int | None = None
+    """LoRA on the last N encoder layers only (None: every layer). The layers below never
+    change, so training computes the states entering layer L-N once per protein window (the
+    trunk cache, `inference.trunk`) and each step runs only the top N layers."""
     freeze_encoder: bool = False
     """No LoRA: only cross-attention and head train, on states encoded once."""
     activation_checkpointing: bool = False
@@ -99,7 +103,13 @@ class SECAIConfig:
         check_choice("cross_attention_kernel", self.cross_attention_kernel, CROSS_ATTENTION_KERNELS)
         check_at_least_one(
             self,
-            ["lora_r", "cross_attention_heads", "head_hidden", "activation_checkpointing_every"],
+            [
+                "lora_r",
+                "lora_layers",
+                "cross_attention_heads",
+                "head_hidden",
+                "activation_checkpointing_every",
+            ],
         )
         check_choice("train_windows", self.train_windows, WINDOW_MODES)
         check_choice("scoring_windows", self.scoring_windows, WINDOW_MODES)
@@ -113,6 +123,20 @@ class SECAIConfig:
         check_fraction("lora_dropout", self.lora_dropout, closed=False)
         if (self.encoder is None) == (self.encoder_config is None):
             raise ConfigError("give exactly one of `encoder` (name or path) or `encoder_config`")
+
+    def lora_layer_indices(self, layers: int) -> list[int] | None:
+        """The encoder layers LoRA adapts, of `layers` (None: all of them)."""
+        if self.lora_layers is None or self.lora_layers >= layers:
+            return None
+        return list(range(layers - self.lora_layers, layers))
+
+    def trunk_depth(self, layers: int) -> int:
+        """Encoder layers below every trainable weight: their output, the states entering
+        the first LoRA layer, can be computed once (0: none; `layers`: a frozen encoder)."""
+        if self.freeze_encoder:
+            return layers
+        adapted = self.lora_layer_indices(layers)
+        return 0 if adapted is None else adapted[0]
 
     def windowing(self, stage: str) -> Windowing:
         """How the model reads long proteins in `stage`: "train" or "scoring"."""

@@ -11,7 +11,8 @@ adapter was trained on?), both from `weights_fingerprint`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import EsmConfig, EsmModel
 
-from ppi_dist.errors import CorruptFileError, UserError
+from ppi_dist.errors import ConfigError, CorruptFileError, UserError
 from ppi_dist.models import attention
 from ppi_dist.models.config import SECAIConfig
 
@@ -60,12 +61,20 @@ def build_encoder(config: SECAIConfig) -> nn.Module:
             layer.gradient_checkpointing = index % every == 0
     if config.freeze_encoder:
         return encoder
+    layers = len(encoder_layers(encoder))
+    if config.lora_layers is not None and config.lora_layers > layers:
+        raise ConfigError(f"lora_layers {config.lora_layers}: the encoder has {layers} layers")
+    adapted = config.lora_layer_indices(layers)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.lora_target_modules),
         bias="none",
+        # peft finds the layer number after `layers_pattern` in each module's name
+        # (encoder.layer.5.attention.self.query).
+        layers_to_transform=adapted,
+        layers_pattern="layer" if adapted is not None else None,
     )
     return get_peft_model(encoder, lora)
 
@@ -140,6 +149,28 @@ def encoder_layers(encoder: nn.Module) -> list[nn.Module]:
     if layers is None:
         raise ValueError(f"no transformer layers (encoder.layer) in {type(encoder).__name__}")
     return list(layers)
+
+
+@contextmanager
+def running_layers(encoder: nn.Module, start: int, stop: int, final_norm: bool) -> Iterator[None]:
+    """Within the block, the encoder's forward runs its layers `start:stop` only, and its
+    final layer norm only if `final_norm`.
+
+    What the trunk cache needs (`inference.trunk`): layers 0..D-1 without the norm give the
+    states entering layer D, and layers D..L-1 with the norm, fed those states as
+    `inputs_embeds`, give the last-layer states. transformers' own forward does the rest
+    (attention masks, rotary positions, checkpointing) as for the whole encoder, so the
+    two halves compute exactly what one pass computes.
+    """
+    esm = base_encoder(encoder).encoder
+    layers, norm = esm.layer, esm.emb_layer_norm_after
+    esm.layer = nn.ModuleList(list(layers)[start:stop])
+    if not final_norm:
+        esm.emb_layer_norm_after = None
+    try:
+        yield
+    finally:
+        esm.layer, esm.emb_layer_norm_after = layers, norm
 
 
 def base_weights(base: nn.Module) -> dict[str, torch.Tensor]:

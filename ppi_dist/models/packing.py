@@ -184,3 +184,13 @@ def unpack_states(
     real = packed_states.reshape(n_rows * width, dim).index_select(0, source)
     states = packed_states.new_zeros(shape[0] * shape[1], dim).index_copy(0, target, real)
     return states.view(*shape, dim)
+
+
+def pack_states(token_states: torch.Tensor, packed: PackedBatch) -> torch.Tensor:
+    """Per-token states of a batch's real tokens, flat (tokens, d) in the (U, L) batch's
+    row-major order (sequence by sequence) -> (R, W, d) packed rows, zero at padding: how
+    cached hidden states enter the packed encoder in place of token embeddings."""
+    n_rows, width = packed.sequence_ids.shape
+    target = packed.row * width + packed.packed_column
+    rows = token_states.new_zeros(n_rows * width, token_states.shape[-1])
+    return rows.index_copy(0, target, token_states).view(n_rows, width, -1)

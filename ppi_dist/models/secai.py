@@ -32,10 +32,12 @@ from ppi_dist.models import attention
 from ppi_dist.models.calibration import Calibration
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.cross_attention import packed_cross_pooling, pairs_kernel
-from ppi_dist.models.encoder import base_encoder, build_encoder
+from ppi_dist.models.encoder import base_encoder, build_encoder, encoder_layers, running_layers
 from ppi_dist.models.packing import (
     LAYOUT_FIELDS,
+    PackedBatch,
     pack_batch,
+    pack_states,
     packed_inputs_from_layout,
     unpack_states,
 )
@@ -184,12 +186,16 @@ class SECAI(nn.Module):
         # Raw score -> probability, fitted on validation when training ends; saved and
         # loaded with the model (models/calibration.py). None until then.
         self.calibration: Calibration | None = None
+        # While training with LoRA on the top layers: the trunk cache (`inference.trunk`),
+        # which scoring's embedding cache reads its windows' lower-layer states from.
+        self.trunk = None
 
     def encode(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         layout: dict[str, torch.Tensor] | None = None,
+        trunk_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Last-layer per-residue states of the distinct sequences: (U, L, d).
 
@@ -199,30 +205,73 @@ class SECAI(nn.Module):
         layout (absolute positions, kernels without a 4D mask) run the padded rows as given.
         `layout` (the batch's `pack_*` tensors, computed by the data loader on the CPU) spares
         the device a host synchronisation; without it the layout is computed here.
+
+        `trunk_states`: the states entering layer `trunk_depth` of every real token, flat
+        (tokens, d) in the batch's row-major order (the trunk cache, `inference.trunk`): the
+        encoder then runs its top layers only, from there.
         """
         if not self._can_pack():
+            if trunk_states is not None:
+                raise ValueError("the trunk cache needs a rotary encoder it can pack")
             output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
             return output.last_hidden_state
-        base = base_encoder(self.encoder)
-        pad_id = base.config.pad_token_id
-        packed = (
-            packed_inputs_from_layout(input_ids, layout, pad_id)
-            if layout is not None
-            else pack_batch(input_ids, attention_mask, pad_id)
-        )
+        packed = self._packed(input_ids, attention_mask, layout)
+        layers = len(encoder_layers(self.encoder))
+        if trunk_states is None:
+            hidden, start = self._embed(packed), 0
+        else:
+            # Cached in their storage precision; the layers take their own.
+            dtype = base_encoder(self.encoder).embeddings.word_embeddings.weight.dtype
+            hidden, start = pack_states(trunk_states.to(dtype), packed), self.trunk_depth
+        packed_states = self._run_layers(hidden, packed, range(start, layers))
+        return unpack_states(packed_states, packed, attention_mask.shape)
+
+    def encode_trunk(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The states entering layer `trunk_depth` (the first with LoRA) of every token:
+        (U, L, d), zero at padding. What the trunk cache stores; `encode` goes on from it."""
+        if not self._can_pack():
+            raise ValueError("the trunk cache needs a rotary encoder it can pack")
+        packed = self._packed(input_ids, attention_mask, None)
+        packed_states = self._run_layers(self._embed(packed), packed, range(self.trunk_depth))
+        return unpack_states(packed_states, packed, attention_mask.shape)
+
+    @property
+    def trunk_depth(self) -> int:
+        """Encoder layers below every trainable weight (`SECAIConfig.trunk_depth`)."""
+        return self.config.trunk_depth(len(encoder_layers(self.encoder)))
+
+    def _packed(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        layout: dict[str, torch.Tensor] | None,
+    ) -> PackedBatch:
+        pad_id = base_encoder(self.encoder).config.pad_token_id
+        if layout is not None:
+            return packed_inputs_from_layout(input_ids, layout, pad_id)
+        return pack_batch(input_ids, attention_mask, pad_id)
+
+    def _embed(self, packed: PackedBatch) -> torch.Tensor:
         # Embedding here, with the 2D token mask: ESM-2's embedding layer reads the mask as
         # (rows, tokens), while the layers below get the packed layout.
-        embeddings = base.embeddings(input_ids=packed.input_ids, attention_mask=packed.token_mask)
+        base = base_encoder(self.encoder)
+        return base.embeddings(input_ids=packed.input_ids, attention_mask=packed.token_mask)
+
+    def _run_layers(self, hidden: torch.Tensor, packed: PackedBatch, layers: range) -> torch.Tensor:
+        """The encoder's `layers` on packed rows of hidden states (R, W, d) -> (R, W, d); the
+        final layer norm when they end at the last layer."""
+        base = base_encoder(self.encoder)
         attend, extra = attention.packed_attention_inputs(
-            packed, embeddings, self.config.encoder_attention, base.config._attn_implementation
+            packed, hidden, self.config.encoder_attention, base.config._attn_implementation
         )
-        packed_states = self.encoder(
-            inputs_embeds=embeddings,
-            attention_mask=attend,
-            position_ids=packed.position_ids,
-            **extra,
-        ).last_hidden_state
-        return unpack_states(packed_states, packed, attention_mask.shape)
+        last = len(encoder_layers(self.encoder))
+        with running_layers(self.encoder, layers.start, layers.stop, layers.stop == last):
+            return self.encoder(
+                inputs_embeds=hidden,
+                attention_mask=attend,
+                position_ids=packed.position_ids,
+                **extra,
+            ).last_hidden_state
 
     def _can_pack(self) -> bool:
         config = self.encoder.config
@@ -319,12 +368,14 @@ class SECAI(nn.Module):
         encoder row per window, and `stitch_index`/`stitch_mask` put each protein's kept
         residues back together: (windows, T, d) -> (U, L, d). Frozen-encoder training
         passes precomputed per-residue `states` and their `states_mask` (from
-        `inference.cache.EmbeddingCache`) instead of tokens.
+        `inference.cache.EmbeddingCache`) instead of tokens; training over the trunk cache
+        passes `trunk_states` beside the tokens (see `encode`).
         """
         if states is None:
             has_layout = all(name in batch for name in LAYOUT_FIELDS)
             layout = {name: batch[name] for name in LAYOUT_FIELDS} if has_layout else None
-            states = self.encode(input_ids, attention_mask, layout)
+            trunk_states = batch.get("trunk_states")
+            states = self.encode(input_ids, attention_mask, layout, trunk_states)
             if stitch_index is None:
                 states_mask = residue_mask(attention_mask)
             else:

@@ -81,6 +81,14 @@ class Windowing:
             Window(start, start + width, bounds[k], bounds[k + 1]) for k, start in enumerate(starts)
         ]
 
+    def planned_window(self, length: int, rng: random.Random) -> Window:
+        """One of the windows mode "all" reads, at random, kept whole: the training crop of a
+        protein whose windows were encoded once (the trunk cache holds those windows, not
+        every offset)."""
+        plan = Windowing(self.max_residues, self.overlap, "all").windows(length)
+        window = plan[rng.randrange(len(plan))]
+        return Window(window.start, window.stop, window.start, window.stop)
+
     def kept_length(self, length: int) -> int:
         """Residues of a protein of `length` that reach cross-attention."""
         return length if self.mode == "all" else min(length, self.max_residues)

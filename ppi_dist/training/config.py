@@ -39,6 +39,8 @@ from ppi_dist.evaluation.threshold import OBJECTIVES, SELECTION_METRICS
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.shapes import SHAPES, encoder_config_of
 
+TRUNK_DTYPES = ("float32", "float16", "bfloat16")
+
 
 @dataclass
 class DataConfig:
@@ -98,6 +100,14 @@ class DataConfig:
     embedding_cache: str | None = None
     """Frozen encoder: folder of the per-residue states (fp16, memory-mapped; reused when
     proteins and encoder match). None: output_dir/embedding_cache."""
+    trunk_cache: str | None = None
+    """LoRA on the top layers (`lora_layers`): folder of the trunk cache, the states entering
+    the first LoRA layer of every window (memory-mapped; reused when the encoder, depth and
+    windows match, refused when they differ). None: output_dir/trunk_cache."""
+    trunk_cache_dtype: str = "float32"
+    """Storage of the trunk cache: "float32" (the top layers start from what the whole
+    encoder computes, so the run's final scores are `predict`'s) or "float16"/"bfloat16"
+    (half the disk and memory, scores within about 1e-3 of `predict`'s)."""
 
     def __post_init__(self) -> None:
         held_out = self.valid_fraction is not None
@@ -117,6 +127,7 @@ class DataConfig:
                 raise ConfigError(f"{name} must lie strictly between 0 and 1, got {value}")
         optional = ("max_pairs", "batch_size", "eval_max_tokens")
         check_at_least_one(self, ("max_tokens", *optional))
+        check_choice("trunk_cache_dtype", self.trunk_cache_dtype, TRUNK_DTYPES)
 
 
 @dataclass

@@ -58,6 +58,7 @@ from ppi_dist.training.frozen import open_training_cache, with_cached_states
 from ppi_dist.training.outputs import FinalResults, save_and_reload, save_run_outputs
 from ppi_dist.training.sources import make_sources, training_batches
 from ppi_dist.training.step import make_optimizer, train_step
+from ppi_dist.training.trunk import open_trunk_cache, with_trunk_states
 from ppi_dist.training.validation import choose_threshold, score_split
 
 
@@ -97,14 +98,23 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
     model = SECAI(config.model.secai_config()).to(device)  # on its device before any encoding
     if config.model.compile:  # in place: same parameters and state-dict keys
         compile_model(model)
-    cache = None
+    cache = trunk = None
+    scoring_windows = config.model.secai.windowing("scoring")
+    every_split = [sources["train"].pair_rows(), *splits.values()]
     if config.model.secai.freeze_encoder:  # the encoder never changes: encode once
         directory = data.embedding_cache or output_dir / "embedding_cache"
-        windowing = config.model.secai.windowing("scoring")
-        every_split = [sources["train"].pair_rows(), *splits.values()]
-        cache = open_training_cache(model, every_split, directory, accelerator, windowing)
+        cache = open_training_cache(model, every_split, directory, accelerator, scoring_windows)
+    elif model.trunk_depth > 0:  # LoRA on the top layers: the layers below run once
+        directory = data.trunk_cache or output_dir / "trunk_cache"
+        trunk = open_trunk_cache(
+            model, every_split, directory, accelerator, scoring_windows, data.trunk_cache_dtype
+        )
+        model.trunk = trunk  # scoring's embedding cache starts from it too
     cache_index = cache.index if cache is not None else None
-    train_batches = training_batches(sources["train"], config, accelerator, cache_index)
+    trunk_index = trunk.index if trunk is not None else None
+    train_batches = training_batches(
+        sources["train"], config, accelerator, cache_index, trunk_index
+    )
     optimizer = make_optimizer(model, optimization)
     micro_batches = train_batches.count_batches()
     steps_per_epoch = max(micro_batches // optimization.gradient_accumulation_steps, 1)
@@ -230,6 +240,8 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
             for batch in train_batches:
                 if cache is not None:  # cache rows -> states gathered on the device
                     batch = with_cached_states(batch, cache, device)
+                elif trunk is not None:  # tokens + the lower layers' states of their windows
+                    batch = with_trunk_states(batch, trunk, device)
                 else:
                     batch = batch_to_device(batch, device)
                 if optimization.swap_augmentation:
@@ -312,6 +324,7 @@ def finish(
         ckpt.load_trainable_tensors(model, best["tensors"])
     staging, spill = output_dir / "model.partial", output_dir / "scoring_cache"
     shipped = save_and_reload(model, staging, accelerator)
+    shipped.trunk = model.trunk  # same base weights: the trunk holds for the reloaded model
     windowing = shipped.config.windowing("scoring")
     if cache is not None:
         wanted = sequences_of(pair for pairs in splits.values() for pair in pairs)

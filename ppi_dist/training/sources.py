@@ -15,7 +15,7 @@ import torch
 from accelerate import Accelerator
 
 from ppi_dist.checks import check_can_rank
-from ppi_dist.data.batching import CacheIndex, PairBatches
+from ppi_dist.data.batching import CacheIndex, PairBatches, TrunkIndex
 from ppi_dist.data.loader import BatchLoader
 from ppi_dist.data.pairs import Columns, PairSource
 from ppi_dist.data.split import split_file
@@ -132,10 +132,12 @@ def training_batches(
     config: TrainConfig,
     accelerator: Accelerator,
     cache_index: CacheIndex | None = None,
+    trunk_index: TrunkIndex | None = None,
 ) -> BatchLoader:
     """This rank's training batches, prepared in loader workers (`data_workers`). With a
     frozen encoder's `cache_index` the workers hand out cache rows (no tokens), budgeted in
-    cross-attention tokens."""
+    cross-attention tokens; with a `trunk_index`, tokens and the trunk rows of their
+    windows."""
     data = config.data
     batches = PairBatches(
         source,
@@ -150,6 +152,7 @@ def training_batches(
         shuffle_buffer=data.shuffle_buffer,
         cache_index=cache_index,
         windowing=config.model.secai.windowing("train"),
+        trunk_index=trunk_index,
     )
     workers = data.data_workers
     return BatchLoader(
