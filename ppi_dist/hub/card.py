@@ -80,6 +80,8 @@ class ModelCard:
     model_name: str = "SE-CAI"
     merged: bool = False
     """LoRA merged into the encoder (loads without peft)."""
+    lora_layers: int | None = None
+    """LoRA on the encoder's last N layers only (None: every layer)."""
     images: list[str] = field(default_factory=list)
     """Plot files in the folder, shown under "Curves"."""
 
@@ -132,6 +134,8 @@ class ModelCard:
         front = yaml.safe_dump(self.metadata(), sort_keys=False, allow_unicode=True)
         title = f"# {self.model_name}: siamese ESM-2 cross-attention PPI model"
         how = ", LoRA merged into it" if self.merged else ", fine-tuned with LoRA"
+        if self.lora_layers is not None:
+            how += f" on its last {self.lora_layers} layers"
         lines = [f"---\n{front}---", "", title, ""]
         lines += [
             "Predicts whether two proteins interact from their sequences alone. Both proteins go "

@@ -84,6 +84,7 @@ def save_for_hub(
         metrics=metrics,
         training_config=clean_config,
         merged=merged,
+        lora_layers=None if model.config.freeze_encoder else model.config.lora_layers,
         images=[*card.images, *_copy_images(images or [], folder)],
     )
     (folder / CARD_NAME).write_text(card.render())

@@ -21,11 +21,15 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def lora_parameter_count(config: EsmConfig, r: int, target_modules: list[str]) -> int:
-    """Closed form: each targeted d x d projection in each layer gets A (r x d) + B (d x r)."""
+def lora_parameter_count(
+    config: EsmConfig, r: int, target_modules: list[str], layers: int | None = None
+) -> int:
+    """Closed form: each targeted d x d projection in each adapted layer (the last `layers`,
+    None: all) gets A (r x d) + B (d x r)."""
     d = config.hidden_size
     per_layer = sum(r * (d + d) for name in target_modules if name in ("query", "key", "value"))
-    return config.num_hidden_layers * per_layer
+    adapted = config.num_hidden_layers if layers is None else layers
+    return min(adapted, config.num_hidden_layers) * per_layer
 
 
 def _share(part: int, whole: int) -> str:
@@ -38,18 +42,25 @@ def parameter_report(config: SECAIConfig) -> str:
         model = SECAI(config)
     esm_total = sum(p.numel() for n, p in model.encoder.named_parameters() if "lora_" not in n)
     lora = sum(p.numel() for n, p in model.encoder.named_parameters() if "lora_" in n)
+    shape = EsmConfig(**config.encoder_config)
     closed_form = lora_parameter_count(
-        EsmConfig(**config.encoder_config), config.lora_r, config.lora_target_modules
+        shape, config.lora_r, config.lora_target_modules, config.lora_layers
     )
+    layers = shape.num_hidden_layers
+    adapted = layers if config.lora_layers is None else min(config.lora_layers, layers)
     cross = sum(p.numel() for p in model.cross_attention.parameters())  # SE-CAI: not None
     head = sum(p.numel() for p in model.head.parameters())
     trainable, total = count_parameters(model)
+    depth = config.trunk_depth(layers)
     lines = [
         f"ESM-2 base (frozen):        {esm_total:,}",
-        f"LoRA r={config.lora_r} on {'/'.join(config.lora_target_modules)}:  "
+        f"LoRA r={config.lora_r} on {'/'.join(config.lora_target_modules)}, "
+        f"last {adapted} of {layers} layers:  "
         f"{_share(lora, esm_total)} of ESM-2; closed form {closed_form:,}",
         f"cross-attention:            {cross:,}",
         f"pair head:                  {head:,}",
         f"trainable total:            {_share(trainable, total)}",
     ]
+    if depth:
+        lines.append(f"trunk (run once per window, cached): layers 0-{depth - 1}")
     return "\n".join(lines)
