@@ -13,6 +13,10 @@ f = intermediate (4d in ESM-2), n layers, r = LoRA rank on q and v:
                             (q,k,v,o + FFN matmuls)     (QK^T and AV over all heads)
     LoRA forward      = n * 2 * (2 * 2 r d) * L        (A then B, on q and v)
 
+With LoRA on the last N layers (`--lora_layers N`), a step runs only those N (n := N
+above); the n - N layers below run once per window, before training, into the trunk cache
+(`trunk_build_flops`: their forward over every window of every protein).
+
 Backward with a FROZEN encoder: a frozen weight needs no weight gradient, so each frozen
 matmul costs only its input gradient, 1x its forward. QK^T and AV multiply two activations,
 so both operands need a gradient: 2x. LoRA and the trainable parts (cross-attention, head)
@@ -51,6 +55,7 @@ from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.packing import encoder_tokens
+from ppi_dist.models.windows import Windowing
 
 # Dense bf16 tensor-core peak (no sparsity), in TFLOP/s. H200 has the H100 SXM's compute.
 PEAK_TFLOPS = {
@@ -89,6 +94,8 @@ class ModelShape:
     encoder: EncoderShape
     lora_r: int = 8
     """0: no LoRA (a frozen encoder, which no gradient passes through)."""
+    lora_layers: int | None = None
+    """LoRA on the last N layers, the only ones a step runs (None: every layer)."""
     head_hidden: int = 512
     symmetric: bool = True
     """Both orders of every pair through the head (`symmetric: average`)."""
@@ -101,10 +108,20 @@ class ModelShape:
         return cls(
             EncoderShape.from_config(encoder_config),
             lora_r=0 if config.freeze_encoder else config.lora_r,
+            lora_layers=None if config.freeze_encoder else config.lora_layers,
             head_hidden=config.head_hidden,
             symmetric=config.symmetric == "average",
             checkpointing=config.activation_checkpointing,
         )
+
+    @property
+    def step_layers(self) -> int:
+        """Encoder layers a training step runs: all, or the last `lora_layers` over the
+        trunk cache."""
+        layers = self.encoder.layers
+        if self.lora_r == 0 or self.lora_layers is None:
+            return layers
+        return min(self.lora_layers, layers)
 
 
 @dataclass
@@ -144,17 +161,30 @@ class StepFlops:
         return self.model + self.recompute
 
 
-def encoder_flops(model: ModelShape, widths: Iterable[int]) -> StepFlops:
-    """One encoder call on sequences of the given widths (padded widths if padded)."""
-    shape = model.encoder
-    d = shape.hidden
+def layers_forward(shape: EncoderShape, layers: int, widths: Iterable[int]) -> tuple[float, float]:
+    """(linear, attention) forward FLOPs of `layers` encoder layers on these widths."""
     tokens = square = 0
     for width in widths:
         tokens += width
         square += width * width
-    linear = 2.0 * shape.matmul_params * tokens
-    attention = 4.0 * shape.layers * square * d
-    lora = 2.0 * shape.layers * (2 * 2 * model.lora_r * d) * tokens
+    linear = 2.0 * shape.matmul_params * tokens * layers / shape.layers
+    return linear, 4.0 * layers * square * shape.hidden
+
+
+def trunk_build_flops(model: ModelShape, widths: Iterable[int]) -> float:
+    """The trunk cache's build: the layers below LoRA, forward once over windows of these
+    widths (0 when every layer is adapted)."""
+    below = model.encoder.layers - model.step_layers
+    return sum(layers_forward(model.encoder, below, widths)) if below else 0.0
+
+
+def encoder_flops(model: ModelShape, widths: Iterable[int]) -> StepFlops:
+    """One encoder call on sequences of the given widths (padded widths if padded), as a
+    training step runs it (the top `lora_layers` only, over the trunk cache)."""
+    shape, layers = model.encoder, model.step_layers
+    widths = list(widths)
+    linear, attention = layers_forward(shape, layers, widths)
+    lora = 2.0 * layers * (2 * 2 * model.lora_r * shape.hidden) * sum(widths)
     forward = linear + attention
     if model.lora_r == 0:  # frozen: no gradient enters the encoder
         return StepFlops(encoder_forward=forward)
@@ -271,10 +301,11 @@ def print_worked_example(model: ModelShape, mean_protein: float) -> None:
     one = secai_step_flops(model, [[width, width]], [(width, width)])
     encoder_only = encoder_flops(model, [width])
     print(f"\nworked example, one pair, both sequences {width} tokens ({width - 2} residues):")
+    linear, attention = layers_forward(shape, model.step_layers, [width])
     print(
-        f"  encoder forward, one sequence: {format_flops(encoder_only.encoder_forward)} "
-        f"(linear {format_flops(2.0 * shape.matmul_params * width)}, attention "
-        f"{format_flops(4.0 * shape.layers * width * width * shape.hidden)})"
+        f"  encoder forward, one sequence, {model.step_layers} of {shape.layers} layers: "
+        f"{format_flops(encoder_only.encoder_forward)} (linear {format_flops(linear)}, "
+        f"attention {format_flops(attention)})"
     )
     for name, value in (
         ("encoder forward (2 seqs)", one.encoder_forward),
@@ -372,6 +403,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     for label, count in counts.items():
         print_count(label, count, args)
+    if model.step_layers < shape.layers:
+        print_trunk_build(model, secai.windowing("scoring"), sequences, counts)
+
+
+def print_trunk_build(
+    model: ModelShape, windowing: Windowing, sequences: dict[str, str], counts: dict
+) -> None:
+    """The trunk cache's build (once per run) beside an epoch's training FLOPs."""
+    widths = [w.stop - w.start + 2 for s in sequences.values() for w in windowing.windows(len(s))]
+    build = trunk_build_flops(model, widths)
+    below = model.encoder.layers - model.step_layers
+    print(
+        f"\ntrunk cache build: layers 0-{below - 1} forward once over {len(widths):,} windows "
+        f"of every protein in the FASTA: {format_flops(build)}"
+    )
+    for label, count in counts.items():
+        share = build / (build + count.flops.model)
+        print(f"  {100 * share:.1f}% of build + one epoch ({label.split(' (')[0]})")
 
 
 if __name__ == "__main__":

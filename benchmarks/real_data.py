@@ -14,8 +14,9 @@ for the earlier random draw of proteins), then
 - degree baseline: score(A, B) = net training degree of A plus that of B
   (`ppi_dist.evaluation.audit`);
 - all positive: every pair predicted to interact;
-- SE-CAI, frozen 8M ESM-2 encoder (`--freeze_encoder`, states cached once), and optionally a
-  short LoRA fine-tune (`--lora_steps`);
+- SE-CAI, frozen 8M ESM-2 encoder (`--freeze_encoder`, states cached once), and with
+  `--variants`: LoRA on every layer (`lora`), LoRA on the last `--lora_layers` over one trunk
+  cache shared by the seeds (`lora_top`), for `--epochs` (or `--lora_steps` steps);
 - optionally (`--pooled_baseline`) the pooled-embedding baseline: the same frozen run with
   `--interaction pooled`, each protein's own residue states max- and mean-pooled into the same
   head, so the two rows differ only by the cross-attention.
@@ -208,6 +209,7 @@ PUBLISHED = {name: spec["published"] for name, spec in DATASETS.items()}
 VARIANTS = {
     "frozen": "SE-CAI frozen 8M",
     "lora": "SE-CAI LoRA 8M",
+    "lora_top": "SE-CAI LoRA on the top layers (--lora_layers), trunk cache, 8M",
     "pooled": "pooled baseline frozen 8M (no cross-attention)",
 }
 
@@ -269,9 +271,14 @@ def trainer_command(run: TrainerRun, args: argparse.Namespace) -> list[str]:
         "--allow_contradictory_labels",
         "true",
     ]
-    if run.variant == "lora":
+    if run.variant in ("lora", "lora_top"):
         steps = ["--max_steps", str(args.lora_steps)] if args.lora_steps else []
         command += steps or ["--epochs", str(args.epochs)]
+        if run.variant == "lora_top":  # one trunk cache for every seed's run
+            trunk = cache_dir(run.work, run.fasta, args).with_name(
+                f"trunk_{run.fasta.parent.name}_{args.max_residues}_last{args.lora_layers}"
+            )
+            command += ["--lora_layers", str(args.lora_layers), "--trunk_cache", str(trunk)]
     else:
         cache = cache_dir(run.work, run.fasta, args)
         command += [
@@ -358,6 +365,7 @@ POOLED_SETTINGS = (
     "max_tokens",
     "epochs",
     "lora_steps",
+    "lora_layers",
     "valid_fraction",
     "split_method",
 )
@@ -395,6 +403,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--lora_steps", type=int, default=0, help="adds the lora variant, N steps long"
+    )
+    parser.add_argument(
+        "--lora_layers", type=int, default=2, help="the lora_top variant's LoRA layers"
     )
     parser.add_argument(
         "--pooled_baseline",

@@ -80,3 +80,22 @@ def test_projection_counts_an_epoch_of_a_pair_file(tmp_path, capsys):
     assert len(counts) == 2 and counts[0] == ("30", counts[1][1])  # same pair tokens
     assert int(counts[1][0]) < 30  # batched: fewer steps than pairs
     assert len(re.findall(r"^  2 GPUs: [\d.]+ h", printed, re.M)) == 2
+
+
+def test_lora_on_the_last_layers_counts_those_layers_per_step_and_the_rest_once():
+    shape = EncoderShape(hidden=4, layers=6, intermediate=16)
+    widths = [10, 7]
+    full, top = ModelShape(shape, lora_r=2), ModelShape(shape, lora_r=2, lora_layers=2)
+    assert (full.step_layers, top.step_layers) == (6, 2)
+    every, last_two = encoder_flops(full, widths), encoder_flops(top, widths)
+    # Every encoder term scales with the layers run: 2 of 6.
+    for whole, part in zip(every.astuple(), last_two.astuple(), strict=True):
+        assert part == whole * 2 / 6
+    # The 4 layers below run once, forward only, into the trunk cache.
+    assert flops.trunk_build_flops(top, widths) == every.encoder_forward * 4 / 6
+    assert flops.trunk_build_flops(full, widths) == 0.0
+    frozen = ModelShape.of(
+        SECAIConfig(encoder=None, encoder_config={}, freeze_encoder=True, lora_layers=2),
+        encoder_config_of("8M"),
+    )
+    assert frozen.lora_layers is None  # a frozen encoder has no LoRA layers

@@ -238,3 +238,27 @@ def test_real_data_lets_an_interrupted_trainer_save_its_checkpoint(tmp_path):
     assert code == 0 and "metrics {'test': {'auroc': 0.7}}" in output, output
     code, output = run_fake_trainer(tmp_path / "failed", "fail")
     assert code == 1 and "train.py exited with status 2" in output, output
+
+
+def test_real_data_lora_variants_train_for_the_epochs_and_share_one_trunk_cache(tmp_path):
+    """`lora` and `lora_top` train the encoder for --epochs; every seed's `lora_top` run reads
+    the same trunk cache (the layers below LoRA do not depend on the seed)."""
+    paths = {split: tmp_path / f"{split}.tsv" for split in ("train", "valid", "test")}
+    args = SimpleNamespace(
+        max_residues=256, windows="all", max_tokens=32768, epochs=2, lora_steps=0, lora_layers=2
+    )
+    fasta = tmp_path / "yeast" / "sequences.fasta"
+
+    def config_of(variant: str, seed: int):
+        command = trainer_command(
+            TrainerRun("yeast-c3", paths, fasta, tmp_path, variant, seed), args
+        )
+        return load_config(command[2:]).to_dict()
+
+    every, top, top_again = config_of("lora", 0), config_of("lora_top", 0), config_of("lora_top", 1)
+    for config in (every, top):
+        assert (
+            not config["freeze_encoder"] and config["epochs"] == 2 and config["max_steps"] is None
+        )
+    assert every["lora_layers"] is None and top["lora_layers"] == 2
+    assert top["trunk_cache"] == top_again["trunk_cache"] and "last2" in top["trunk_cache"]
