@@ -11,7 +11,8 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from ppi_dist.cli.predict import main
-from ppi_dist.files import acquire_lock
+from ppi_dist.files import acquire_lock, write_manifest
+from ppi_dist.hub.folder import ALLOWED_PATTERNS
 from ppi_dist.inference import predict as predict_module
 from tests.cli.expect import failing_open, in_process, refused, shell
 
@@ -100,6 +101,38 @@ def test_finite_but_changed_weights_are_named_by_the_manifest(capsys, model_fold
     args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
     line = refused(*in_process(capsys, main, *args, "--no_progress"), str(path))
     assert "SHA-256" in line and "manifest.json" in line
+
+
+MISSING = object()
+# (what calibration.json holds instead of a fitted calibration's value, what the line says)
+BAD_CALIBRATIONS = {
+    "slope -1.5": ({"slope": -1.5}, "slope must be a finite number above 0, got -1.5"),
+    "slope NaN": ({"slope": math.nan}, "slope must be a finite number above 0, got nan"),
+    "offset Infinity": ({"offset": math.inf}, "offset must be a finite number, got inf"),
+    "prior 1.5": ({"prior": 1.5}, "prior must lie strictly between 0 and 1, got 1.5"),
+    "prior 0": ({"prior": 0}, "prior must lie strictly between 0 and 1, got 0"),
+    "slope a string": ({"slope": "1.5"}, "slope must be a number, got the string '1.5'"),
+    "prior a boolean": ({"prior": True}, "prior must be a number or null, got the boolean true"),
+    "no offset": ({"offset": MISSING}, "offset is missing"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CALIBRATIONS)
+def test_a_damaged_calibration_is_refused_naming_the_field(
+    capsys, model_folder, task, tmp_path, case
+):
+    """calibration.json's values are checked on load, even when the manifest agrees with
+    them (as if saved so): nothing is scored with a reversed, flat or NaN map."""
+    changes, message = BAD_CALIBRATIONS[case]
+    fitted = {"slope": 0.5, "offset": 0.3, "method": "platt", "pairs": 100, "prior": 0.5}
+    values = {k: v for k, v in {**fitted, **changes}.items() if v is not MISSING}
+    path = model_folder / "calibration.json"
+    path.write_text(json.dumps(values))
+    write_manifest(model_folder, ALLOWED_PATTERNS)
+    out = tmp_path / "o.tsv"
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", out, "--no_progress"]
+    refused(*in_process(capsys, main, *args), f"{path}: {message}")
+    assert not out.exists()
 
 
 def test_a_saved_threshold_outside_0_1_is_refused(capsys, model_folder, task, tmp_path):
