@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -149,12 +149,18 @@ def write_manifest(folder: str | Path, patterns: list[str] | None = None) -> Pat
 
 
 def verify_manifest(
-    folder: str | Path, what: str = "folder", *, warn_only: tuple[str, ...] = ()
+    folder: str | Path,
+    what: str = "folder",
+    *,
+    warn_only: tuple[str, ...] = (),
+    required: Collection[str] = (),
 ) -> bool:
     """Check every file `folder/manifest.json` lists; a missing or changed one is a
     `CorruptFileError` naming it, except files matching `warn_only` (text a person may edit,
-    a model card): a warning. A folder without a manifest (written by a version before
-    manifests) is not checked: False, with a warning."""
+    a model card): a warning. `required`: names the manifest must list (the folder's own
+    files, which its writer always lists): one it leaves out is a `CorruptFileError` too,
+    else that file could change unchecked. A folder without a manifest (written by a
+    version before manifests) is not checked: False, with a warning."""
     folder = Path(folder)
     manifest = folder / MANIFEST_NAME
     if not manifest.is_file():
@@ -165,6 +171,12 @@ def verify_manifest(
     files = read_json(manifest).get("files")
     if not isinstance(files, dict):
         raise CorruptFileError(f"{manifest}: no 'files' listed; the manifest is damaged")
+    for name in required:
+        if name not in files:
+            raise CorruptFileError(
+                f"{folder / name}: not listed in {manifest}, which lists every file of the "
+                f"{what} when it is saved; copy or download the {what} again"
+            )
     for name, entry in files.items():
         try:
             path = safe_join(folder, name)

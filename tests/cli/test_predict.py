@@ -103,6 +103,33 @@ def test_finite_but_changed_weights_are_named_by_the_manifest(capsys, model_fold
     assert "SHA-256" in line and "manifest.json" in line
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "adapter/adapter_model.safetensors",
+        "secai_head.safetensors",
+        "secai_config.json",
+        "base_encoder/model.safetensors",
+        "encoder_identity.json",
+    ],
+)
+def test_a_manifest_that_forgets_a_file_of_the_model_is_refused(
+    capsys, model_folder, task, tmp_path, name
+):
+    """manifest.json no longer lists one of the folder's own files, whose values changed
+    (finite): refused naming the file, not scored with other values and no warning."""
+    path = model_folder / name
+    if path.suffix == ".safetensors":
+        save_file({key: -tensor for key, tensor in load_file(path).items()}, path)
+    manifest = model_folder / "manifest.json"
+    listed = json.loads(manifest.read_text())
+    del listed["files"][name]
+    manifest.write_text(json.dumps(listed))
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    line = refused(*in_process(capsys, main, *args, "--no_progress"), str(path))
+    assert f"not listed in {manifest}" in line
+
+
 MISSING = object()
 # (what calibration.json holds instead of a fitted calibration's value, what the line says)
 BAD_CALIBRATIONS = {
