@@ -62,3 +62,12 @@ def test_full_disk_or_read_only_output_names_the_path(
     args = ["--model", model_folder, "--pairs", task["pairs"], "--fasta", task["fasta"]]
     line = refused(*in_process(capsys, main, *args, "--out", out, "--bootstrap", "5"), str(out))
     assert "cannot write" in line
+
+
+def test_max_residues_alone_reads_windows_overlapping_a_quarter_of_it(
+    capsys, model_folder, task, tmp_path
+):
+    args = ["--model", model_folder, "--pairs", task["pairs"], "--fasta", task["fasta"]]
+    args += ["--out", tmp_path / "e", "--bootstrap", "5", "--max_residues", "64"]
+    assert main([str(a) for a in args]) == 0
+    assert "windows of 64 overlapping >= 16," in capsys.readouterr().out

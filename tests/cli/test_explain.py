@@ -91,3 +91,14 @@ def test_explain_reads_the_centred_crop_when_told_and_refuses_bad_input(tmp_path
     again = [*common, "--a", "LONG", "--b", "S1", "--out", str(out)]
     assert explain.main(again) == EXIT_USER_ERROR
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_max_residues_alone_reads_windows_overlapping_a_quarter_of_it(tmp_path, capsys):
+    folder, fasta, _, _ = _inputs(tmp_path)  # a model trained at 48, overlap left to default
+    args = ["--model", folder, "--fasta", fasta, "--a", "LONG", "--b", "S1", "--no_plots"]
+    assert (
+        explain.main([str(a) for a in [*args, "--out", tmp_path / "x", "--max_residues", 64]]) == 0
+    )
+    assert "encoding: proteins over 64 residues read as windows of 64 overlapping >= 16," in (
+        capsys.readouterr().out
+    )

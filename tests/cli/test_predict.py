@@ -130,6 +130,37 @@ def test_a_manifest_that_forgets_a_file_of_the_model_is_refused(
     assert f"not listed in {manifest}" in line
 
 
+def _summary(capsys, *args) -> dict:
+    capsys.readouterr()
+    assert main([str(a) for a in [*args, "--no_progress", "--overwrite"]]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_max_residues_alone_reads_windows_overlapping_a_quarter_of_it(
+    capsys, model_folder, task, tmp_path
+):
+    """The model was trained at the default 1,022 (overlap left to its default): a smaller
+    --max_residues brings its own quarter, printed, and scores as if given explicitly."""
+    out = tmp_path / "o.tsv"
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", out]
+    for window, overlap in ((64, 16), (512, 128)):
+        encoding = _summary(capsys, *args, "--max_residues", window)["encoding"]
+        assert f"windows of {window} overlapping >= {overlap}," in encoding
+    _summary(capsys, *args, "--max_residues", 8)  # proteins of 8-20 residues: windows
+    alone = out.read_text()
+    _summary(capsys, *args, "--max_residues", 8, "--window_overlap", 2)
+    assert out.read_text() == alone
+
+
+def test_an_overlap_set_at_training_is_kept_and_named(capsys, model_folder, task, tmp_path):
+    _config_edit(model_folder, window_overlap=100)
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    encoding = _summary(capsys, *args, "--max_residues", 512)["encoding"]
+    assert "windows of 512 overlapping >= 100," in encoding
+    line = refused(*in_process(capsys, main, *args, "--max_residues", "64"), "--max_residues 64")
+    assert "trained with window_overlap 100" in line and "pass --window_overlap" in line
+
+
 MISSING = object()
 # (what calibration.json holds instead of a fitted calibration's value, what the line says)
 BAD_CALIBRATIONS = {
