@@ -161,6 +161,23 @@ def test_an_overlap_set_at_training_is_kept_and_named(capsys, model_folder, task
     assert "trained with window_overlap 100" in line and "pass --window_overlap" in line
 
 
+def test_a_changed_cache_is_encoded_again_not_reused(capsys, model_folder, task, tmp_path, caplog):
+    """One byte of --cache_dir's states.bin flipped: encoded again, saying why, and the
+    same probabilities as before the damage."""
+    out, states = tmp_path / "o.tsv", tmp_path / "states"
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", out]
+    _summary(capsys, *args, "--cache_dir", states)
+    scored = out.read_text()
+    with open(states / "states.bin", "r+b") as handle:
+        handle.seek(handle.seek(0, 2) // 2)
+        byte = handle.read(1)[0]
+        handle.seek(-1, 1)
+        handle.write(bytes([byte ^ 0x40]))
+    _summary(capsys, *args, "--cache_dir", states)
+    assert "differ from their checksum in index.json (changed on disk?)" in caplog.text
+    assert out.read_text() == scored
+
+
 MISSING = object()
 # (what calibration.json holds instead of a fitted calibration's value, what the line says)
 BAD_CALIBRATIONS = {
