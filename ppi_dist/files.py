@@ -8,7 +8,8 @@
   over, and reported.
 - `safe_join`: a file name that cannot leave its folder.
 - `writing_to`: a full disk or read-only folder while writing an output becomes one
-  `OutputError` naming the path and what to do.
+  `OutputError` naming the path and what to do; `save_safetensors` and
+  `safetensors_writes` make safetensors' own write failures such OSErrors, naming the file.
 - `write_manifest`, `verify_manifest`: the SHA-256 of every file of a folder (model folder,
   checkpoint), written last and checked on loading, so a changed file is named.
 """
@@ -22,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Collection, Iterator
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from ppi_dist.errors import CorruptFileError, OutputError, RunFolderError
 
@@ -103,6 +105,27 @@ def write_failure(error: OSError, path: str | Path, then: str = "") -> OutputErr
     else:
         advice = "make the folder writable or write to another folder"
     return OutputError(f"{where}: cannot write ({reason}); {advice}{then}")
+
+
+@contextmanager
+def safetensors_writes(path: str | Path) -> Iterator[None]:
+    """Inside: safetensors' report of a failed write (a full disk: "Error while serializing:
+    I/O error: No space left on device (os error 28)", naming no file) is raised as the
+    OSError it is, naming `path` (the file, or the folder a library writes) and keeping that
+    text, so that `writing_to` and the error boundary say where and what to do."""
+    try:
+        yield
+    except SafetensorError as error:
+        found = re.search(r"os error (\d+)", str(error))
+        if found is None:
+            raise
+        raise OSError(int(found.group(1)), str(error), str(path)) from error
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """`safetensors.torch.save_file`, a failed write naming `path` (`safetensors_writes`)."""
+    with safetensors_writes(path):
+        save_file(tensors, path)
 
 
 @contextmanager
