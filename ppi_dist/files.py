@@ -107,6 +107,25 @@ def write_failure(error: OSError, path: str | Path, then: str = "") -> OutputErr
     return OutputError(f"{where}: cannot write ({reason}); {advice}{then}")
 
 
+def check_output_folder(path: str | Path, flag: str, *, writable: bool = True) -> None:
+    """Before any long work: `path`, the folder a command's `flag` writes into (made when
+    missing), is no file, and (`writable`) the folder it is or will be made in can be
+    written; else an `OutputError` naming the flag and the path, instead of a bare
+    "[Errno 17] File exists" after the encoding."""
+    path = Path(path)
+    there = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not there.is_dir():
+        where = "" if there == path else f"{there} "
+        raise OutputError(
+            f"{flag} {path}: {where}is a file, not a folder; give a folder (made if missing)"
+        )
+    if writable and not os.access(there, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{flag} {path}: {there} cannot be written (read-only or no permission); make "
+            "it writable or give another folder"
+        )
+
+
 @contextmanager
 def safetensors_writes(path: str | Path) -> Iterator[None]:
     """Inside: safetensors' report of a failed write (a full disk: "Error while serializing:

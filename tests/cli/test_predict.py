@@ -10,6 +10,7 @@ import math
 import pytest
 from safetensors.torch import load_file, save_file
 
+from ppi_dist.cli import predict as predict_cli
 from ppi_dist.cli.predict import main
 from ppi_dist.files import acquire_lock, write_manifest
 from ppi_dist.hub.folder import ALLOWED_PATTERNS
@@ -176,6 +177,16 @@ def test_a_changed_cache_is_encoded_again_not_reused(capsys, model_folder, task,
     _summary(capsys, *args, "--cache_dir", states)
     assert "differ from their checksum in index.json (changed on disk?)" in caplog.text
     assert out.read_text() == scored
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_before_the_model_loads(
+    capsys, model_folder, task, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(predict_cli, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file")
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    refused(*in_process(capsys, main, *args, "--cache_dir", taken), f"--cache_dir {taken}: is a")
 
 
 MISSING = object()
