@@ -21,7 +21,7 @@ from accelerate import PartialState
 
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
-from ppi_dist.cli.flags import Parser, at_least, positive, probability
+from ppi_dist.cli.flags import Parser, at_least, open_fraction, positive, probability
 from ppi_dist.errors import UserError
 from ppi_dist.files import check_output_folder, writing_to
 from ppi_dist.hub.loading import load_model
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--prior",
-        type=probability,
+        type=open_fraction,
         help="share of interacting pairs the probabilities hold at (e.g. 0.01 for a proteome "
         "screen; default: the calibration's own, 0.5)",
     )

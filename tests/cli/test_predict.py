@@ -32,6 +32,8 @@ BAD_FLAGS = [
     ("--threshold", "nan", "argument --threshold"),
     ("--threshold", "half", "argument --threshold: expected a number, got 'half'"),
     ("--memory_limit_gb", "0", "argument --memory_limit_gb"),
+    ("--prior", "0", "argument --prior: must lie strictly between 0 and 1, got 0"),
+    ("--prior", "1", "argument --prior: must lie strictly between 0 and 1, got 1"),
     ("--tile", "many", "argument --tile: expected an integer"),
     ("--bogus", "1", "unrecognized arguments: --bogus"),
 ]
