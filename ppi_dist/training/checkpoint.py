@@ -130,6 +130,7 @@ def resume(
     unless named in `override` (`--resume_override`); overridden learning rates are applied
     to the restored optimizer and schedule (which would otherwise win silently).
     """
+    check_resumable(directory)
     saved = read_json(directory / "trainer_state.json").get("config")
     if not isinstance(saved, dict):
         raise ConfigError(f"{directory / 'trainer_state.json'}: no 'config'; the file is damaged")
@@ -142,6 +143,24 @@ def resume(
             group["lr"] = config[name] * scheduler.lr_lambdas[i](scheduler.last_epoch)
     state["overridden"] = changed
     return state
+
+
+def check_resumable(directory: Path) -> None:
+    """`--resume_from` names a completed checkpoint: a missing folder, a run folder or an
+    interrupted save is refused saying so (not as an unreadable trainer_state.json)."""
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"--resume_from {directory}: no such checkpoint folder; give one "
+            "(OUTPUT_DIR/checkpoints/step_*), or latest"
+        )
+    if not (directory / COMPLETE).is_file():
+        if (directory / "checkpoints").is_dir():
+            hint = "a run folder: give one of its checkpoints/step_*, or latest"
+        else:
+            hint = "an interrupted save? give another checkpoint, or latest"
+        raise FileNotFoundError(
+            f"--resume_from {directory}: not a completed checkpoint (no {COMPLETE}); {hint}"
+        )
 
 
 def check_ranks_agree(model: torch.nn.Module, accelerator: Accelerator) -> str:

@@ -114,6 +114,19 @@ def test_a_changed_checkpoint_file_is_named_by_its_manifest(capsys, tmp_path):
     assert "SHA-256" in line
 
 
+def test_a_resume_from_that_is_no_checkpoint_says_so(capsys, tmp_path):
+    """A missing folder, or a run folder instead of one of its checkpoints: said as such,
+    not as an unreadable trainer_state.json."""
+    step, flags = _saved_run(tmp_path)
+    resume = flags.index("--resume_from") + 1
+    missing = tmp_path / "nowhere"
+    flags[resume] = missing
+    refused(*in_process(capsys, main, *flags), f"--resume_from {missing}: no such checkpoint")
+    flags[resume] = step.parent.parent  # the run folder
+    line = refused(*in_process(capsys, main, *flags), "not a completed checkpoint")
+    assert "give one of its checkpoints/step_*" in line and "trainer_state" not in line
+
+
 def test_resuming_onto_another_model_shape_is_refused(capsys, tmp_path):
     _, flags = _saved_run(tmp_path)
     other = [*flags, "--tiny_hidden", "64", "--resume_override", "tiny_hidden"]
