@@ -18,7 +18,10 @@ def add_encoding_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("encoding (default: the model folder's own settings)")
     group.add_argument("--max_residues", type=at_least(1), help="residues per encoder window")
     group.add_argument(
-        "--window_overlap", type=at_least(0), help="residues neighbouring windows share"
+        "--window_overlap",
+        type=at_least(0),
+        help="residues neighbouring windows share (with --max_residues alone: a quarter of it, "
+        "unless the model was trained with an overlap of its own)",
     )
     group.add_argument(
         "--windows", choices=WINDOW_MODES, help="all windows of a long protein, or its centred crop"
