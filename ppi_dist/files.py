@@ -8,7 +8,8 @@
   over, and reported.
 - `safe_join`: a file name that cannot leave its folder.
 - `writing_to`: a full disk or read-only folder while writing an output becomes one
-  `OutputError` naming the path and what to do.
+  `OutputError` naming the path and what to do; `save_safetensors` and
+  `safetensors_writes` make safetensors' own write failures such OSErrors, naming the file.
 - `write_manifest`, `verify_manifest`: the SHA-256 of every file of a folder (model folder,
   checkpoint), written last and checked on loading, so a changed file is named.
 """
@@ -22,15 +23,16 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from ppi_dist.errors import CorruptFileError, OutputError, RunFolderError
 
@@ -105,6 +107,46 @@ def write_failure(error: OSError, path: str | Path, then: str = "") -> OutputErr
     return OutputError(f"{where}: cannot write ({reason}); {advice}{then}")
 
 
+def check_output_folder(path: str | Path, flag: str, *, writable: bool = True) -> None:
+    """Before any long work: `path`, the folder a command's `flag` writes into (made when
+    missing), is no file, and (`writable`) the folder it is or will be made in can be
+    written; else an `OutputError` naming the flag and the path, instead of a bare
+    "[Errno 17] File exists" after the encoding."""
+    path = Path(path)
+    there = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not there.is_dir():
+        where = "" if there == path else f"{there} "
+        raise OutputError(
+            f"{flag} {path}: {where}is a file, not a folder; give a folder (made if missing)"
+        )
+    if writable and not os.access(there, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{flag} {path}: {there} cannot be written (read-only or no permission); make "
+            "it writable or give another folder"
+        )
+
+
+@contextmanager
+def safetensors_writes(path: str | Path) -> Iterator[None]:
+    """Inside: safetensors' report of a failed write (a full disk: "Error while serializing:
+    I/O error: No space left on device (os error 28)", naming no file) is raised as the
+    OSError it is, naming `path` (the file, or the folder a library writes) and keeping that
+    text, so that `writing_to` and the error boundary say where and what to do."""
+    try:
+        yield
+    except SafetensorError as error:
+        found = re.search(r"os error (\d+)", str(error))
+        if found is None:
+            raise
+        raise OSError(int(found.group(1)), str(error), str(path)) from error
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """`safetensors.torch.save_file`, a failed write naming `path` (`safetensors_writes`)."""
+    with safetensors_writes(path):
+        save_file(tensors, path)
+
+
 @contextmanager
 def writing_to(path: str | Path, then: str = "") -> Iterator[None]:
     """Inside: an OSError of a full disk, quota, read-only file system or permission is an
@@ -149,12 +191,18 @@ def write_manifest(folder: str | Path, patterns: list[str] | None = None) -> Pat
 
 
 def verify_manifest(
-    folder: str | Path, what: str = "folder", *, warn_only: tuple[str, ...] = ()
+    folder: str | Path,
+    what: str = "folder",
+    *,
+    warn_only: tuple[str, ...] = (),
+    required: Collection[str] = (),
 ) -> bool:
     """Check every file `folder/manifest.json` lists; a missing or changed one is a
     `CorruptFileError` naming it, except files matching `warn_only` (text a person may edit,
-    a model card): a warning. A folder without a manifest (written by a version before
-    manifests) is not checked: False, with a warning."""
+    a model card): a warning. `required`: names the manifest must list (the folder's own
+    files, which its writer always lists): one it leaves out is a `CorruptFileError` too,
+    else that file could change unchecked. A folder without a manifest (written by a
+    version before manifests) is not checked: False, with a warning."""
     folder = Path(folder)
     manifest = folder / MANIFEST_NAME
     if not manifest.is_file():
@@ -165,6 +213,12 @@ def verify_manifest(
     files = read_json(manifest).get("files")
     if not isinstance(files, dict):
         raise CorruptFileError(f"{manifest}: no 'files' listed; the manifest is damaged")
+    for name in required:
+        if name not in files:
+            raise CorruptFileError(
+                f"{folder / name}: not listed in {manifest}, which lists every file of the "
+                f"{what} when it is saved; copy or download the {what} again"
+            )
     for name, entry in files.items():
         try:
             path = safe_join(folder, name)

@@ -20,7 +20,7 @@ from ppi_dist.cli.boundary import command
 from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
 from ppi_dist.cli.flags import Parser, at_least
 from ppi_dist.evaluation.evaluate import describe, evaluate, write_outputs
-from ppi_dist.files import writing_to
+from ppi_dist.files import check_output_folder, writing_to
 from ppi_dist.hub.loading import load_model
 
 
@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    default = Path(args.model).parent / f"evaluation_{Path(args.pairs).name.split('.')[0]}"
+    out = Path(args.out) if args.out else default
+    check_output_folder(out, "--out")  # before the model loads and proteins are encoded
+    if args.cache_dir is not None:  # a valid cache is read: it need not be writable
+        check_output_folder(args.cache_dir, "--cache_dir", writable=False)
     model = load_model(args.model, allow_encoder_mismatch=args.allow_encoder_mismatch)
     model = model.to("cuda" if torch.cuda.is_available() else "cpu")
     report = evaluate(
@@ -65,8 +70,6 @@ def run(args: argparse.Namespace) -> int:
         allow_contradictory_labels=args.allow_contradictory_labels,
     )
     print(describe(report))
-    default = Path(args.model).parent / f"evaluation_{Path(args.pairs).name.split('.')[0]}"
-    out = Path(args.out) if args.out else default
     with writing_to(out):
         paths = write_outputs(report, out)
     for path in paths:

@@ -27,7 +27,7 @@ from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.errors import UserError
 from ppi_dist.evaluation.attention_plots import plot_explanation
-from ppi_dist.files import writing_to
+from ppi_dist.files import check_output_folder, writing_to
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.explain import (
@@ -130,6 +130,7 @@ def write_explanations(
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    check_output_folder(out, "--out")  # before the model loads and proteins are encoded
     if (out / SUMMARY_NAME).exists():
         if not args.overwrite:
             raise FileExistsError(f"{out / SUMMARY_NAME} exists; pass --overwrite to replace it")

@@ -58,6 +58,22 @@ def open_fraction(text: str) -> float:
     return value
 
 
+def fraction(*, zero: bool, one: bool) -> Callable[[str], float]:
+    """A number between 0 and 1, `zero` and `one` saying whether each end is accepted: the
+    range the message gives is the one the command accepts ([0, 1), (0, 1])."""
+    low, high = "[" if zero else "(", "]" if one else ")"
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        inside = (value >= 0 if zero else value > 0) and (value <= 1 if one else value < 1)
+        if not inside:  # NaN fails both comparisons
+            raise argparse.ArgumentTypeError(f"must lie in {low}0, 1{high}, got {text}")
+        return value
+
+    parse.__name__ = f"number in {low}0, 1{high}"
+    return parse
+
+
 def positive(text: str) -> float:
     """A finite number above 0."""
     value = _number(text)

@@ -21,9 +21,9 @@ from accelerate import PartialState
 
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
-from ppi_dist.cli.flags import Parser, at_least, positive, probability
+from ppi_dist.cli.flags import Parser, at_least, open_fraction, positive, probability
 from ppi_dist.errors import UserError
-from ppi_dist.files import writing_to
+from ppi_dist.files import check_output_folder, writing_to
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT
 from ppi_dist.inference.predict import PredictOptions, predict
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--prior",
-        type=probability,
+        type=open_fraction,
         help="share of interacting pairs the probabilities hold at (e.g. 0.01 for a proteome "
         "screen; default: the calibration's own, 0.5)",
     )
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cache_dir is not None:  # before the model loads; a valid cache need not be writable
+        check_output_folder(args.cache_dir, "--cache_dir", writable=False)
     # A full disk or read-only folder under --out: one line naming the path; the progress
     # files written so far stay, so the same command resumes.
     with writing_to(args.out, then="; rerun the same command to resume"):

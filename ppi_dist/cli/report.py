@@ -16,7 +16,12 @@ from pathlib import Path
 
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.flags import Parser, probability
-from ppi_dist.evaluation.report import build_report, read_scores, saved_threshold
+from ppi_dist.evaluation.report import (
+    build_report,
+    read_scores,
+    saved_objective,
+    saved_threshold,
+)
 from ppi_dist.files import writing_to
 
 
@@ -42,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    objective = "weighted"
     if args.model is not None:
         args.threshold = saved_threshold(args.model)
+        objective = saved_objective(args.model)  # printed with the threshold
     scores, labels = read_scores(args.predictions, args.score_column, args.label_column)
     title = args.title if args.title is not None else Path(args.predictions).name
     with writing_to(args.out):
@@ -54,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             title_prefix=title,
             source=str(args.predictions),
+            objective=objective,
         )
     print(result.describe())
     if args.threshold is None:

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from ppi_dist.cli.boundary import command
-from ppi_dist.cli.flags import Parser, at_least, open_fraction, probability
+from ppi_dist.cli.flags import Parser, at_least, fraction, open_fraction, probability
 from ppi_dist.data.clusters import DEFAULT_COVERAGE
 from ppi_dist.data.split import METHODS, split_file
 from ppi_dist.files import writing_to
@@ -27,10 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--valid_fraction", type=open_fraction, default=0.1, help="of the PAIRS (random: proteins)"
     )
-    parser.add_argument("--test_fraction", type=probability, default=0.0, help="0: no test block")
+    parser.add_argument(
+        "--test_fraction",
+        type=fraction(zero=True, one=False),
+        default=0.0,
+        help="0: no test block",
+    )
     parser.add_argument("--method", choices=METHODS, default="graph")
     parser.add_argument(
-        "--identity", type=probability, default=0.4, help="MMseqs2 identity that joins proteins"
+        "--identity",
+        type=fraction(zero=False, one=True),
+        default=0.4,
+        help="MMseqs2 identity that joins proteins",
     )
     parser.add_argument(
         "--coverage", type=probability, default=DEFAULT_COVERAGE, help="of both sequences"

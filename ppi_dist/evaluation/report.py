@@ -21,9 +21,14 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ppi_dist.checks import check_saved_threshold
-from ppi_dist.errors import DataError
+from ppi_dist.errors import ConfigError, DataError
 from ppi_dist.evaluation.plots import plot_evaluation
-from ppi_dist.evaluation.threshold import ThresholdResult, evaluate_at, search_threshold
+from ppi_dist.evaluation.threshold import (
+    OBJECTIVES,
+    ThresholdResult,
+    evaluate_at,
+    search_threshold,
+)
 from ppi_dist.files import read_json
 from ppi_dist.models.saving import CONFIG_NAME
 
@@ -111,14 +116,16 @@ def build_report(
     threshold: float | None = None,
     title_prefix: str = "",
     source: str | None = None,
+    objective: str = "weighted",
 ) -> tuple[ThresholdResult, list[Path]]:
-    """Metrics (at `threshold`, or searched) + plots into `out_dir`; writes metrics.json."""
+    """Metrics (at `threshold`, or searched) + plots into `out_dir`; writes metrics.json.
+    `objective`: what the threshold maximised (a model folder's `saved_objective`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if threshold is None:
-        result = search_threshold(scores, labels)
+        result = search_threshold(scores, labels, objective=objective)
     else:
-        result = evaluate_at(scores, labels, threshold)
+        result = evaluate_at(scores, labels, threshold, objective=objective)
     paths = plot_evaluation(scores, labels, result, out_dir, title_prefix)
     metrics = {
         "source": source,
@@ -144,3 +151,16 @@ def saved_threshold(folder: str | Path) -> float:
     path = Path(folder) / CONFIG_NAME
     read_model_config(folder)
     return check_saved_threshold(str(path), read_json(path).get("decision_threshold"))
+
+
+def saved_objective(folder: str | Path) -> str:
+    """What a model folder's saved threshold maximised on validation (`threshold_objective`;
+    "weighted", the one objective there was, when a folder does not record it); another
+    value is a `ConfigError` naming the file."""
+    path = Path(folder) / CONFIG_NAME
+    saved = read_json(path).get("threshold_objective")
+    if saved is None:
+        return "weighted"
+    if saved not in OBJECTIVES:
+        raise ConfigError(f"{path}: threshold_objective must be one of {OBJECTIVES}, got {saved!r}")
+    return saved

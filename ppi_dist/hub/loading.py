@@ -21,7 +21,7 @@ from transformers import EsmModel
 from ppi_dist.errors import CorruptFileError, UserError
 from ppi_dist.files import read_json, read_safetensors, verify_manifest
 from ppi_dist.hub.folder import ALLOWED_PATTERNS, IDENTITY_NAME, TRAINING_CONFIG_NAME
-from ppi_dist.models.calibration import Calibration
+from ppi_dist.models.calibration import CALIBRATION_NAME, Calibration
 from ppi_dist.models.encoder import base_encoder_fingerprint
 from ppi_dist.models.saving import (
     ADAPTER_DIR,
@@ -70,7 +70,7 @@ def load_model(
     # naming the file. Settings and text may be edited on purpose (`encoder` pointed at the
     # weights' new place, a card edited on the Hub) and are checked field by field below,
     # so a change there is a warning naming the file.
-    verify_manifest(local, "model folder", warn_only=EDITABLE)
+    verify_manifest(local, "model folder", warn_only=EDITABLE, required=own_files(local))
     config = read_json(local / CONFIG_NAME)
     _check_weight_files(local, config)
     _check_encoder_source(local, config)
@@ -91,6 +91,24 @@ def load_model(
         logger.warning("%s: no decision_threshold saved", local / CONFIG_NAME)
         model.config.decision_threshold = None
     return model
+
+
+def own_files(folder: Path) -> list[str]:
+    """The files of `folder` that `load_model` reads, as its manifest names them: every one
+    that is there must be listed (`save_for_hub` lists all), so none can change unchecked."""
+    names = [
+        CONFIG_NAME,
+        HEAD_WEIGHTS_NAME,
+        ADAPTER_WEIGHTS,
+        f"{ADAPTER_DIR}/adapter_config.json",
+        CALIBRATION_NAME,
+        IDENTITY_NAME,
+        TRAINING_CONFIG_NAME,
+    ]
+    names.append(f"{BASE_ENCODER_DIR}/config.json")
+    bundled = sorted((folder / BASE_ENCODER_DIR).glob("*.safetensors"))
+    names += [path.relative_to(folder).as_posix() for path in bundled]
+    return [name for name in names if (folder / name).is_file()]
 
 
 def _settings_of_an_older_folder(model: SECAI, folder: Path) -> None:

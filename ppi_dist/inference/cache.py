@@ -17,15 +17,17 @@ Layout
 
 Storage
     fp16 by default (half the memory of fp32; bf16 and fp32 on request). In memory, or a
-    memory-mapped file in a folder: `states.bin` (raw array, C order) + `index.json` (ids,
-    offsets, lengths, dtype, hidden size, a fingerprint of the encoder and of each
-    sequence). No pickle anywhere. numpy has no bfloat16, so bf16 is stored as its 16 bits
-    (uint16) and viewed back as `torch.bfloat16`.
+    memory-mapped file in a folder (`inference.cache_folder`: `states.bin`, and
+    `index.json` with a fingerprint of the encoder, a digest of each sequence and a
+    checksum of each protein's states). No pickle anywhere. numpy has no bfloat16, so bf16
+    is stored as its 16 bits (uint16) and viewed back as `torch.bfloat16`. A folder's cache
+    is reused for the same proteins, encoder weights and windowing once verified
+    (`find_damage`); one that fails is encoded again, saying why.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -38,21 +40,21 @@ from tqdm.auto import tqdm
 from ppi_dist.data.batching import CacheIndex
 from ppi_dist.data.sequences import sequence_digest, tokenize
 from ppi_dist.errors import CacheTooLargeError
+from ppi_dist.inference.cache_folder import (
+    DTYPES,
+    FORMAT_VERSION,
+    INDEX_NAME,
+    new_states,
+    read_folder,
+    states_digest,
+    write_index,
+)
 from ppi_dist.models.encoder import encoder_fingerprint
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.windows import Window, Windowing
 
 logger = logging.getLogger(__name__)
 
-INDEX_NAME = "index.json"
-STATES_NAME = "states.bin"
-FORMAT_VERSION = 2  # 2: whole proteins through windows, the windowing recorded
-# torch dtype of the states, and the numpy dtype they are stored as.
-DTYPES = {
-    "float16": (torch.float16, np.float16),
-    "bfloat16": (torch.bfloat16, np.uint16),
-    "float32": (torch.float32, np.float32),
-}
 DEFAULT_MEMORY_LIMIT = 4 * 2**30  # bytes an in-memory cache may take
 
 
@@ -89,6 +91,8 @@ class EmbeddingCache:
         self.directory = directory
         self.hidden = int(array.shape[1])
         self.index = CacheIndex(self.row, self.lengths)
+        # Each protein's `states_digest` as written (`index.json`); None until saved.
+        self.checksums: list[str] | None = None
         # (flat states, offsets, lengths) on a device; see `keep_on`
         self._resident: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -139,18 +143,11 @@ class EmbeddingCache:
 
         if directory is not None:
             directory = Path(directory)
-            existing = cls._reusable(directory, ids, digests, fingerprint, dtype, windowing)
+            existing = cls._reusable(directory, sequences, fingerprint, dtype, windowing)
             if existing is not None:
                 logger.info("reusing the embedding cache in %s", directory)
                 return existing
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / INDEX_NAME).unlink(missing_ok=True)  # invalid until complete
-            array = np.memmap(
-                directory / STATES_NAME,
-                dtype=numpy_dtype,
-                mode="w+",
-                shape=(int(lengths.sum()), hidden),
-            )
+            array = new_states(directory, numpy_dtype, (int(lengths.sum()), hidden))
         elif total_bytes > memory_limit:
             raise CacheTooLargeError(
                 f"the states of {len(ids):,} proteins take {total_bytes / 2**30:.2f} GiB, over "
@@ -242,71 +239,78 @@ class EmbeddingCache:
             "ids": self.ids,
             "lengths": self.lengths.tolist(),
             "sequence_sha1": self.digests,
+            "states_sha1": self.checksums,
         }
 
     def _write_index(self, directory: Path) -> None:
-        # Written last and atomically: a folder with an index holds a complete cache.
-        partial = directory / (INDEX_NAME + ".partial")
-        partial.write_text(json.dumps(self._index()) + "\n")
-        partial.replace(directory / INDEX_NAME)
+        self.checksums = [states_digest(self._rows_of(i)) for i in range(len(self.ids))]
+        write_index(directory, self._index())
 
     def save(self, directory: str | Path) -> None:
         """Write this cache as a folder that `open` reads (memory-mapped)."""
         directory = Path(directory)
         if self.directory is not None and directory.resolve() == self.directory.resolve():
             return
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / INDEX_NAME).unlink(missing_ok=True)
-        out = np.memmap(
-            directory / STATES_NAME, dtype=self.array.dtype, mode="w+", shape=self.array.shape
-        )
+        out = new_states(directory, self.array.dtype, self.array.shape)
         out[:] = self.array
         out.flush()
         self._write_index(directory)
 
     @classmethod
     def open(cls, directory: str | Path) -> EmbeddingCache:
-        """Reopen a saved cache; the states stay on disk (read-only memory map)."""
+        """Reopen a saved cache; the states stay on disk (read-only memory map). Its index
+        and the file's size are checked here, its states by `find_damage`."""
         directory = Path(directory)
-        index_path = directory / INDEX_NAME
-        if not index_path.is_file():
-            raise FileNotFoundError(f"{index_path}: no complete embedding cache here")
-        index = json.loads(index_path.read_text())
-        if index.get("format_version") != FORMAT_VERSION or index.get("dtype") not in DTYPES:
-            raise ValueError(f"{index_path}: unsupported cache format")
-        numpy_dtype = DTYPES[index["dtype"]][1]
-        lengths = np.asarray(index["lengths"], dtype=np.int64)
-        shape = (int(lengths.sum()), int(index["hidden"]))
-        expected = shape[0] * shape[1] * np.dtype(numpy_dtype).itemsize
-        actual = (directory / STATES_NAME).stat().st_size
-        if actual != expected:
-            raise ValueError(f"{directory / STATES_NAME}: {actual} bytes, expected {expected}")
-        array = np.memmap(directory / STATES_NAME, dtype=numpy_dtype, mode="r", shape=shape)
-        return cls(
-            index["ids"],
-            lengths,
-            array,
-            index["dtype"],
-            digests=index["sequence_sha1"],
-            fingerprint=index["encoder_fingerprint"],
-            windowing=Windowing(index["max_residues"], index["window_overlap"], index["windows"]),
-            directory=directory,
-        )
+        saved = read_folder(directory)
+        checksums = saved.pop("checksums")
+        cache = cls(**saved, directory=directory)
+        cache.checksums = checksums
+        return cache
 
     @classmethod
-    def _reusable(cls, directory, ids, digests, fingerprint, dtype, windowing):
-        try:
-            cache = cls.open(directory)
-        except (FileNotFoundError, ValueError):
+    def _reusable(cls, directory, sequences, fingerprint, dtype, windowing):
+        cache = _opened(directory)
+        if cache is None:
             return None
         same = (
-            cache.ids == ids
-            and cache.digests == digests
+            cache.ids == list(sequences)
+            and cache.digests == [sequence_digest(s) for s in sequences.values()]
             and cache.fingerprint == fingerprint
             and cache.dtype == dtype
             and cache.windowing == windowing
         )
-        return cache if same else None
+        return cache.verified(sequences) if same else None
+
+    def find_damage(self, sequences: Mapping[str, str] | None = None) -> str | None:
+        """Why the states of `sequences`' proteins (None: all) are not what this cache was
+        written with, or None when they are: a stored length that is not the one the
+        protein's sequence gives under the cache's windowing (no reading), then each
+        protein's states against their checksum (one read of them, in file order; a
+        cache never written has none)."""
+        proteins = list(self.ids if sequences is None else sequences)
+        for protein, sequence in (sequences or {}).items():
+            stored, expected = self.length(protein), self.windowing.kept_length(len(sequence))
+            if stored != expected:
+                return f"{INDEX_NAME} gives {protein!r} {stored} residues, its sequence {expected}"
+        if self.checksums is None:
+            return None
+        for i in sorted(self.row[protein] for protein in proteins):
+            if states_digest(self._rows_of(i)) != self.checksums[i]:
+                return f"the states of {self.ids[i]!r} differ from their checksum in {INDEX_NAME}"
+        return None
+
+    def verified(self, sequences: Mapping[str, str]) -> EmbeddingCache | None:
+        """This cache when `find_damage` finds nothing for `sequences`; else None, saying
+        why, and the folder's index removed so that it reads as an incomplete cache (the
+        next build encodes it again without reading it twice)."""
+        problem = self.find_damage(sequences)
+        if problem is None:
+            return self
+        logger.warning("%s: %s (changed on disk?); encoding again", self.directory, problem)
+        if self.directory is not None:
+            with contextlib.suppress(OSError):  # read-only: the next build says so itself
+                (self.directory / INDEX_NAME).unlink(missing_ok=True)
+        return None
 
     def matches(self, model: nn.Module) -> bool:
         """Whether these states came from this model's encoder weights."""
@@ -328,11 +332,13 @@ class EmbeddingCache:
         """Residues stored for `protein` (all of them with windows, the crop's otherwise)."""
         return int(self.lengths[self.row[protein]])
 
+    def _rows_of(self, i: int) -> np.ndarray:
+        """Protein `i`'s rows of the flat array (a view, or a slice of the memory map)."""
+        return self.array[self.offsets[i] : self.offsets[i] + self.lengths[i]]
+
     def states_of(self, protein: str) -> torch.Tensor:
         """(L, hidden) residue states of one protein, in the cache dtype."""
-        i = self.row[protein]
-        start = self.offsets[i]
-        block = np.asarray(self.array[start : start + self.lengths[i]])
+        block = np.asarray(self._rows_of(self.row[protein]))
         tensor = torch.from_numpy(block.copy())
         return tensor.view(torch.bfloat16) if self.dtype == "bfloat16" else tensor
 
@@ -439,15 +445,13 @@ def _hidden_size(encoder: nn.Module) -> int:
     return int(config.hidden_size)
 
 
-def _encode(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, windows: list[str]
-) -> torch.Tensor:
-    """Last-layer states of the tokenised `windows`; a model whose `trunk` (a trunk cache,
-    `inference.trunk`) holds them runs only its top layers, from the cached states."""
+def _encode(model: nn.Module, input_ids, attention_mask, windows: list[str]) -> torch.Tensor:
+    """Last-layer states of the tokenised `windows`; from a model's `trunk` (a trunk cache,
+    `inference.trunk`) when it holds them."""
     trunk = getattr(model, "trunk", None)
     if trunk is not None and trunk.covers(windows):
-        trunk_states = trunk.window_states(windows, input_ids.device)
-        return model.encode(input_ids, attention_mask, trunk_states=trunk_states)
+        states = trunk.window_states(windows, input_ids.device)
+        return model.encode(input_ids, attention_mask, trunk_states=states)
     if hasattr(model, "encode"):
         return model.encode(input_ids, attention_mask)
     return model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -471,15 +475,24 @@ def covering_cache(
 ) -> EmbeddingCache | None:
     """The cache in `directory` when it holds every protein of `sequences` from this model's
     encoder weights and windowing (say one cache of a whole proteome for several splits),
-    else None."""
-    try:
-        cache = EmbeddingCache.open(directory)
-    except (FileNotFoundError, ValueError):
-        return None
-    if cache.windowing != windowing or not cache.matches(model):
+    and their states are verified (`EmbeddingCache.verified`); else None."""
+    cache = _opened(directory)
+    if cache is None or cache.windowing != windowing or not cache.matches(model):
         return None
     digest_of = dict(zip(cache.ids, cache.digests, strict=True))
     for protein, sequence in sequences.items():
         if digest_of.get(protein) != sequence_digest(sequence):
             return None
-    return cache
+    return cache.verified(sequences)
+
+
+def _opened(directory: Path) -> EmbeddingCache | None:
+    """The cache in `directory`; None when there is none (said when one is there but
+    cannot be read: a damaged index or states file, or an older format)."""
+    try:
+        return EmbeddingCache.open(directory)
+    except FileNotFoundError:
+        return None
+    except ValueError as error:
+        logger.warning("%s; encoding again", error)
+        return None

@@ -80,10 +80,12 @@ def scoring_windowing(
     mode: str | None = None,
 ) -> Windowing:
     """How `model` reads long proteins when scoring: its own settings (saved with it, so
-    the ones its threshold was chosen at), each replaced where a value is given."""
-    own = model.config.windowing("scoring")
+    the ones its threshold was chosen at), each replaced where a value is given. Without
+    an `overlap`, a `max_residues` given brings its own default overlap (a quarter of it)
+    unless the model's was set explicitly (`SECAIConfig.windowing`)."""
+    own = model.config.windowing("scoring", max_residues)
     return Windowing(
-        own.max_residues if max_residues is None else max_residues,
+        own.max_residues,
         own.overlap if overlap is None else overlap,
         own.mode if mode is None else mode,
     )

@@ -22,11 +22,14 @@ hundred interacts, reads `prior=0.01`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
+from ppi_dist.checks import check_field_types
+from ppi_dist.errors import ConfigError
 from ppi_dist.files import read_json, write_text_atomic
 
 CALIBRATION_NAME = "calibration.json"
@@ -76,19 +79,43 @@ class Calibration:
 
     @classmethod
     def load(cls, folder: str | Path) -> Calibration | None:
-        """The folder's calibration, or None when it has none (saved before there was one)."""
+        """The folder's calibration, or None when it has none (saved before there was one).
+        A missing field, a value of the wrong kind or outside its range is a `ConfigError`
+        naming the file and the field (`check`)."""
         path = Path(folder) / CALIBRATION_NAME
         if not path.is_file():
             return None
         values = read_json(path)
-        return cls(
-            slope=float(values["slope"]),
-            offset=float(values["offset"]),
-            method=str(values.get("method", "platt")),
-            fitted_on=str(values.get("fitted_on", "validation")),
-            pairs=int(values.get("pairs", 0)),
-            prior=None if values.get("prior") is None else float(values["prior"]),
-        )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        missing = [name for name in ("slope", "offset") if name not in values]
+        try:
+            if unknown:
+                raise ConfigError(f"unknown field {unknown[0]!r} (saved by a newer version?)")
+            if missing:
+                raise ConfigError(f"{missing[0]} is missing")
+            calibration = cls(**values)
+            calibration.check()
+        except ConfigError as error:
+            raise ConfigError(
+                f"{path}: {error}; the file is damaged: copy or download the model folder again"
+            ) from None
+        return calibration
+
+    def check(self) -> None:
+        """Each field of its kind (a string "1.5" or a boolean is not a number) and in range:
+        a slope that is not a finite number above 0 would reverse or flatten the ranking
+        (`fit_platt` never ships one), a non-finite offset would give every pair the same
+        probability, and a prior must be a share strictly between 0 and 1."""
+        check_field_types(self)
+        if not (math.isfinite(self.slope) and self.slope > 0):
+            raise ConfigError(f"slope must be a finite number above 0, got {self.slope!r}")
+        if not math.isfinite(self.offset):
+            raise ConfigError(f"offset must be a finite number, got {self.offset!r}")
+        if self.prior is not None and not 0 < self.prior < 1:
+            raise ConfigError(f"prior must lie strictly between 0 and 1, got {self.prior!r}")
+        if self.pairs < 0:
+            raise ConfigError(f"pairs must be at least 0, got {self.pairs}")
 
 
 def calibrated(model: object, scores: np.ndarray, prior: float | None = None) -> np.ndarray | None:

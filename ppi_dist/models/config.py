@@ -138,8 +138,11 @@ class SECAIConfig:
         adapted = self.lora_layer_indices(layers)
         return 0 if adapted is None else adapted[0]
 
-    def windowing(self, stage: str) -> Windowing:
-        """How the model reads long proteins in `stage`: "train" or "scoring"."""
+    def windowing(self, stage: str, max_residues: int | None = None) -> Windowing:
+        """How the model reads long proteins in `stage`: "train" or "scoring"; in windows of
+        `max_residues` when given (a scoring flag), the overlap then a quarter of those
+        unless `window_overlap` was set (null in a folder trained with the default)."""
         mode = {"train": self.train_windows, "scoring": self.scoring_windows}[stage]
-        overlap = self.max_residues // 4 if self.window_overlap is None else self.window_overlap
-        return Windowing(self.max_residues, overlap, mode)
+        width = self.max_residues if max_residues is None else max_residues
+        overlap = width // 4 if self.window_overlap is None else self.window_overlap
+        return Windowing(width, overlap, mode)

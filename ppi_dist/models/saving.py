@@ -20,11 +20,11 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from peft import PeftModel, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import EsmConfig, EsmModel
 
 from ppi_dist.errors import ConfigError
-from ppi_dist.files import read_json
+from ppi_dist.files import read_json, safetensors_writes, save_safetensors
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.encoder import base_encoder, base_weights
 from ppi_dist.models.secai import SECAI
@@ -45,15 +45,17 @@ def save_pretrained(model: SECAI, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
-    save_file(tensors, directory / HEAD_WEIGHTS_NAME)
+    save_safetensors(tensors, directory / HEAD_WEIGHTS_NAME)
     if isinstance(model.encoder, PeftModel):
-        model.encoder.save_pretrained(directory / ADAPTER_DIR)
+        with safetensors_writes(directory / ADAPTER_WEIGHTS):
+            model.encoder.save_pretrained(directory / ADAPTER_DIR)
     config = asdict(model.config)
     if config["encoder_config"] is not None:
         # Save the base without LoRA layers: unload() would merge, so save a clean copy.
         clean = EsmModel(EsmConfig(**config["encoder_config"]), add_pooling_layer=False)
         clean.load_state_dict(base_weights(base_encoder(model.encoder)), strict=True)
-        clean.save_pretrained(directory / BASE_ENCODER_DIR)
+        with safetensors_writes(directory / BASE_ENCODER_DIR):
+            clean.save_pretrained(directory / BASE_ENCODER_DIR)
         config["encoder"], config["encoder_config"] = BASE_ENCODER_DIR, None
     if isinstance(model.encoder, PeftModel):
         # peft records the path the base was loaded from, which may be a staging folder

@@ -28,10 +28,15 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object
-from safetensors.torch import save_file
 
 from ppi_dist.errors import ConfigError, NonFiniteWeightsError
-from ppi_dist.files import read_json, read_safetensors, verify_manifest, write_manifest
+from ppi_dist.files import (
+    read_json,
+    read_safetensors,
+    save_safetensors,
+    verify_manifest,
+    write_manifest,
+)
 from ppi_dist.training.rundir import check_resume_config
 
 COMPLETE = "COMPLETE"
@@ -61,13 +66,13 @@ def save(
         model.save_checkpoint(str(directory / "deepspeed"), exclude_frozen_parameters=True)
     elif accelerator.is_main_process:
         tensors, groups = optimizer_to_files(optimizer.optimizer)
-        save_file(tensors, directory / "optimizer.safetensors")
+        save_safetensors(tensors, directory / "optimizer.safetensors")
         write_json(directory / "optimizer.json", groups)
     save_rng(directory, accelerator.process_index)
     if accelerator.is_main_process:
-        save_file(trainables, directory / "trainable.safetensors")
+        save_safetensors(trainables, directory / "trainable.safetensors")
         if best["tensors"] is not None:
-            save_file(best["tensors"], directory / "best.safetensors")
+            save_safetensors(best["tensors"], directory / "best.safetensors")
         scalars = {k: v for k, v in best.items() if k != "tensors"}
         write_json(
             directory / "trainer_state.json",
@@ -125,6 +130,7 @@ def resume(
     unless named in `override` (`--resume_override`); overridden learning rates are applied
     to the restored optimizer and schedule (which would otherwise win silently).
     """
+    check_resumable(directory)
     saved = read_json(directory / "trainer_state.json").get("config")
     if not isinstance(saved, dict):
         raise ConfigError(f"{directory / 'trainer_state.json'}: no 'config'; the file is damaged")
@@ -137,6 +143,24 @@ def resume(
             group["lr"] = config[name] * scheduler.lr_lambdas[i](scheduler.last_epoch)
     state["overridden"] = changed
     return state
+
+
+def check_resumable(directory: Path) -> None:
+    """`--resume_from` names a completed checkpoint: a missing folder, a run folder or an
+    interrupted save is refused saying so (not as an unreadable trainer_state.json)."""
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"--resume_from {directory}: no such checkpoint folder; give one "
+            "(OUTPUT_DIR/checkpoints/step_*), or latest"
+        )
+    if not (directory / COMPLETE).is_file():
+        if (directory / "checkpoints").is_dir():
+            hint = "a run folder: give one of its checkpoints/step_*, or latest"
+        else:
+            hint = "an interrupted save? give another checkpoint, or latest"
+        raise FileNotFoundError(
+            f"--resume_from {directory}: not a completed checkpoint (no {COMPLETE}); {hint}"
+        )
 
 
 def check_ranks_agree(model: torch.nn.Module, accelerator: Accelerator) -> str:
@@ -238,7 +262,7 @@ def save_rng(directory: Path, rank: int) -> None:
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"cuda_{i}"] = s
-    save_file(tensors, directory / f"rng_{rank}.safetensors")
+    save_safetensors(tensors, directory / f"rng_{rank}.safetensors")
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     (directory / f"rng_{rank}.json").write_text(

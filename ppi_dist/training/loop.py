@@ -65,6 +65,8 @@ from ppi_dist.training.validation import choose_threshold, score_split
 def train(config: TrainConfig) -> dict:
     """Run training; returns the final metrics (validation, and test when given)."""
     accelerator = make_accelerator(config)
+    if config.run.resume_from and config.run.resume_from != "latest":  # before data is read
+        ckpt.check_resumable(Path(config.run.resume_from))
     # One run per folder, refused or cleared here; released however the run ends, so a
     # refused resume or a failed run in a notebook does not keep the folder locked.
     with claim_run_folder(config, accelerator):

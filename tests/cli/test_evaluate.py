@@ -7,6 +7,7 @@ import errno
 
 import pytest
 
+from ppi_dist.cli import evaluate as evaluate_cli
 from ppi_dist.cli.evaluate import main
 from ppi_dist.inference import scoring
 from tests.cli.expect import failing_open, in_process, refused
@@ -62,3 +63,23 @@ def test_full_disk_or_read_only_output_names_the_path(
     args = ["--model", model_folder, "--pairs", task["pairs"], "--fasta", task["fasta"]]
     line = refused(*in_process(capsys, main, *args, "--out", out, "--bootstrap", "5"), str(out))
     assert "cannot write" in line
+
+
+def test_max_residues_alone_reads_windows_overlapping_a_quarter_of_it(
+    capsys, model_folder, task, tmp_path
+):
+    args = ["--model", model_folder, "--pairs", task["pairs"], "--fasta", task["fasta"]]
+    args += ["--out", tmp_path / "e", "--bootstrap", "5", "--max_residues", "64"]
+    assert main([str(a) for a in args]) == 0
+    assert "windows of 64 overlapping >= 16," in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["--out", "--cache_dir"])
+def test_a_folder_that_is_a_file_is_refused_before_the_model_loads(
+    capsys, model_folder, task, tmp_path, monkeypatch, flag
+):
+    monkeypatch.setattr(evaluate_cli, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file")
+    args = ["--model", model_folder, "--pairs", task["pairs"], "--fasta", task["fasta"]]
+    refused(*in_process(capsys, main, *args, flag, taken), f"{flag} {taken}: is a file")

@@ -4,14 +4,17 @@ the model folder's own encoding, and a long protein through its windows."""
 from __future__ import annotations
 
 import csv
+import os
 import random
 
 import numpy as np
+import pytest
 
 from ppi_dist.cli import explain, predict
 from ppi_dist.cli.boundary import EXIT_USER_ERROR
 from ppi_dist.hub.folder import save_for_hub
 from ppi_dist.models.calibration import Calibration
+from tests.cli.expect import in_process, refused
 from tests.helpers import random_sequence, tiny_model
 
 
@@ -91,3 +94,27 @@ def test_explain_reads_the_centred_crop_when_told_and_refuses_bad_input(tmp_path
     again = [*common, "--a", "LONG", "--b", "S1", "--out", str(out)]
     assert explain.main(again) == EXIT_USER_ERROR
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_max_residues_alone_reads_windows_overlapping_a_quarter_of_it(tmp_path, capsys):
+    folder, fasta, _, _ = _inputs(tmp_path)  # a model trained at 48, overlap left to default
+    args = ["--model", folder, "--fasta", fasta, "--a", "LONG", "--b", "S1", "--no_plots"]
+    assert (
+        explain.main([str(a) for a in [*args, "--out", tmp_path / "x", "--max_residues", 64]]) == 0
+    )
+    assert "encoding: proteins over 64 residues read as windows of 64 overlapping >= 16," in (
+        capsys.readouterr().out
+    )
+
+
+def test_an_output_that_is_a_file_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    folder, fasta, _, _ = _inputs(tmp_path)
+    monkeypatch.setattr(explain, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file")
+    for out, said in ((taken, f"--out {taken}: is a file"), (taken / "x", f"{taken} is a file")):
+        args = ["--model", folder, "--fasta", fasta, "--a", "S1", "--b", "S2", "--out", out]
+        refused(*in_process(capsys, explain.main, *args), said, "not a folder")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only disk, as root
+    args = ["--model", folder, "--fasta", fasta, "--a", "S1", "--b", "S2", "--out", tmp_path / "x"]
+    refused(*in_process(capsys, explain.main, *args), f"{tmp_path} cannot be written")

@@ -10,8 +10,10 @@ import math
 import pytest
 from safetensors.torch import load_file, save_file
 
+from ppi_dist.cli import predict as predict_cli
 from ppi_dist.cli.predict import main
-from ppi_dist.files import acquire_lock
+from ppi_dist.files import acquire_lock, write_manifest
+from ppi_dist.hub.folder import ALLOWED_PATTERNS
 from ppi_dist.inference import predict as predict_module
 from tests.cli.expect import failing_open, in_process, refused, shell
 
@@ -30,6 +32,8 @@ BAD_FLAGS = [
     ("--threshold", "nan", "argument --threshold"),
     ("--threshold", "half", "argument --threshold: expected a number, got 'half'"),
     ("--memory_limit_gb", "0", "argument --memory_limit_gb"),
+    ("--prior", "0", "argument --prior: must lie strictly between 0 and 1, got 0"),
+    ("--prior", "1", "argument --prior: must lie strictly between 0 and 1, got 1"),
     ("--tile", "many", "argument --tile: expected an integer"),
     ("--bogus", "1", "unrecognized arguments: --bogus"),
 ]
@@ -100,6 +104,123 @@ def test_finite_but_changed_weights_are_named_by_the_manifest(capsys, model_fold
     args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
     line = refused(*in_process(capsys, main, *args, "--no_progress"), str(path))
     assert "SHA-256" in line and "manifest.json" in line
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "adapter/adapter_model.safetensors",
+        "secai_head.safetensors",
+        "secai_config.json",
+        "base_encoder/model.safetensors",
+        "encoder_identity.json",
+    ],
+)
+def test_a_manifest_that_forgets_a_file_of_the_model_is_refused(
+    capsys, model_folder, task, tmp_path, name
+):
+    """manifest.json no longer lists one of the folder's own files, whose values changed
+    (finite): refused naming the file, not scored with other values and no warning."""
+    path = model_folder / name
+    if path.suffix == ".safetensors":
+        save_file({key: -tensor for key, tensor in load_file(path).items()}, path)
+    manifest = model_folder / "manifest.json"
+    listed = json.loads(manifest.read_text())
+    del listed["files"][name]
+    manifest.write_text(json.dumps(listed))
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    line = refused(*in_process(capsys, main, *args, "--no_progress"), str(path))
+    assert f"not listed in {manifest}" in line
+
+
+def _summary(capsys, *args) -> dict:
+    capsys.readouterr()
+    assert main([str(a) for a in [*args, "--no_progress", "--overwrite"]]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_max_residues_alone_reads_windows_overlapping_a_quarter_of_it(
+    capsys, model_folder, task, tmp_path
+):
+    """The model was trained at the default 1,022 (overlap left to its default): a smaller
+    --max_residues brings its own quarter, printed, and scores as if given explicitly."""
+    out = tmp_path / "o.tsv"
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", out]
+    for window, overlap in ((64, 16), (512, 128)):
+        encoding = _summary(capsys, *args, "--max_residues", window)["encoding"]
+        assert f"windows of {window} overlapping >= {overlap}," in encoding
+    _summary(capsys, *args, "--max_residues", 8)  # proteins of 8-20 residues: windows
+    alone = out.read_text()
+    _summary(capsys, *args, "--max_residues", 8, "--window_overlap", 2)
+    assert out.read_text() == alone
+
+
+def test_an_overlap_set_at_training_is_kept_and_named(capsys, model_folder, task, tmp_path):
+    _config_edit(model_folder, window_overlap=100)
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    encoding = _summary(capsys, *args, "--max_residues", 512)["encoding"]
+    assert "windows of 512 overlapping >= 100," in encoding
+    line = refused(*in_process(capsys, main, *args, "--max_residues", "64"), "--max_residues 64")
+    assert "trained with window_overlap 100" in line and "pass --window_overlap" in line
+
+
+def test_a_changed_cache_is_encoded_again_not_reused(capsys, model_folder, task, tmp_path, caplog):
+    """One byte of --cache_dir's states.bin flipped: encoded again, saying why, and the
+    same probabilities as before the damage."""
+    out, states = tmp_path / "o.tsv", tmp_path / "states"
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", out]
+    _summary(capsys, *args, "--cache_dir", states)
+    scored = out.read_text()
+    with open(states / "states.bin", "r+b") as handle:
+        handle.seek(handle.seek(0, 2) // 2)
+        byte = handle.read(1)[0]
+        handle.seek(-1, 1)
+        handle.write(bytes([byte ^ 0x40]))
+    _summary(capsys, *args, "--cache_dir", states)
+    assert "differ from their checksum in index.json (changed on disk?)" in caplog.text
+    assert out.read_text() == scored
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_before_the_model_loads(
+    capsys, model_folder, task, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(predict_cli, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file")
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", tmp_path / "o.tsv"]
+    refused(*in_process(capsys, main, *args, "--cache_dir", taken), f"--cache_dir {taken}: is a")
+
+
+MISSING = object()
+# (what calibration.json holds instead of a fitted calibration's value, what the line says)
+BAD_CALIBRATIONS = {
+    "slope -1.5": ({"slope": -1.5}, "slope must be a finite number above 0, got -1.5"),
+    "slope NaN": ({"slope": math.nan}, "slope must be a finite number above 0, got nan"),
+    "offset Infinity": ({"offset": math.inf}, "offset must be a finite number, got inf"),
+    "prior 1.5": ({"prior": 1.5}, "prior must lie strictly between 0 and 1, got 1.5"),
+    "prior 0": ({"prior": 0}, "prior must lie strictly between 0 and 1, got 0"),
+    "slope a string": ({"slope": "1.5"}, "slope must be a number, got the string '1.5'"),
+    "prior a boolean": ({"prior": True}, "prior must be a number or null, got the boolean true"),
+    "no offset": ({"offset": MISSING}, "offset is missing"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CALIBRATIONS)
+def test_a_damaged_calibration_is_refused_naming_the_field(
+    capsys, model_folder, task, tmp_path, case
+):
+    """calibration.json's values are checked on load, even when the manifest agrees with
+    them (as if saved so): nothing is scored with a reversed, flat or NaN map."""
+    changes, message = BAD_CALIBRATIONS[case]
+    fitted = {"slope": 0.5, "offset": 0.3, "method": "platt", "pairs": 100, "prior": 0.5}
+    values = {k: v for k, v in {**fitted, **changes}.items() if v is not MISSING}
+    path = model_folder / "calibration.json"
+    path.write_text(json.dumps(values))
+    write_manifest(model_folder, ALLOWED_PATTERNS)
+    out = tmp_path / "o.tsv"
+    args = ["--model", model_folder, "--fasta", task["fasta"], "--out", out, "--no_progress"]
+    refused(*in_process(capsys, main, *args), f"{path}: {message}")
+    assert not out.exists()
 
 
 def test_a_saved_threshold_outside_0_1_is_refused(capsys, model_folder, task, tmp_path):

@@ -60,6 +60,22 @@ def test_a_models_saved_threshold_is_checked_as_predict_checks_it(
     assert not (out / "metrics.json").exists()
 
 
+def test_a_models_threshold_is_reported_with_the_objective_it_records(
+    capsys, model_folder, tmp_path
+):
+    config_path = model_folder / "secai_config.json"
+    config = json.loads(config_path.read_text())
+    pred = _predictions(tmp_path / "p.tsv", GOOD)
+    args = ["--predictions", pred, "--out", tmp_path / "r", "--model", model_folder]
+    config_path.write_text(json.dumps({**config, "threshold_objective": "mcc"}))
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 0
+    assert "threshold 0.5000 (objective mcc;" in capsys.readouterr().out
+    config_path.write_text(json.dumps({**config, "threshold_objective": "f2"}))
+    message = "threshold_objective must be one of ('weighted', 'accuracy', 'mcc'), got 'f2'"
+    refused(*in_process(capsys, main, *args), str(config_path), message)
+
+
 BAD_FILES = {
     "NaN score": ([*GOOD[:1], "C\tD\tnan\t0\n"], None, [":3: field 'probability'", "nan"]),
     "score 1.5": (["A\tB\t1.5\t1\n"], None, [":2: field 'probability'", "1.5"]),

@@ -21,6 +21,22 @@ def test_fractions_outside_0_1_are_refused(capsys, task, tmp_path, fraction):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--identity", "0", "argument --identity: must lie in (0, 1], got 0"),
+        ("--test_fraction", "1", "argument --test_fraction: must lie in [0, 1), got 1"),
+        ("--test_fraction", "-0.1", "argument --test_fraction: must lie in [0, 1)"),
+    ],
+)
+def test_a_range_says_what_it_accepts(capsys, task, tmp_path, flag, value, message):
+    """The range a flag's message gives is the one the split accepts: 0 identity and a
+    test block of every pair are refused at the flag, in the flag's words."""
+    args = ["--pairs", task["pairs"], "--fasta", task["fasta"], "--out_dir", tmp_path / "s"]
+    refused(*in_process(capsys, main, *args, "--method", "random", flag, value), message)
+    assert not (tmp_path / "s").exists()
+
+
 def test_missing_pair_file_is_named(capsys, tmp_path):
     args = ["--pairs", tmp_path / "nope.tsv", "--out_dir", tmp_path / "s"]
     refused(*in_process(capsys, main, *args), "nope.tsv")

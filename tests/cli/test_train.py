@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors import SafetensorError
 from transformers import EsmConfig, EsmModel
 
+from ppi_dist import files
 from ppi_dist.checks import MIN_VALIDATION_PAIRS_PER_CLASS
 from ppi_dist.cli.train import main
 from ppi_dist.files import write_manifest
@@ -105,9 +107,24 @@ def test_a_changed_checkpoint_file_is_named_by_its_manifest(capsys, tmp_path):
     write_manifest(step)  # as a checkpoint of this version has one
     path = step / "trainable.safetensors"
     tensors = checkpoint.read_safetensors(path)
-    checkpoint.save_file({k: -v if v.is_floating_point() else v for k, v in tensors.items()}, path)
+    checkpoint.save_safetensors(
+        {k: -v if v.is_floating_point() else v for k, v in tensors.items()}, path
+    )
     line = refused(*in_process(capsys, main, *flags), str(path))
     assert "SHA-256" in line
+
+
+def test_a_resume_from_that_is_no_checkpoint_says_so(capsys, tmp_path):
+    """A missing folder, or a run folder instead of one of its checkpoints: said as such,
+    not as an unreadable trainer_state.json."""
+    step, flags = _saved_run(tmp_path)
+    resume = flags.index("--resume_from") + 1
+    missing = tmp_path / "nowhere"
+    flags[resume] = missing
+    refused(*in_process(capsys, main, *flags), f"--resume_from {missing}: no such checkpoint")
+    flags[resume] = step.parent.parent  # the run folder
+    line = refused(*in_process(capsys, main, *flags), "not a completed checkpoint")
+    assert "give one of its checkpoints/step_*" in line and "trainer_state" not in line
 
 
 def test_resuming_onto_another_model_shape_is_refused(capsys, tmp_path):
@@ -119,7 +136,7 @@ def test_resuming_onto_another_model_shape_is_refused(capsys, tmp_path):
 
 def test_a_full_disk_names_the_path_and_keeps_the_checkpoints(capsys, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    real = checkpoint.save_file
+    real = checkpoint.save_safetensors
     saved: list[str] = []
 
     def save_file(tensors, path, *args, **kwargs):
@@ -128,11 +145,31 @@ def test_a_full_disk_names_the_path_and_keeps_the_checkpoints(capsys, tmp_path, 
         saved.append(str(path))
         return real(tensors, path, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint, "save_file", save_file)
+    monkeypatch.setattr(checkpoint, "save_safetensors", save_file)
     args = [*TINY, "--max_steps", "2", "--checkpoint_every", "1", "--output_dir", run]
     line = refused(*in_process(capsys, main, *args), "step_00000002", "cannot write")
     assert "free space" in line and "--resume_from latest" in line
     assert (run / "checkpoints" / "step_00000001" / "COMPLETE").is_file()
+
+
+FULL = "Error while serializing: I/O error: No space left on device (os error 28)"
+
+
+def test_safetensors_full_disk_names_the_file_it_was_writing(capsys, tmp_path, monkeypatch):
+    """safetensors says a disk is full in its own words, naming no file: the line names the
+    checkpoint's file and keeps those words."""
+    run, real = tmp_path / "run", files.save_file
+
+    def save_file(tensors, path, *args, **kwargs):
+        if "step_00000002" in str(path):
+            raise SafetensorError(FULL)
+        return real(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(files, "save_file", save_file)
+    args = [*TINY, "--max_steps", "2", "--checkpoint_every", "1", "--output_dir", run]
+    line = refused(*in_process(capsys, main, *args), f"cannot write ({FULL})")
+    assert f"error: {run / 'checkpoints' / 'step_00000002'}/" in line and ".safetensors:" in line
+    assert "free space" in line and "--resume_from latest" in line
 
 
 def test_debug_keeps_the_traceback(task, tmp_path):

@@ -14,7 +14,7 @@ from ppi_dist.data.pairs import sequences_of
 from ppi_dist.data.sequences import tokenize
 from ppi_dist.errors import CacheTooLargeError
 from ppi_dist.inference import cache as cache_module
-from ppi_dist.inference.cache import DTYPES, EmbeddingCache
+from ppi_dist.inference.cache import DTYPES, EmbeddingCache, covering_cache
 from ppi_dist.models.secai import residue_mask
 from ppi_dist.models.windows import Windowing
 from tests.helpers import random_pairs, random_sequence, tiny_model
@@ -182,3 +182,59 @@ def test_gather_with_starts_reads_a_window_of_each_cached_protein():
         whole = cache.states_of(protein)
         assert mask[k].sum() == n
         assert torch.equal(states[k, :n], whole[int(starts[k]) : int(starts[k]) + n])
+
+
+def _flip_a_byte_of(folder, protein: str) -> None:
+    """One byte of `protein`'s states changed on disk, the file's size as it was."""
+    cache = EmbeddingCache.open(folder)
+    i = cache.row[protein]
+    at = int(cache.offsets[i] + cache.lengths[i] // 2) * cache.hidden * cache.array.itemsize
+    with open(folder / "states.bin", "r+b") as handle:
+        handle.seek(at)
+        byte = handle.read(1)[0]
+        handle.seek(at)
+        handle.write(bytes([byte ^ 0x40]))
+
+
+def _edit_lengths(folder, first: str, second: str) -> None:
+    """index.json's lengths edited +1/-1: the same total, so the file's size still fits."""
+    path = folder / "index.json"
+    index = json.loads(path.read_text())
+    index["lengths"][index["ids"].index(first)] += 1
+    index["lengths"][index["ids"].index(second)] -= 1
+    path.write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda folder: _flip_a_byte_of(folder, "Q4"), "the states of 'Q4' differ from their"),
+        (lambda folder: _edit_lengths(folder, "Q2", "Q6"), "index.json gives 'Q2'"),
+    ],
+)
+def test_a_changed_cache_is_found_said_and_encoded_again(tmp_path, caplog, damage, said):
+    """A flipped byte in states.bin, or lengths moved within the same total, is not reused:
+    the folder is encoded again, with a line saying why."""
+    model, proteins = tiny_model().eval(), _proteins()
+    folder = tmp_path / "c"
+    built = EmbeddingCache.build(model, proteins, directory=folder)
+    expected = {protein: built.states_of(protein) for protein in proteins}
+    damage(folder)
+    assert covering_cache(folder, model, proteins, built.windowing) is None
+    assert said in caplog.text and "encoding again" in caplog.text
+    again = EmbeddingCache.build(model, proteins, directory=folder)
+    assert all(torch.equal(again.states_of(p), expected[p]) for p in proteins)
+    assert EmbeddingCache.open(folder).find_damage(proteins) is None
+    assert covering_cache(folder, model, proteins, built.windowing) is not None
+
+
+def test_a_cache_of_an_older_format_is_encoded_again_saying_so(tmp_path, caplog):
+    """Written before states had checksums: nothing to verify it by, so not reused."""
+    model, proteins = tiny_model().eval(), _proteins()
+    EmbeddingCache.build(model, proteins, directory=tmp_path)
+    index = json.loads((tmp_path / "index.json").read_text())
+    del index["states_sha1"]
+    (tmp_path / "index.json").write_text(json.dumps({**index, "format_version": 2}))
+    EmbeddingCache.build(model, proteins, directory=tmp_path)
+    assert "unsupported cache format (version 2); encoding again" in caplog.text
+    assert "states_sha1" in json.loads((tmp_path / "index.json").read_text())

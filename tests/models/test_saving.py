@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 
 import pytest
 import torch
+from peft import peft_model
+from safetensors import SafetensorError
 
+from ppi_dist import files
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.saving import from_pretrained, save_pretrained
 from ppi_dist.models.secai import SECAI
@@ -76,3 +80,27 @@ def test_the_adapter_records_the_configured_encoder_not_a_staging_folder(tmp_pat
     adapter = json.loads((shipped / "adapter" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "base_encoder"
     assert from_pretrained(shipped) is not None
+
+
+FULL = "Error while serializing: I/O error: No space left on device (os error 28)"
+
+
+@pytest.mark.parametrize(
+    ("writer", "written"),
+    [
+        ((files, "save_file"), "secai_head.safetensors"),
+        ((peft_model, "safe_save_file"), "adapter/adapter_model.safetensors"),
+    ],
+)
+def test_a_full_disk_names_the_file_being_written(tmp_path, monkeypatch, writer, written):
+    """safetensors' own "os error 28", naming no file, becomes the OSError it is, naming
+    the file, so the command line's one line says where and what to do."""
+
+    def full(*args, **kwargs):
+        raise SafetensorError(FULL)
+
+    monkeypatch.setattr(*writer, full)
+    with pytest.raises(OSError) as raised:
+        save_pretrained(tiny_model(), tmp_path / "model")
+    assert raised.value.errno == errno.ENOSPC and raised.value.strerror == FULL
+    assert raised.value.filename == str(tmp_path / "model" / written)
