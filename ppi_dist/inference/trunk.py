@@ -15,7 +15,8 @@ sequence of its own (positions restart at 0), so equal windows have equal states
 protein they come from.
 
 Storage: a folder with `states.bin` (flat `(tokens, hidden)`, C order, memory-mapped) and
-`index.json` (format, `TrunkSettings`, keys, token counts); no pickle. float32 by default:
+`index.json` (format, `TrunkSettings`, keys, token counts, a checksum of each window's
+rows, verified before a cache is reused); no pickle. float32 by default:
 the top layers then start from exactly what the whole encoder computes, so the run's final
 scores are `predict`'s (which runs the whole encoder); float16 or bfloat16 halve the file.
 A build in progress writes `build.json` (settings, plan and windows done) whenever it
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,11 +42,13 @@ from ppi_dist.data.batching import TrunkIndex
 from ppi_dist.data.sequences import sequence_digest, tokenize
 from ppi_dist.errors import ConfigError, UserError
 from ppi_dist.files import read_json, write_text_atomic
-from ppi_dist.inference.cache import DTYPES
+from ppi_dist.inference.cache_folder import DTYPES, states_digest
 from ppi_dist.inference.scoring import inference_autocast, model_device
 from ppi_dist.models.encoder import base_encoder_fingerprint
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.windows import Windowing
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 INDEX_NAME, STATES_NAME, BUILD_NAME = "index.json", "states.bin", "build.json"
@@ -101,6 +105,7 @@ class TrunkCache:
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.array = array
         self.settings = settings
+        self.checksums: list[str] = []  # per window, of its stored rows (`states_digest`)
         self._resident: torch.Tensor | None = None
 
     # ---- building -----------------------------------------------------------------------
@@ -154,6 +159,10 @@ class TrunkCache:
                 f"{directory}: a trunk cache of other settings ({'; '.join(differ)}); give "
                 "--trunk_cache another folder, or remove this one to build it anew"
             )
+        damage = cache.find_damage()
+        if damage is not None:
+            logger.warning("%s: %s (changed on disk?); encoding again", directory, damage)
+            return None
         return cache
 
     @classmethod
@@ -215,14 +224,28 @@ class TrunkCache:
         self.array[start : start + tokens.shape[0]] = tokens.numpy().view(self.array.dtype)
 
     def _write_index(self, directory: Path) -> None:
+        self.checksums = [states_digest(self._rows(row)) for row in range(len(self.keys))]
         index = {
             "format_version": FORMAT_VERSION,
             "settings": dataclasses.asdict(self.settings),
             "hidden": int(self.array.shape[1]),
             "keys": self.keys,
             "lengths": self.lengths.tolist(),
+            "checksums": self.checksums,
         }
         write_text_atomic(directory / INDEX_NAME, json.dumps(index) + "\n")
+
+    def _rows(self, row: int) -> np.ndarray:
+        start = self.offsets[row]
+        return self.array[start : start + self.lengths[row]]
+
+    def find_damage(self) -> str | None:
+        """Why the stored states cannot be trusted (a window's rows differ from the checksum
+        written when they were computed), or None."""
+        for row, expected in enumerate(self.checksums):
+            if states_digest(self._rows(row)) != expected:
+                return f"the states of window {self.keys[row]} differ from their checksum"
+        return None
 
     # ---- reopening and reading ----------------------------------------------------------
 
@@ -245,7 +268,9 @@ class TrunkCache:
                 "to build the trunk cache anew"
             )
         array = np.memmap(path, dtype=numpy_dtype, mode="r", shape=shape)
-        return cls(list(index["keys"]), lengths, array, settings)
+        cache = cls(list(index["keys"]), lengths, array, settings)
+        cache.checksums = list(index["checksums"])
+        return cache
 
     def __len__(self) -> int:
         return len(self.keys)

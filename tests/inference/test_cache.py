@@ -157,7 +157,7 @@ def test_cache_build_encodes_where_it_was_asked_with_the_model_there(monkeypatch
     must be moved there first, so token ids and weights share a device."""
     seen = []
 
-    def spy(model, input_ids, attention_mask):
+    def spy(model, input_ids, attention_mask, windows):
         seen.append((input_ids.device, next(model.parameters()).device))
         return torch.zeros(*input_ids.shape, 32)
 

@@ -14,7 +14,7 @@ from ppi_dist.data.sequences import tokenize
 from ppi_dist.errors import ConfigError
 from ppi_dist.inference import trunk as trunk_module
 from ppi_dist.inference.cache import EmbeddingCache
-from ppi_dist.inference.trunk import BUILD_NAME, TrunkCache, trunk_windows
+from ppi_dist.inference.trunk import BUILD_NAME, STATES_NAME, TrunkCache, trunk_windows
 from ppi_dist.models.shapes import tiny_esm2_config
 from ppi_dist.models.windows import Windowing
 from tests.helpers import random_sequence, tiny_model
@@ -79,6 +79,20 @@ def test_a_complete_cache_is_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(model, "encode_trunk", lambda *a: pytest.fail("encoded again"))
     subset = dict(list(proteins.items())[:4])
     assert len(TrunkCache.build(model, subset, tmp_path / "trunk", WINDOWS)) > 0
+
+
+def test_a_changed_cache_is_found_said_and_encoded_again(tmp_path, caplog):
+    model, proteins = _model(), _proteins()
+    built = TrunkCache.build(model, proteins, tmp_path / "trunk", WINDOWS)
+    expected = torch.from_numpy(built.array[:].copy())
+    with open(tmp_path / "trunk" / STATES_NAME, "r+b") as handle:  # one byte flipped
+        handle.seek(1234)
+        byte = handle.read(1)
+        handle.seek(1234)
+        handle.write(bytes([byte[0] ^ 0x40]))
+    rebuilt = TrunkCache.build(model, proteins, tmp_path / "trunk", WINDOWS)
+    assert "differ from their checksum (changed on disk?); encoding again" in caplog.text
+    torch.testing.assert_close(torch.from_numpy(rebuilt.array[:]), expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize(
