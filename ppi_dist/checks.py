@@ -120,10 +120,11 @@ def _is_kind(value: object, kind: str) -> bool:
 MIN_VALIDATION_PAIRS_PER_CLASS = 5
 
 
-def check_can_rank(where: str, positives: int, negatives: int, hint: str) -> None:
-    """Refuse a validation set with fewer than `MIN_VALIDATION_PAIRS_PER_CLASS` positive or
-    negative pairs: nothing could be chosen on it. `hint`: what to change."""
-    low = MIN_VALIDATION_PAIRS_PER_CLASS
+def check_can_rank(
+    where: str, positives: int, negatives: int, hint: str, low: int = MIN_VALIDATION_PAIRS_PER_CLASS
+) -> None:
+    """Refuse a validation set with fewer than `low` positive or negative pairs: nothing
+    could be chosen on it. `hint`: what to change."""
     if positives < low or negatives < low:
         raise ConfigError(
             f"{where}: {positives:,} positive and {negatives:,} negative pairs; validation "
