@@ -8,7 +8,8 @@
   over, and reported.
 - `safe_join`: a file name that cannot leave its folder.
 - `writing_to`: a full disk or read-only folder while writing an output becomes one
-  `OutputError` naming the path and what to do.
+  `OutputError` naming the path and what to do; `check_writable` finds out before the work.
+- `remove_stale_partials`: temporary files that a killed or failed writer left.
 - `write_manifest`, `verify_manifest`: the SHA-256 of every file of a folder (model folder,
   checkpoint), written last and checked on loading, so a changed file is named.
 """
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -36,14 +38,49 @@ from ppi_dist.errors import CorruptFileError, OutputError, RunFolderError
 
 logger = logging.getLogger(__name__)
 
+PARTIAL_SUFFIX = ".partial"
+
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write `text` to `path` through a temporary file beside it, renamed into place: a
-    reader (another rank, a resumed run) sees the old file or the new one, never half."""
+    reader (another rank, a resumed run) sees the old file or the new one, never half. A
+    failed write (a full disk) removes its temporary file."""
     path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    partial.replace(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    try:
+        with open(partial, "w") as handle:
+            handle.write(text)
+        partial.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of `write_text_atomic` (`.NAME.PID.partial`) in `folder`
+    whose process is gone (a kill, a crash) or is this one (no write of ours is under
+    way when a command starts); returns them."""
+    removed = []
+    for path in sorted(Path(folder).glob(f".*{PARTIAL_SUFFIX}")):
+        pid = path.name.removesuffix(PARTIAL_SUFFIX).rsplit(".", 1)[-1]
+        if pid.isdigit() and not _running_elsewhere(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _running_elsewhere(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def read_json(path: str | Path) -> dict:
@@ -103,6 +140,23 @@ def write_failure(error: OSError, path: str | Path, then: str = "") -> OutputErr
     else:
         advice = "make the folder writable or write to another folder"
     return OutputError(f"{where}: cannot write ({reason}); {advice}{then}")
+
+
+def check_writable(folder: str | Path, then: str = "") -> Path:
+    """Make `folder` (and its parents) and write a small file in it: a read-only folder or
+    a full disk is an `OutputError` naming it now, before any long work."""
+    folder = Path(folder)
+    probe = folder / f".ppi_dist_probe.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "w") as handle:
+            handle.write("probe\n")
+        probe.unlink()
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        raise write_failure(error, folder, then) from error
+    return folder
 
 
 @contextmanager

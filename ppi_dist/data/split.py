@@ -43,6 +43,7 @@ from ppi_dist.data.pairs import Columns, Pair, PairSource, sequences_of, write_p
 from ppi_dist.data.partition import cluster_graph, partition, partitioner_name, resample_negatives
 from ppi_dist.data.split_report import BLOCKS, SplitReport
 from ppi_dist.errors import ConfigError, DataError, MissingToolError
+from ppi_dist.files import check_writable, remove_stale_partials, write_text_atomic
 
 METHODS = ("graph", "random")
 
@@ -357,32 +358,57 @@ def split_file(
     clusters: str | Path | None = None,
     allow_contradictory_labels: bool = False,
     columns: Columns | None = None,
-    **options,
+    **settings,
 ) -> SplitReport:
     """Read `pairs` (through PairSource, its `columns`), split, write train.tsv, valid.tsv
     (test.tsv when asked) and split_report.json into `out_dir`; return the report. Pairs with
     their sequences inline (no `fasta`) also get `out_dir/sequences.fasta`, which the written
-    files need. `options` are `split_pairs`'s keywords."""
-    allow = allow_contradictory_labels
-    source = PairSource(
-        pairs, fasta, columns=columns, labeled=True, allow_contradictory_labels=allow
-    )
-    rows = list(source.pair_rows())
+    files need. `settings` are `SplitOptions` fields. `out_dir` is checked writable first,
+    before MMseqs2 runs."""
+    out_dir = prepare_out_dir(out_dir)
+    rows = read_labelled(pairs, fasta, columns, allow_contradictory_labels)
     sequences = sequences_of(rows)
     cluster_rows = read_clusters(clusters) if clusters else None
     split = split_pairs(
-        rows, sequences, valid_fraction, test_fraction, clusters=cluster_rows, **options
+        rows, sequences, valid_fraction, test_fraction, clusters=cluster_rows, **settings
     )
     split.report.inputs = {
         "pairs": str(pairs),
         "fasta": None if fasta is None else str(fasta),
         "clusters": None if clusters is None else str(clusters),
     }
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    write_split(out_dir, split, sequences if fasta is None else None)
+    return split.report
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """`out_dir` made and checked writable (an OutputError naming it otherwise), partial
+    files that an earlier, failed split left there removed."""
+    out_dir = check_writable(out_dir)
+    remove_stale_partials(out_dir)
+    return out_dir
+
+
+def read_labelled(
+    pairs: str | Path,
+    fasta: str | Path | None,
+    columns: Columns | None = None,
+    allow_contradictory_labels: bool = False,
+) -> list[Pair]:
+    """Every labelled pair of `pairs`, read and validated through PairSource."""
+    allow = allow_contradictory_labels
+    source = PairSource(
+        pairs, fasta, columns=columns, labeled=True, allow_contradictory_labels=allow
+    )
+    return list(source.pair_rows())
+
+
+def write_split(out_dir: Path, split: Split, sequences: dict[str, str] | None = None) -> None:
+    """train.tsv, valid.tsv (test.tsv), split_report.json (and `sequences` as
+    sequences.fasta, for pairs whose sequences were inline) into `out_dir`."""
     for name in ("train", *split.report.asked):
         write_pairs(out_dir / f"{name}.tsv", split.blocks[name])
-    if fasta is None:
+    if sequences is not None:
         write_fasta(out_dir / "sequences.fasta", sequences)
-    (out_dir / "split_report.json").write_text(json.dumps(asdict(split.report), indent=2) + "\n")
-    return split.report
+    report = json.dumps(asdict(split.report), indent=2) + "\n"
+    write_text_atomic(out_dir / "split_report.json", report)
