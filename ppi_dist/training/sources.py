@@ -2,7 +2,9 @@
 
 Without a `train_file` the run trains on the embedded synthetic task (`data.synthetic`),
 written once per machine into output_dir/synthetic_data. With `valid_fraction` instead of a
-`valid_file`, the training file is split into train and validation first (output_dir/split).
+`valid_file`, the training file is split into train and validation first (output_dir/split),
+keyed on its settings and the SHA-256 of its input (`split_key`, made before the run folder
+is claimed): reused while both are the same, split anew otherwise, refused on resume.
 """
 
 from __future__ import annotations
