@@ -1,50 +1,170 @@
-"""The split on real data: the graph method beside a random draw of proteins.
+"""The split on real data: the balanced graph cut beside the plain cut and random draws.
 
     python -m benchmarks.split                       # yeast all_pairs and Bernett train
     python -m benchmarks.split --datasets yeast --fractions 0.1,0.1
+    python -m benchmarks.split --datasets c3 --fractions 0.1,0
 
-For each pair file and each valid,test fraction: the pairs each block holds (of the
-input), the pairs dropped, the highest identity an MMseqs2 search finds between a
-held-out block and train, and the wall time, for `--method graph` and for the random split
-at the same fractions and seed. The MMseqs2 clustering (all against all) is timed once per
-file and reused across fractions; each row's time is the cut and the check after it.
+For each pair file and each valid,test fraction, four ways to hold blocks out, all over the
+same MMseqs2 clusters: the graph method as `ppi-dist split` runs it (held-out blocks at the
+input's positive share, `data/balance.py`), the plain cut that ignores the balance (the
+split before it), the random draw of proteins at the same fractions of the PROTEINS (the
+report's `random`), and a random draw of proteins that takes groups until each held-out
+block holds its fraction of the PAIRS. Each row gives every block's share of the input
+pairs and its positive share, the pairs dropped, the highest identity an MMseqs2 search
+finds between a held-out block and train, and the wall time of the split (the cut and the
+check searches; the MMseqs2 clustering, timed once per file, is apart). `--markdown`
+prints the rows as BENCHMARKS.md's table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from benchmarks.core import SHARED, library_version, machine_line
 from ppi_dist.data import clusters
-from ppi_dist.data.pairs import PairSource, sequences_of
-from ppi_dist.data.split import split_pairs
+from ppi_dist.data.pairs import Pair, PairSource, sequences_of
+from ppi_dist.data.split import (
+    SplitOptions,
+    _assign,
+    _cut,
+    _random_blocks,
+    protein_groups,
+    split_pairs,
+)
 
 FILES = {
     "yeast": ("yeast-du2017/all_pairs.tsv", "yeast-du2017/sequences.fasta"),
     "bernett": ("bernett-gold/train.tsv", "bernett-gold/sequences.fasta"),
+    "c3": ("yeast-du2017/c3/train.tsv", "yeast-du2017/sequences.fasta"),
 }
+NAMES = ("train", "valid", "test")
 
 
-def _line(label: str, blocks: dict, dropped: int, n: int) -> str:
-    fractions = "  ".join(f"{name} {blocks[name]['pairs'] / n:6.1%}" for name in blocks)
-    return f"  {label:7} {fractions}  dropped {dropped / n:6.1%} ({dropped:,})"
+def random_by_pairs(
+    pairs: list[Pair], groups: list[list[str]], asked: dict[str, float], seed: int
+) -> list[str]:
+    """Groups in a seeded random order, each taken into the first held-out block that still
+    holds fewer than its fraction of the input pairs (the rest stay in train)."""
+    partners: dict[str, list[str]] = defaultdict(list)
+    for pair in pairs:
+        partners[pair.protein_a].append(pair.protein_b)
+        partners[pair.protein_b].append(pair.protein_a)
+    order = list(range(len(groups)))
+    random.Random(seed).shuffle(order)
+    block_of: dict[str, str] = {}
+    blocks = ["train"] * len(groups)
+    held = dict.fromkeys(asked, 0)
+    for index in order:
+        name = next((n for n in asked if held[n] < asked[n] * len(pairs)), None)
+        if name is None:
+            break
+        members = set(groups[index])
+        for protein in members:
+            block_of[protein] = name
+        inside = sum(
+            1
+            for protein in members
+            for other in partners[protein]
+            if block_of.get(other) == name and (other not in members or protein <= other)
+        )
+        held[name] += inside
+        blocks[index] = name
+    return blocks
+
+
+def _highest(blocks: dict[str, list[Pair]], sequences: dict[str, str], threads: int) -> float:
+    def proteins(rows: list[Pair]) -> dict[str, str]:
+        return {p: sequences[p] for pair in rows for p in (pair.protein_a, pair.protein_b)}
+
+    train = proteins(blocks["train"])
+    return max(
+        clusters.highest_identity(proteins(blocks[name]), train, threads=threads)
+        for name in NAMES[1:]
+        if blocks[name]
+    )
+
+
+def _row(label: str, blocks: dict[str, list[Pair]], n: int, highest: float, seconds) -> dict:
+    counts = {
+        name: {"pairs": len(rows), "positive": sum(p.label == 1 for p in rows)}
+        for name, rows in blocks.items()
+    }
+    dropped = n - sum(len(rows) for rows in blocks.values())
+    return {"method": label, "blocks": counts, "dropped": dropped, "highest": highest} | {
+        "seconds": seconds
+    }
+
+
+def _show(row: dict, n: int, markdown: bool) -> str:
+    def cell(name: str) -> str:
+        block = row["blocks"][name]
+        if not block["pairs"]:
+            return "-"
+        return f"{block['pairs'] / n:.1%} ({block['positive'] / block['pairs']:.1%} pos)"
+
+    seconds = "" if row["seconds"] is None else f"{row['seconds']:.0f} s"
+    cells = [
+        row["method"],
+        *map(cell, NAMES),
+        f"{row['dropped'] / n:.1%} ({row['dropped']:,})",
+        f"{row['highest']:.3f}",
+        seconds,
+    ]
+    return "| | | " + " | ".join(cells) + " |" if markdown else "  " + "  ".join(cells)
+
+
+def _one(pairs, sequences, links, fractions: str, args) -> list[dict]:
+    valid, test = (float(x) for x in fractions.split(","))
+    started = time.perf_counter()
+    split = split_pairs(
+        pairs, sequences, valid, test, clusters=links, seed=args.seed, threads=args.threads
+    )
+    seconds = time.perf_counter() - started
+    report, n = split.report, len(pairs)
+    rows = [_row("graph, balanced", split.blocks, n, report.max_identity_between_blocks, seconds)]
+    groups = protein_groups(sequences, links)
+    asked = dict(report.asked)
+    others = [("graph, plain cut", report.plain), ("random draw, proteins", report.random)]
+    for label, other in others:
+        blocks = _blocks_from_report(pairs, groups, other, label, split.blocks, asked, args)
+        rows.append(_row(label, blocks, n, _highest(blocks, sequences, args.threads), None))
+    by_pairs = random_by_pairs(pairs, groups, asked, args.seed)
+    blocks, _, _ = _assign(pairs, groups, by_pairs)
+    rows.append(
+        _row("random draw, pairs", blocks, n, _highest(blocks, sequences, args.threads), None)
+    )
+    return rows
+
+
+def _blocks_from_report(pairs, groups, other, label, balanced, asked, args):
+    """The plain cut's and the protein-random draw's blocks, made again (the report keeps
+    their counts only): the same seed and clusters give the same blocks."""
+    if label.startswith("random"):
+        blocks, _, _ = _assign(pairs, groups, _random_blocks(groups, asked, args.seed))
+    else:
+        _, plain = _cut(pairs, groups, asked, SplitOptions(seed=args.seed))
+        blocks, _, _ = _assign(pairs, groups, plain)
+    assert {name: len(rows) for name, rows in blocks.items()} == {
+        name: other["blocks"][name]["pairs"] for name in NAMES
+    }, label
+    return blocks
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=list(FILES), choices=list(FILES))
+    parser.add_argument("--datasets", nargs="+", default=["yeast", "bernett"], choices=list(FILES))
     parser.add_argument("--fractions", nargs="+", default=["0.1,0.1", "0.2,0.2"])
     parser.add_argument("--identity", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--resample_negatives", action="store_true", help="the split's --resample_negatives"
-    )
+    parser.add_argument("--markdown", action="store_true", help="rows of BENCHMARKS.md's table")
     parser.add_argument("--out", default=None, help="JSON of every row")
     args = parser.parse_args(argv)
     print(machine_line(torch.device("cpu")))
@@ -52,54 +172,31 @@ def main(argv: list[str] | None = None) -> None:
         f"mmseqs {clusters.mmseqs_version()}, kahip {library_version('kahip')}, "
         f"pymetis {library_version('pymetis')}; threads {args.threads}"
     )
-    rows = []
+    results = []
     for name in args.datasets:
         pair_path, fasta = (SHARED / "data" / part for part in FILES[name])
-        pairs = list(PairSource(pair_path, fasta, labeled=True).pair_rows())
+        source = PairSource(pair_path, fasta, labeled=True, allow_contradictory_labels=True)
+        pairs = list(source.pair_rows())
         sequences = sequences_of(pairs)
         started = time.perf_counter()
         links = clusters.similarity_links(sequences, args.identity, threads=args.threads)
         clustering = time.perf_counter() - started
+        positive = sum(pair.label == 1 for pair in pairs) / len(pairs)
         print(
-            f"{name}: {len(pairs):,} pairs, {len(sequences):,} proteins; MMseqs2 "
-            f"all-against-all {clustering:.0f} s, {len(links):,} links at {args.identity}"
+            f"{name}: {len(pairs):,} pairs ({positive:.1%} positive), {len(sequences):,} "
+            f"proteins; MMseqs2 all-against-all {clustering:.0f} s, {len(links):,} links at "
+            f"{args.identity}",
+            flush=True,
         )
         for fractions in args.fractions:
-            valid, test = (float(x) for x in fractions.split(","))
-            started = time.perf_counter()
-            split = split_pairs(
-                pairs,
-                sequences,
-                valid,
-                test,
-                clusters=links,
-                identity=args.identity,
-                seed=args.seed,
-                threads=args.threads,
-                resample=args.resample_negatives,
-            )
-            seconds = time.perf_counter() - started
-            report = split.report
-            row = {"dataset": name, "fractions": [valid, test], "seconds": seconds}
-            row |= {"clustering_seconds": clustering, "report": report.__dict__}
-            rows.append(row)
-            resampled = f", {report.resampled_negatives:,} negatives resampled" * bool(
-                args.resample_negatives
-            )
-            print(f"{name} asked {valid:.0%}/{test:.0%}{resampled}:")
-            print(_line("graph", report.blocks, report.dropped_pairs, report.pairs_in))
-            random_split = report.random
-            print(
-                _line(
-                    "random", random_split["blocks"], random_split["dropped_pairs"], report.pairs_in
-                )
-            )
-            print(
-                f"  highest identity held-out vs train: {report.max_identity_between_blocks:.3f}"
-                f"; cut + check {seconds:.0f} s"
-            )
+            rows = _one(pairs, sequences, links, fractions, args)
+            print(f"{name} asked {fractions} (valid,test):")
+            for row in rows:
+                print(_show(row, len(pairs), args.markdown), flush=True)
+            results.append({"dataset": name, "fractions": fractions, "rows": rows})
+            results[-1]["clustering_seconds"] = clustering
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2, default=str) + "\n")
+        Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -118,12 +118,16 @@ def _is_kind(value: object, kind: str) -> bool:
 # A validation set picks the checkpoint and the decision threshold by ranking its pairs: with
 # fewer pairs than this of either class, AUROC, AUPR and the threshold are noise (or NaN).
 MIN_VALIDATION_PAIRS_PER_CLASS = 5
+# The trainer's own held-out validation (`valid_fraction`): it chooses the checkpoint, the
+# threshold and the calibration, which an AUROC over a few dozen pairs of a class cannot.
+MIN_HELD_OUT_PAIRS_PER_CLASS = 50
 
 
-def check_can_rank(where: str, positives: int, negatives: int, hint: str) -> None:
-    """Refuse a validation set with fewer than `MIN_VALIDATION_PAIRS_PER_CLASS` positive or
-    negative pairs: nothing could be chosen on it. `hint`: what to change."""
-    low = MIN_VALIDATION_PAIRS_PER_CLASS
+def check_can_rank(
+    where: str, positives: int, negatives: int, hint: str, low: int = MIN_VALIDATION_PAIRS_PER_CLASS
+) -> None:
+    """Refuse a validation set with fewer than `low` positive or negative pairs: nothing
+    could be chosen on it. `hint`: what to change."""
     if positives < low or negatives < low:
         raise ConfigError(
             f"{where}: {positives:,} positive and {negatives:,} negative pairs; validation "

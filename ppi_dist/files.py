@@ -8,8 +8,10 @@
   over, and reported.
 - `safe_join`: a file name that cannot leave its folder.
 - `writing_to`: a full disk or read-only folder while writing an output becomes one
-  `OutputError` naming the path and what to do; `save_safetensors` and
-  `safetensors_writes` make safetensors' own write failures such OSErrors, naming the file.
+  `OutputError` naming the path and what to do; `check_writable` finds out before the work;
+  `save_safetensors` and `safetensors_writes` make safetensors' own write failures such
+  OSErrors, naming the file.
+- `remove_stale_partials`: temporary files that a killed or failed writer left.
 - `write_manifest`, `verify_manifest`: the SHA-256 of every file of a folder (model folder,
   checkpoint), written last and checked on loading, so a changed file is named.
 """
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -38,14 +41,49 @@ from ppi_dist.errors import CorruptFileError, OutputError, RunFolderError
 
 logger = logging.getLogger(__name__)
 
+PARTIAL_SUFFIX = ".partial"
+
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write `text` to `path` through a temporary file beside it, renamed into place: a
-    reader (another rank, a resumed run) sees the old file or the new one, never half."""
+    reader (another rank, a resumed run) sees the old file or the new one, never half. A
+    failed write (a full disk) removes its temporary file."""
     path = Path(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    partial.replace(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    try:
+        with open(partial, "w") as handle:
+            handle.write(text)
+        partial.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of `write_text_atomic` (`.NAME.PID.partial`) in `folder`
+    whose process is gone (a kill, a crash) or is this one (no write of ours is under
+    way when a command starts); returns them."""
+    removed = []
+    for path in sorted(Path(folder).glob(f".*{PARTIAL_SUFFIX}")):
+        pid = path.name.removesuffix(PARTIAL_SUFFIX).rsplit(".", 1)[-1]
+        if pid.isdigit() and not _running_elsewhere(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _running_elsewhere(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def read_json(path: str | Path) -> dict:
@@ -145,6 +183,23 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None
     """`safetensors.torch.save_file`, a failed write naming `path` (`safetensors_writes`)."""
     with safetensors_writes(path):
         save_file(tensors, path)
+
+
+def check_writable(folder: str | Path, then: str = "") -> Path:
+    """Make `folder` (and its parents) and write a small file in it: a read-only folder or
+    a full disk is an `OutputError` naming it now, before any long work."""
+    folder = Path(folder)
+    probe = folder / f".ppi_dist_probe.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "w") as handle:
+            handle.write("probe\n")
+        probe.unlink()
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        raise write_failure(error, folder, then) from error
+    return folder
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.flags import Parser, at_least, fraction, open_fraction, probability
+from ppi_dist.data.balance import SHARE_TOLERANCE
 from ppi_dist.data.clusters import DEFAULT_COVERAGE
 from ppi_dist.data.split import METHODS, split_file
 from ppi_dist.files import writing_to
@@ -42,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--coverage", type=probability, default=DEFAULT_COVERAGE, help="of both sequences"
+    )
+    parser.add_argument(
+        "--share_tolerance",
+        type=probability,
+        default=SHARE_TOLERANCE,
+        help="a held-out block's positive share within this of the input's (1: ignore it)",
     )
     parser.add_argument(
         "--resample_negatives",
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             identity=args.identity,
             coverage=args.coverage,
             resample=args.resample_negatives,
+            share_tolerance=args.share_tolerance,
             threads=args.threads,
             allow_contradictory_labels=args.allow_contradictory_labels,
         )

@@ -33,7 +33,7 @@ import importlib.util
 import random
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ppi_dist.data.clusters import INSTALL_HINT
 from ppi_dist.data.pairs import Pair
@@ -49,11 +49,15 @@ REFINE_PASSES = 20
 @dataclass
 class ClusterGraph:
     """`weights[i]`: pair endpoints of cluster i; `edges[(i, j)]` (i < j): pairs between
-    clusters i and j that a cut would lose; `pairs`: the input pairs (P)."""
+    clusters i and j that a cut would lose; `pairs`: the input pairs (P). The `positive_`
+    fields count the positive pairs alone, the same way (the class balance, `data/balance.py`)."""
 
     weights: list[int]
     edges: dict[tuple[int, int], int]
     pairs: int
+    positive_weights: list[int] = field(default_factory=list)
+    positive_edges: dict[tuple[int, int], int] = field(default_factory=dict)
+    positives: int = 0
 
     def neighbours(self) -> list[dict[int, int]]:
         around: list[dict[int, int]] = [{} for _ in self.weights]
@@ -67,16 +71,23 @@ def cluster_graph(
 ) -> ClusterGraph:
     """With `positives_only` the graph is the positive pairs' alone (weights, edges and P):
     the blocks then aim at fractions of the positives, and negatives are drawn after."""
-    weights = [0] * n_clusters
+    weights, positive_weights = [0] * n_clusters, [0] * n_clusters
     edges: dict[tuple[int, int], int] = defaultdict(int)
+    positive_edges: dict[tuple[int, int], int] = defaultdict(int)
     counted = [pair for pair in pairs if pair.label == 1 or not positives_only]
     for pair in counted:
         a, b = cluster_of[pair.protein_a], cluster_of[pair.protein_b]
-        weights[a] += 1
-        weights[b] += 1
+        positive = pair.label == 1
+        for node in (a, b):
+            weights[node] += 1
+            positive_weights[node] += positive
         if a != b:
             edges[(min(a, b), max(a, b))] += 1
-    return ClusterGraph(weights, dict(edges), len(counted))
+            positive_edges[(min(a, b), max(a, b))] += positive
+    positives = sum(pair.label == 1 for pair in counted)
+    return ClusterGraph(
+        weights, dict(edges), len(counted), positive_weights, dict(positive_edges), positives
+    )
 
 
 def partitioner_name() -> str:
@@ -157,7 +168,7 @@ def _held_and_cut(graph: ClusterGraph, blocks: list[int], k: int) -> tuple[list[
     return [(weight[b] - leaving[b]) / 2 for b in range(k)], cut
 
 
-def _csr(graph: ClusterGraph, nodes: list[int]) -> tuple[list[int], list[int], list[int]]:
+def csr_of(graph: ClusterGraph, nodes: list[int]) -> tuple[list[int], list[int], list[int]]:
     """The subgraph on `nodes` in the CSR arrays both partitioners take."""
     index = {node: i for i, node in enumerate(nodes)}
     around = graph.neighbours()
@@ -184,7 +195,7 @@ def _search(
     placed before (held apart, numbered after the new blocks) or -1 for `nodes`."""
     weights = [max(graph.weights[node], 1) for node in nodes]  # KaHIP wants weights > 0
     total = sum(weights)
-    xadj, adjncy, adjwgt = _csr(graph, nodes)
+    xadj, adjncy, adjwgt = csr_of(graph, nodes)
     k = len(wanted) + 1
     placed = [k + block if block >= 0 else -1 for block in settled]
     blocks_in_all = k + max(settled, default=-1) + 1

@@ -9,7 +9,10 @@
    `--clusters FILE` gives clusters instead (representative<TAB>member rows, as MMseqs2
    `easy-cluster` writes `*_cluster.tsv`);
 2. the graph of these clusters is cut into blocks that hold the asked fractions of the
-   PAIRS and that few pairs cross (KaHIP, `data/partition.py`);
+   PAIRS and that few pairs cross (METIS, KaHIP, `data/partition.py`), each held-out block
+   at the input's positive share too (within `share_tolerance`, `data/balance.py`); what
+   could not be met is reported (`relaxed`), and the cut that ignores the balance is put
+   beside (`plain`);
 3. pairs inside a block go to its file; pairs across blocks are dropped and counted (with
    `resample_negatives`, crossing negatives are replaced by negatives inside the blocks);
    an MMseqs2 search of each held-out block against training gives the highest identity
@@ -29,117 +32,20 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ppi_dist.checks import check_can_rank
+from ppi_dist.checks import MIN_VALIDATION_PAIRS_PER_CLASS, check_can_rank
 from ppi_dist.data import clusters as mmseqs
+from ppi_dist.data.balance import SHARE_TOLERANCE, balanced_partition, relaxations
 from ppi_dist.data.fasta import write_fasta
 from ppi_dist.data.pairs import Columns, Pair, PairSource, sequences_of, write_pairs
 from ppi_dist.data.partition import cluster_graph, partition, partitioner_name, resample_negatives
+from ppi_dist.data.split_report import BLOCKS, SplitReport
 from ppi_dist.errors import ConfigError, DataError, MissingToolError
+from ppi_dist.files import check_writable, remove_stale_partials, write_text_atomic
 
-BLOCKS = ("train", "valid", "test")
 METHODS = ("graph", "random")
-LOPSIDED = 0.15  # a held-out block's positive share this far from the input's gets a note
-
-
-@dataclass
-class SplitReport:
-    """Counts of one split: `pairs_in == the blocks' pairs + dropped_pairs`."""
-
-    method: str
-    seed: int
-    asked: dict[str, float]  # held-out block -> fraction of the `fractions_of`
-    pairs_in: int
-    positive_in: int
-    proteins: int
-    clusters: int
-    dropped_pairs: int  # pairs lost: those across blocks, less the negatives drawn anew
-    dropped_positive: int
-    blocks: dict[str, dict[str, int]]  # block -> pairs, positive, proteins, clusters
-    max_identity_between_blocks: float | None = None
-    fractions_of: str = "pairs"  # or "positives" (resample_negatives), "proteins" (random)
-    identity: float | None = None
-    coverage: float | None = None
-    crossing_pairs: int = 0  # input pairs across blocks
-    resampled_negatives: int = 0  # new negatives drawn inside blocks (resample_negatives)
-    unpaired_negative_stubs: int = 0
-    random: dict | None = None  # the random split beside it: dropped_pairs, blocks
-    tools: dict[str, str] = field(default_factory=dict)
-    wall_seconds: float = 0.0
-    inputs: dict[str, str | None] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        def fraction(blocks: dict, name: str) -> str:
-            return f"{blocks[name]['pairs'] / self.pairs_in:.1%}"
-
-        held = [name for name in BLOCKS[1:] if name in self.asked]
-        lines = [
-            f"proteins: {self.proteins:,} in {self.clusters:,} clusters"
-            + (
-                f" (MMseqs2 at identity {self.identity}, coverage {self.coverage})"
-                if self.identity is not None
-                else ""
-            ),
-            f"{'':26}" + "".join(f"{name:>12}" for name in (*BLOCKS[:1], *held)) + "     dropped",
-        ]
-        rows = [(self.method, {"dropped_pairs": self.dropped_pairs, "blocks": self.blocks})]
-        if self.random is not None:
-            rows.append(("random (same seed)", self.random))
-        for label, split in rows:
-            blocks = split["blocks"]
-            lines.append(
-                f"{label + ' pairs':26}"
-                + "".join(f"{blocks[n]['pairs']:>12,}" for n in (*BLOCKS[:1], *held))
-                + f"{split['dropped_pairs']:>12,}"
-            )
-            lines.append(
-                f"{'  of the input':26}"
-                + "".join(f"{fraction(blocks, n):>12}" for n in (*BLOCKS[:1], *held))
-                + f"{split['dropped_pairs'] / self.pairs_in:>12.1%}"
-            )
-        for name in (*BLOCKS[:1], *held):
-            block = self.blocks[name]
-            lines.append(
-                f"{name}: {block['positive']:,} positive, {block['proteins']:,} proteins, "
-                f"{block['clusters']:,} clusters"
-                + (
-                    f", asked {self.asked[name]:.0%} of the {self.fractions_of}"
-                    if name in self.asked
-                    else ""
-                )
-            )
-        balance = self.positive_in / max(self.pairs_in, 1)
-        for name in held:
-            block = self.blocks[name]
-            share = block["positive"] / max(block["pairs"], 1)
-            if abs(share - balance) > LOPSIDED:
-                lines.append(
-                    f"note: {name} is {share:.1%} positive against {balance:.1%} of the input: "
-                    "a threshold chosen on it favours that balance (calibration weighs its "
-                    "classes 1:1); --resample_negatives keeps the negatives in every block"
-                )
-        if self.random is not None and self.dropped_pairs > self.random["dropped_pairs"]:
-            lines.append(
-                "note: the cut dropped more pairs than the random draw (whose held-out blocks "
-                "hold far less than asked): the graph has little structure to cut along; "
-                "--resample_negatives keeps the negatives"
-            )
-        if self.resampled_negatives:
-            lines.append(
-                f"negatives resampled inside blocks: {self.resampled_negatives:,} "
-                f"({self.unpaired_negative_stubs:,} stubs unpaired)"
-            )
-        lines.append(
-            "highest identity between a held-out block and train (MMseqs2 search): "
-            + (
-                "not checked (MMseqs2 not installed)"
-                if self.max_identity_between_blocks is None
-                else f"{self.max_identity_between_blocks:.3f}"
-            )
-        )
-        return "\n".join(lines)
 
 
 @dataclass
@@ -235,14 +141,16 @@ def _assign(
     return blocks, dropped, _counts(blocks, groups)
 
 
-def _counts(blocks: dict[str, list[Pair]], groups: list[list[str]]) -> dict[str, dict[str, int]]:
+def _counts(blocks: dict[str, list[Pair]], groups: list[list[str]]) -> dict[str, dict]:
     group_of = {p: i for i, group in enumerate(groups) for p in group}
     counts = {}
     for name, pairs in blocks.items():
         proteins = {p for pair in pairs for p in (pair.protein_a, pair.protein_b)}
+        positive = sum(pair.label == 1 for pair in pairs)
         counts[name] = {
             "pairs": len(pairs),
-            "positive": sum(pair.label == 1 for pair in pairs),
+            "positive": positive,
+            "positive_share": round(positive / max(len(pairs), 1), 4),
             "proteins": len(proteins),
             "clusters": len({group_of[p] for p in proteins}),
         }
@@ -253,59 +161,157 @@ def _proteins(pairs: list[Pair], sequences: dict[str, str]) -> dict[str, str]:
     return {p: sequences[p] for pair in pairs for p in (pair.protein_a, pair.protein_b)}
 
 
+@dataclass(frozen=True)
+class SplitOptions:
+    """The split's settings, the `ppi-dist split` flags of the same names (`split_pairs`
+    and `split_file` take them as keywords)."""
+
+    method: str = "graph"
+    seed: int = 0
+    identity: float = 0.4
+    coverage: float = mmseqs.DEFAULT_COVERAGE
+    resample: bool = False
+    threads: int = 1
+    share_tolerance: float = SHARE_TOLERANCE  # of a held-out block's positive share
+    min_per_class: int = MIN_VALIDATION_PAIRS_PER_CLASS  # validation pairs of each class
+
+    def held_out(self, valid_fraction: float, test_fraction: float) -> dict[str, float]:
+        """The held-out blocks and their fractions; a named error for a bad setting."""
+        if self.method not in METHODS:
+            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        for flag, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"--{flag} must be between 0 and 1, got {value}")
+        if valid_fraction <= 0 or valid_fraction + test_fraction >= 1:
+            raise ConfigError(
+                f"--valid_fraction {valid_fraction} and --test_fraction {test_fraction}: valid "
+                "must be above 0 and the two below 1 together"
+            )
+        if not 0 < self.identity <= 1:
+            raise ConfigError(f"--identity must be in (0, 1], got {self.identity}")
+        if not 0 < self.share_tolerance <= 1:
+            raise ConfigError(f"--share_tolerance must be in (0, 1], got {self.share_tolerance}")
+        return {"valid": valid_fraction, **({"test": test_fraction} if test_fraction else {})}
+
+    @property
+    def balanced(self) -> bool:
+        """Whether held-out blocks aim at the input's positive share (the graph cut of all
+        pairs; the resampled split draws its negatives after the cut)."""
+        return self.method == "graph" and not self.resample and self.share_tolerance < 1
+
+
 def split_pairs(
     pairs: list[Pair],
     sequences: dict[str, str],
     valid_fraction: float,
     test_fraction: float = 0.0,
     *,
-    method: str = "graph",
-    seed: int = 0,
     clusters: list[tuple[str, str]] | None = None,
-    identity: float = 0.4,
-    coverage: float = mmseqs.DEFAULT_COVERAGE,
-    resample: bool = False,
-    threads: int = 1,
+    **settings,
 ) -> Split:
-    """Split `pairs` (see the module docstring); `clusters` replaces the MMseqs2 clustering."""
+    """Split `pairs` (see the module docstring); `clusters` replaces the MMseqs2 clustering;
+    `settings` are `SplitOptions` fields."""
     started = time.perf_counter()
-    if method not in METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    for flag, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= value < 1:
-            raise ConfigError(f"--{flag} must be between 0 and 1, got {value}")
-    if valid_fraction <= 0 or valid_fraction + test_fraction >= 1:
-        raise ConfigError(
-            f"--valid_fraction {valid_fraction} and --test_fraction {test_fraction}: valid "
-            "must be above 0 and the two below 1 together"
-        )
-    if not 0 < identity <= 1:
-        raise ConfigError(f"--identity must be in (0, 1], got {identity}")
-    asked = {"valid": valid_fraction, **({"test": test_fraction} if test_fraction else {})}
+    options = SplitOptions(**settings)
+    asked = options.held_out(valid_fraction, test_fraction)
     tools: dict[str, str] = {}
-    if method == "graph":
+    if options.method == "graph":
         tools["partitioner"] = partitioner_name()  # the named error before MMseqs2 runs
         if clusters is None:
             tools["mmseqs"] = mmseqs.mmseqs_version()
-            clusters = mmseqs.similarity_links(sequences, identity, coverage, threads)
+            clusters = mmseqs.similarity_links(
+                sequences, options.identity, options.coverage, options.threads
+            )
     groups = protein_groups(sequences, clusters)
-    _, random_dropped, random_counts = _assign(pairs, groups, _random_blocks(groups, asked, seed))
-    if method == "random":
-        group_blocks = _random_blocks(groups, asked, seed)
-    else:
-        group_of = {p: i for i, group in enumerate(groups) for p in group}
-        graph = cluster_graph(pairs, group_of, len(groups), positives_only=resample)
-        group_blocks = partition(graph, asked, seed)
+    random_blocks = _random_blocks(groups, asked, options.seed)
+    _, random_dropped, random_counts = _assign(pairs, groups, random_blocks)
+    group_blocks, plain = _cut(pairs, groups, asked, options)
     blocks, dropped, counts = _assign(pairs, groups, group_blocks)
     resampled, unpaired = [], 0
-    if resample:
-        block_of = {p: group_blocks[i] for i, group in enumerate(groups) for p in group}
-        taken = {tuple(sorted((pair.protein_a, pair.protein_b))) for pair in pairs}
-        negatives = [pair for pair in dropped if pair.label != 1]
-        resampled, unpaired = resample_negatives(negatives, block_of, sequences, taken, seed)
-        for pair in resampled:
-            blocks[block_of[pair.protein_a]].append(pair)
+    if options.resample:
+        resampled, unpaired = _resample(
+            pairs, sequences, groups, group_blocks, blocks, dropped, options.seed
+        )
         counts = _counts(blocks, groups)
+    _check_blocks(blocks, asked, options.min_per_class)
+    positive_in = sum(pair.label == 1 for pair in pairs)
+    report = SplitReport(
+        method=options.method,
+        seed=options.seed,
+        asked=asked,
+        pairs_in=len(pairs),
+        positive_in=positive_in,
+        proteins=len(sequences),
+        clusters=len(groups),
+        dropped_pairs=len(dropped) - len(resampled),
+        crossing_pairs=len(dropped),
+        dropped_positive=sum(pair.label == 1 for pair in dropped),
+        blocks=counts,
+        max_identity_between_blocks=_highest_identity(blocks, asked, sequences, options),
+        fractions_of={"random": "proteins"}.get(options.method, "pairs")
+        if not options.resample
+        else "positives",
+        identity=options.identity if options.method == "graph" else None,
+        coverage=options.coverage,
+        resampled_negatives=len(resampled),
+        unpaired_negative_stubs=unpaired,
+        random=None
+        if options.method == "random"
+        else {"dropped_pairs": len(random_dropped), "blocks": random_counts},
+        positive_share_in=round(positive_in / max(len(pairs), 1), 4),
+        tools=tools,
+    )
+    if plain is not None:  # the balanced cut: the plain one beside it, what was relaxed
+        _, plain_dropped, plain_counts = _assign(pairs, groups, plain)
+        report.plain = {"dropped_pairs": len(plain_dropped), "blocks": plain_counts}
+        report.share_tolerance = options.share_tolerance
+        report.relaxed = relaxations(
+            asked,
+            counts,
+            len(pairs),
+            positive_in,
+            (len(dropped), len(plain_dropped)),
+            options.share_tolerance,
+        )
+    report.wall_seconds = round(time.perf_counter() - started, 2)
+    return Split(blocks, dropped, report)
+
+
+def _cut(
+    pairs: list[Pair], groups: list[list[str]], asked: dict[str, float], options: SplitOptions
+) -> tuple[list[str], list[str] | None]:
+    """The block of every group, and the plain cut's when the blocks are balanced."""
+    if options.method == "random":
+        return _random_blocks(groups, asked, options.seed), None
+    group_of = {p: i for i, group in enumerate(groups) for p in group}
+    graph = cluster_graph(pairs, group_of, len(groups), positives_only=options.resample)
+    if not options.balanced:
+        return partition(graph, asked, options.seed), None
+    cut = balanced_partition(graph, asked, options.seed, options.share_tolerance)
+    return cut.blocks, cut.plain
+
+
+def _resample(
+    pairs: list[Pair],
+    sequences: dict[str, str],
+    groups: list[list[str]],
+    group_blocks: list[str],
+    blocks: dict[str, list[Pair]],
+    dropped: list[Pair],
+    seed: int,
+) -> tuple[list[Pair], int]:
+    """Crossing negatives drawn anew inside the blocks (added to `blocks`)."""
+    block_of = {p: group_blocks[i] for i, group in enumerate(groups) for p in group}
+    taken = {tuple(sorted((pair.protein_a, pair.protein_b))) for pair in pairs}
+    negatives = [pair for pair in dropped if pair.label != 1]
+    resampled, unpaired = resample_negatives(negatives, block_of, sequences, taken, seed)
+    for pair in resampled:
+        blocks[block_of[pair.protein_a]].append(pair)
+    return resampled, unpaired
+
+
+def _check_blocks(blocks: dict[str, list[Pair]], asked: dict[str, float], low: int) -> None:
+    """No empty block, and a validation block that can rank (`low` pairs of each class)."""
     if not blocks["train"] or any(not blocks[name] for name in asked):
         raise ConfigError(
             "the split left "
@@ -318,43 +324,28 @@ def split_pairs(
         positives,
         len(blocks["valid"]) - positives,
         "raise --valid_fraction (or try another --seed)",
+        low,
     )
-    highest = None
+
+
+def _highest_identity(
+    blocks: dict[str, list[Pair]],
+    asked: dict[str, float],
+    sequences: dict[str, str],
+    options: SplitOptions,
+) -> float | None:
+    """The highest identity MMseqs2 finds between a held-out block and train (None:
+    `--clusters` given and no MMseqs2, so the report says unchecked)."""
     try:
-        train_proteins = _proteins(blocks["train"], sequences)
-        highest = max(
+        train = _proteins(blocks["train"], sequences)
+        return max(
             mmseqs.highest_identity(
-                _proteins(blocks[name], sequences), train_proteins, coverage, threads
+                _proteins(blocks[name], sequences), train, options.coverage, options.threads
             )
             for name in asked
         )
-    except MissingToolError:  # --clusters given and no MMseqs2: the report says unchecked
-        highest = None
-    report = SplitReport(
-        method=method,
-        seed=seed,
-        asked=asked,
-        pairs_in=len(pairs),
-        positive_in=sum(pair.label == 1 for pair in pairs),
-        proteins=len(sequences),
-        clusters=len(groups),
-        dropped_pairs=len(dropped) - len(resampled),
-        crossing_pairs=len(dropped),
-        dropped_positive=sum(pair.label == 1 for pair in dropped),
-        blocks=counts,
-        max_identity_between_blocks=highest,
-        fractions_of="proteins" if method == "random" else "positives" if resample else "pairs",
-        identity=identity if method == "graph" else None,
-        coverage=coverage,
-        resampled_negatives=len(resampled),
-        unpaired_negative_stubs=unpaired,
-        random=None
-        if method == "random"
-        else {"dropped_pairs": len(random_dropped), "blocks": random_counts},
-        tools=tools,
-    )
-    report.wall_seconds = round(time.perf_counter() - started, 2)
-    return Split(blocks, dropped, report)
+    except MissingToolError:
+        return None
 
 
 def split_file(
@@ -367,32 +358,57 @@ def split_file(
     clusters: str | Path | None = None,
     allow_contradictory_labels: bool = False,
     columns: Columns | None = None,
-    **options,
+    **settings,
 ) -> SplitReport:
     """Read `pairs` (through PairSource, its `columns`), split, write train.tsv, valid.tsv
     (test.tsv when asked) and split_report.json into `out_dir`; return the report. Pairs with
     their sequences inline (no `fasta`) also get `out_dir/sequences.fasta`, which the written
-    files need. `options` are `split_pairs`'s keywords."""
-    allow = allow_contradictory_labels
-    source = PairSource(
-        pairs, fasta, columns=columns, labeled=True, allow_contradictory_labels=allow
-    )
-    rows = list(source.pair_rows())
+    files need. `settings` are `SplitOptions` fields. `out_dir` is checked writable first,
+    before MMseqs2 runs."""
+    out_dir = prepare_out_dir(out_dir)
+    rows = read_labelled(pairs, fasta, columns, allow_contradictory_labels)
     sequences = sequences_of(rows)
     cluster_rows = read_clusters(clusters) if clusters else None
     split = split_pairs(
-        rows, sequences, valid_fraction, test_fraction, clusters=cluster_rows, **options
+        rows, sequences, valid_fraction, test_fraction, clusters=cluster_rows, **settings
     )
     split.report.inputs = {
         "pairs": str(pairs),
         "fasta": None if fasta is None else str(fasta),
         "clusters": None if clusters is None else str(clusters),
     }
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    write_split(out_dir, split, sequences if fasta is None else None)
+    return split.report
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """`out_dir` made and checked writable (an OutputError naming it otherwise), partial
+    files that an earlier, failed split left there removed."""
+    out_dir = check_writable(out_dir)
+    remove_stale_partials(out_dir)
+    return out_dir
+
+
+def read_labelled(
+    pairs: str | Path,
+    fasta: str | Path | None,
+    columns: Columns | None = None,
+    allow_contradictory_labels: bool = False,
+) -> list[Pair]:
+    """Every labelled pair of `pairs`, read and validated through PairSource."""
+    allow = allow_contradictory_labels
+    source = PairSource(
+        pairs, fasta, columns=columns, labeled=True, allow_contradictory_labels=allow
+    )
+    return list(source.pair_rows())
+
+
+def write_split(out_dir: Path, split: Split, sequences: dict[str, str] | None = None) -> None:
+    """train.tsv, valid.tsv (test.tsv), split_report.json (and `sequences` as
+    sequences.fasta, for pairs whose sequences were inline) into `out_dir`."""
     for name in ("train", *split.report.asked):
         write_pairs(out_dir / f"{name}.tsv", split.blocks[name])
-    if fasta is None:
+    if sequences is not None:
         write_fasta(out_dir / "sequences.fasta", sequences)
-    (out_dir / "split_report.json").write_text(json.dumps(asdict(split.report), indent=2) + "\n")
-    return split.report
+    report = json.dumps(asdict(split.report), indent=2) + "\n"
+    write_text_atomic(out_dir / "split_report.json", report)

@@ -53,12 +53,16 @@ class DataConfig:
     """Validation pair file: the checkpoint and the decision threshold are chosen on it."""
     valid_fraction: float | None = None
     """Without a valid_file: hold out this fraction of the training PAIRS as validation,
-    similarity-disjoint from the rest (`ppi-dist split`'s graph method: MMseqs2 clusters at
-    `split_identity`, a graph cut; the `split` extra). Written once, with its report, to
-    output_dir/split and reused when the run resumes."""
+    similarity-disjoint from the rest and at the file's positive share (`ppi-dist split`'s
+    graph method: MMseqs2 clusters at `split_identity`, a graph cut; the `split` extra).
+    Written once, with its report and the SHA-256 of its input, to output_dir/split; reused
+    while input and settings are the same, refused on resume when they changed."""
     split_identity: float = 0.4
     """valid_fraction: sequence identity at which proteins are clustered together, so that
     no validation protein is this similar to a training one."""
+    allow_small_validation: bool = False
+    """valid_fraction: train on a held-out validation set with fewer than 50 pairs of a class
+    (with a warning naming the counts) instead of refusing it."""
     test_file: str | None = None
     """Test pair file, scored at the end at the validation threshold."""
     fasta: str | None = None

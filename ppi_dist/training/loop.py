@@ -56,7 +56,7 @@ from ppi_dist.training.distributed import (
 )
 from ppi_dist.training.frozen import open_training_cache, with_cached_states
 from ppi_dist.training.outputs import FinalResults, save_and_reload, save_run_outputs
-from ppi_dist.training.sources import make_sources, training_batches
+from ppi_dist.training.sources import make_sources, split_key, training_batches
 from ppi_dist.training.step import make_optimizer, train_step
 from ppi_dist.training.trunk import open_trunk_cache, with_trunk_states
 from ppi_dist.training.validation import choose_threshold, score_split
@@ -67,13 +67,16 @@ def train(config: TrainConfig) -> dict:
     accelerator = make_accelerator(config)
     if config.run.resume_from and config.run.resume_from != "latest":  # before data is read
         ckpt.check_resumable(Path(config.run.resume_from))
+    # The split's input hashed and its tools found before the folder is claimed: nothing is
+    # cleared (--overwrite) for a run that would then stop.
+    split = split_key(config)
     # One run per folder, refused or cleared here; released however the run ends, so a
     # refused resume or a failed run in a notebook does not keep the folder locked.
     with claim_run_folder(config, accelerator):
-        return _train(config, accelerator)
+        return _train(config, accelerator, split)
 
 
-def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
+def _train(config: TrainConfig, accelerator: Accelerator, split: dict | None = None) -> dict:
     data, optimization, evaluation, run = (
         config.data,
         config.optimization,
@@ -94,7 +97,7 @@ def _train(config: TrainConfig, accelerator: Accelerator) -> dict:
     )
     set_seed(optimization.seed)
 
-    sources = make_sources(config, accelerator)
+    sources = make_sources(config, accelerator, split)
     # Read and validated once per run: every evaluation and the final scoring reuse them.
     splits = {key: list(sources[key].pair_rows()) for key in ("valid", "test") if key in sources}
     model = SECAI(config.model.secai_config()).to(device)  # on its device before any encoding

@@ -29,9 +29,17 @@ logger = logging.getLogger(__name__)
 LOCK_NAME = ".ppi_dist.lock"
 # What says "a run was here": its results or resumable state.
 RUN_MARKERS = ("checkpoints", "model", "train_log.jsonl", "metrics.json")
-# What a run writes (removed by --overwrite). embedding_cache is kept: it checks itself
-# against the encoder and proteins, and is slow to rebuild.
-RUN_OUTPUTS = (*RUN_MARKERS, "plots", "ppi_dist", "synthetic_data", "predictions_*.tsv")
+# What a run writes (removed by --overwrite; `split` is the run's own validation split, made
+# again from the input as it is now). embedding_cache is kept: it checks itself against the
+# encoder and proteins, and is slow to rebuild.
+RUN_OUTPUTS = (
+    *RUN_MARKERS,
+    "plots",
+    "ppi_dist",
+    "synthetic_data",
+    "split",
+    "predictions_*.tsv",
+)
 # Settings that may change between a run and its resumption without changing what trains.
 # The run's length may change on resume (extend a run, or stop it sooner): the schedule is
 # rebuilt for the new length from the command line, so nothing given there is ignored.
@@ -65,6 +73,7 @@ RESUME_FREE = frozenset(
         "cross_attention_kernel",
         "compile",
         "adamw_implementation",
+        "allow_small_validation",
     }
 )
 

@@ -3,14 +3,17 @@ validation set that cannot rank are refused in one line (exit 2, no traceback)."
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
 
+from ppi_dist import files
 from ppi_dist.checks import MIN_VALIDATION_PAIRS_PER_CLASS
 from ppi_dist.cli.split import main
+from ppi_dist.data import clusters
 from tests.cli.conftest import write_task
-from tests.cli.expect import in_process, refused, shell
+from tests.cli.expect import failing_open, in_process, refused, shell
 
 
 @pytest.mark.parametrize("fraction", ["1.0", "0", "-0.5", "nan", "1.5"])
@@ -74,3 +77,60 @@ def test_the_old_spelling_has_the_error_boundary(task, tmp_path):
         *("--valid_fraction", "nan"),
     )
     refused(result.returncode, result.stderr, "--valid_fraction")
+
+
+def test_a_read_only_output_is_refused_before_mmseqs2_runs(capsys, task, tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    monkeypatch.setattr(files, "open", failing_open(open, out, errno.EROFS), raising=False)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("MMseqs2 ran before the output was checked")
+
+    monkeypatch.setattr(clusters, "_search", no_search)
+    args = ["--pairs", task["pairs"], "--fasta", task["fasta"], "--out_dir", out]
+    line = refused(*in_process(capsys, main, *args), str(out), "cannot write")
+    assert "make the folder writable" in line
+
+
+def _full_disk_for(real_open, name: str):
+    """`open` whose write of `name`'s temporary file fails as a full disk does, after the
+    file was created (the 0-byte file a full disk leaves)."""
+
+    class Full:
+        def __init__(self, handle, path):
+            self.handle, self.path = handle, path
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device", self.path)
+
+    def fake(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and str(file).endswith(".partial") and f".{name}." in str(file):
+            return Full(handle, str(file))
+        return handle
+
+    return fake
+
+
+def test_a_full_disk_leaves_no_partial_file_and_a_rerun_clears_stale_ones(
+    capsys, tmp_path, monkeypatch
+):
+    task = write_task(tmp_path, n_proteins=40, n_pairs=300)
+    out = tmp_path / "s"
+    args = ["--pairs", task["pairs"], "--fasta", task["fasta"], "--out_dir", out]
+    args += ["--valid_fraction", "0.3", "--method", "random"]
+    with monkeypatch.context() as patched:
+        patched.setattr(files, "open", _full_disk_for(open, "valid.tsv"), raising=False)
+        refused(*in_process(capsys, main, *args), "valid.tsv", "No space left on device")
+    assert not list(out.glob(".*.partial"))
+    stale = out / ".valid.tsv.999999999.partial"  # a writer that was killed: no such process
+    stale.write_text("")
+    assert in_process(capsys, main, *args)[0] == 0
+    assert not stale.exists() and not list(out.glob(".*.partial"))
+    assert (out / "valid.tsv").is_file()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,11 +17,13 @@ from safetensors import SafetensorError
 from transformers import EsmConfig, EsmModel
 
 from ppi_dist import files
-from ppi_dist.checks import MIN_VALIDATION_PAIRS_PER_CLASS
+from ppi_dist.checks import MIN_HELD_OUT_PAIRS_PER_CLASS, MIN_VALIDATION_PAIRS_PER_CLASS
 from ppi_dist.cli.train import main
-from ppi_dist.files import write_manifest
+from ppi_dist.errors import MissingToolError
+from ppi_dist.files import sha256_of, write_manifest
 from ppi_dist.models.shapes import tiny_esm2_config
-from ppi_dist.training import checkpoint
+from ppi_dist.training import checkpoint, sources
+from tests.cli.conftest import write_task
 from tests.cli.expect import in_process, refused
 from tests.helpers import REPO
 from tests.integration.runs import TINY
@@ -177,3 +180,80 @@ def test_debug_keeps_the_traceback(task, tmp_path):
     with pytest.raises(ValueError, match="no such local folder"):
         main([str(a) for a in [*args, "--output_dir", tmp_path / "run"]])
     assert torch.distributed.is_initialized() is False
+
+
+def _split_run(tmp_path: Path, pairs: Path, fasta: Path, *more) -> list:
+    """A tiny run that holds its validation out of `pairs` (`--valid_fraction`)."""
+    return [
+        *TINY,
+        *("--train_file", pairs, "--fasta", fasta, "--valid_fraction", "0.2"),
+        *("--max_steps", "1", "--output_dir", tmp_path / "run", *more),
+    ]
+
+
+def test_a_held_out_validation_with_few_pairs_of_a_class_is_refused(capsys, tmp_path):
+    task = write_task(tmp_path, n_proteins=40, n_pairs=300)
+    args = _split_run(tmp_path, task["pairs"], task["fasta"])
+    line = refused(*in_process(capsys, main, *args), "--valid_fraction 0.2", "--allow_small")
+    assert f"needs at least {MIN_HELD_OUT_PAIRS_PER_CLASS} of each" in line
+    counts = re.search(r"(\d+) positive and (\d+) negative pairs", line)
+    assert counts and min(map(int, counts.groups())) < MIN_HELD_OUT_PAIRS_PER_CLASS, line
+    assert not (tmp_path / "run" / "split" / "valid.tsv").exists()
+    capsys.readouterr()
+    assert main([str(a) for a in [*args, "--allow_small_validation", "true"]]) == 0
+    printed = capsys.readouterr().out
+    assert f"{counts[1]} positive and {counts[2]} negative pairs, fewer than" in printed
+
+
+def _rewrite(task: dict) -> set[tuple[str, str, str]]:
+    """The training file rewritten: a third of its pairs gone, 30 labels flipped."""
+    rows = []
+    for i, row in enumerate(task["rows"][:200]):
+        a, b, label = row.split()
+        rows.append(f"{a}\t{b}\t{1 - int(label) if i < 30 else label}\n")
+    _labelled(task["pairs"], rows)
+    return {tuple(row.split()) for row in rows}
+
+
+def _rows(path: Path) -> set[tuple[str, str, str]]:
+    return {tuple(line.split("\t")) for line in path.read_text().splitlines()[1:]}
+
+
+def test_the_trainers_split_follows_the_content_of_its_input(capsys, tmp_path):
+    task = write_task(tmp_path, n_proteins=40, n_pairs=300)
+    args = _split_run(tmp_path, task["pairs"], task["fasta"], "--allow_small_validation", "true")
+    assert main([str(a) for a in args]) == 0
+    split = tmp_path / "run" / "split"
+    first = (split / "valid.tsv").read_text()
+    now = _rewrite(task)
+    # Resuming on other data is refused, naming the file; the split is left as it was.
+    resume = [*args, "--resume_from", "latest", "--max_steps", "2"]
+    refused(*in_process(capsys, main, *resume), str(task["pairs"]), "content changed")
+    assert (split / "valid.tsv").read_text() == first
+    # --overwrite replaces the split too: made again from the file as it is now.
+    assert main([str(a) for a in [*args, "--overwrite", "true"]]) == 0
+    assert _rows(split / "train.tsv") | _rows(split / "valid.tsv") <= now
+    settings = json.loads((split / "split_settings.json").read_text())
+    assert settings["sha256"][str(task["pairs"])] == sha256_of(task["pairs"])
+    # Another fraction with --overwrite: split anew (it deleted the run, then refused).
+    other = [*args, "--valid_fraction", "0.3", "--overwrite", "true"]
+    assert main([str(a) for a in other]) == 0
+    assert json.loads((split / "split_settings.json").read_text())["valid_fraction"] == 0.3
+
+
+def test_settings_are_checked_before_overwrite_removes_anything(capsys, tmp_path, monkeypatch):
+    task = write_task(tmp_path, n_proteins=40, n_pairs=300)
+    args = _split_run(tmp_path, task["pairs"], task["fasta"], "--allow_small_validation", "true")
+    assert main([str(a) for a in args]) == 0
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))
+    assert checkpoints
+    missing = [*args, "--train_file", tmp_path / "gone.tsv", "--overwrite", "true"]
+    refused(*in_process(capsys, main, *missing), "gone.tsv")
+
+    def no_mmseqs() -> str:
+        raise MissingToolError("MMseqs2 is not installed")
+
+    monkeypatch.setattr(sources, "mmseqs_binary", no_mmseqs)
+    refused(*in_process(capsys, main, *args, "--overwrite", "true"), "MMseqs2 is not installed")
+    assert sorted((tmp_path / "run" / "checkpoints").glob("step_*")) == checkpoints
+    assert (tmp_path / "run" / "split" / "split_settings.json").is_file()

@@ -33,9 +33,16 @@ def test_graph_split_meets_pair_fractions_drops_fewer_and_leaves_no_homolog(tmp_
     proteins = {name: _proteins(rows) for name, rows in blocks.items()}
     for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
         assert not proteins[a] & proteins[b]
+    share_in = sum(pairs.values()) / len(pairs)
     for name in ("valid", "test"):  # acceptance: 10% +/- 3 points of the input pairs
         assert abs(len(blocks[name]) / len(pairs) - 0.1) <= 0.03, (name, len(blocks[name]))
-    assert report.dropped_pairs < report.random["dropped_pairs"]
+        positive = sum(y == "1" for *_, y in blocks[name])
+        assert abs(positive / len(blocks[name]) - share_in) <= 0.05, (name, positive)
+    # The negatives here are random pairs: the balanced blocks cost more pairs than the cut
+    # that ignores the balance (which beats the random draw), and the report says so.
+    assert report.plain["dropped_pairs"] < report.random["dropped_pairs"]
+    assert report.plain["dropped_pairs"] < report.dropped_pairs
+    assert [item["constraint"] for item in report.relaxed] == ["dropped_pairs"]
     # Homologs (85% identical) and exact duplicates land in one block.
     side = {p: name for name, found in proteins.items() for p in found}
     for a, b in [(f"C0_{i}", f"H{i}") for i in range(5)] + [("P0", "P1")]:
@@ -51,8 +58,13 @@ def test_graph_split_meets_pair_fractions_drops_fewer_and_leaves_no_homolog(tmp_
     saved = json.loads((out / "split_report.json").read_text())
     for key in ("pairs_in", "dropped_pairs", "max_identity_between_blocks", "blocks", "random"):
         assert key in saved
+    assert saved["positive_share_in"] == round(share_in, 4)
+    assert saved["share_tolerance"] == 0.05 and saved["relaxed"] == report.relaxed
     for name in ("train", "valid", "test"):
         assert set(saved["blocks"][name]) >= {"pairs", "positive", "proteins", "clusters"}
+        assert saved["blocks"][name]["positive_share"] == round(
+            saved["blocks"][name]["positive"] / saved["blocks"][name]["pairs"], 4
+        )
         assert saved["blocks"][name]["pairs"] == len(blocks[name])
         assert saved["random"]["blocks"][name]["pairs"] >= 0
     assert report.pairs_in == len(pairs) == sum(map(len, blocks.values())) + report.dropped_pairs
