@@ -30,8 +30,8 @@ LOCK_NAME = ".ppi_dist.lock"
 # What says "a run was here": its results or resumable state.
 RUN_MARKERS = ("checkpoints", "model", "train_log.jsonl", "metrics.json")
 # What a run writes (removed by --overwrite; `split` is the run's own validation split, made
-# again from the input as it is now). embedding_cache is kept: it checks itself against the
-# encoder and proteins, and is slow to rebuild.
+# again from the input as it is now). embedding_cache and trunk_cache are kept: they check
+# themselves against the encoder and proteins, and are slow to rebuild.
 RUN_OUTPUTS = (
     *RUN_MARKERS,
     "plots",
@@ -62,6 +62,7 @@ RESUME_FREE = frozenset(
         "keep_checkpoints",
         "eval_every",
         "embedding_cache",
+        "trunk_cache",
         "eval_max_tokens",
         "activation_checkpointing",
         "test_file",
