@@ -18,12 +18,13 @@
 #     4. the trainer itself on Bernett with the real 8M encoder, LoRA and frozen     2 x 90
 #        encoder (cache kept on the GPU): pairs/s from its own log.
 #   STAGE=speed: the speed figures the issue asks for, most important first: the 650M
-#     shape at 65,536 tokens with checkpointing (MFU), the packed encoder's attention
+#     shape at 65,536 tokens with checkpointing (MFU); LoRA on the last 8 layers over the
+#     trunk cache beside LoRA on all 33 (benchmarks.lora_layers) 60; the packed encoder's attention
 #     kernels (ppi_dist/models/attention.py): sdpa beside the naive baseline 80, varlen 60,
 #     cudnn 60, flex 80 (compiles); varlen encoder with varlen cross-attention
 #     (ppi_dist/models/cross_attention.py) 60; then the 8M LoRA (32,768 tokens, no
-#     checkpointing) 35 and frozen 35 steps (pairs/s, operators per step); the 650M LoRA
-#     profile 55.
+#     checkpointing) 30 and frozen 25 steps (pairs/s, operators per step); the 650M LoRA
+#     profile 40.
 #   STAGE=sweep: torch.compile against eager (the 650M shape at 65,536 tokens) 130, the 8M
 #     LoRA step compiled 60, the budget and memory sweep of the 650M shape (32,768 / 65,536
 #     / 131,072 tokens, naive baseline) 130, the same without activation checkpointing
@@ -80,13 +81,14 @@ case "$STAGE" in
     plan_row trainer_8m_frozen 90 ;;
   speed)
     plan_row attention_sdpa 80
+    plan_row lora_layers_650m 60
     plan_row attention_varlen 60
     plan_row attention_cudnn 60
     plan_row attention_flex 80
     plan_row cross_attention_varlen 60
-    plan_row profile_8m_lora 35
-    plan_row profile_8m_frozen 35
-    plan_row profile_650m_lora 55 ;;
+    plan_row profile_8m_lora 30
+    plan_row profile_8m_frozen 25
+    plan_row profile_650m_lora 40 ;;
   sweep)
     plan_row throughput_compile 130
     plan_row profile_8m_lora_compiled 60
@@ -300,6 +302,8 @@ if [[ "$DRY" == 1 ]]; then
            --fixed_length 60 --no_baseline --compile)
   KERNELS=(--max_tokens 2048 --num_pairs 4 --sort_buffer 64 --repeats 1 --warmup 1
            --fixed_length 60 --baseline_batch_size 4)
+  LORA_LAYERS=(--lora_layers 1 --max_residues 64 --max_tokens 2048 --sort_buffer 64
+               --batches 1 --repeats 1 --warmup 1 --fixed_length 60 --mixed_precision no)
   # --dry: the tiny shape on the CPU whatever the encoder; 1 warm-up, 1 timed, 2 profiled.
   PROFILE_650M=(--dry --warmup 1 --timed_steps 1 --steps 2)
   PROFILE_8M_LORA=("${PROFILE_650M[@]}")
@@ -328,6 +332,10 @@ else
            --encoder_attention sdpa)
   KERNELS=(--max_tokens 65536 --num_pairs 128 --repeats 2 --warmup 1 --baseline_batch_size 8
            --mixed_precision bf16 --activation_checkpointing true)
+  # The last 8 of 33 layers (the peft_proteomics recipe) at crops of 1,022.
+  LORA_LAYERS=(--lora_layers 8 --max_residues 1022 --max_tokens 32768 --sort_buffer 256
+               --batches 2 --repeats 2 --warmup 1 --mixed_precision bf16
+               --activation_checkpointing true)
   PROFILE_650M=(--encoder_shape 650M --max_tokens 65536 --sort_buffer 1024 --warmup 2
                 --timed_steps 2 --steps 2 --mixed_precision bf16 --activation_checkpointing true)
   PROFILE_8M_LORA=(--encoder "$ESM2_8M" --max_tokens 32768 --sort_buffer 2048 --warmup 3
@@ -379,6 +387,10 @@ if [[ "$STAGE" == speed ]]; then
   # (under sdpa every masked block is computed). Then flash varlen in the cross-attention
   # too (ppi_dist/models/cross_attention.py), then the 8M LoRA and frozen steps' pairs/s.
   run_check attention_sdpa "${THROUGHPUT[@]}" "${KERNELS[@]}" --encoder_attention sdpa
+  # LoRA on the last layers over the trunk cache beside LoRA on every layer, the same batches
+  # (benchmarks/lora_layers.py; its table is printed with the results).
+  run_check lora_layers_650m "$PYTHON" -m benchmarks.lora_layers --encoder_shape "$SHAPE" \
+    --device "$DEVICE" --pairs "$SAMPLED" --fasta "$DATA/sequences.fasta" "${LORA_LAYERS[@]}"
   for kernel in varlen cudnn flex; do
     run_check "attention_$kernel" "${THROUGHPUT[@]}" "${KERNELS[@]}" --no_baseline \
       --encoder_attention "$kernel"
@@ -428,4 +440,7 @@ echo
 echo "=== results ($([[ "$DRY" == 1 ]] && echo "DRY: CPU, tiny shape, not a measurement" || echo "GPU"))"
 write_table
 cat "$WORK/results.md"
+if [[ -f "$WORK/lora_layers_650m.log" ]]; then
+  echo; echo "lora_layers_650m:"; grep -E '^(\||built once|[^ ]+, crop)' "$WORK/lora_layers_650m.log"
+fi
 echo "(logs and raw results in $WORK; wall $(( $(date +%s) - START ))s)"

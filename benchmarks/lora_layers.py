@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import core
-from benchmarks.flops import ModelShape, secai_step_flops
+from benchmarks.flops import ModelShape, secai_step_flops, trunk_build_flops
 from ppi_dist.data.batching import PairBatches, batch_to_device
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.trunk import TrunkCache
@@ -75,14 +75,20 @@ def model_of(config: TrainConfig, device: torch.device, **secai: object):
     return changed, core.build_model(changed, device)
 
 
-def step_flops(config: TrainConfig, model, batches: list[dict]) -> float:
+def step_flops(config: TrainConfig, model, batches: list[dict], encoder: str) -> float:
+    """Model FLOPs of training on the batches (`benchmarks.flops`), the encoder run as
+    `encoder` says: "trunk" (the top LoRA layers only), "whole" (every layer forward, the
+    backward down to the first LoRA layer) or "none" (cached last-layer states)."""
     shape = ModelShape.of(config.model.secai_config(), model.encoder.config)
     total = 0.0
     for batch in batches:
         mask = batch["attention_mask"]
         width, pairs = mask.shape[1], len(batch["index_a"])
-        rows = len(mask)  # an upper bound of the packed rows: the same for every variant
-        total += secai_step_flops(shape, [[width] * rows], [(width, width)] * pairs).model
+        widths = [width] * len(mask)  # padded rows: an upper bound, the same for every variant
+        calls = [] if encoder == "none" else [widths]
+        total += secai_step_flops(shape, calls, [(width, width)] * pairs).model
+        if encoder == "whole":
+            total += trunk_build_flops(shape, widths)  # the layers below LoRA, forward
     return total
 
 
@@ -128,25 +134,27 @@ def build_variants(args, config: TrainConfig, source, work: Path) -> tuple[list,
     every_config, every_model = model_of(config, device, lora_layers=None)
     _, whole_model = model_of(config, device)
     plans = [
-        ("LoRA on all layers", every_config, every_model, tokens_only),
-        (f"LoRA on the last {top}, whole encoder", config, whole_model, tokens_only),
+        ("LoRA on all layers", every_config, every_model, tokens_only, "trunk"),
+        (f"LoRA on the last {top}, whole encoder", config, whole_model, tokens_only, "whole"),
         (
             f"LoRA on the last {top}, trunk cache",
             config,
             trunk_model,
             lambda b: with_trunk_states(b, trunk, device),
+            "trunk",
         ),
         (
             "frozen, embedding cache",
             frozen_config,
             frozen_model,
             lambda b: with_cached_states(b, cache, device),
+            "none",
         ),
     ]
     variants = []
-    for label, variant_config, model, prepare in plans:
+    for label, variant_config, model, prepare, encoder in plans:
         step = core.trainer_step(model, variant_config, accelerator, prepare)
-        flops = step_flops(variant_config, model, batches[args.warmup :])
+        flops = step_flops(variant_config, model, batches[args.warmup :], encoder)
         variants.append(Variant(label, step, flops))
     return variants, batches, built
 

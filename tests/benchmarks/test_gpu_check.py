@@ -48,6 +48,7 @@ PLANS = {  # each stage's rows, most important first
     ],
     "speed": [
         "attention_sdpa",
+        "lora_layers_650m",
         "attention_varlen",
         "attention_cudnn",
         "attention_flex",
