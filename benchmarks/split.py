@@ -6,14 +6,15 @@
 
 For each pair file and each valid,test fraction, four ways to hold blocks out, all over the
 same MMseqs2 clusters: the graph method as `ppi-dist split` runs it (held-out blocks at the
-input's positive share, `data/balance.py`), the plain cut that ignores the balance (the
-split before it), the random draw of proteins at the same fractions of the PROTEINS (the
-report's `random`), and a random draw of proteins that takes groups until each held-out
-block holds its fraction of the PAIRS. Each row gives every block's share of the input
-pairs and its positive share, the pairs dropped, the highest identity an MMseqs2 search
-finds between a held-out block and train, and the wall time of the split (the cut and the
-check searches; the MMseqs2 clustering, timed once per file, is apart). `--markdown`
-prints the rows as BENCHMARKS.md's table.
+input's positive share, `data/balance.py`; with `--resample_negatives`, that split's
+instead), the plain cut that ignores the balance (`--share_tolerance 1`), the random draw
+of proteins at the same fractions of the PROTEINS (the report's `random`), and a random
+draw of proteins that takes groups until each held-out block holds its fraction of the
+PAIRS. Each row gives every block's share of the input pairs and its positive share, the
+pairs dropped, the highest identity an MMseqs2 search finds between a held-out block and
+train, and the wall time of the split (the cut and the check searches; the MMseqs2
+clustering, timed once per file, is apart). `--markdown` prints the rows as BENCHMARKS.md's
+table.
 """
 
 from __future__ import annotations
@@ -124,16 +125,26 @@ def _one(pairs, sequences, links, fractions: str, args) -> list[dict]:
     valid, test = (float(x) for x in fractions.split(","))
     started = time.perf_counter()
     split = split_pairs(
-        pairs, sequences, valid, test, clusters=links, seed=args.seed, threads=args.threads
+        pairs,
+        sequences,
+        valid,
+        test,
+        clusters=links,
+        seed=args.seed,
+        threads=args.threads,
+        resample=args.resample_negatives,
     )
     seconds = time.perf_counter() - started
     report, n = split.report, len(pairs)
-    rows = [_row("graph, balanced", split.blocks, n, report.max_identity_between_blocks, seconds)]
+    label = "graph, negatives resampled" if args.resample_negatives else "graph, balanced"
+    rows = [_row(label, split.blocks, n, report.max_identity_between_blocks, seconds)]
     groups = protein_groups(sequences, links)
     asked = dict(report.asked)
-    others = [("graph, plain cut", report.plain), ("random draw, proteins", report.random)]
+    others = [("random draw, proteins", report.random)]
+    if report.plain is not None:
+        others.insert(0, ("graph, plain cut", report.plain))
     for label, other in others:
-        blocks = _blocks_from_report(pairs, groups, other, label, split.blocks, asked, args)
+        blocks = _blocks_again(pairs, groups, other, label, asked, args.seed)
         rows.append(_row(label, blocks, n, _highest(blocks, sequences, args.threads), None))
     by_pairs = random_by_pairs(pairs, groups, asked, args.seed)
     blocks, _, _ = _assign(pairs, groups, by_pairs)
@@ -143,14 +154,14 @@ def _one(pairs, sequences, links, fractions: str, args) -> list[dict]:
     return rows
 
 
-def _blocks_from_report(pairs, groups, other, label, balanced, asked, args):
+def _blocks_again(pairs, groups, other: dict, label: str, asked: dict, seed: int) -> dict:
     """The plain cut's and the protein-random draw's blocks, made again (the report keeps
     their counts only): the same seed and clusters give the same blocks."""
     if label.startswith("random"):
-        blocks, _, _ = _assign(pairs, groups, _random_blocks(groups, asked, args.seed))
-    else:
-        _, plain = _cut(pairs, groups, asked, SplitOptions(seed=args.seed))
-        blocks, _, _ = _assign(pairs, groups, plain)
+        group_blocks = _random_blocks(groups, asked, seed)
+    else:  # a share tolerance of 1 is the plain cut
+        group_blocks, _ = _cut(pairs, groups, asked, SplitOptions(seed=seed, share_tolerance=1))
+    blocks, _, _ = _assign(pairs, groups, group_blocks)
     assert {name: len(rows) for name, rows in blocks.items()} == {
         name: other["blocks"][name]["pairs"] for name in NAMES
     }, label
@@ -164,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--identity", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--resample_negatives", action="store_true", help="the split's --resample_negatives"
+    )
     parser.add_argument("--markdown", action="store_true", help="rows of BENCHMARKS.md's table")
     parser.add_argument("--out", default=None, help="JSON of every row")
     args = parser.parse_args(argv)

@@ -11,9 +11,9 @@ input's positive share (within `SHARE_TOLERANCE`), over the same clusters:
    endpoints, each held-out block asks for its fraction of both (the targets corrected from
    the pairs each cut actually left inside, as in `data/partition.py`), k-way and
    recursive, over a few seeds. pymetis's `part_graph` hands METIS one constraint whatever
-   weights it is given (a list of two weights a cluster is read as one weight for each of
-   the first half of the clusters), so METIS is called through its C API, which the
-   pymetis extension exports.
+   weights it is given (given two weights a cluster, METIS reads the first half of the list
+   as one weight each), so METIS is called through its C API, which the pymetis extension
+   exports; `tests/data/test_balance.py` checks that both constraints are kept.
 2. Each of these cuts, and the plain cut, is refined by moves of whole clusters: a move is
    made when it lowers the crossing pairs plus a penalty on how far each held-out block is
    outside its two bands (the fraction's counting double, so that where both cannot be
@@ -22,12 +22,14 @@ input's positive share (within `SHARE_TOLERANCE`), over the same clusters:
    inside, the closest does, and the split reports what it relaxed (`relaxations`).
 
 Why both: the refinement alone, from the plain cut, dropped more pairs than from METIS's
-two-constraint cut (yeast all_pairs with 10% held out: 36.5% of the pairs against 32.0%;
-the yeast c3 training file: 23.3% against 20.1%): moves of single clusters do not gather
-the scattered negatives that METIS's multilevel search finds together. One constraint
-with costlier crossing negatives instead left the held-out blocks 93-96% positive (the
-partitioner then fills them with proteins that have no negatives at all). Where METIS's C
-API cannot be reached (KaHIP alone, another pymetis build) the plain cut is refined alone.
+two-constraint cuts (the yeast c3 training file, 10% held out: 25.3% of the pairs against
+19.5%; yeast all_pairs: 37.6% against 31.8%, and at 10/10 55.9% against 50.8%; the same on
+Bernett's training file): moves of single clusters do not gather the scattered negatives
+that METIS's multilevel search finds together. One constraint with costlier crossing
+negatives instead (edge weights up to 16 times) left the c3 validation block 93-96%
+positive: the partitioner then fills it with proteins that have no negatives at all. Where
+METIS's C API cannot be reached (KaHIP alone, another pymetis build) the plain cut is
+refined alone.
 
 Random negatives make balance costly: a block must hold many proteins to hold negatives
 between them, and each brings negatives to proteins outside. The report puts the plain

@@ -124,7 +124,7 @@ def describe_relaxed(item: dict, pairs_in: int) -> str:
             f"dropped {item['got']:,} pairs ({item['got'] / max(pairs_in, 1):.1%}), "
             f"{item['by']:,} more than the cut that ignores the class balance "
             f"({item['asked']:,}): the held-out blocks need negatives, which cross blocks "
-            "here; --resample_negatives draws negatives inside the blocks instead"
+            "here; `ppi-dist split --resample_negatives` draws negatives inside the blocks instead"
         )
     what = "positive share" if item["constraint"] == "positive_share" else "share of the pairs"
     against = "of the input" if item["constraint"] == "positive_share" else "asked"
