@@ -93,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score though the encoder's weights changed",
     )
-    parser.add_argument("--debug", action="store_true", help="tracebacks for user errors too")
     add_encoding_flags(parser)
     return parser
 
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 def score(args: argparse.Namespace) -> int:
     # cpu=True without CUDA: otherwise `accelerate launch` on CPU starts independent
-    # single-process runs instead of one gloo group (seen with accelerate 1.15).
+    # single-process runs instead of one gloo group.
     state = PartialState(cpu=not torch.cuda.is_available())
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != state.num_processes:  # untied processes would all write rank 0's part

@@ -25,9 +25,8 @@ left short get one padding batch (a copy of the epoch's last batch with `weight`
 trainer must weight the loss (and metrics) by `batch["weight"]`. We don't split the stream
 with `datasets.distributed.split_dataset_by_node`: its shards hold the same number of pairs,
 but batches formed by a token budget would then differ in number between ranks, and the
-ranks would have to talk to agree on a step count. Reading a pair file of a few MB on every
-rank costs about half a second per epoch (example-level `split_dataset_by_node` reads the
-whole file on every rank too).
+ranks would have to talk to agree on a step count. Every rank reads the whole pair file
+(example-level `split_dataset_by_node` does too); BENCHMARKS.md has what a pass costs.
 """
 
 from __future__ import annotations
@@ -183,8 +182,8 @@ class TrunkIndex:
 def buffer_shuffle(rows: Iterable, buffer_size: int, rng: random.Random) -> Iterator:
     """Approximate shuffle with a bounded buffer (the algorithm of `datasets`' shuffle).
 
-    Ours because `IterableDataset.shuffle` took 12.9 s per pass over Bernett train (163k
-    rows, buffer 100k) on this CPU versus about 0.1 s for this loop.
+    Ours because `IterableDataset.shuffle` is much slower per pass over a large pair file
+    (BENCHMARKS.md, the data loader).
     """
     buffer: list = []
     for row in rows:
@@ -223,7 +222,7 @@ class PairBatches:
         cache_index: frozen-encoder mode, for an embedding cache holding every protein of
             `source` (`EmbeddingCache.index`). Batches are then `protein_a`, `protein_b`,
             `labels`, `weight` and the int64 `cache_rows`, `index_a`, `index_b` of
-            `CacheIndex.pair_rows`: all `embeddings.with_cached_states` needs, made here
+            `CacheIndex.pair_rows`: all `training.frozen.with_cached_states` needs, made here
             (in the loader's workers) rather than in the training loop. No crops: the cache
             holds each protein as scoring reads it, and the budget counts its stored length.
             Nothing is tokenised and no packing layout is planned (the encoder does not run).

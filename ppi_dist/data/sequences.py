@@ -72,8 +72,8 @@ def tokenize(sequences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns `(input_ids, attention_mask)`, both `(len(sequences), longest + 2)` int64,
     exactly what `EsmTokenizer(sequences, padding=True)` gives. The tokenizer's Python loop
-    runs at about 150k residues/s here, too slow to feed a GPU, so ids come from a byte
-    lookup table built from its vocabulary.
+    is too slow to feed a GPU, so ids come from a byte lookup table built from its
+    vocabulary.
     """
     tokenizer = esm2_tokenizer()
     width = max(len(s) for s in sequences) + 2

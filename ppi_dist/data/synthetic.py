@@ -22,9 +22,8 @@ Two designs (`composition_leak`):
   then have the same motif-letter counts, as do all receptors, and the background is drawn
   independently of the family, so composition carries no label signal (the composition
   baseline is at chance, test AUROC about 0.5). Only where the letters sit (the run) tells
-  the family. Measured here (2026-11): the default recipe's tiny random-init encoder with
-  LoRA did NOT learn it in 273 steps (test AUROC 0.49 with motif_length 4 and 5 families;
-  0.48 with motif_length 8 and 3 families), so it is not the default yet. Generate it with
+  the family. The default recipe's tiny random-init encoder with LoRA does not learn it
+  (BENCHMARKS.md), so it is not the default. Generate it with
   `python -m ppi_dist.synthetic DIR --composition_free` and train on the files.
 """
 

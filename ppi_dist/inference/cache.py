@@ -345,9 +345,9 @@ class EmbeddingCache:
     def keep_on(self, device: torch.device | str) -> None:
         """Copy every state to `device` once; `get` then gathers there without host work.
 
-        Frozen-encoder training on a GPU: the whole Bernett set is 3.3 GiB of fp16 states
-        with the 8M encoder, so a batch's states are an index into memory the GPU holds,
-        not a host copy per protein per step.
+        Frozen-encoder training on a GPU: a whole benchmark set's fp16 states fit in its
+        memory with a small encoder (BENCHMARKS.md), so a batch's states are an index into
+        memory the GPU holds, not a host copy per protein per step.
         """
         flat = torch.from_numpy(np.asarray(self.array))
         if self.dtype == "bfloat16":
