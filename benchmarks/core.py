@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ppi_dist.data.batching import CacheIndex, PairBatches, batch_to_device, swap_sides
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
+from ppi_dist.data.sequences import random_residues
 from ppi_dist.errors import ConfigError
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.inference.cache import EmbeddingCache
@@ -51,7 +52,6 @@ BERNETT = SHARED / "data" / "bernett-gold"
 DEFAULT_PAIRS = BERNETT / "train.tsv"
 DEFAULT_FASTA = BERNETT / "sequences.fasta"
 ENCODER_8M = SHARED / "models" / "esm2_t6_8M"
-STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 # The help's epilog (lines: throughput.py and profile_step.py print it as written).
 TRAINER_FLAGS = """\
 Every other flag is the trainer's (python ppi_dist/train.py --help), among them:
@@ -312,10 +312,6 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=default_device())
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json_out", default=None, help="append the results as JSON lines")
-
-
-def random_residues(rng: random.Random, length: int) -> str:
-    return "".join(rng.choice(STANDARD_RESIDUES) for _ in range(length))
 
 
 def sample_pairs(sample: Sample) -> tuple[list[Pair], dict[str, str]]:

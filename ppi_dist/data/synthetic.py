@@ -37,13 +37,13 @@ import numpy as np
 
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, write_pairs
+from ppi_dist.data.sequences import STANDARD_RESIDUES
 
-STANDARD = "ACDEFGHIKLMNPQRSTVWY"
 # Family i: ligand letter LIGAND_LETTERS[i], receptor letter RECEPTOR_LETTERS[i]. The ten
 # motif letters occur only as motifs and decoys (never in the background).
 LIGAND_LETTERS = "WCHMY"
 RECEPTOR_LETTERS = "FKEDR"
-BACKGROUND = "".join(sorted(set(STANDARD) - set(LIGAND_LETTERS) - set(RECEPTOR_LETTERS)))
+BACKGROUND = "".join(sorted(set(STANDARD_RESIDUES) - set(LIGAND_LETTERS) - set(RECEPTOR_LETTERS)))
 
 
 def make_families(n_families: int, motif_length: int) -> list[tuple[str, str]]:
@@ -216,12 +216,12 @@ def composition_features(sequence_a: str, sequence_b: str):
     triangle of cA cB^T + cB cA^T (which letters co-occur across the pair), 230 numbers."""
 
     def composition(sequence: str):
-        counts = np.array([sequence.count(c) for c in STANDARD], dtype=np.float64)
+        counts = np.array([sequence.count(c) for c in STANDARD_RESIDUES], dtype=np.float64)
         return counts / max(1, len(sequence))
 
     a, b = composition(sequence_a), composition(sequence_b)
     outer = np.outer(a, b) + np.outer(b, a)
-    return np.concatenate([a + b, outer[np.triu_indices(len(STANDARD))]])
+    return np.concatenate([a + b, outer[np.triu_indices(len(STANDARD_RESIDUES))]])
 
 
 def composition_baseline(paths: dict[str, Path], seed: int = 0) -> dict[str, float]:

@@ -12,17 +12,17 @@ import torch
 
 from ppi_dist.data.batching import CacheIndex, PairBatches, swap_sides
 from ppi_dist.data.pairs import PairSource
-from ppi_dist.data.sequences import tokenize
+from ppi_dist.data.sequences import random_residues, tokenize
 from ppi_dist.models.packing import encoder_tokens
 from ppi_dist.models.windows import Windowing
-from tests.data.pair_files import random_protein, seen_pairs, write_tsv
+from tests.data.pair_files import seen_pairs, write_tsv
 from tests.helpers import SHARED
 
 
 def bernett_like_source(tmp_path: Path, n: int = 300) -> PairSource:
     """Proteins of 5 to 120 residues (cropped to 64) so that crops and budgets matter."""
     rng = random.Random(3)
-    sequences = {f"P{i:03d}": random_protein(rng, rng.randint(5, 120)) for i in range(60)}
+    sequences = {f"P{i:03d}": random_residues(rng, rng.randint(5, 120)) for i in range(60)}
     fasta = tmp_path / "s.fasta"
     fasta.write_text("".join(f">{k}\n{v}\n" for k, v in sequences.items()))
     rows = [(f"P{rng.randrange(60):03d}", f"P{rng.randrange(60):03d}", i % 2) for i in range(n)]

@@ -13,16 +13,13 @@ import torch
 from ppi_dist.data.batching import CacheIndex, PairBatches
 from ppi_dist.data.loader import BatchLoader
 from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.sequences import random_residues
 from ppi_dist.models.packing import LAYOUT_FIELDS, pack_batch, packed_inputs_from_layout
 
 
 def make_source(tmp_path: Path, n: int = 301) -> PairSource:
     rng = random.Random(3)
-    letters = "ACDEFGHIKLMNPQRSTVWY"
-    sequences = {
-        f"P{i:03d}": "".join(rng.choice(letters) for _ in range(rng.randint(5, 120)))
-        for i in range(60)
-    }
+    sequences = {f"P{i:03d}": random_residues(rng, rng.randint(5, 120)) for i in range(60)}
     fasta = tmp_path / "s.fasta"
     fasta.write_text("".join(f">{k}\n{v}\n" for k, v in sequences.items()))
     rows = [(f"P{rng.randrange(60):03d}", f"P{rng.randrange(60):03d}", i % 2) for i in range(n)]
