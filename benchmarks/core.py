@@ -30,9 +30,16 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ppi_dist.data.batching import CacheIndex, PairBatches, batch_to_device, swap_sides
+from ppi_dist.data.batching import (
+    CacheIndex,
+    CacheRowBatches,
+    TokenBatches,
+    batch_to_device,
+    swap_sides,
+)
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
+from ppi_dist.data.planner import BatchOptions
 from ppi_dist.data.sequences import random_residues
 from ppi_dist.errors import ConfigError
 from ppi_dist.evaluation.audit import read_pairs
@@ -384,15 +391,12 @@ def our_batches(
     """Every training batch of `source` at `max_tokens`, in the data layer's shuffled order,
     as the trainer's loader makes them (its seed and sort buffer from `config`); frozen
     (`cache_index`): batches of cache rows, the budget in pair tokens."""
-    batches = PairBatches(
-        source,
-        seed=config.optimization.seed,
-        training=True,
-        max_tokens=max_tokens,
-        sort_buffer=config.data.sort_buffer,
-        cache_index=cache_index,
+    options = BatchOptions(
+        seed=config.optimization.seed, max_tokens=max_tokens, sort_buffer=config.data.sort_buffer
     )
-    return list(batches)
+    if cache_index is not None:
+        return list(CacheRowBatches(source, cache_index, options))
+    return list(TokenBatches(source, options))
 
 
 def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:

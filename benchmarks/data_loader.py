@@ -22,7 +22,7 @@ what the trainer consumed on one H200 with the 8M encoder (about 600 pairs/s fro
 Then the frozen-encoder input stage, old path against new, in the same run: old = token
 batches at the encoder budget (crops, tokens, packing plan and layout), whose protein ids
 `with_cached_states` turns into cache rows in the training loop (as before cache-row
-batches, there with a dict and lists); new = `PairBatches(cache_index=...)`, cache rows made
+batches, there with a dict and lists); new = `CacheRowBatches`, cache rows made
 by the loader at the pair-token budget (pairs x 2 x longest), for each --frozen_max_tokens.
 Both run `with_cached_states` in the loop, as the trainer does, on a stand-in cache: the
 proteins' real (centre-cropped) lengths, states of width --frozen_hidden on PyTorch's "meta"
@@ -42,9 +42,10 @@ import time
 import torch
 
 from benchmarks.core import DEFAULT_FASTA, DEFAULT_PAIRS, PeakMemory, machine_report, stand_in_cache
-from ppi_dist.data.batching import PairBatches
+from ppi_dist.data.batching import CacheRowBatches, TokenBatches
 from ppi_dist.data.loader import BatchLoader
 from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.planner import BatchOptions
 from ppi_dist.data.reading import datasets_lines, read_lines
 from ppi_dist.models.packing import encoder_tokens
 from ppi_dist.training.frozen import with_cached_states
@@ -98,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_padding_stats or args.frozen_only:
         return
 
-    ours = PairBatches(source, seed=0, max_tokens=args.max_tokens, sort_buffer=args.sort_buffer)
+    ours = TokenBatches(
+        source, BatchOptions(max_tokens=args.max_tokens, sort_buffer=args.sort_buffer)
+    )
     n_batches = 0
     packed = one_per_row = real = pairs = 0
     checkpoints = {round(report.rows * q / 4) for q in (1, 2, 3)}
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     per_batch = round(pairs / n_batches)
-    fixed = PairBatches(source, seed=0, batch_size=per_batch)
+    fixed = TokenBatches(source, BatchOptions(batch_size=per_batch))
     padded = real = 0
     for batch in fixed:
         padded += batch["input_ids"].numel()
@@ -143,9 +146,8 @@ def input_stage_speed(source: PairSource, args: argparse.Namespace) -> None:
     """BatchLoader alone: batches/s and pairs/s for each worker count."""
     print(f"input stage, token budget {args.max_tokens}, first {args.speed_batches} batches:")
     for workers in map(int, args.workers.split(",")):
-        batches = PairBatches(
-            source, seed=0, max_tokens=args.max_tokens, sort_buffer=args.sort_buffer
-        )
+        options = BatchOptions(max_tokens=args.max_tokens, sort_buffer=args.sort_buffer)
+        batches = TokenBatches(source, options)
         loader = BatchLoader(batches, num_workers=workers, pin_memory=False)
         start = time.perf_counter()
         first = None
@@ -181,7 +183,7 @@ def frozen_input_speed(source: PairSource, args: argparse.Namespace) -> None:
     cache = stand_in_cache(source, args.frozen_hidden)
     device = torch.device("meta")  # shapes only: the loop's host work is what is timed
     cache.keep_on(device)
-    warm_up = PairBatches(source, max_tokens=args.old_frozen_max_tokens)
+    warm_up = TokenBatches(source, BatchOptions(max_tokens=args.old_frozen_max_tokens))
     with_cached_states(next(iter(warm_up)), cache, device)  # meta kernels load lazily
     paths = [
         (f"old, encoder budget {args.old_frozen_max_tokens:,}", args.old_frozen_max_tokens, None)
@@ -194,9 +196,11 @@ def frozen_input_speed(source: PairSource, args: argparse.Namespace) -> None:
     )
     for workers in map(int, args.workers.split(",")):
         for name, tokens, index in paths:
-            batches = PairBatches(
-                source, seed=0, max_tokens=tokens, sort_buffer=args.sort_buffer, cache_index=index
-            )
+            options = BatchOptions(max_tokens=tokens, sort_buffer=args.sort_buffer)
+            if index is None:
+                batches = TokenBatches(source, options)
+            else:
+                batches = CacheRowBatches(source, index, options)
             loader = BatchLoader(batches, num_workers=workers, pin_memory=False)
             n = pairs = first_pairs = 0
             in_loop = 0.0

@@ -48,9 +48,10 @@ from dataclasses import dataclass, field
 import torch
 
 from benchmarks.core import DEFAULT_FASTA, DEFAULT_PAIRS, trainer_config
-from ppi_dist.data.batching import PairBatches
+from ppi_dist.data.batching import TokenBatches
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.planner import BatchOptions
 from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.models.config import SECAIConfig
@@ -252,7 +253,7 @@ def count_batched_epoch(source: PairSource, model: ModelShape, max_tokens: int) 
     """Run the data layer's token-budget batching over a whole pair file (no model) and sum
     the FLOPs of every batch as it would be trained: dedup and padding as they come."""
     count = EpochCount()
-    for batch in PairBatches(source, seed=0, training=True, max_tokens=max_tokens):
+    for batch in TokenBatches(source, BatchOptions(max_tokens=max_tokens)):
         mask = batch["attention_mask"]
         width = mask.shape[1]
         lengths = mask.sum(dim=1)

@@ -5,7 +5,7 @@ without the trunk cache) and a frozen encoder, on the same batches, in one proce
     python -m benchmarks.lora_layers --encoder_shape 650M --lora_layers 8 --max_residues 1022
 
 Pairs are drawn (seeded) from a real pair file with their real lengths; one list of training
-batches (`PairBatches` over the trunk cache: the crops are the cache's windows) serves every
+batches (`TokenBatches` over the trunk cache: the crops are the cache's windows) serves every
 variant, each through the trainer's own step (`benchmarks.core.trainer_step`) and its own
 batch preparation:
 
@@ -33,7 +33,8 @@ import torch
 
 from benchmarks import core
 from benchmarks.flops import ModelShape, secai_step_flops, trunk_build_flops
-from ppi_dist.data.batching import PairBatches, batch_to_device
+from ppi_dist.data.batching import TokenBatches, batch_to_device
+from ppi_dist.data.planner import BatchOptions
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.trunk import TrunkCache
 from ppi_dist.training.config import TrainConfig
@@ -106,12 +107,13 @@ def build_variants(args, config: TrainConfig, source, work: Path) -> tuple[list,
     trunk = TrunkCache.build(trunk_model, sequences, work / "trunk", windowing, progress=True)
     built[f"trunk cache, layers below the last {top}"] = time.perf_counter() - started
     batches = list(
-        PairBatches(
+        TokenBatches(
             source,
-            seed=config.optimization.seed,
-            training=True,
-            max_tokens=config.data.max_tokens,
-            sort_buffer=config.data.sort_buffer,
+            BatchOptions(
+                seed=config.optimization.seed,
+                max_tokens=config.data.max_tokens,
+                sort_buffer=config.data.sort_buffer,
+            ),
             windowing=config.model.secai.windowing("train"),
             trunk_index=trunk.index,
         )

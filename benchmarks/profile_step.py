@@ -5,7 +5,7 @@ The step is `ppi_dist.training.step.train_step` with the trainer's optimizer
 Accelerator set-up, and the loop's own device copy, on batches of a Bernett sample built as
 throughput.py builds them (`benchmarks.core`: the same sample, model and token-budget
 batches). Frozen mode (`--freeze_encoder true`) runs the frozen trainer's input path:
-cache-row batches (`PairBatches(cache_index=...)`, the budget in pair tokens) and
+cache-row batches (`CacheRowBatches`, the budget in pair tokens) and
 `with_cached_states` gathering from a device-resident embedding cache of the sample's
 proteins at their real lengths, with zero states (`benchmarks.core.stand_in_cache`: the
 kernels' work does not depend on the values).

@@ -379,7 +379,7 @@ class EmbeddingCache:
         starts: torch.Tensor | None = None,
         window: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`get` by cache rows: `rows` an int64 CPU tensor (e.g. `CacheIndex.pair_rows`).
+        """`get` by cache rows: `rows` an int64 CPU tensor (e.g. `CacheIndex.place_pairs`).
 
         With `starts` (int64, one per row) and `window`, each row's states are its
         `window` residues from `starts` on (training crops of cached proteins).

@@ -120,11 +120,10 @@ def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
 TOKEN_BATCHES_FOR_FROZEN = """
 import sys
 import ppi_dist.training.sources as sources
-real = sources.PairBatches
-def token_batches(*args, cache_index, **kwargs):  # the frozen input path before cache rows
+def token_batches(source, cache_index, options, **kwargs):  # the frozen path before cache rows
     print("token batches for a cache of", len(cache_index.row), "proteins")
-    return real(*args, **kwargs)
-sources.PairBatches = token_batches
+    return sources.TokenBatches(source, options, **kwargs)
+sources.CacheRowBatches = token_batches
 from ppi_dist.cli.train import main
 sys.exit(main(sys.argv[1:]))
 """
