@@ -337,7 +337,7 @@ class EmbeddingCache:
         return self.array[self.offsets[i] : self.offsets[i] + self.lengths[i]]
 
     def states_of(self, protein: str) -> torch.Tensor:
-        """(L, hidden) residue states of one protein, in the cache dtype."""
+        """(L, d) residue states of one protein, in the cache dtype."""
         block = np.asarray(self._rows_of(self.row[protein]))
         tensor = torch.from_numpy(block.copy())
         return tensor.view(torch.bfloat16) if self.dtype == "bfloat16" else tensor
@@ -364,7 +364,7 @@ class EmbeddingCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(states (U, L, hidden), mask (U, L) bool)` for `ids`, padded to their longest.
+        """`(states (U, L, d), mask (U, L) bool)` for `ids`, padded to their longest.
 
         Residues sit at positions 0..length-1 (see the module docstring), zeros after.
         Feed them to `model.pair_logits((states, mask), (states, mask), index_a, index_b)`.
