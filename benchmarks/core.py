@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import platform
@@ -23,19 +22,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from ppi_dist.data.batching import (
     CacheIndex,
     CacheRowBatches,
     TokenBatches,
-    batch_to_device,
-    swap_sides,
 )
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
@@ -44,14 +39,20 @@ from ppi_dist.data.sequences import random_residues
 from ppi_dist.errors import ConfigError
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.inference.cache import EmbeddingCache
+from ppi_dist.inference.trunk import TrunkCache
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.shapes import SHAPES
 from ppi_dist.models.windows import Windowing
 from ppi_dist.training.config import OptimizationConfig, TrainConfig
 from ppi_dist.training.distributed import resolve_mixed_precision
 from ppi_dist.training.recipes import load_config
-from ppi_dist.training.sources import training_batches
-from ppi_dist.training.step import StepResult, make_optimizer, train_step
+from ppi_dist.training.step import (
+    BatchPreparation,
+    Prepared,
+    StepResult,
+    prepare_training,
+    train_step,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -245,34 +246,40 @@ def build_model(config: TrainConfig, device: torch.device) -> SECAI:
 
 @dataclass
 class TrainerStep:
-    """One training step as the trainer's loop runs it: `prepare` (the batch to the device,
-    or its cached states gathered), then `train_step`."""
+    """One training step as the trainer runs it: the package's `BatchPreparation`, then
+    `train_step`, on the model and AdamW that `prepare_training` set up."""
 
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    prepared: Prepared
     accelerator: Accelerator
     optimization: OptimizationConfig
-    prepare: Callable[[dict], dict]
+    prepare: BatchPreparation
 
     def __call__(self, batch: dict) -> StepResult:
         return self.train(self.prepare(batch))
 
     def train(self, prepared: dict) -> StepResult:
         """`train_step` alone, on a batch already prepared."""
-        return train_step(
-            self.model, prepared, self.optimizer, self.accelerator, self.optimization, False
-        )
+        model, optimizer = self.prepared.model, self.prepared.optimizer
+        return train_step(model, prepared, optimizer, self.accelerator, self.optimization, False)
 
 
 def trainer_step(
-    model: SECAI, config: TrainConfig, accelerator: Accelerator, prepare: Callable | None = None
+    model: SECAI,
+    config: TrainConfig,
+    accelerator: Accelerator,
+    cache: EmbeddingCache | None = None,
+    trunk: TrunkCache | None = None,
 ) -> TrainerStep:
-    """`model` with the trainer's optimiser (`make_optimizer`: fused AdamW by default), both
-    prepared by `accelerator`; batches copied to its device unless `prepare` says otherwise."""
-    optimizer = make_optimizer(model, config.optimization)
-    prepared, optimizer = accelerator.prepare(model, optimizer)
-    prepare = prepare or functools.partial(batch_to_device, device=accelerator.device)
-    return TrainerStep(prepared, optimizer, accelerator, config.optimization, prepare)
+    """`model` set up as the trainer sets it up (`prepare_training`, without a schedule),
+    its batches prepared as the trainer prepares them (`BatchPreparation`: a frozen
+    encoder's `cache`, the `trunk` cache, the side swap when the configuration asks)."""
+    optimization = config.optimization
+    prepared = prepare_training(model, optimization, accelerator)
+    swap = None
+    if optimization.swap_augmentation:
+        swap = torch.Generator().manual_seed(optimization.seed + accelerator.process_index)
+    preparation = BatchPreparation(accelerator.device, cache, trunk, swap)
+    return TrainerStep(prepared, accelerator, optimization, preparation)
 
 
 def benchmark_accelerator(config: TrainConfig, device: torch.device) -> Accelerator:
@@ -416,45 +423,6 @@ def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
         fingerprint="",
         windowing=Windowing(source.max_residues, 0, "crop"),
     )
-
-
-def outside_train_step(
-    source: PairSource, config: TrainConfig, cache_index: CacheIndex | None, steps: int
-) -> dict[str, float]:
-    """Host seconds per step the trainer's loop spends around `train_step` besides the
-    batch's preparation (profiled as `prepare_batch`): the loader's hand-off (the trainer's
-    `BatchLoader` with its `data_workers`; in-process batching when 0), the side swap and
-    the progress bar. Measured on the same pairs, without the steps; the first batch (the
-    workers' start) is left out."""
-    loader = training_batches(
-        source, config, SimpleNamespace(process_index=0, num_processes=1), cache_index
-    )
-    generator = torch.Generator().manual_seed(0)
-    seconds = {"loader": 0.0, "swap_sides": 0.0, "progress": 0.0}
-    with open(os.devnull, "w") as sink:
-        progress = tqdm(total=steps, file=sink, mininterval=0.1)
-        batches = iter(loader)
-        next(batches, None)
-        counted = 0
-        for _ in range(steps):
-            start = time.perf_counter()
-            batch = next(batches, None)
-            if batch is None:
-                break
-            loaded = time.perf_counter()
-            if config.optimization.swap_augmentation:
-                swap_sides(batch, generator)
-            swapped = time.perf_counter()
-            progress.update(1)
-            progress.set_postfix(loss="0.0000", pairs_s="0.0", refresh=False)
-            done = time.perf_counter()
-            seconds["loader"] += loaded - start
-            seconds["swap_sides"] += swapped - loaded
-            seconds["progress"] += done - swapped
-            counted += 1
-        progress.close()
-    loader.close()
-    return {k: v / max(counted, 1) for k, v in seconds.items()}
 
 
 def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:

@@ -6,13 +6,13 @@ without the trunk cache) and a frozen encoder, on the same batches, in one proce
 
 Pairs are drawn (seeded) from a real pair file with their real lengths; one list of training
 batches (`TokenBatches` over the trunk cache: the crops are the cache's windows) serves every
-variant, each through the trainer's own step (`benchmarks.core.trainer_step`) and its own
-batch preparation:
+variant, each through the trainer's own step and batch preparation
+(`benchmarks.core.trainer_step`):
 
-* all layers: LoRA on every layer, the whole encoder every step (the trunk rows dropped);
+* all layers: LoRA on every layer, the whole encoder every step (the trunk rows unread);
 * last N, whole encoder: LoRA on the last N layers, the whole encoder every step;
 * last N, trunk cache: the same model, the layers below read from the trunk cache
-  (`training.trunk.with_trunk_states`), built once first (its wall time is printed);
+  (`BatchPreparation` with the trunk), built once first (its wall time is printed);
 * frozen: no LoRA, last-layer states from the embedding cache (`training.frozen`).
 
 The variants alternate within every repeat (drift hits all); medians over repeats are
@@ -33,13 +33,11 @@ import torch
 
 from benchmarks import core
 from benchmarks.flops import ModelShape, secai_step_flops, trunk_build_flops
-from ppi_dist.data.batching import TokenBatches, batch_to_device
+from ppi_dist.data.batching import TokenBatches
 from ppi_dist.data.planner import BatchOptions
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.trunk import TrunkCache
 from ppi_dist.training.config import TrainConfig
-from ppi_dist.training.frozen import with_cached_states
-from ppi_dist.training.trunk import with_trunk_states
 
 
 @dataclass
@@ -123,9 +121,6 @@ def build_variants(args, config: TrainConfig, source, work: Path) -> tuple[list,
     if len(batches) < needed:
         raise SystemExit(f"{len(batches)} batches, fewer than --warmup + --batches {needed}")
 
-    def tokens_only(batch: dict) -> dict:
-        return batch_to_device({k: v for k, v in batch.items() if k != "trunk_rows"}, device)
-
     frozen_config, frozen_model = model_of(config, device, freeze_encoder=True)
     started = time.perf_counter()
     cache = EmbeddingCache.build(
@@ -135,27 +130,15 @@ def build_variants(args, config: TrainConfig, source, work: Path) -> tuple[list,
 
     every_config, every_model = model_of(config, device, lora_layers=None)
     _, whole_model = model_of(config, device)
-    plans = [
-        ("LoRA on all layers", every_config, every_model, tokens_only, "trunk"),
-        (f"LoRA on the last {top}, whole encoder", config, whole_model, tokens_only, "whole"),
-        (
-            f"LoRA on the last {top}, trunk cache",
-            config,
-            trunk_model,
-            lambda b: with_trunk_states(b, trunk, device),
-            "trunk",
-        ),
-        (
-            "frozen, embedding cache",
-            frozen_config,
-            frozen_model,
-            lambda b: with_cached_states(b, cache, device),
-            "none",
-        ),
+    plans = [  # label, settings, model, cached states (embedding, trunk), what the encoder runs
+        ("LoRA on all layers", every_config, every_model, (None, None), "trunk"),
+        (f"LoRA on the last {top}, whole encoder", config, whole_model, (None, None), "whole"),
+        (f"LoRA on the last {top}, trunk cache", config, trunk_model, (None, trunk), "trunk"),
+        ("frozen, embedding cache", frozen_config, frozen_model, (cache, None), "none"),
     ]
     variants = []
-    for label, variant_config, model, prepare, encoder in plans:
-        step = core.trainer_step(model, variant_config, accelerator, prepare)
+    for label, variant_config, model, (states, trunk_states), encoder in plans:
+        step = core.trainer_step(model, variant_config, accelerator, states, trunk_states)
         flops = step_flops(variant_config, model, batches[args.warmup :], encoder)
         variants.append(Variant(label, step, flops))
     return variants, batches, built

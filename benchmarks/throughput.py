@@ -170,7 +170,8 @@ def make_steps(args: argparse.Namespace, config: TrainConfig, device: torch.devi
     ours = core.trainer_step(model, config, accelerator)
     compiled = core.trainer_step(twin, config, accelerator) if twin is not None else None
     bf16 = core.mixed_precision(config, device) == "bf16"
-    baseline = BaselineStep(model, ours.optimizer.optimizer, config.optimization, device, bf16)
+    optimizer = ours.prepared.optimizer.optimizer
+    baseline = BaselineStep(model, optimizer, config.optimization, device, bf16)
     print(
         f"model: encoder {core.encoder_label(config)} (d={shape.encoder.hidden}, "
         f"{shape.encoder.layers} layers), {sum(p.numel() for p in trainable):,} trainable of "
