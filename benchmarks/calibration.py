@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.core import markdown_table
+from benchmarks.tables import markdown_table
 from ppi_dist.evaluation.calibration import calibration_intervals, fit_shipped_calibration
 
 

@@ -423,19 +423,3 @@ def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
         fingerprint="",
         windowing=Windowing(source.max_residues, 0, "crop"),
     )
-
-
-def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
-    """The lines of a Markdown table, columns padded to their widest cell."""
-    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-        for row in cells
-    ]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return lines
-
-
-def shorten(name: str, width: int = 90) -> str:
-    return name if len(name) <= width else name[: width - 3] + "..."

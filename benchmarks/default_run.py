@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import core
+from benchmarks.tables import markdown_table
 
 VARIANTS = {"the default": [], "compiled": ["--compile", "true"]}
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         walls = ", ".join(f"{r['wall_s']:.0f} s" for r in runs)
         rows.append((name, f"{rate:.1f}", each, f"{rate / base:.2f}x", walls))
     head = f"training pairs/s (median of {args.repeats})"
-    print("\n".join(core.markdown_table(("variant", head, "per run", "speed-up", "wall"), rows)))
+    print("\n".join(markdown_table(("variant", head, "per run", "speed-up", "wall"), rows)))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import torch
 
 from benchmarks import core
 from benchmarks.flops import ModelShape, secai_step_flops, trunk_build_flops
+from benchmarks.tables import markdown_table
 from ppi_dist.data.batching import TokenBatches
 from ppi_dist.data.planner import BatchOptions
 from ppi_dist.inference.cache import EmbeddingCache
@@ -182,7 +183,7 @@ def run(args: argparse.Namespace, config: TrainConfig) -> None:
             )
         )
     header = ("variant", "training pairs/s", "speed-up", "FLOP model speed-up")
-    print("\n".join(core.markdown_table(header, rows)))
+    print("\n".join(markdown_table(header, rows)))
     for what, seconds in built.items():
         print(f"built once: {what}: {seconds:.1f} s for {len(source.sequences):,} proteins")
 

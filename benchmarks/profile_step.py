@@ -39,6 +39,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from benchmarks import core
+from benchmarks.tables import markdown_table, shorten
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.models.compile import compile_model, default_backend
 from ppi_dist.training.config import TrainConfig
@@ -413,15 +414,15 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     print(f"shares of {what}: {shares}")
     print(f"top {top} by {what}, per step:")
     rows = [
-        (core.shorten(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
+        (shorten(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
         for name, calls, ms, share, kind in s.top[:top]
     ]
-    for line in core.markdown_table(("name", "calls", "ms", "share", "category"), rows):
+    for line in markdown_table(("name", "calls", "ms", "share", "category"), rows):
         print(line)
     if host_rows:
         print("host: top CPU ops and ranges by self CPU time, per step:")
-        rows = [(core.shorten(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
-        for line in core.markdown_table(("name", "calls", "ms"), rows):
+        rows = [(shorten(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
+        for line in markdown_table(("name", "calls", "ms"), rows):
             print(line)
     shares = " ".join(f"{name}={100 * share:.1f}%" for name, share in s.shares.items())
     busy = f"{s.device_busy_s:.4f}" if s.device_busy_s is not None else "-"

@@ -6,14 +6,14 @@
 
 For each pair file and each valid,test fraction, four ways to hold blocks out, all over the
 same MMseqs2 clusters: the graph method as `ppi-dist split` runs it (held-out blocks at the
-input's positive share, `data/balance.py`), the plain cut that ignores the balance (the
-split before it), the random draw of proteins at the same fractions of the PROTEINS (the
+input's positive share, `data/balance.py`), the plain cut that ignores the balance, the
+random draw of proteins at the same fractions of the PROTEINS (the
 report's `random`), and a random draw of proteins that takes groups until each held-out
 block holds its fraction of the PAIRS. Each row gives every block's share of the input
 pairs and its positive share, the pairs dropped, the highest identity an MMseqs2 search
 finds between a held-out block and train, and the wall time of the split (the cut and the
-check searches; the MMseqs2 clustering, timed once per file, is apart). `--markdown`
-prints the rows as BENCHMARKS.md's table.
+check searches; the MMseqs2 clustering, timed once per file, is apart), as a markdown
+table.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.core import SHARED, library_version, machine_line
+from benchmarks.tables import markdown_table
 from ppi_dist.data import clusters
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.data.split import (
@@ -45,6 +46,7 @@ FILES = {
     "c3": ("yeast-du2017/c3/train.tsv", "yeast-du2017/sequences.fasta"),
 }
 NAMES = ("train", "valid", "test")
+HEADER = ("method", *NAMES, "dropped", "highest identity to train", "split seconds")
 
 
 def random_by_pairs(
@@ -102,7 +104,7 @@ def _row(label: str, blocks: dict[str, list[Pair]], n: int, highest: float, seco
     }
 
 
-def _show(row: dict, n: int, markdown: bool) -> str:
+def _cells(row: dict, n: int) -> list[str]:
     def cell(name: str) -> str:
         block = row["blocks"][name]
         if not block["pairs"]:
@@ -110,14 +112,8 @@ def _show(row: dict, n: int, markdown: bool) -> str:
         return f"{block['pairs'] / n:.1%} ({block['positive'] / block['pairs']:.1%} pos)"
 
     seconds = "" if row["seconds"] is None else f"{row['seconds']:.0f} s"
-    cells = [
-        row["method"],
-        *map(cell, NAMES),
-        f"{row['dropped'] / n:.1%} ({row['dropped']:,})",
-        f"{row['highest']:.3f}",
-        seconds,
-    ]
-    return "| | | " + " | ".join(cells) + " |" if markdown else "  " + "  ".join(cells)
+    dropped = f"{row['dropped'] / n:.1%} ({row['dropped']:,})"
+    return [row["method"], *map(cell, NAMES), dropped, f"{row['highest']:.3f}", seconds]
 
 
 def _one(pairs, sequences, links, fractions: str, args) -> list[dict]:
@@ -164,7 +160,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--identity", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--markdown", action="store_true", help="rows of BENCHMARKS.md's table")
     parser.add_argument("--out", default=None, help="JSON of every row")
     args = parser.parse_args(argv)
     print(machine_line(torch.device("cpu")))
@@ -191,8 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         for fractions in args.fractions:
             rows = _one(pairs, sequences, links, fractions, args)
             print(f"{name} asked {fractions} (valid,test):")
-            for row in rows:
-                print(_show(row, len(pairs), args.markdown), flush=True)
+            cells = [_cells(row, len(pairs)) for row in rows]
+            print("\n".join(markdown_table(HEADER, cells)), flush=True)
             results.append({"dataset": name, "fractions": fractions, "rows": rows})
             results[-1]["clustering_seconds"] = clustering
     if args.out:
