@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -171,19 +172,23 @@ def synthetic_task_paths(out_dir: str | Path) -> dict[str, Path]:
     return {**paths, "fasta": out_dir / "sequences.fasta"}
 
 
-def write_synthetic_task(
-    out_dir: str | Path,
-    seed: int = 0,
-    n_families: int = 5,
-    motif_length: int = 4,
-    train_pairs: int = 3000,
-    eval_pairs: int = 600,
-    proteins_per_family: int = 60,
-    min_length: int = 40,
-    max_length: int = 150,
-    composition_leak: bool = True,
-) -> dict[str, Path]:
-    """Write train/valid/test TSVs and one FASTA; return their paths. Deterministic in `seed`.
+@dataclass(frozen=True)
+class SyntheticTask:
+    """The task's settings: the files are deterministic in them (in `seed` especially)."""
+
+    seed: int = 0
+    n_families: int = 5
+    motif_length: int = 4
+    train_pairs: int = 3000
+    eval_pairs: int = 600  # each of validation and test
+    proteins_per_family: int = 60
+    min_length: int = 40
+    max_length: int = 150
+    composition_leak: bool = True  # False: the composition-free design (module docstring)
+
+
+def write_synthetic_task(out_dir: str | Path, task: SyntheticTask | None = None) -> dict[str, Path]:
+    """Write train/valid/test TSVs and one FASTA; return their paths. Deterministic in `task`.
 
     Validation and test get max(8, proteins_per_family // 4) proteins per family and role,
     more when the requested pairs need them (distinct pairs are finite), and training gets
@@ -193,18 +198,20 @@ def write_synthetic_task(
     so a reader (another rank resuming on the same folder) sees the old file or the new one,
     never half of one.
     """
+    task = task or SyntheticTask()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    families = make_families(n_families, motif_length)
+    rng = random.Random(task.seed)
+    families = make_families(task.n_families, task.motif_length)
     paths = synthetic_task_paths(out_dir)
     all_sequences: dict[str, str] = {}
-    for split, n in (("train", train_pairs), ("valid", eval_pairs), ("test", eval_pairs)):
-        per_family = proteins_per_family if split == "train" else max(8, proteins_per_family // 4)
-        per_family = max(per_family, proteins_needed(n, n_families))
-        sequences, pairs = make_split(
-            split, n, families, rng, per_family, min_length, max_length, composition_leak
-        )
+    sizes = (("train", task.train_pairs), ("valid", task.eval_pairs), ("test", task.eval_pairs))
+    for split, n in sizes:
+        per_family = task.proteins_per_family
+        per_family = per_family if split == "train" else max(8, per_family // 4)
+        per_family = max(per_family, proteins_needed(n, task.n_families))
+        lengths, leak = (task.min_length, task.max_length), task.composition_leak
+        sequences, pairs = make_split(split, n, families, rng, per_family, *lengths, leak)
         all_sequences.update(sequences)
         write_pairs(paths[split], [Pair(a, b, label=label) for a, b, label in pairs])
     write_fasta(paths["fasta"], all_sequences)

@@ -28,7 +28,7 @@ from ppi_dist.data.partition import partitioner_name
 from ppi_dist.data.planner import BatchOptions
 from ppi_dist.data.reading import open_binary, resolve_pair_files
 from ppi_dist.data.split import prepare_out_dir, read_labelled, split_pairs, write_split
-from ppi_dist.data.synthetic import synthetic_task_paths, write_synthetic_task
+from ppi_dist.data.synthetic import SyntheticTask, synthetic_task_paths, write_synthetic_task
 from ppi_dist.errors import ConfigError
 from ppi_dist.files import read_json, write_text_atomic
 from ppi_dist.training.config import TrainConfig
@@ -243,12 +243,12 @@ def prepare_synthetic_task(config: TrainConfig, accelerator: Accelerator) -> dic
     to temporary names renamed into place; the other processes wait, then read it."""
     out_dir = Path(config.run.output_dir) / "synthetic_data"
     if accelerator.is_local_main_process:
-        write_synthetic_task(
-            out_dir,
+        task = SyntheticTask(
             seed=config.optimization.seed,
             train_pairs=config.data.synthetic_train_pairs,
             eval_pairs=config.data.synthetic_eval_pairs,
         )
+        write_synthetic_task(out_dir, task)
     accelerator.wait_for_everyone()
     return synthetic_task_paths(out_dir)
 
