@@ -110,13 +110,13 @@ class EmbeddingCache:
         windowing: Windowing | None = None,
         max_tokens: int = 16384,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
-        device: torch.device | str | None = None,
         progress: bool = False,
     ) -> EmbeddingCache:
         """Encode each protein once (through `windowing`'s windows) and keep its states.
 
         Args:
-            model: a `SECAI` (its `encode`) or a bare encoder returning `last_hidden_state`.
+            model: a `SECAI` (its `encode`) or a bare encoder returning `last_hidden_state`,
+                on the device to encode on.
             sequences: identifier -> cleaned sequence.
             directory: write a memory-mapped cache there (reopen with `open`). A folder that
                 already holds a cache of the same proteins and encoder is reused as it is.
@@ -171,7 +171,7 @@ class EmbeddingCache:
         pieces = [
             (i, w, sequences[p][w.start : w.stop]) for i, p in enumerate(ids) for w in windows[i]
         ]
-        cache._fill(model, pieces, torch_dtype, max_tokens, device, progress)
+        cache._fill(model, pieces, torch_dtype, max_tokens, progress)
         if directory is not None:
             array.flush()
             cache._write_index(directory)
@@ -183,18 +183,13 @@ class EmbeddingCache:
         pieces: list[tuple[int, Window, str]],
         torch_dtype: torch.dtype,
         max_tokens: int,
-        device: torch.device | str | None,
         progress: bool,
     ) -> None:
         """Encode the windows (`(protein row, window, residues)`) in length-sorted batches and
         copy the residues each window keeps into its protein's place."""
         was_training = model.training
         model.eval()
-        # Encode where the weights are: a device given (the trainer's GPU) moves the model
-        # there first, so token ids and weights never sit on different devices.
-        if device is not None:
-            model.to(device)
-        device = next(model.parameters()).device
+        device = next(model.parameters()).device  # token ids go where the weights are
         piece_lengths = np.array([len(residues) for _, _, residues in pieces], dtype=np.int64)
         order = sorted(range(len(pieces)), key=piece_lengths.__getitem__)
         # A protein's first kept residue: 0 with windows, the crop's start with a crop.
