@@ -41,7 +41,7 @@ from ppi_dist.data.batching import batch_to_device
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.sequences import ESM2_MAX_RESIDUES, tokenize
 from ppi_dist.inference.cache import EmbeddingCache
-from ppi_dist.inference.predict import PredictOptions, predict
+from ppi_dist.inference.predict import PredictFiles, PredictOptions, PredictRun, predict
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.windows import Windowing
 
@@ -123,11 +123,9 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         summary = predict(
             model,
-            scratch / "scores.tsv",
-            fasta=fasta,
-            options=PredictOptions(tile=args.tile, cache_dtype=args.cache_dtype),
-            cache_dir=scratch / "cache",
-            progress=False,
+            PredictFiles(scratch / "scores.tsv", fasta=fasta),
+            PredictOptions(tile=args.tile, cache_dtype=args.cache_dtype),
+            PredictRun(cache_dir=scratch / "cache", progress=False),
         )
         score_s = time.perf_counter() - start
         assert summary["rows_written"] == n_pairs

@@ -3,12 +3,9 @@ bootstrap intervals, from a finished run's own prediction files.
 
 For each run folder: the calibration is fitted on `predictions_validation.tsv` exactly as the
 trainer fits it at the end of a run (`evaluation.calibration.fit_shipped_calibration`: Platt,
-validation classes weighted to 1:1), and beside it the unweighted fit (the validation set's
-own balance, what the trainer shipped before), and isotonic regression with the classes
+validation classes weighted to 1:1), and beside it isotonic regression with the classes
 weighted 1:1 (scikit-learn; the alternative the calibration module declines); each is
-applied to `predictions_test.tsv` (the raw scores; the threshold does not change). A run
-whose folder holds a calibration.json of its own is read the same way: the refit is what
-the current code ships.
+applied to `predictions_test.tsv` (the raw scores; the threshold does not change).
 
     python -m benchmarks.calibration outputs/real_data/yeast-c3_frozen_seed0 ...
 """
@@ -21,11 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ppi_dist.evaluation.calibration import (
-    calibration_intervals,
-    fit_platt,
-    fit_shipped_calibration,
-)
+from benchmarks.tables import markdown_table
+from ppi_dist.evaluation.calibration import calibration_intervals, fit_shipped_calibration
 
 
 def scores_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -58,32 +52,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", help="finished run folders (output_dir)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args(argv)
-    print(
-        "| run | validation pairs (positive) | test pairs (positive) | calibration | "
-        "ECE raw | ECE calibrated | Brier raw | Brier calibrated |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    rows = []
     for run in map(Path, args.runs):
         valid_scores, valid_labels = scores_and_labels(run / "predictions_validation.tsv")
         test_scores, test_labels = scores_and_labels(run / "predictions_test.tsv")
-        fits = {
-            "Platt, classes 1:1 (shipped)": fit_shipped_calibration(valid_scores, valid_labels),
-            "Platt, validation's balance": fit_platt(valid_scores, valid_labels, prior=None),
-        }
-        applied = {
-            f"{name}, slope {fit.slope:.3f}, offset {fit.offset:.3f}": fit.apply(test_scores)
-            for name, fit in fits.items()
-            if fit is not None
-        }
+        applied = {}
+        fit = fit_shipped_calibration(valid_scores, valid_labels)
+        if fit is not None:
+            shipped = (
+                f"Platt, classes 1:1 (shipped), slope {fit.slope:.3f}, offset {fit.offset:.3f}"
+            )
+            applied[shipped] = fit.apply(test_scores)
         applied["isotonic, classes 1:1"] = isotonic(valid_scores, valid_labels, test_scores)
         for name, calibrated in applied.items():
             measured = calibration_intervals(test_scores, calibrated, test_labels, args.bootstrap)
-            print(
-                f"| {run.name} | {len(valid_labels):,} ({valid_labels.mean():.1%}) | "
-                f"{len(test_labels):,} ({test_labels.mean():.1%}) | {name} | "
-                f"{interval(measured['ece_raw'])} | {interval(measured['ece_calibrated'])} | "
-                f"{interval(measured['brier_raw'])} | {interval(measured['brier_calibrated'])} |"
-            )
+            sizes = [f"{len(y):,} ({y.mean():.1%})" for y in (valid_labels, test_labels)]
+            measures = ("ece_raw", "ece_calibrated", "brier_raw", "brier_calibrated")
+            rows.append((run.name, *sizes, name, *(interval(measured[m]) for m in measures)))
+    header = ("run", "validation pairs (positive)", "test pairs (positive)", "calibration")
+    header += ("ECE raw", "ECE calibrated", "Brier raw", "Brier calibrated")
+    print("\n".join(markdown_table(header, rows)))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import platform
@@ -23,27 +22,37 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
-from ppi_dist.data.batching import CacheIndex, PairBatches, batch_to_device, swap_sides
+from ppi_dist.data.batching import (
+    CacheIndex,
+    CacheRowBatches,
+    TokenBatches,
+)
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
+from ppi_dist.data.planner import BatchOptions
+from ppi_dist.data.sequences import random_residues
 from ppi_dist.errors import ConfigError
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.inference.cache import EmbeddingCache
+from ppi_dist.inference.trunk import TrunkCache
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.shapes import SHAPES
 from ppi_dist.models.windows import Windowing
 from ppi_dist.training.config import OptimizationConfig, TrainConfig
 from ppi_dist.training.distributed import resolve_mixed_precision
 from ppi_dist.training.recipes import load_config
-from ppi_dist.training.sources import training_batches
-from ppi_dist.training.step import StepResult, make_optimizer, train_step
+from ppi_dist.training.step import (
+    BatchPreparation,
+    Prepared,
+    StepResult,
+    prepare_training,
+    train_step,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -51,7 +60,6 @@ BERNETT = SHARED / "data" / "bernett-gold"
 DEFAULT_PAIRS = BERNETT / "train.tsv"
 DEFAULT_FASTA = BERNETT / "sequences.fasta"
 ENCODER_8M = SHARED / "models" / "esm2_t6_8M"
-STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 # The help's epilog (lines: throughput.py and profile_step.py print it as written).
 TRAINER_FLAGS = """\
 Every other flag is the trainer's (python ppi_dist/train.py --help), among them:
@@ -238,34 +246,40 @@ def build_model(config: TrainConfig, device: torch.device) -> SECAI:
 
 @dataclass
 class TrainerStep:
-    """One training step as the trainer's loop runs it: `prepare` (the batch to the device,
-    or its cached states gathered), then `train_step`."""
+    """One training step as the trainer runs it: the package's `BatchPreparation`, then
+    `train_step`, on the model and AdamW that `prepare_training` set up."""
 
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    prepared: Prepared
     accelerator: Accelerator
     optimization: OptimizationConfig
-    prepare: Callable[[dict], dict]
+    prepare: BatchPreparation
 
     def __call__(self, batch: dict) -> StepResult:
         return self.train(self.prepare(batch))
 
     def train(self, prepared: dict) -> StepResult:
         """`train_step` alone, on a batch already prepared."""
-        return train_step(
-            self.model, prepared, self.optimizer, self.accelerator, self.optimization, False
-        )
+        model, optimizer = self.prepared.model, self.prepared.optimizer
+        return train_step(model, prepared, optimizer, self.accelerator, self.optimization, False)
 
 
 def trainer_step(
-    model: SECAI, config: TrainConfig, accelerator: Accelerator, prepare: Callable | None = None
+    model: SECAI,
+    config: TrainConfig,
+    accelerator: Accelerator,
+    cache: EmbeddingCache | None = None,
+    trunk: TrunkCache | None = None,
 ) -> TrainerStep:
-    """`model` with the trainer's optimiser (`make_optimizer`: fused AdamW by default), both
-    prepared by `accelerator`; batches copied to its device unless `prepare` says otherwise."""
-    optimizer = make_optimizer(model, config.optimization)
-    prepared, optimizer = accelerator.prepare(model, optimizer)
-    prepare = prepare or functools.partial(batch_to_device, device=accelerator.device)
-    return TrainerStep(prepared, optimizer, accelerator, config.optimization, prepare)
+    """`model` set up as the trainer sets it up (`prepare_training`, without a schedule),
+    its batches prepared as the trainer prepares them (`BatchPreparation`: a frozen
+    encoder's `cache`, the `trunk` cache, the side swap when the configuration asks)."""
+    optimization = config.optimization
+    prepared = prepare_training(model, optimization, accelerator)
+    swap = None
+    if optimization.swap_augmentation:
+        swap = torch.Generator().manual_seed(optimization.seed + accelerator.process_index)
+    preparation = BatchPreparation(accelerator.device, cache, trunk, swap)
+    return TrainerStep(prepared, accelerator, optimization, preparation)
 
 
 def benchmark_accelerator(config: TrainConfig, device: torch.device) -> Accelerator:
@@ -312,10 +326,6 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=default_device())
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json_out", default=None, help="append the results as JSON lines")
-
-
-def random_residues(rng: random.Random, length: int) -> str:
-    return "".join(rng.choice(STANDARD_RESIDUES) for _ in range(length))
 
 
 def sample_pairs(sample: Sample) -> tuple[list[Pair], dict[str, str]]:
@@ -388,15 +398,12 @@ def our_batches(
     """Every training batch of `source` at `max_tokens`, in the data layer's shuffled order,
     as the trainer's loader makes them (its seed and sort buffer from `config`); frozen
     (`cache_index`): batches of cache rows, the budget in pair tokens."""
-    batches = PairBatches(
-        source,
-        seed=config.optimization.seed,
-        training=True,
-        max_tokens=max_tokens,
-        sort_buffer=config.data.sort_buffer,
-        cache_index=cache_index,
+    options = BatchOptions(
+        seed=config.optimization.seed, max_tokens=max_tokens, sort_buffer=config.data.sort_buffer
     )
-    return list(batches)
+    if cache_index is not None:
+        return list(CacheRowBatches(source, cache_index, options))
+    return list(TokenBatches(source, options))
 
 
 def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
@@ -416,58 +423,3 @@ def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
         fingerprint="",
         windowing=Windowing(source.max_residues, 0, "crop"),
     )
-
-
-def outside_train_step(
-    source: PairSource, config: TrainConfig, cache_index: CacheIndex | None, steps: int
-) -> dict[str, float]:
-    """Host seconds per step the trainer's loop spends around `train_step` besides the
-    batch's preparation (profiled as `prepare_batch`): the loader's hand-off (the trainer's
-    `BatchLoader` with its `data_workers`; in-process batching when 0), the side swap and
-    the progress bar. Measured on the same pairs, without the steps; the first batch (the
-    workers' start) is left out."""
-    loader = training_batches(
-        source, config, SimpleNamespace(process_index=0, num_processes=1), cache_index
-    )
-    generator = torch.Generator().manual_seed(0)
-    seconds = {"loader": 0.0, "swap_sides": 0.0, "progress": 0.0}
-    with open(os.devnull, "w") as sink:
-        progress = tqdm(total=steps, file=sink, mininterval=0.1)
-        batches = iter(loader)
-        next(batches, None)
-        counted = 0
-        for _ in range(steps):
-            start = time.perf_counter()
-            batch = next(batches, None)
-            if batch is None:
-                break
-            loaded = time.perf_counter()
-            if config.optimization.swap_augmentation:
-                swap_sides(batch, generator)
-            swapped = time.perf_counter()
-            progress.update(1)
-            progress.set_postfix(loss="0.0000", pairs_s="0.0", refresh=False)
-            done = time.perf_counter()
-            seconds["loader"] += loaded - start
-            seconds["swap_sides"] += swapped - loaded
-            seconds["progress"] += done - swapped
-            counted += 1
-        progress.close()
-    loader.close()
-    return {k: v / max(counted, 1) for k, v in seconds.items()}
-
-
-def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
-    """The lines of a Markdown table, columns padded to their widest cell."""
-    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-        for row in cells
-    ]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return lines
-
-
-def shorten(name: str, width: int = 90) -> str:
-    return name if len(name) <= width else name[: width - 3] + "..."

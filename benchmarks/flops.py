@@ -41,21 +41,18 @@ trainer's model flags (`--encoder_shape`, `--lora_r`, `--head_hidden`,
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from benchmarks.core import DEFAULT_FASTA, DEFAULT_PAIRS, trainer_config
-from ppi_dist.data.batching import PairBatches
-from ppi_dist.data.fasta import read_fasta
+from ppi_dist.data.batching import TokenBatches
 from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.planner import BatchOptions
 from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
-from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.packing import encoder_tokens
-from ppi_dist.models.windows import Windowing
 
 # Dense bf16 tensor-core peak (no sparsity), in TFLOP/s. H200 has the H100 SXM's compute.
 PEAK_TFLOPS = {
@@ -240,119 +237,51 @@ def format_flops(value: float) -> str:
 class EpochCount:
     """What one epoch asks of the model, summed over its batches."""
 
-    pairs: int = 0
     steps: int = 0
     pair_tokens: int = 0  # both sequences of every pair, real cropped lengths + <cls>/<eos>
     encoded_real: int = 0  # distinct sequences' real tokens (after dedup)
     encoded_padded: int = 0  # distinct sequences x batch width
     flops: StepFlops = field(default_factory=StepFlops)
 
+    def add(self, model: ModelShape, tokens: tuple[int, int], calls: list, pairs: list) -> None:
+        """One step: its pair tokens and real encoded tokens, its encoder calls and pairs."""
+        self.steps += 1
+        self.pair_tokens += tokens[0]
+        self.encoded_real += tokens[1]
+        self.encoded_padded += sum(map(sum, calls))
+        self.flops = self.flops + secai_step_flops(model, calls, pairs)
 
-def count_batched_epoch(source: PairSource, model: ModelShape, max_tokens: int) -> EpochCount:
-    """Run the data layer's token-budget batching over a whole pair file (no model) and sum
-    the FLOPs of every batch as it would be trained: dedup and padding as they come."""
+
+def count_epoch(model: ModelShape, source: PairSource, max_tokens: int | None) -> EpochCount:
+    """An epoch of `source` as the data layer batches it at `max_tokens` (dedup and packed
+    padding as they come); None: every pair's two sequences at their own real length (no
+    dedup, no padding), one step per pair."""
     count = EpochCount()
-    for batch in PairBatches(source, seed=0, training=True, max_tokens=max_tokens):
+    if max_tokens is None:
+        for pair in source.pair_rows():
+            a, b = (min(len(s), ESM2_MAX_RESIDUES) + 2 for s in (pair.sequence_a, pair.sequence_b))
+            count.add(model, (a + b, a + b), [[a, b]], [(a, b)])
+        return count
+    for batch in TokenBatches(source, BatchOptions(max_tokens=max_tokens)):
         mask = batch["attention_mask"]
-        width = mask.shape[1]
-        lengths = mask.sum(dim=1)
-        pairs = len(batch["index_a"])
-        count.pairs += pairs
-        count.steps += 1
-        count.pair_tokens += int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
-        count.encoded_real += int(lengths.sum())
+        width, lengths = mask.shape[1], mask.sum(dim=1)
+        pair_tokens = int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
         rows = encoder_tokens(mask) // width  # `SECAI.encode` packs them
-        count.encoded_padded += rows * width
-        count.flops = count.flops + secai_step_flops(
-            model, [[width] * rows], [(width, width)] * pairs
-        )
+        pairs = [(width, width)] * len(batch["index_a"])
+        count.add(model, (pair_tokens, int(lengths.sum())), [[width] * rows], pairs)
     return count
-
-
-def count_unbatched_epoch(pair_lengths: Iterable[tuple[int, int]], model: ModelShape) -> EpochCount:
-    """Conservative count: every pair's two sequences encoded at their own real length (no
-    dedup, no padding); cross-attention at the real lengths. Lengths in tokens."""
-    count = EpochCount()
-    widths: list[int] = []
-    pairs: list[tuple[int, int]] = []
-    for a, b in pair_lengths:
-        widths += [a, b]
-        pairs.append((a, b))
-    count.pairs = count.steps = len(pairs)
-    count.pair_tokens = count.encoded_real = count.encoded_padded = sum(widths)
-    count.flops = secai_step_flops(model, [widths], pairs)
+    for batch in TokenBatches(source, BatchOptions(max_tokens=max_tokens)):
+        mask = batch["attention_mask"]
+        width, lengths = mask.shape[1], mask.sum(dim=1)
+        pair_tokens = int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
+        rows = encoder_tokens(mask) // width  # `SECAI.encode` packs them
+        pairs = [(width, width)] * len(batch["index_a"])
+        count.add(pair_tokens, int(lengths.sum()), [[width] * rows], pairs)
     return count
-
-
-def project_hours(
-    model_flops: float, peak_tflops: float, mfu: float, gpus: int, scaling: float
-) -> tuple[float, float]:
-    """(wall hours, GPU-hours): model FLOPs at `mfu` of the peak, `scaling` efficiency on
-    more than one GPU (1.0 on one)."""
-    per_gpu = peak_tflops * 1e12 * mfu * (scaling if gpus > 1 else 1.0)
-    wall_hours = model_flops / (per_gpu * gpus) / 3600
-    return wall_hours, wall_hours * gpus
-
-
-def print_worked_example(model: ModelShape, mean_protein: float) -> None:
-    """One pair of two proteins of the cropped mean length, no padding, part by part."""
-    shape = model.encoder
-    width = round(mean_protein) + 2
-    one = secai_step_flops(model, [[width, width]], [(width, width)])
-    encoder_only = encoder_flops(model, [width])
-    print(f"\nworked example, one pair, both sequences {width} tokens ({width - 2} residues):")
-    linear, attention = layers_forward(shape, model.step_layers, [width])
-    print(
-        f"  encoder forward, one sequence, {model.step_layers} of {shape.layers} layers: "
-        f"{format_flops(encoder_only.encoder_forward)} (linear {format_flops(linear)}, "
-        f"attention {format_flops(attention)})"
-    )
-    for name, value in (
-        ("encoder forward (2 seqs)", one.encoder_forward),
-        ("encoder backward", one.encoder_backward),
-        ("checkpoint recompute", one.recompute),
-        ("LoRA + cross-attn + head fwd", one.trainable_forward),
-        ("LoRA + cross-attn + head bwd", one.trainable_backward),
-        ("model FLOPs (MFU)", one.model),
-        ("executed FLOPs (HFU)", one.executed),
-    ):
-        print(f"  {name:30s} {format_flops(value):>12s}")
-    print(
-        f"  per pair token: {one.model / (2 * width) / 1e9:.2f} GFLOP model, "
-        f"{one.executed / (2 * width) / 1e9:.2f} GFLOP executed"
-    )
-
-
-def print_count(label: str, count: EpochCount, args: argparse.Namespace) -> None:
-    print(f"- {label}:")
-    print(
-        f"  {count.steps:,} steps, pair tokens {count.pair_tokens:,}, encoded real "
-        f"{count.encoded_real:,} (dedup x{count.pair_tokens / count.encoded_real:.2f}), "
-        f"encoded padded {count.encoded_padded:,} "
-        f"(padded/real {count.encoded_padded / count.encoded_real:.2f})"
-    )
-    print(
-        f"  model FLOPs {format_flops(count.flops.model)}, executed "
-        f"{format_flops(count.flops.executed)}"
-    )
-    for gpus in args.gpus:
-        wall, gpu_hours = project_hours(
-            count.flops.model, args.peak_tflops, args.mfu, gpus, args.scaling
-        )
-        gpu_word = "GPUs" if gpus > 1 else "GPU"
-        print(
-            f"  {gpus} {gpu_word}: {wall:.2f} h ({60 * wall:.0f} min) wall, "
-            f"{gpu_hours:.2f} GPU-hours per epoch"
-        )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="FLOP model of an SE-CAI training step and the projected epoch time of "
-        "a LoRA recipe. Model settings take the trainer's flags (--encoder_shape, --lora_r, "
-        "--head_hidden, --activation_checkpointing, --max_tokens, ...).",
-        allow_abbrev=False,
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--pairs", default=str(DEFAULT_PAIRS))
     parser.add_argument("--fasta", default=str(DEFAULT_FASTA))
     parser.add_argument("--peak_tflops", type=float, default=PEAK_TFLOPS["H100 SXM"])
@@ -367,61 +296,36 @@ def main(argv: list[str] | None = None) -> None:
     if secai.encoder_config is None:
         parser.error("the FLOP model counts a named shape: give --encoder_shape")
     model = ModelShape.of(secai, secai.encoder_config)
-    shape = model.encoder
-
-    sequences = read_fasta(args.fasta)
-    cropped = [min(len(s), ESM2_MAX_RESIDUES) for s in sequences.values()]
-    mean_protein = statistics.mean(cropped)
+    shape, source = model.encoder, PairSource(args.pairs, fasta=args.fasta)
     print(
         f"{config.model.encoder_shape} shape: d={shape.hidden}, {shape.layers} layers, "
         f"f={shape.intermediate}, {shape.matmul_params:,} matmul weights"
     )
-    print(
-        f"{args.fasta}: {len(cropped):,} proteins, mean length "
-        f"{statistics.mean(len(s) for s in sequences.values()):.1f}, cropped at "
-        f"{ESM2_MAX_RESIDUES}: {mean_protein:.1f}"
-    )
-    print_worked_example(model, mean_protein)
-
-    lengths = {name: min(len(s), ESM2_MAX_RESIDUES) + 2 for name, s in sequences.items()}
-    pair_lengths = [(lengths[p.protein_a], lengths[p.protein_b]) for p in read_pairs(args.pairs)]
-    max_tokens = config.data.max_tokens
-    counts = {
-        "no dedup, no padding (conservative in dedup, optimistic in padding)": (
-            count_unbatched_epoch(pair_lengths, model)
-        )
-    }
+    budgets = {"no dedup, no padding (conservative in dedup, optimistic in padding)": None}
     if not args.skip_batching:
-        source = PairSource(args.pairs, fasta=args.fasta)
-        counts[f"data layer batches, max_tokens {max_tokens} (dedup + padding as run)"] = (
-            count_batched_epoch(source, model, max_tokens)
+        budgets[f"data layer batches, max_tokens {config.data.max_tokens} (as run)"] = (
+            config.data.max_tokens
         )
+    counts = {label: count_epoch(model, source, tokens) for label, tokens in budgets.items()}
     print(
-        f"\nepoch of {args.pairs}: {len(pair_lengths):,} pairs; assumed MFU "
+        f"epoch of {args.pairs}: {len(list(source.pair_rows())):,} pairs; assumed MFU "
         f"{100 * args.mfu:.0f}% of {args.peak_tflops:g} TFLOP/s (bf16 dense), "
         f"{100 * args.scaling:.0f}% scaling efficiency on more than one GPU"
     )
     for label, count in counts.items():
-        print_count(label, count, args)
-    if model.step_layers < shape.layers:
-        print_trunk_build(model, secai.windowing("scoring"), sequences, counts)
-
-
-def print_trunk_build(
-    model: ModelShape, windowing: Windowing, sequences: dict[str, str], counts: dict
-) -> None:
-    """The trunk cache's build (once per run) beside an epoch's training FLOPs."""
-    widths = [w.stop - w.start + 2 for s in sequences.values() for w in windowing.windows(len(s))]
-    build = trunk_build_flops(model, widths)
-    below = model.encoder.layers - model.step_layers
-    print(
-        f"\ntrunk cache build: layers 0-{below - 1} forward once over {len(widths):,} windows "
-        f"of every protein in the FASTA: {format_flops(build)}"
-    )
-    for label, count in counts.items():
-        share = build / (build + count.flops.model)
-        print(f"  {100 * share:.1f}% of build + one epoch ({label.split(' (')[0]})")
-
-
-if __name__ == "__main__":
-    main()
+        print(
+            f"- {label}:\n  {count.steps:,} steps, pair tokens {count.pair_tokens:,}, encoded "
+            f"real {count.encoded_real:,} (dedup x{count.pair_tokens / count.encoded_real:.2f}),"
+            f" padded/real {count.encoded_padded / count.encoded_real:.2f}; model FLOPs "
+            f"{format_flops(count.flops.model)}, executed {format_flops(count.flops.executed)}"
+        )
+        for gpus in args.gpus:
+            speed = args.peak_tflops * 1e12 * args.mfu * (args.scaling if gpus > 1 else 1.0)
+            wall = count.flops.model / (speed * gpus) / 3600
+            print(f"  {gpus} GPU(s): {wall:.2f} h wall, {wall * gpus:.2f} GPU-hours per epoch")
+    if model.step_layers < shape.layers:  # the trunk cache's build, once per run
+        windowing = secai.windowing("scoring")
+        lengths = [len(s) for s in source.sequences.values()]
+        widths = [w.stop - w.start + 2 for n in lengths for w in windowing.windows(n)]
+        build = trunk_build_flops(model, widths)
+        print(f"trunk cache build over {len(widths):,} windows: {format_flops(build)}")

@@ -136,66 +136,8 @@ note() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$STATUS"; }
 # write_table: the results table of every row so far, into $WORK/results.md (rewritten
 # after each row, so a stage cut short keeps what it measured).
 write_table() {
-"$PYTHON" - "$RESULTS" "$STATUS" "$TRAINER" "$PROFILES" "$COMMANDS" >"$WORK/results.md" <<'EOF'
-import json
-import sys
-
-results = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-status = [line.rstrip("\n").split("\t") for line in open(sys.argv[2]) if line.strip()]
-trainer = [line.rstrip("\n").split("\t") for line in open(sys.argv[3]) if line.strip()]
-profiles = [json.loads(line) for line in open(sys.argv[4]) if line.strip()]
-header = ("check", "status", "pairs/s", "pair tok/s", "padded tok/s", "MFU", "peak GiB", "note")
-rows = []
-for r in results:
-    what = f"max_tokens {r['max_tokens']}" if r["max_tokens"] else f"batch_size {r['batch_size']}"
-    what += f", length {r['fixed_length']}" if r["fixed_length"] else ", pair-file lengths"
-    what += ", checkpointing" if r.get("activation_checkpointing") else ""
-    what += f", {r['attention']} attention" if r.get("attention") else ""
-    cross = r.get("cross_attention")
-    what += f", {cross} cross-attention" if cross and cross != "sdpa" else ""
-    mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-    rows.append((f"throughput {r['name']}", "OK", f"{r['pairs_per_s']:.2f}",
-                 f"{r['pair_tokens_per_s']:.0f}", f"{r['encoded_padded_tokens_per_s']:.0f}", mfu,
-                 f"{r['peak_memory_gb']:.2f}", f"{r['encoder']} {what}"))
-
-
-def profile_name(p):
-    encoder = "8M" if p["encoder"].rstrip("/").endswith("esm2_t6_8M") else p["encoder"]
-    return f"profile {encoder} {p['mode']}" + (" compiled" if p["compiled"] else "")
-
-
-for p in profiles:
-    busy = p["device_busy_s"]
-    syncs = sum(v for k, v in p["syncs_per_step"].items() if k.startswith("cuda"))
-    device = (f"device busy {100 * busy / p['profiled_wall_s']:.0f}%, {syncs:g} syncs"
-              if busy is not None else "CPU run")
-    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(p["shares"].items())[:4])
-    ops = p.get("ops_per_step")
-    if ops:
-        shares += "; ops/step " + ", ".join(f"{k} {v:g}" for k, v in ops.items())
-    rows.append((profile_name(p), "OK", f"{p['pairs_per_s']:.2f}", "-", "-", "-", "-",
-                 f"max_tokens {p['max_tokens']}; step {p['wall_s']:.3f} s; profiled: host "
-                 f"{p['host_s']:.3f} + sync wait {p['sync_wait_s']:.3f} + drain "
-                 f"{p['drain_s']:.3f} s, {device}; {shares}"))
-for name, rate, steps, metrics in trainer:
-    rows.append((f"trainer {name}", "OK" if rate != "-" else "-", rate, "-", "-", "-", "-",
-                 f"{steps}; test {metrics}"))
-for name, state, seconds, text in status:
-    rows.append((name, state, "-", "-", "-", "-", "-", f"{seconds}s {text}".strip()))
-widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-for row in [header, tuple("-" * w for w in widths), *rows]:
-    print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
-for p in profiles:  # the full tables are in the profile logs
-    print(f"\n{profile_name(p)}, top 5 by {'device' if p['device_busy_s'] is not None else 'CPU'}"
-          " time per step:")
-    for name, calls, ms, share, kind in p["top"][:5]:
-        print(f"  {100 * share:5.1f}% {ms:9.3f} ms {calls:6g} calls  [{kind}] {name[:100]}")
-commands = [line.rstrip("\n").split("\t", 1) for line in open(sys.argv[5]) if line.strip()]
-if commands:
-    print("\ncommands:")
-for name, command in commands:
-    print(f"  {name}: {command}")
-EOF
+  "$PYTHON" -m benchmarks.gpu_report table "$RESULTS" "$STATUS" "$TRAINER" "$PROFILES" \
+    "$COMMANDS" >"$WORK/results.md"
 }
 
 COMMANDS="$WORK/commands.tsv"       # check <TAB> the command it ran
@@ -253,19 +195,7 @@ profile() {
 # trainer_row NAME OUTPUT_DIR: pairs/s (median of the logged windows after the first) and
 # the test metrics of a finished run, into $TRAINER.
 trainer_row() {
-  "$PYTHON" - "$1" "$2" >>"$TRAINER" <<'EOF'
-import json, statistics, sys
-from pathlib import Path
-name, out = sys.argv[1], Path(sys.argv[2])
-log = out / "train_log.jsonl"
-rates = [json.loads(l)["train/pairs_per_s"] for l in log.read_text().splitlines()] if log.exists() else []
-rate = f"{statistics.median(rates[1:] or rates):.2f}" if rates else "-"
-metrics = out / "metrics.json"
-test = json.loads(metrics.read_text()).get("test") if metrics.exists() else None
-shown = (f"accuracy {test['accuracy']:.3f} AUROC {test['auroc']:.3f} AUPR {test['aupr']:.3f} "
-         f"MCC {test['mcc']:.3f} (threshold {test['threshold']:.2f})") if test else "-"
-print(f"{name}\t{rate}\t{len(rates)} log windows\t{shown}")
-EOF
+  "$PYTHON" -m benchmarks.gpu_report trainer_row "$1" "$2" >>"$TRAINER"
 }
 
 echo "=== versions ($STAGE$([[ "$DRY" == 1 ]] && echo ", dry"))"

@@ -5,14 +5,14 @@ without the trunk cache) and a frozen encoder, on the same batches, in one proce
     python -m benchmarks.lora_layers --encoder_shape 650M --lora_layers 8 --max_residues 1022
 
 Pairs are drawn (seeded) from a real pair file with their real lengths; one list of training
-batches (`PairBatches` over the trunk cache: the crops are the cache's windows) serves every
-variant, each through the trainer's own step (`benchmarks.core.trainer_step`) and its own
-batch preparation:
+batches (`TokenBatches` over the trunk cache: the crops are the cache's windows) serves every
+variant, each through the trainer's own step and batch preparation
+(`benchmarks.core.trainer_step`):
 
-* all layers: LoRA on every layer, the whole encoder every step (the trunk rows dropped);
+* all layers: LoRA on every layer, the whole encoder every step (the trunk rows unread);
 * last N, whole encoder: LoRA on the last N layers, the whole encoder every step;
 * last N, trunk cache: the same model, the layers below read from the trunk cache
-  (`training.trunk.with_trunk_states`), built once first (its wall time is printed);
+  (`BatchPreparation` with the trunk), built once first (its wall time is printed);
 * frozen: no LoRA, last-layer states from the embedding cache (`training.frozen`).
 
 The variants alternate within every repeat (drift hits all); medians over repeats are
@@ -33,12 +33,12 @@ import torch
 
 from benchmarks import core
 from benchmarks.flops import ModelShape, secai_step_flops, trunk_build_flops
-from ppi_dist.data.batching import PairBatches, batch_to_device
+from benchmarks.tables import markdown_table
+from ppi_dist.data.batching import TokenBatches
+from ppi_dist.data.planner import BatchOptions
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.trunk import TrunkCache
 from ppi_dist.training.config import TrainConfig
-from ppi_dist.training.frozen import with_cached_states
-from ppi_dist.training.trunk import with_trunk_states
 
 
 @dataclass
@@ -106,12 +106,13 @@ def build_variants(args, config: TrainConfig, source, work: Path) -> tuple[list,
     trunk = TrunkCache.build(trunk_model, sequences, work / "trunk", windowing, progress=True)
     built[f"trunk cache, layers below the last {top}"] = time.perf_counter() - started
     batches = list(
-        PairBatches(
+        TokenBatches(
             source,
-            seed=config.optimization.seed,
-            training=True,
-            max_tokens=config.data.max_tokens,
-            sort_buffer=config.data.sort_buffer,
+            BatchOptions(
+                seed=config.optimization.seed,
+                max_tokens=config.data.max_tokens,
+                sort_buffer=config.data.sort_buffer,
+            ),
             windowing=config.model.secai.windowing("train"),
             trunk_index=trunk.index,
         )
@@ -120,9 +121,6 @@ def build_variants(args, config: TrainConfig, source, work: Path) -> tuple[list,
     batches = batches[:needed]
     if len(batches) < needed:
         raise SystemExit(f"{len(batches)} batches, fewer than --warmup + --batches {needed}")
-
-    def tokens_only(batch: dict) -> dict:
-        return batch_to_device({k: v for k, v in batch.items() if k != "trunk_rows"}, device)
 
     frozen_config, frozen_model = model_of(config, device, freeze_encoder=True)
     started = time.perf_counter()
@@ -133,27 +131,15 @@ def build_variants(args, config: TrainConfig, source, work: Path) -> tuple[list,
 
     every_config, every_model = model_of(config, device, lora_layers=None)
     _, whole_model = model_of(config, device)
-    plans = [
-        ("LoRA on all layers", every_config, every_model, tokens_only, "trunk"),
-        (f"LoRA on the last {top}, whole encoder", config, whole_model, tokens_only, "whole"),
-        (
-            f"LoRA on the last {top}, trunk cache",
-            config,
-            trunk_model,
-            lambda b: with_trunk_states(b, trunk, device),
-            "trunk",
-        ),
-        (
-            "frozen, embedding cache",
-            frozen_config,
-            frozen_model,
-            lambda b: with_cached_states(b, cache, device),
-            "none",
-        ),
+    plans = [  # label, settings, model, cached states (embedding, trunk), what the encoder runs
+        ("LoRA on all layers", every_config, every_model, (None, None), "trunk"),
+        (f"LoRA on the last {top}, whole encoder", config, whole_model, (None, None), "whole"),
+        (f"LoRA on the last {top}, trunk cache", config, trunk_model, (None, trunk), "trunk"),
+        ("frozen, embedding cache", frozen_config, frozen_model, (cache, None), "none"),
     ]
     variants = []
-    for label, variant_config, model, prepare, encoder in plans:
-        step = core.trainer_step(model, variant_config, accelerator, prepare)
+    for label, variant_config, model, (states, trunk_states), encoder in plans:
+        step = core.trainer_step(model, variant_config, accelerator, states, trunk_states)
         flops = step_flops(variant_config, model, batches[args.warmup :], encoder)
         variants.append(Variant(label, step, flops))
     return variants, batches, built
@@ -197,7 +183,7 @@ def run(args: argparse.Namespace, config: TrainConfig) -> None:
             )
         )
     header = ("variant", "training pairs/s", "speed-up", "FLOP model speed-up")
-    print("\n".join(core.markdown_table(header, rows)))
+    print("\n".join(markdown_table(header, rows)))
     for what, seconds in built.items():
         print(f"built once: {what}: {seconds:.1f} s for {len(source.sequences):,} proteins")
 

@@ -1,12 +1,10 @@
 """Where a training step's time goes: `torch.profiler` over the trainer's own step.
 
-The step is `ppi_dist.training.step.train_step` with the trainer's optimizer
-(`make_optimizer`: fused AdamW by default), a model built from the trainer's flags and its
-Accelerator set-up, and the loop's own device copy, on batches of a Bernett sample built as
-throughput.py builds them (`benchmarks.core`: the same sample, model and token-budget
-batches). Frozen mode (`--freeze_encoder true`) runs the frozen trainer's input path:
-cache-row batches (`PairBatches(cache_index=...)`, the budget in pair tokens) and
-`with_cached_states` gathering from a device-resident embedding cache of the sample's
+The step is the trainer's own (`benchmarks.core.trainer_step`: the package's
+`prepare_training`, `BatchPreparation` and `train_step`), the model built from the
+trainer's flags, on batches of a Bernett sample built as throughput.py builds them. Frozen
+mode (`--freeze_encoder true`) runs the frozen trainer's input path: cache-row batches (the
+budget in pair tokens) gathered from a device-resident embedding cache of the sample's
 proteins at their real lengths, with zero states (`benchmarks.core.stand_in_cache`: the
 kernels' work does not depend on the values).
 
@@ -18,27 +16,22 @@ drain, and the device's busy time (kernel and copy intervals merged); the top op
 by self device time (self CPU time on the CPU); the shares of attention, matmul, optimizer,
 elementwise, norm/reduction and the rest (by name pattern); the host-device synchronisations
 per step; the aten operators dispatched per step (forward, backward, optimizer) and the
-loop's host time around `train_step`; and a `PROFILE` summary line (also `--json_out`).
-`--trace` writes a Chrome trace; `--before SETTING=VALUE` profiles the step with those
-settings first, in the same run, and prints BEFORE/AFTER lines.
+batch's preparation; and a `PROFILE` summary line (also `--json_out`). `--trace` writes a
+Chrome trace.
 
     python -m benchmarks.profile_step --dry                           # CPU, tiny, seconds
     python -m benchmarks.profile_step --encoder_shape 650M --max_tokens 65536
     python -m benchmarks.profile_step --freeze_encoder true --max_tokens 65536   # the 8M
-    python -m benchmarks.profile_step --dry --before adamw_implementation=for_loop
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import functools
 import itertools
 import re
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -46,9 +39,10 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from benchmarks import core
+from benchmarks.tables import markdown_table, shorten
+from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.models.compile import compile_model, default_backend
 from ppi_dist.training.config import TrainConfig
-from ppi_dist.training.frozen import with_cached_states
 
 STEP_RANGE, TRAIN_STEP_RANGE, PREPARE_RANGE = "profile_step", "train_step", "prepare_batch"
 PHASES = ("forward", "backward", "optimizer")
@@ -181,7 +175,6 @@ class ProfileSummary:
     ops_per_step: dict[str, float]  # aten ops dispatched inside train_step, by phase
     kernels_per_step: float | None  # device kernels, copies and memsets; None on the CPU
     prepare_s: float  # the loop's batch preparation (device copy, cached states gathered)
-    outside_s: dict[str, float]  # host per step outside train_step, by what the loop does
     shares: dict[str, float]  # category -> share of device (CPU: self CPU) time
     top: list[tuple[str, float, float, float, str]]  # name, calls/step, ms/step, share, category
 
@@ -267,14 +260,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
     parser.add_argument(
         "--trace", default=None, help="write a Chrome trace (chrome://tracing) here"
     )
-    parser.add_argument(
-        "--before",
-        nargs="+",
-        default=[],
-        metavar="SETTING=VALUE",
-        help="also profile the step with these settings first, in the same run (e.g. "
-        "adamw_implementation=for_loop), and print BEFORE/AFTER lines",
-    )
     core.add_run_flags(parser)
     args, flags = parser.parse_known_args(argv)
     if args.dry:  # after the flags given: the dry run's shape and sizes win
@@ -288,27 +273,24 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
 
 def make_batches(
     args: argparse.Namespace, config: TrainConfig, hidden: int, device: torch.device
-) -> tuple[list[dict], Callable[[dict], dict] | None]:
+) -> tuple[list[dict], EmbeddingCache | None]:
     """Enough batches for every warm-up, timed and profiled step (cycled when too few), and
-    what the trainer's loop does to each before `train_step` (None: the copy to the device).
+    the frozen step's embedding cache (None with the encoder).
 
-    Frozen: batches of cache rows and the gather from a stand-in cache of the sample's
-    proteins (`core.stand_in_cache`, `hidden` wide), kept on the device as the trainer keeps
-    it on a GPU."""
+    Frozen: batches of cache rows and a stand-in cache of the sample's proteins
+    (`core.stand_in_cache`, `hidden` wide), kept on the device as the trainer keeps it on a
+    GPU."""
     pairs, _ = core.sample_pairs(core.sample_from(args, config))
-    max_tokens, prepare, index = config.data.max_tokens, None, None
+    max_tokens, cache = config.data.max_tokens, None
     needed = args.warmup + args.timed_steps + 1 + args.steps  # + the profiler's warm-up
     with core.sample_source(pairs, config.model.secai.max_residues) as source:
         if config.model.secai.freeze_encoder:
             cache = core.stand_in_cache(source, hidden)
             cache.keep_on(device)
-            index = cache.index
-            batches = core.our_batches(source, max_tokens, config, index)
-            prepare = functools.partial(with_cached_states, cache=cache, device=device)
+            batches = core.our_batches(source, max_tokens, config, cache.index)
         else:
             batches = core.our_batches(source, max_tokens, config)
-        outside = core.outside_train_step(source, config, index, min(needed, len(batches)))
-    return list(itertools.islice(itertools.cycle(batches), needed)), prepare, outside
+    return list(itertools.islice(itertools.cycle(batches), needed)), cache
 
 
 def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
@@ -326,8 +308,8 @@ def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
         print(f"compiled: {len(names)} modules, backend {default_backend()}, dynamic shapes")
     accelerator = core.benchmark_accelerator(config, device)
     hidden = model.encoder.config.hidden_size
-    batches, prepare, outside = make_batches(args, config, hidden, device)
-    step = core.trainer_step(model, config, accelerator, prepare)
+    batches, cache = make_batches(args, config, hidden, device)
+    step = core.trainer_step(model, config, accelerator, cache)
     max_tokens = config.data.max_tokens
     print(
         f"step: encoder {core.encoder_label(config)}, {mode}, compile {config.model.compile}, "
@@ -361,7 +343,6 @@ def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
         pairs_per_step=pairs,
         wall_s=wall,
         pairs_per_s=pairs / wall,
-        outside_s=outside,
         **summarise(events, args.steps, on_cuda),
     )
     report(summary, host_top(events, args.steps, 10 if on_cuda else 0), args.top)
@@ -419,10 +400,9 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     ops = ", ".join(f"{phase} {count:g}" for phase, count in s.ops_per_step.items())
     kernels = f"; {s.kernels_per_step:g} device kernels/copies" if s.kernels_per_step else ""
     print(f"operators dispatched per step: {ops} (total {sum(s.ops_per_step.values()):g}){kernels}")
-    around = ", ".join(f"{name} {1e3 * sec:.2f}" for name, sec in s.outside_s.items())
     print(
         f"host outside train_step, ms per step: prepare_batch {1e3 * s.prepare_s:.2f} "
-        f"(device copy / cached states), {around}"
+        "(device copy / cached states, side swap)"
     )
     syncs = ", ".join(f"{name} {count:g}" for name, count in s.syncs_per_step.items())
     print(
@@ -434,15 +414,15 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     print(f"shares of {what}: {shares}")
     print(f"top {top} by {what}, per step:")
     rows = [
-        (core.shorten(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
+        (shorten(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
         for name, calls, ms, share, kind in s.top[:top]
     ]
-    for line in core.markdown_table(("name", "calls", "ms", "share", "category"), rows):
+    for line in markdown_table(("name", "calls", "ms", "share", "category"), rows):
         print(line)
     if host_rows:
         print("host: top CPU ops and ranges by self CPU time, per step:")
-        rows = [(core.shorten(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
-        for line in core.markdown_table(("name", "calls", "ms"), rows):
+        rows = [(shorten(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
+        for line in markdown_table(("name", "calls", "ms"), rows):
             print(line)
     shares = " ".join(f"{name}={100 * share:.1f}%" for name, share in s.shares.items())
     busy = f"{s.device_busy_s:.4f}" if s.device_busy_s is not None else "-"
@@ -460,40 +440,8 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
     )
 
 
-def before_and_after(args: argparse.Namespace, config: TrainConfig) -> list[ProfileSummary]:
-    """The step profiled twice in one run, same batches and weights: with the `--before`
-    settings (e.g. `adamw_implementation=for_loop`), then as configured; BEFORE/AFTER lines
-    of operators per step, steps/s and host ms per step."""
-    before = copy.deepcopy(config)
-    for setting in args.before:
-        name, _, value = setting.partition("=")
-        sections = (before.optimization, before.data, before.model)
-        section = next(part for part in sections if hasattr(part, name))
-        kind = type(getattr(section, name))  # bool("false") would be True: read it as text
-        setattr(section, name, value.lower() == "true" if kind is bool else kind(value))
-    print(f"=== before: {' '.join(args.before)}")
-    old = run(args, before)
-    print("=== after: as configured")
-    new = run(args, config)
-    for label, s in (("BEFORE", old), ("AFTER", new)):
-        ops = sum(s.ops_per_step.values())
-        host_ms = 1e3 * (s.host_s + s.prepare_s + sum(s.outside_s.values()))
-        print(
-            f"{label} ops_per_step={ops:g} ("
-            + ", ".join(f"{k} {v:g}" for k, v in s.ops_per_step.items())
-            + f") steps_per_s={1 / s.wall_s:.3f} host_ms_per_step={host_ms:.1f}"
-        )
-    ratio = sum(old.ops_per_step.values()) / max(sum(new.ops_per_step.values()), 1)
-    print(f"ops per step {ratio:.2f}x fewer; steps/s {old.wall_s / new.wall_s:.2f}x")
-    return [old, new]
-
-
 def main(argv: list[str] | None = None) -> None:
-    args, config = parse_args(argv)
-    if args.before:
-        before_and_after(args, config)
-    else:
-        run(args, config)
+    run(*parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -233,64 +233,38 @@ class TrainerRun:
 def trainer_command(run: TrainerRun, args: argparse.Namespace) -> list[str]:
     """The train.py command of `run`."""
     paths, out = run.paths, run.out
-    command = [
-        sys.executable,
-        "ppi_dist/train.py",
-        "--train_file",
-        str(paths["train"]),
-        "--valid_file",
-        str(paths["valid"]),
-        "--test_file",
-        str(paths["test"]),
-        "--fasta",
-        str(run.fasta),
-        "--encoder",
-        str(ENCODER_8M),
-        "--max_residues",
-        str(args.max_residues),
-        "--scoring_windows",
-        args.windows,
-        "--max_tokens",
-        str(args.max_tokens),
-        "--cross_attention_heads",
-        "4",
-        "--head_hidden",
-        "256",
-        "--learning_rate_head",
-        "1e-3",
-        "--learning_rate_lora",
-        "5e-4",
-        "--output_dir",
-        str(out),
-        "--report_to",
-        "none",
-        "--seed",
-        str(run.seed),
+    flags = {
+        "train_file": paths["train"],
+        "valid_file": paths["valid"],
+        "test_file": paths["test"],
+        "fasta": run.fasta,
+        "encoder": ENCODER_8M,
+        "max_residues": args.max_residues,
+        "scoring_windows": args.windows,
+        "max_tokens": args.max_tokens,
+        "cross_attention_heads": 4,
+        "head_hidden": 256,
+        "learning_rate_head": "1e-3",
+        "learning_rate_lora": "5e-4",
+        "output_dir": out,
+        "report_to": "none",
+        "seed": run.seed,
         # The published yeast splits label a few pairs both 1 and 0 (23 rows of random/
         # train.tsv); the trainer refuses that by default. Keep the files as published.
-        "--allow_contradictory_labels",
-        "true",
-    ]
+        "allow_contradictory_labels": "true",
+    }
     if run.variant in ("lora", "lora_top"):
-        steps = ["--max_steps", str(args.lora_steps)] if args.lora_steps else []
-        command += steps or ["--epochs", str(args.epochs)]
+        flags |= {"max_steps": args.lora_steps} if args.lora_steps else {"epochs": args.epochs}
         if run.variant == "lora_top":  # one trunk cache for every seed's run
-            trunk = cache_dir(run.work, run.fasta, args).with_name(
-                f"trunk_{run.fasta.parent.name}_{args.max_residues}_last{args.lora_layers}"
-            )
-            command += ["--lora_layers", str(args.lora_layers), "--trunk_cache", str(trunk)]
+            trunk = f"trunk_{run.fasta.parent.name}_{args.max_residues}_last{args.lora_layers}"
+            flags |= {"lora_layers": args.lora_layers, "trunk_cache": run.work / trunk}
     else:
         cache = cache_dir(run.work, run.fasta, args)
-        command += [
-            "--freeze_encoder",
-            "true",
-            "--embedding_cache",
-            str(cache),
-            "--epochs",
-            str(args.epochs),
-        ]
+        flags |= {"freeze_encoder": "true", "embedding_cache": cache, "epochs": args.epochs}
     if run.variant == "pooled":
-        command += ["--interaction", "pooled"]
+        flags["interaction"] = "pooled"
+    command = [sys.executable, "ppi_dist/train.py"]
+    command += [word for name, value in flags.items() for word in (f"--{name}", str(value))]
     return command + continue_or_replace(out)
 
 
@@ -377,66 +351,27 @@ def run_settings(args) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--work_dir", default=str(REPO / "outputs" / "real_data"))
-    parser.add_argument("--train_pairs", type=int, default=6000)
-    parser.add_argument("--valid_pairs", type=int, default=1500)
-    parser.add_argument(
-        "--test_pairs", type=int, default=None, help="subset of test; all by default"
-    )
-    parser.add_argument("--max_residues", type=int, default=400)
-    parser.add_argument(
-        "--windows",
-        choices=WINDOW_MODES,
-        default="crop",
-        help="how validation and test read a long protein (the rows recorded before windows "
-        "existed are crop)",
-    )
-    parser.add_argument("--max_tokens", type=int, default=8192)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument(
-        "--variants",
-        nargs="+",
-        choices=list(VARIANTS),
-        default=["frozen"],
-        help="the trainer runs per seed (table labels in VARIANTS)",
-    )
-    parser.add_argument(
-        "--lora_steps", type=int, default=0, help="adds the lora variant, N steps long"
-    )
-    parser.add_argument(
-        "--lora_layers", type=int, default=2, help="the lora_top variant's LoRA layers"
-    )
-    parser.add_argument(
-        "--pooled_baseline",
-        action="store_true",
-        help="adds the pooled variant (the frozen run with --interaction pooled)",
-    )
-    parser.add_argument(
-        "--reuse_splits",
-        action="store_true",
-        help="take a seed's split files from --work_dir where an earlier call wrote them, so "
-        "variants run in several calls see the same hold-outs",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--seeds", type=int, default=1, help="runs per configuration: seed, seed+1, ..."
-    )
-    parser.add_argument(
-        "--valid_fraction",
-        type=float,
-        default=0.1,
-        help="yeast: fraction of the training PAIRS held out for validation (ppi_dist.data.split)",
-    )
-    parser.add_argument("--split_method", choices=("graph", "random"), default="graph")
-    parser.add_argument(
-        "--merge",
-        nargs="+",
-        default=[],
-        metavar="FILE",
-        help="results.json of earlier runs (same settings) whose seeds to pool with these",
-    )
-    parser.add_argument("--dry", action="store_true", help="baselines only, no SE-CAI runs")
+    add = parser.add_argument
+    add("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    add("--work_dir", default=str(REPO / "outputs" / "real_data"))
+    add("--train_pairs", type=int, default=6000)
+    add("--valid_pairs", type=int, default=1500)
+    add("--test_pairs", type=int, default=None, help="subset of test; all by default")
+    add("--max_residues", type=int, default=400)
+    add("--windows", choices=WINDOW_MODES, default="crop", help="how scoring reads long proteins")
+    add("--max_tokens", type=int, default=8192)
+    add("--epochs", type=int, default=2)
+    add("--variants", nargs="+", choices=list(VARIANTS), default=["frozen"], help="runs per seed")
+    add("--lora_steps", type=int, default=0, help="adds the lora variant, N steps long")
+    add("--lora_layers", type=int, default=2, help="the lora_top variant's LoRA layers")
+    add("--pooled_baseline", action="store_true", help="adds the pooled variant")
+    add("--reuse_splits", action="store_true", help="a seed's split files from --work_dir")
+    add("--seed", type=int, default=0)
+    add("--seeds", type=int, default=1, help="runs per configuration: seed, seed+1, ...")
+    add("--valid_fraction", type=float, default=0.1, help="yeast: training PAIRS held out")
+    add("--split_method", choices=("graph", "random"), default="graph")
+    add("--merge", nargs="+", default=[], metavar="FILE", help="results.json to pool with")
+    add("--dry", action="store_true", help="baselines only, no SE-CAI runs")
     args = parser.parse_args(argv)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)

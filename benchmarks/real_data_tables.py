@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.tables import markdown_table
+
 TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc", "aupr")
 
 
@@ -50,9 +52,8 @@ def read_earlier(files: list[Path], datasets: list[str], settings: dict) -> dict
     return earlier
 
 
-def row(label: str, m: dict) -> str:
-    cells = [m[k] for k in TABLE_METRICS]
-    return f"| {label} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {m['threshold']:.3g} |"
+def row(label: str, m: dict) -> tuple[str, ...]:
+    return (label, *(f"{m[k]:.3f}" for k in TABLE_METRICS), f"{m['threshold']:.3g}")
 
 
 def mean_sd(runs: list[dict]) -> dict[str, dict[str, float]]:
@@ -65,14 +66,10 @@ def mean_sd(runs: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def row_mean_sd(label: str, stats: dict) -> str:
+def row_mean_sd(label: str, stats: dict) -> tuple[str, ...]:
     cells = [f"{stats[k]['mean']:.3f} ± {stats[k]['sd']:.3f}" for k in TABLE_METRICS]
     threshold = stats["threshold"]
-    return (
-        f"| {label} | "
-        + " | ".join(cells)
-        + (f" | {threshold['mean']:.3g} ± {threshold['sd']:.2g} |")
-    )
+    return (label, *cells, f"{threshold['mean']:.3g} ± {threshold['sd']:.2g}")
 
 
 def seeds_of(per_seed: dict[str, dict[int, dict]]) -> list[int]:
@@ -92,23 +89,22 @@ def section(name: str, result: dict, published: str) -> str:
     """The markdown of one dataset: its table, the published figures, the commands run."""
     predictors = result["predictors"]
     seeds = sorted({seed for record in predictors.values() for seed in record["seeds"]})
-    lines = [f"### {name} ({len(seeds)} seed{'s' * (len(seeds) > 1)}: {seeds})", "", HEADER]
+    rows = []
     for label, record in predictors.items():
         # A predictor with fewer seeds than the section (a run cut short) says so.
         shown = label if record["seeds"] == seeds else f"{label} (seeds {record['seeds']})"
         if len(record["runs"]) == 1:
-            lines.append(row(shown, record["runs"][0]))
+            rows.append(row(shown, record["runs"][0]))
         else:
-            lines.append(row_mean_sd(shown, record["mean_sd"]))
-    lines += ["", f"Published: {published}.", ""]
+            rows.append(row_mean_sd(shown, record["mean_sd"]))
+    lines = [f"### {name} ({len(seeds)} seed{'s' * (len(seeds) > 1)}: {seeds})", ""]
+    lines += [*markdown_table(HEADER, rows), "", f"Published: {published}.", ""]
     lines += [f"- {label}: `{c}`" for label, c in result["commands"].items()]
     return "\n".join(lines)
 
 
-HEADER = (
-    "| predictor | accuracy | precision | recall | F1 | weighted | MCC | AUROC | AUPR "
-    "| threshold |\n|---|---|---|---|---|---|---|---|---|---|"
-)
+HEADER = ("predictor", "accuracy", "precision", "recall", "F1", "weighted", "MCC", "AUROC")
+HEADER += ("AUPR", "threshold")
 
 
 def write_results(work: Path, results: dict, published: Mapping[str, str]) -> None:

@@ -13,7 +13,7 @@ draw of proteins that takes groups until each held-out block holds its fraction 
 PAIRS. Each row gives every block's share of the input pairs and its positive share, the
 pairs dropped, the highest identity an MMseqs2 search finds between a held-out block and
 train, and the wall time of the split (the cut and the check searches; the MMseqs2
-clustering, timed once per file, is apart). `--markdown` prints the rows as BENCHMARKS.md's
+clustering, timed once per file, is apart), as a markdown
 table.
 """
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.core import SHARED, library_version, machine_line
+from benchmarks.tables import markdown_table
 from ppi_dist.data import clusters
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.data.split import (
@@ -46,6 +47,7 @@ FILES = {
     "c3": ("yeast-du2017/c3/train.tsv", "yeast-du2017/sequences.fasta"),
 }
 NAMES = ("train", "valid", "test")
+HEADER = ("method", *NAMES, "dropped", "highest identity to train", "split seconds")
 
 
 def random_by_pairs(
@@ -103,7 +105,7 @@ def _row(label: str, blocks: dict[str, list[Pair]], n: int, highest: float, seco
     }
 
 
-def _show(row: dict, n: int, markdown: bool) -> str:
+def _cells(row: dict, n: int) -> list[str]:
     def cell(name: str) -> str:
         block = row["blocks"][name]
         if not block["pairs"]:
@@ -111,14 +113,8 @@ def _show(row: dict, n: int, markdown: bool) -> str:
         return f"{block['pairs'] / n:.1%} ({block['positive'] / block['pairs']:.1%} pos)"
 
     seconds = "" if row["seconds"] is None else f"{row['seconds']:.0f} s"
-    cells = [
-        row["method"],
-        *map(cell, NAMES),
-        f"{row['dropped'] / n:.1%} ({row['dropped']:,})",
-        f"{row['highest']:.3f}",
-        seconds,
-    ]
-    return "| | | " + " | ".join(cells) + " |" if markdown else "  " + "  ".join(cells)
+    dropped = f"{row['dropped'] / n:.1%} ({row['dropped']:,})"
+    return [row["method"], *map(cell, NAMES), dropped, f"{row['highest']:.3f}", seconds]
 
 
 def _one(pairs, sequences, links, fractions: str, args) -> list[dict]:
@@ -178,7 +174,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--resample_negatives", action="store_true", help="the split's --resample_negatives"
     )
-    parser.add_argument("--markdown", action="store_true", help="rows of BENCHMARKS.md's table")
     parser.add_argument("--out", default=None, help="JSON of every row")
     args = parser.parse_args(argv)
     print(machine_line(torch.device("cpu")))
@@ -205,8 +200,8 @@ def main(argv: list[str] | None = None) -> None:
         for fractions in args.fractions:
             rows = _one(pairs, sequences, links, fractions, args)
             print(f"{name} asked {fractions} (valid,test):")
-            for row in rows:
-                print(_show(row, len(pairs), args.markdown), flush=True)
+            cells = [_cells(row, len(pairs)) for row in rows]
+            print("\n".join(markdown_table(HEADER, cells)), flush=True)
             results.append({"dataset": name, "fractions": fractions, "rows": rows})
             results[-1]["clustering_seconds"] = clustering
     if args.out:

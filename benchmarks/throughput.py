@@ -4,7 +4,7 @@ Both run the same SECAI model, built from the trainer's configuration (LoRA on q
 focal loss, the trainer's AdamW), on the same pairs, sampled (seeded) from a real pair file
 with its real lengths (cropped at 1,022):
 
-* ours: token-budget batches from `ppi_dist.data.batching.PairBatches` (length-sorted
+* ours: token-budget batches from `ppi_dist.data.batching.TokenBatches` (length-sorted
   buffer, what training runs), ONE encoder call per step on the batch's distinct sequences
   packed several to a row (`ppi_dist.models.packing`), the model's `--encoder_attention`;
   the trainer's own step (`ppi_dist.training.step.train_step`) through its Accelerator
@@ -170,7 +170,8 @@ def make_steps(args: argparse.Namespace, config: TrainConfig, device: torch.devi
     ours = core.trainer_step(model, config, accelerator)
     compiled = core.trainer_step(twin, config, accelerator) if twin is not None else None
     bf16 = core.mixed_precision(config, device) == "bf16"
-    baseline = BaselineStep(model, ours.optimizer.optimizer, config.optimization, device, bf16)
+    optimizer = ours.prepared.optimizer.optimizer
+    baseline = BaselineStep(model, optimizer, config.optimization, device, bf16)
     print(
         f"model: encoder {core.encoder_label(config)} (d={shape.encoder.hidden}, "
         f"{shape.encoder.layers} layers), {sum(p.numel() for p in trainable):,} trainable of "

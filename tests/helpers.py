@@ -11,14 +11,13 @@ from pathlib import Path
 import torch
 
 from ppi_dist.data.pairs import Pair
-from ppi_dist.data.sequences import tokenize
+from ppi_dist.data.sequences import STANDARD_RESIDUES, random_residues, tokenize
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.shapes import tiny_esm2_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-STANDARD = "ACDEFGHIKLMNPQRSTVWY"
 # The longest a process started by a test may run: a guard against a hung process, not a
 # timing. Tests wait for the process's exit, a line or a file; on a loaded 2-core machine
 # two ZeRO-2 ranks take minutes.
@@ -40,7 +39,7 @@ def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: s
 
 
 def random_sequence(rng: random.Random, low: int = 8, high: int = 40) -> str:
-    return "".join(rng.choice(STANDARD) for _ in range(rng.randint(low, high)))
+    return random_residues(rng, rng.randint(low, high))
 
 
 def random_pairs(n: int, seed: int = 0, proteins: int | None = None) -> list[Pair]:
@@ -102,11 +101,8 @@ def spy_on_kernel(monkeypatch, choice: str) -> list[int]:
     return calls
 
 
-LETTERS = "ACDEFGHIKLMNPQRSTVWY"
-
-
 def _mutant(sequence: str, rng: random.Random, changed: float) -> str:
-    return "".join(rng.choice(LETTERS) if rng.random() < changed else c for c in sequence)
+    return "".join(rng.choice(STANDARD_RESIDUES) if rng.random() < changed else c for c in sequence)
 
 
 def write_community_task(tmp_path, seed=0):
@@ -117,12 +113,12 @@ def write_community_task(tmp_path, seed=0):
     for c in range(8):
         for i in range(25):
             name = f"C{c}_{i}"
-            sequences[name] = "".join(rng.choices(LETTERS, k=90))
+            sequences[name] = "".join(rng.choices(STANDARD_RESIDUES, k=90))
             community[name] = c
     for i in range(5):
         sequences[f"H{i}"] = _mutant(sequences[f"C0_{i}"], rng, 0.15)
         community[f"H{i}"] = 1 + i
-    sequences["P0"] = "".join(rng.choices(LETTERS, k=90))
+    sequences["P0"] = "".join(rng.choices(STANDARD_RESIDUES, k=90))
     sequences["P1"] = sequences["P0"]
     community["P0"] = community["P1"] = 7
     members: dict[int, list[str]] = {}

@@ -1,5 +1,6 @@
 """The package's shape: layers that import one way, no import cycle, `accelerate` only where a
-process group is formed, modules under 500 lines, every module in docs/architecture.md.
+process group is formed, modules under 500 lines and functions under 80, every module in
+docs/architecture.md.
 
 The order, lowest first (docs/architecture.md says what each holds). A module may import
 from its own layer and the layers before it, never from a later one.
@@ -173,3 +174,29 @@ def test_every_module_is_short_and_named_in_the_architecture_notes():
         if path.name != "__init__.py":
             shown = path.relative_to(PACKAGE).as_posix()
             assert f"`{shown}`" in notes, f"docs/architecture.md does not name {shown}"
+
+
+FUNCTION_LINES = 80  # ruff holds the package to 15 branches (C901) and 8 parameters (PLR0913)
+
+
+def long_functions(path: Path, limit: int = FUNCTION_LINES) -> list[str]:
+    """Every function or method of a file over `limit` lines (its def line to its last)."""
+    tree = ast.parse(path.read_text())
+    return [
+        f"{path.name}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_every_function_is_short():
+    long = [found for path in modules().values() for found in long_functions(path)]
+    assert not long, long
+
+
+def test_the_function_check_catches_a_long_one(tmp_path):
+    body = "".join(f"    x{i} = {i}\n" for i in range(FUNCTION_LINES))
+    path = tmp_path / "long.py"
+    path.write_text(f"def short():\n    pass\n\n\ndef long():\n{body}")
+    assert long_functions(path) == [f"long.py:5 long: {FUNCTION_LINES + 1} lines"]

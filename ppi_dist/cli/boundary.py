@@ -24,7 +24,6 @@ from ppi_dist.errors import UserError
 from ppi_dist.files import WRITE_ERRNOS, write_failure
 
 EXIT_USER_ERROR = 2
-LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 # What the user is to fix: our own errors, a damaged safetensors file, the OS's reasons

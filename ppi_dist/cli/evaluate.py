@@ -19,7 +19,7 @@ import torch
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
 from ppi_dist.cli.flags import Parser, at_least
-from ppi_dist.evaluation.evaluate import describe, evaluate, write_outputs
+from ppi_dist.evaluation.evaluate import EvaluateOptions, describe, evaluate, write_outputs
 from ppi_dist.files import check_output_folder, writing_to
 from ppi_dist.hub.loading import load_model
 
@@ -58,10 +58,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.cache_dir, "--cache_dir", writable=False)
     model = load_model(args.model, allow_encoder_mismatch=args.allow_encoder_mismatch)
     model = model.to("cuda" if torch.cuda.is_available() else "cpu")
-    report = evaluate(
-        model,
-        args.pairs,
-        args.fasta,
+    options = EvaluateOptions(
         train=args.train,
         valid=args.valid,
         n_resamples=args.bootstrap,
@@ -69,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         allow_contradictory_labels=args.allow_contradictory_labels,
     )
+    report = evaluate(model, args.pairs, args.fasta, options)
     print(describe(report))
     with writing_to(out):
         paths = write_outputs(report, out)

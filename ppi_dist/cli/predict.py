@@ -26,7 +26,7 @@ from ppi_dist.errors import UserError
 from ppi_dist.files import check_output_folder, writing_to
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.cache import DEFAULT_MEMORY_LIMIT
-from ppi_dist.inference.predict import PredictOptions, predict
+from ppi_dist.inference.predict import PredictFiles, PredictOptions, PredictRun, predict
 from ppi_dist.inference.scoring import CHUNK_PAIRS, Ranks
 
 
@@ -93,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score though the encoder's weights changed",
     )
-    parser.add_argument("--debug", action="store_true", help="tracebacks for user errors too")
     add_encoding_flags(parser)
     return parser
 
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 def score(args: argparse.Namespace) -> int:
     # cpu=True without CUDA: otherwise `accelerate launch` on CPU starts independent
-    # single-process runs instead of one gloo group (seen with accelerate 1.15).
+    # single-process runs instead of one gloo group.
     state = PartialState(cpu=not torch.cuda.is_available())
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != state.num_processes:  # untied processes would all write rank 0's part
@@ -139,18 +138,17 @@ def score(args: argparse.Namespace) -> int:
     )
     summary = predict(
         model,
-        args.out,
-        pairs=args.pairs,
-        fasta=args.fasta,
-        fasta_b=args.fasta_b,
-        options=options,
-        ranks=ranks,
-        cache_dir=args.cache_dir,
-        memory_limit=int(args.memory_limit_gb * 2**30),
-        overwrite=args.overwrite,
-        max_chunks=args.max_chunks,
-        progress=not args.no_progress and state.is_main_process,
-        max_tokens=args.max_tokens,
+        PredictFiles(args.out, pairs=args.pairs, fasta=args.fasta, fasta_b=args.fasta_b),
+        options,
+        PredictRun(
+            ranks=ranks,
+            cache_dir=args.cache_dir,
+            memory_limit=int(args.memory_limit_gb * 2**30),
+            overwrite=args.overwrite,
+            max_chunks=args.max_chunks,
+            progress=not args.no_progress and state.is_main_process,
+            max_tokens=args.max_tokens,
+        ),
     )
     if state.is_main_process:
         print(json.dumps(summary))

@@ -11,7 +11,7 @@ import argparse
 
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.flags import Parser, at_least
-from ppi_dist.data.synthetic import composition_baseline, write_synthetic_task
+from ppi_dist.data.synthetic import SyntheticTask, composition_baseline, write_synthetic_task
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,13 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = write_synthetic_task(
-        args.out_dir,
+    task = SyntheticTask(
         seed=args.seed,
         train_pairs=args.train_pairs,
         eval_pairs=args.eval_pairs,
         composition_leak=not args.composition_free,
     )
+    paths = write_synthetic_task(args.out_dir, task)
     for name, path in paths.items():
         print(f"{name}: {path}")
     if args.composition_baseline:

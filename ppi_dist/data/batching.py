@@ -1,47 +1,29 @@
 """Batches the model reads, from a pair source: each distinct sequence once, in a token budget.
 
-A batch holds each distinct sequence once (`input_ids`, `attention_mask`) and, per pair,
-the rows of its two proteins (`index_a`, `index_b`): the encoder runs once on the distinct
-sequences and the pairs pick their states from there. It also carries the encoder's packed
-layout (`pack_*`, see `models.packing.packing_layout`), computed here on the CPU.
+A token batch (`TokenBatches`, `collate_pairs`) holds each distinct sequence once
+(`input_ids`, `attention_mask`) and, per pair, the rows of its two proteins (`index_a`,
+`index_b`): the encoder runs once on the distinct sequences and the pairs pick their states
+from there. It also carries the encoder's packed layout (`pack_*`, see
+`models.packing.packing_layout`), computed here on the CPU. Frozen-encoder training reads
+`CacheRowBatches` instead: the pairs as rows of an embedding cache, no crops, no tokens, no
+layout.
 
-    batches = PairBatches(source, rank=rank, world_size=world_size, seed=0, training=True,
-                          max_tokens=16384)
-    for epoch in range(start_epoch, epochs):
-        batches.set_epoch(epoch)
-        for batch in batches:        # collate_pairs dict + "weight" (1.0 real pair, 0.0 padding)
-            ...
-        state = batches.state_dict() # save with the checkpoint; load_state_dict() resumes
-
-`loader.BatchLoader` prepares the same batches in worker processes. Frozen-encoder training
-(`PairBatches(..., cache_index=cache.index)`) gets batches of embedding-cache rows instead:
-no crops, no tokens, no layout.
-
-Distributed training: every rank reads the same shuffled stream and forms the same global
-sequence of batches, and rank r takes global batches r, r + world_size, ... So the ranks'
-batches are disjoint and together cover every pair once per epoch, and every rank takes the
-same number of steps: when the number of batches does not divide by world_size, the ranks
-left short get one padding batch (a copy of the epoch's last batch with `weight` 0.0), so the
-trainer must weight the loss (and metrics) by `batch["weight"]`. We don't split the stream
-with `datasets.distributed.split_dataset_by_node`: its shards hold the same number of pairs,
-but batches formed by a token budget would then differ in number between ranks, and the
-ranks would have to talk to agree on a step count. Reading a pair file of a few MB on every
-rank costs about half a second per epoch (example-level `split_dataset_by_node` reads the
-whole file on every rank too).
+Both batchers share one planner (`data.planner.BatchPlanner`: shuffle, sort buffers, ranks,
+padding batches, resume); `loader.BatchLoader` prepares their batches in worker processes.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ppi_dist.data.pairs import Pair, PairSource
+from ppi_dist.data.planner import BatchOptions, BatchPlanner
 from ppi_dist.data.sequences import sequence_digest, tokenize
 from ppi_dist.models.packing import packed_tokens, packing_layout
 from ppi_dist.models.windows import Windowing, stitch_layout
@@ -130,13 +112,13 @@ class CacheIndex:
     row, and the residues stored.
 
     No states: small and picklable, so data-loader workers can turn a batch's protein ids
-    into int64 cache rows (`pair_rows`) and the training loop only gathers on the device.
+    into int64 cache rows (`place_pairs`) and the training loop only gathers on the device.
     """
 
     row: Mapping[str, int]  # identifier -> cache row
     lengths: np.ndarray  # residues stored per row (as the cache's windowing keeps them)
 
-    def pair_rows(self, protein_a: Sequence[str], protein_b: Sequence[str]) -> dict:
+    def place_pairs(self, protein_a: Sequence[str], protein_b: Sequence[str]) -> dict:
         """int64 tensors that place pairs of cached proteins in a batch.
 
         `cache_rows` (U,): the cache rows of the pairs' distinct proteins (A sides first,
@@ -180,145 +162,38 @@ class TrunkIndex:
         return torch.tensor([self.row[key] for key in keys], dtype=torch.long)
 
 
-def buffer_shuffle(rows: Iterable, buffer_size: int, rng: random.Random) -> Iterator:
-    """Approximate shuffle with a bounded buffer (the algorithm of `datasets`' shuffle).
+class TokenBatches(BatchPlanner):
+    """Batches of tokens for the encoder (`collate_pairs` dicts plus `weight`).
 
-    Ours because `IterableDataset.shuffle` took 12.9 s per pass over Bernett train (163k
-    rows, buffer 100k) on this CPU versus about 0.1 s for this loop.
-    """
-    buffer: list = []
-    for row in rows:
-        if len(buffer) < buffer_size:
-            buffer.append(row)
-            continue
-        i = rng.randrange(buffer_size)
-        yield buffer[i]
-        buffer[i] = row
-    rng.shuffle(buffer)
-    yield from buffer
+    `options.max_tokens` counts what the encoder runs: the batch's distinct sequences packed
+    into rows of the longest (+2 for `<cls>`/`<eos>`), rows x width. A protein longer than a
+    window is one crop per batch (random in training, centred otherwise) or all its windows
+    (`windowing.mode == "all"`).
 
-
-class PairBatches:
-    """Batches of one rank, as `collate_pairs` dicts plus `weight` (1.0 real, 0.0 padding).
-
-    Args:
-        source: a `PairSource` (validated on first use).
-        rank, world_size: this process and the number of processes.
-        seed: with the epoch, fixes the shuffle, the batches and the random crops.
-        training: shuffle and crop at random; otherwise file order and centred crops.
-        windowing: how a protein longer than one window is read (`models.windows`): one
-            crop per batch (random in training, centred otherwise) or all its windows.
-            None: crops of `source.max_residues`.
-        max_tokens: token budget per batch, counted as the step runs it. With the encoder:
-            the distinct sequences packed into rows of the longest (+2 for `<cls>`/`<eos>`),
-            rows x width. Frozen (`cache_index`): the cross-attention's padded pair tokens,
-            pairs x 2 x longest cached protein of the batch (both sides are padded to it).
-            Batches are formed from a length-sorted buffer of `sort_buffer` pairs, then
-            shuffled. Ignored when `batch_size` is given.
-        max_pairs: optional cap on pairs per token-budget batch.
-        batch_size: fixed-size batches of this many pairs, in stream order (no sorting).
-        sort_buffer: pairs sorted by length together.
-        shuffle_buffer: pairs in the shuffle buffer (training). Files sorted by label (the
-            yeast DIP splits are) need a buffer about as large as the file to mix classes.
-        cache_index: frozen-encoder mode, for an embedding cache holding every protein of
-            `source` (`EmbeddingCache.index`). Batches are then `protein_a`, `protein_b`,
-            `labels`, `weight` and the int64 `cache_rows`, `index_a`, `index_b` of
-            `CacheIndex.pair_rows`: all `embeddings.with_cached_states` needs, made here
-            (in the loader's workers) rather than in the training loop. No crops: the cache
-            holds each protein as scoring reads it, and the budget counts its stored length.
-            Nothing is tokenised and no packing layout is planned (the encoder does not run).
-        trunk_index: LoRA on the top layers over a trunk cache holding every window of
-            `source` (`TrunkCache.index`): batches also carry `trunk_rows`, and a training
-            crop is one of the windows the cache holds (`Windowing.planned_window`).
-
-    Every rank yields the same number of batches per epoch (see the module docstring).
-    After a complete pass the iterator moves to the next epoch by itself; `set_epoch`
-    sets it explicitly. `state_dict()` / `load_state_dict()` resume at the next batch.
+    `trunk_index`: LoRA on the top layers over a trunk cache holding every window of
+    `source` (`TrunkCache.index`): batches also carry `trunk_rows`, and a training crop is one
+    of the windows the cache holds (`Windowing.planned_window`).
     """
 
     def __init__(
         self,
         source: PairSource,
+        options: BatchOptions | None = None,
         *,
         rank: int = 0,
         world_size: int = 1,
-        seed: int = 0,
-        training: bool = True,
-        max_tokens: int = 16384,
-        max_pairs: int | None = None,
-        batch_size: int | None = None,
-        sort_buffer: int = 4096,
-        shuffle_buffer: int = 100_000,
-        cache_index: CacheIndex | None = None,
         windowing: Windowing | None = None,
         trunk_index: TrunkIndex | None = None,
     ):
-        self.windowing = windowing or Windowing(source.max_residues, 0, "crop")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world_size {world_size}")
-        window = self.windowing.max_residues
-        if batch_size is None and max_tokens < 2 * (window + 2):
-            raise ValueError(
-                f"max_tokens={max_tokens} cannot hold one pair of two {window}-"
-                f"residue sequences; use at least {2 * (window + 2)}"
-            )
-        self.source, self.rank, self.world_size, self.seed = source, rank, world_size, seed
-        self.training, self.max_tokens, self.max_pairs = training, max_tokens, max_pairs
-        self.batch_size, self.sort_buffer, self.shuffle_buffer = (
-            batch_size,
-            sort_buffer,
-            shuffle_buffer,
-        )
-        self.cache_index, self.trunk_index = cache_index, trunk_index
-        self.epoch = 0
-        self.batches_done = 0  # global batches of this epoch taken by all ranks together
+        options = options or BatchOptions()
+        super().__init__(source, options, rank=rank, world_size=world_size, windowing=windowing)
+        self.trunk_index = trunk_index
 
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.epoch, self.batches_done = epoch, 0
-
-    def state_dict(self) -> dict:
-        """The same on every rank; resuming on a different world size works too."""
-        return {"epoch": self.epoch, "batches_done": self.batches_done, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["seed"] != self.seed:
-            raise ValueError(f"state was saved with seed {state['seed']}, not {self.seed}")
-        self.epoch, self.batches_done = state["epoch"], state["batches_done"]
-
-    def __iter__(self) -> Iterator[dict]:
-        for index, rows, weight in self._plan():
-            yield self._collate(index, rows, weight)
-
-    def _plan(self) -> Iterator[tuple[int, list[Pair], float]]:
-        """This rank's (global index, rows, weight) in order; the state moves as they go."""
-        start, world, rank = self.batches_done, self.world_size, self.rank
-        taken = 0
-        last = None
-        total = 0
-        for index, rows in enumerate(self._global_batches(self.epoch)):
-            total, last = index + 1, (index, rows)
-            if index < start or (index - start) % world != rank:
-                continue
-            taken += 1
-            self.batches_done = start + taken * world
-            yield index, rows, 1.0
-        # Ranks short of a batch in the last round take a weightless copy of the last one.
-        if last is not None and taken < math.ceil(max(total - start, 0) / world):
-            yield *last, 0.0
-        self.epoch, self.batches_done = self.epoch + 1, 0
-
-    def count_batches(self) -> int:
-        """Steps every rank takes in the current epoch (one pass over the lengths)."""
-        total = sum(1 for _ in self._global_batches(self.epoch))
-        return math.ceil(max(total - self.batches_done, 0) / self.world_size)
-
-    def _collate(self, index: int, rows: list[Pair], weight: float) -> dict:
-        if self.cache_index is not None:
-            return self._collate_cached(index, rows, weight)
+    def collate(self, index: int, pairs: list[Pair], weight: float) -> dict:
         # One crop per distinct sequence per batch, so a protein twice in a batch is encoded once;
         # the generator depends only on (seed, epoch, batch), so resumed runs crop the same.
-        rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if self.training else None
+        training = self.options.training
+        rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if training else None
         windowing, cropped = self.windowing, {}
 
         def crop_once(sequence: str) -> str:
@@ -332,118 +207,36 @@ class PairBatches:
                 cropped[sequence] = sequence[window.start : window.stop]
             return cropped[sequence]
 
-        pairs = [
+        cropped_pairs = [
             Pair(
-                r.protein_a, r.protein_b, crop_once(r.sequence_a), crop_once(r.sequence_b), r.label
+                p.protein_a, p.protein_b, crop_once(p.sequence_a), crop_once(p.sequence_b), p.label
             )
-            for r in rows
+            for p in pairs
         ]
-        batch = collate_pairs(pairs, windowing=windowing, trunk_index=self.trunk_index)
+        batch = collate_pairs(cropped_pairs, windowing=windowing, trunk_index=self.trunk_index)
         batch["weight"] = torch.full((len(pairs),), weight)
         return batch
 
-    def _collate_cached(self, index: int, rows: list[Pair], weight: float) -> dict:
-        """Frozen mode: the pairs as cache rows, ids and labels; no sequence is touched.
-
-        Training with crops (`windowing.mode == "crop"`) reads a random window of each long
-        protein's cached states (`cache_starts`, `cache_window`), as encoder training crops
-        its sequences; the states themselves are whatever the cache stored (all windows
-        stitched, by default), so each residue keeps its whole-protein context.
+    def cut(self, buffer: list[Pair]) -> list[list[Pair]]:
+        """The budget counts what the encoder runs, the batch's distinct sequences packed into
+        rows of its longest (`packing.pack_rows`, the model's own layout). Pairs are taken
+        longest first; when the next one no longer fits, a few more are tried: the next
+        longest, then the shortest of the buffer, which fill the gaps long rows leave.
         """
-        protein_a = [r.protein_a for r in rows]
-        protein_b = [r.protein_b for r in rows]
-        batch = {"protein_a": protein_a, "protein_b": protein_b}
-        batch.update(self.cache_index.pair_rows(protein_a, protein_b))
-        if self.training and self.windowing.mode == "crop":
-            rng = random.Random(f"{self.seed}:{self.epoch}:{index}")
-            window = self.windowing.max_residues
-            stored = self.cache_index.lengths[batch["cache_rows"].numpy()].tolist()
-            starts = [rng.randint(0, n - window) if n > window else 0 for n in stored]
-            batch["cache_starts"] = torch.tensor(starts, dtype=torch.long)
-            batch["cache_window"] = window
-        if all(r.label is not None for r in rows):
-            batch["labels"] = torch.tensor([r.label for r in rows], dtype=torch.float32)
-        batch["weight"] = torch.full((len(rows),), weight)
-        return batch
-
-    def _global_batches(self, epoch: int) -> Iterator[list[Pair]]:
-        """All ranks' batches of an epoch, in order; the same on every rank."""
-        rows: Iterable[Pair] = self.source.pair_rows()
-        rng = random.Random(f"{self.seed}:{epoch}:order")
-        if self.training:
-            rows = buffer_shuffle(rows, self.shuffle_buffer, rng)
-        if self.batch_size is not None:
-            batch: list[Pair] = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) == self.batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
-            return
-        buffer: list[Pair] = []
-        for row in rows:
-            buffer.append(row)
-            if len(buffer) == self.sort_buffer:
-                yield from self._pack(buffer, rng)
-                buffer = []
-        if buffer:
-            yield from self._pack(buffer, rng)
-
-    def _pack(self, buffer: list[Pair], rng: random.Random) -> list[list[Pair]]:
-        """Token-budget batches from the buffer sorted by length, then shuffled."""
-        frozen = self.cache_index is not None
-        batches = self._pair_runs(buffer) if frozen else self._encoder_runs(buffer)
-        if self.training:
-            rng.shuffle(batches)
-        return batches
-
-    def _pair_runs(self, buffer: list[Pair]) -> list[list[Pair]]:
-        """Frozen mode: runs of the buffer sorted by longest cached protein, longest first.
-
-        A run's first pair holds its longest protein, so a run of n pairs costs n x 2 x
-        that length in padded pair tokens: the batch size is known from its first pair, and
-        no pair is examined twice (the encoder's packing search is O(n^2) per batch).
-        """
-        row, stored = self.cache_index.row, self.cache_index.lengths.tolist()
-        if self.training and self.windowing.mode == "crop":
-            stored = [min(n, self.windowing.max_residues) for n in stored]
-        try:
-            widths = [max(stored[row[r.protein_a]], stored[row[r.protein_b]]) for r in buffer]
-        except KeyError as error:
-            raise KeyError(f"not in the embedding cache: {error.args[0]!r}") from None
-        order = sorted(range(len(buffer)), key=widths.__getitem__, reverse=True)
-        batches, start = [], 0
-        while start < len(order):
-            size = max(self.max_tokens // (2 * widths[order[start]]), 1)
-            if self.max_pairs is not None:
-                size = min(size, self.max_pairs)
-            batches.append([buffer[i] for i in order[start : start + size]])
-            start += size
-        return batches
-
-    def _encoder_runs(self, buffer: list[Pair]) -> list[list[Pair]]:
-        """With the encoder: the budget counts what the encoder runs, the batch's distinct
-        sequences packed into rows of its longest (`packing.pack_rows`, the model's own
-        layout). Pairs are taken longest first; when the next one no longer fits, a few more
-        are tried: the next longest, then the shortest of the buffer, which fill the gaps
-        long rows leave.
-        """
-        windowing = self.windowing
+        windowing, options = self.windowing, self.options
 
         def tokens(sequence: str) -> list[int]:
             """Encoder rows of a sequence: its crop, or each of its windows (+2 each)."""
             return [w.stop - w.start + 2 for w in windowing.windows(len(sequence))]
 
-        def longest_then_shortest(row: Pair) -> tuple[int, int]:
-            a, b = sum(tokens(row.sequence_a)), sum(tokens(row.sequence_b))
+        def longest_then_shortest(pair: Pair) -> tuple[int, int]:
+            a, b = sum(tokens(pair.sequence_a)), sum(tokens(pair.sequence_b))
             return max(a, b), min(a, b)
 
         pending = sorted(buffer, key=longest_then_shortest, reverse=True)
         batches = []
         while pending:
-            batch = _FillingBatch(self.max_tokens, self.max_pairs, tokens)
+            batch = _FillingBatch(options.max_tokens, options.max_pairs, tokens)
             index, misses = 0, 0
             while index < len(pending) and misses <= _PACK_TRIES:
                 if batch.fits(pending[index]):
@@ -453,7 +246,7 @@ class PairBatches:
             for index in range(len(pending) - 1, max(len(pending) - 1 - _PACK_TRIES, -1), -1):
                 if batch.fits(pending[index]):
                     batch.add(pending.pop(index))
-            batches.append(batch.rows)
+            batches.append(batch.pairs)
         return batches
 
 
@@ -462,20 +255,97 @@ class _FillingBatch:
 
     def __init__(self, max_tokens: int, max_pairs: int | None, tokens) -> None:
         self.max_tokens, self.max_pairs, self.tokens = max_tokens, max_pairs, tokens
-        self.rows: list[Pair] = []
+        self.pairs: list[Pair] = []
         self.lengths: dict[str, list[int]] = {}  # distinct sequence -> its rows' tokens
 
-    def fits(self, row: Pair) -> bool:
-        if self.max_pairs is not None and len(self.rows) == self.max_pairs:
+    def fits(self, pair: Pair) -> bool:
+        if self.max_pairs is not None and len(self.pairs) == self.max_pairs:
             return False
-        new = [self.tokens(s) for s in {row.sequence_a, row.sequence_b} if s not in self.lengths]
-        if not self.rows or not new:
+        new = [self.tokens(s) for s in {pair.sequence_a, pair.sequence_b} if s not in self.lengths]
+        if not self.pairs or not new:
             return True
         candidate = [n for rows in (*self.lengths.values(), *new) for n in rows]
         # The sum is a lower bound of the packed count and rejects most candidates cheaply.
         return sum(candidate) <= self.max_tokens and packed_tokens(candidate) <= self.max_tokens
 
-    def add(self, row: Pair) -> None:
-        self.rows.append(row)
-        for sequence in (row.sequence_a, row.sequence_b):
+    def add(self, pair: Pair) -> None:
+        self.pairs.append(pair)
+        for sequence in (pair.sequence_a, pair.sequence_b):
             self.lengths.setdefault(sequence, self.tokens(sequence))
+
+
+class CacheRowBatches(BatchPlanner):
+    """Frozen-encoder batches: pairs of proteins in an embedding cache holding every protein
+    of `source` (`cache_index`, `EmbeddingCache.index`), as `protein_a`, `protein_b`,
+    `labels`, `weight` and the int64 `cache_rows`, `index_a`, `index_b` of
+    `CacheIndex.place_pairs`: all `training.frozen.with_cached_states` needs, made here (in
+    the loader's workers) rather than in the training loop.
+
+    `options.max_tokens` counts the cross-attention's padded pair tokens, pairs x 2 x longest
+    cached protein of the batch (both sides are padded to it). No crops of sequences: the
+    cache holds each protein as scoring reads it, and the budget counts its stored length.
+    Nothing is tokenised and no packing layout is planned (the encoder does not run).
+    """
+
+    def __init__(
+        self,
+        source: PairSource,
+        cache_index: CacheIndex,
+        options: BatchOptions | None = None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        windowing: Windowing | None = None,
+    ):
+        options = options or BatchOptions()
+        super().__init__(source, options, rank=rank, world_size=world_size, windowing=windowing)
+        self.cache_index = cache_index
+
+    def collate(self, index: int, pairs: list[Pair], weight: float) -> dict:
+        """The pairs as cache rows, ids and labels; no sequence is touched.
+
+        Training with crops (`windowing.mode == "crop"`) reads a random window of each long
+        protein's cached states (`cache_starts`, `cache_window`), as encoder training crops
+        its sequences; the states themselves are whatever the cache stored (all windows
+        stitched, by default), so each residue keeps its whole-protein context.
+        """
+        protein_a = [p.protein_a for p in pairs]
+        protein_b = [p.protein_b for p in pairs]
+        batch = {"protein_a": protein_a, "protein_b": protein_b}
+        batch.update(self.cache_index.place_pairs(protein_a, protein_b))
+        if self.options.training and self.windowing.mode == "crop":
+            rng = random.Random(f"{self.seed}:{self.epoch}:{index}")
+            window = self.windowing.max_residues
+            stored = self.cache_index.lengths[batch["cache_rows"].numpy()].tolist()
+            starts = [rng.randint(0, n - window) if n > window else 0 for n in stored]
+            batch["cache_starts"] = torch.tensor(starts, dtype=torch.long)
+            batch["cache_window"] = window
+        if all(p.label is not None for p in pairs):
+            batch["labels"] = torch.tensor([p.label for p in pairs], dtype=torch.float32)
+        batch["weight"] = torch.full((len(pairs),), weight)
+        return batch
+
+    def cut(self, buffer: list[Pair]) -> list[list[Pair]]:
+        """Runs of the buffer sorted by longest cached protein, longest first.
+
+        A run's first pair holds its longest protein, so a run of n pairs costs n x 2 x
+        that length in padded pair tokens: the batch size is known from its first pair, and
+        no pair is examined twice (the encoder's packing search is O(n^2) per batch).
+        """
+        row, stored = self.cache_index.row, self.cache_index.lengths.tolist()
+        if self.options.training and self.windowing.mode == "crop":
+            stored = [min(n, self.windowing.max_residues) for n in stored]
+        try:
+            widths = [max(stored[row[p.protein_a]], stored[row[p.protein_b]]) for p in buffer]
+        except KeyError as error:
+            raise KeyError(f"not in the embedding cache: {error.args[0]!r}") from None
+        order = sorted(range(len(buffer)), key=widths.__getitem__, reverse=True)
+        batches, start = [], 0
+        max_tokens, max_pairs = self.options.max_tokens, self.options.max_pairs
+        while start < len(order):
+            size = max(max_tokens // (2 * widths[order[start]]), 1)
+            if max_pairs is not None:
+                size = min(size, max_pairs)
+            batches.append([buffer[i] for i in order[start : start + size]])
+            start += size
+        return batches

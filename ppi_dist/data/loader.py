@@ -1,4 +1,4 @@
-"""`BatchLoader`: a rank's `PairBatches` prepared off the training loop, in worker processes."""
+"""`BatchLoader`: a rank's batches (`data.batching`) prepared off the training loop, in workers."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ from typing import Any
 
 import torch
 
-from ppi_dist.data.batching import PairBatches
+from ppi_dist.data.planner import BatchPlanner
 
 
 class BatchLoader:
-    """`PairBatches` prepared off the training loop, in `DataLoader` worker processes.
+    """A batcher's batches prepared off the training loop, in `DataLoader` worker processes.
 
     Args:
-        batches: the rank's `PairBatches`; the loader owns its position from now on.
+        batches: the rank's batcher (`TokenBatches`, `CacheRowBatches`); the loader owns its
+            position from now on.
         num_workers: worker processes preparing batches (read, shuffle, plan, crop,
             tokenise, packing layout; frozen: cache rows). 0: in the calling process,
-            exactly `PairBatches`.
+            exactly the batcher.
             With n workers, each plans the whole epoch (cheap) and collates every n-th batch;
             the `DataLoader` returns them in order, so the batches are the same for any n.
         pin_memory: pin batches (page-locked) for fast `non_blocking` copies; default: when
@@ -32,18 +33,18 @@ class BatchLoader:
         loader.load_state_dict(state)      # optional: resume
         for epoch in ...:
             loader.set_epoch(epoch)
-            for batch in loader:           # what PairBatches yields (+ pinned)
+            for batch in loader:           # what the batcher yields (+ pinned)
                 ...
                 state = loader.state_dict()  # position after the LAST batch handed out
 
     `state_dict()` counts the batches this loader handed to the caller, never the ones the
     workers prepared ahead, so a checkpoint taken after a step resumes at the next batch.
-    It is `PairBatches.state_dict()`, interchangeable with it, the same on every rank.
+    It is the batcher's `state_dict()`, interchangeable with it, the same on every rank.
     """
 
     def __init__(
         self,
-        batches: PairBatches,
+        batches: BatchPlanner,
         *,
         num_workers: int = 1,
         pin_memory: bool | None = None,
@@ -104,7 +105,7 @@ class BatchLoader:
 class _WorkerStream(torch.utils.data.IterableDataset):
     """In a worker: this worker's share of the epoch's batches, each with the state after it."""
 
-    def __init__(self, batches: PairBatches, start: torch.Tensor):
+    def __init__(self, batches: BatchPlanner, start: torch.Tensor):
         self.batches, self.start = batches, start
 
     def __iter__(self) -> Iterator[tuple[dict, tuple[int, int]]]:
@@ -112,10 +113,10 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         batches = self.batches  # this process's copy
         batches.epoch, batches.batches_done = int(self.start[0]), int(self.start[1])
-        for k, (index, rows, weight) in enumerate(batches._plan()):
+        for k, (index, pairs, weight) in enumerate(batches.plan()):
             if k % workers == worker:
                 state = (batches.epoch, batches.batches_done)
-                yield batches._collate(index, rows, weight), state
+                yield batches.collate(index, pairs, weight), state
 
 
 def _as_is(item: Any) -> Any:

@@ -128,7 +128,9 @@ class PairSource:
             default a labelled source refuses it, naming both lines.
         with_sequences: False reads identifiers and labels only (rows get empty sequences),
             for tools like the leakage audit.
-        split: split name for a dataset name.
+
+    A dataset name is read at its "train" split; set `split` on the source before it is
+    read for another.
     """
 
     def __init__(
@@ -140,7 +142,6 @@ class PairSource:
         labeled: bool | None = None,
         max_residues: int = ESM2_MAX_RESIDUES,
         skip_bad_rows: bool = False,
-        split: str = "train",
         with_sequences: bool = True,
         allow_contradictory_labels: bool = False,
     ):
@@ -149,7 +150,7 @@ class PairSource:
         self.labeled = labeled
         self.max_residues = max_residues
         self.skip_bad_rows = skip_bad_rows
-        self.split = split
+        self.split = "train"  # of a dataset name
         self.with_sequences = with_sequences
         self.allow_contradictory_labels = allow_contradictory_labels
         self.files, self.dataset_name = resolve_pair_files(pair_files)

@@ -3,8 +3,8 @@
 `read_lines` is our reader of local text (TSV, CSV, JSONL, plain or gzip) rather than
 `datasets`' "text" builder: the builder opens files in universal-newline mode (a stray
 carriage return splits a line, so line numbers drift), raises decoding and truncated-gzip
-errors unlocated, and read Bernett train (163k lines) in 0.5 s against our 0.04 to 0.07 s
-(`benchmarks/data_loader.py`). `hf://` text files go through `datasets` (`datasets_lines`).
+errors unlocated, and reads a large pair file several times slower (BENCHMARKS.md).
+`hf://` text files go through `datasets` (`datasets_lines`).
 Every problem is a `DataError` naming the file and line.
 """
 

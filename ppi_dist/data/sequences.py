@@ -1,5 +1,5 @@
-"""Protein sequences: the ESM-2 alphabet, cleaning and tokenisation (windows and crops of
-long proteins: `models.windows`).
+"""Protein sequences: the ESM-2 alphabet, cleaning, tokenisation and random sequences of the
+standard residues (windows and crops of long proteins: `models.windows`).
 
 ESM-2 reads `<cls> residues <eos>`; its vocabulary already holds the rare residues
 U (selenocysteine), O (pyrrolysine), B, Z and X, so they are kept as they are.
@@ -8,6 +8,7 @@ U (selenocysteine), O (pyrrolysine), B, Z and X, so they are kept as they are.
 from __future__ import annotations
 
 import hashlib
+import random
 from functools import lru_cache
 from importlib import resources
 
@@ -19,6 +20,8 @@ from ppi_dist.errors import InvalidSequenceError
 
 # The 25 residue letters of the ESM-2 vocabulary (20 standard + X B U Z O).
 RESIDUES = frozenset("LAGVSERTIDPKQNFYMHWCXBUZO")
+# The 20 standard residues, alphabetical.
+STANDARD_RESIDUES = "ACDEFGHIKLMNPQRSTVWY"
 # ESM-2 position embeddings cover 1,026 tokens; minus <cls> and <eos> and the model's
 # own margin this is the 1,022 residues the ESM-2 papers use.
 ESM2_MAX_RESIDUES = 1022
@@ -39,6 +42,11 @@ def clean_sequence(sequence: str) -> str:
             f"ESM-2 reads only {''.join(sorted(RESIDUES))}"
         )
     return cleaned
+
+
+def random_residues(rng: random.Random, length: int) -> str:
+    """`length` standard residues drawn uniformly, one `rng.choice` each (tests, benchmarks)."""
+    return "".join(rng.choice(STANDARD_RESIDUES) for _ in range(length))
 
 
 def sequence_digest(sequence: str) -> str:
@@ -72,8 +80,8 @@ def tokenize(sequences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns `(input_ids, attention_mask)`, both `(len(sequences), longest + 2)` int64,
     exactly what `EsmTokenizer(sequences, padding=True)` gives. The tokenizer's Python loop
-    runs at about 150k residues/s here, too slow to feed a GPU, so ids come from a byte
-    lookup table built from its vocabulary.
+    is too slow to feed a GPU, so ids come from a byte lookup table built from its
+    vocabulary.
     """
     tokenizer = esm2_tokenizer()
     width = max(len(s) for s in sequences) + 2

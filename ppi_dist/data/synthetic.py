@@ -22,9 +22,8 @@ Two designs (`composition_leak`):
   then have the same motif-letter counts, as do all receptors, and the background is drawn
   independently of the family, so composition carries no label signal (the composition
   baseline is at chance, test AUROC about 0.5). Only where the letters sit (the run) tells
-  the family. Measured here (2026-11): the default recipe's tiny random-init encoder with
-  LoRA did NOT learn it in 273 steps (test AUROC 0.49 with motif_length 4 and 5 families;
-  0.48 with motif_length 8 and 3 families), so it is not the default yet. Generate it with
+  the family. The default recipe's tiny random-init encoder with LoRA does not learn it
+  (BENCHMARKS.md), so it is not the default. Generate it with
   `python -m ppi_dist.synthetic DIR --composition_free` and train on the files.
 """
 
@@ -32,19 +31,20 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, write_pairs
+from ppi_dist.data.sequences import STANDARD_RESIDUES
 
-STANDARD = "ACDEFGHIKLMNPQRSTVWY"
 # Family i: ligand letter LIGAND_LETTERS[i], receptor letter RECEPTOR_LETTERS[i]. The ten
 # motif letters occur only as motifs and decoys (never in the background).
 LIGAND_LETTERS = "WCHMY"
 RECEPTOR_LETTERS = "FKEDR"
-BACKGROUND = "".join(sorted(set(STANDARD) - set(LIGAND_LETTERS) - set(RECEPTOR_LETTERS)))
+BACKGROUND = "".join(sorted(set(STANDARD_RESIDUES) - set(LIGAND_LETTERS) - set(RECEPTOR_LETTERS)))
 
 
 def make_families(n_families: int, motif_length: int) -> list[tuple[str, str]]:
@@ -172,19 +172,23 @@ def synthetic_task_paths(out_dir: str | Path) -> dict[str, Path]:
     return {**paths, "fasta": out_dir / "sequences.fasta"}
 
 
-def write_synthetic_task(
-    out_dir: str | Path,
-    seed: int = 0,
-    n_families: int = 5,
-    motif_length: int = 4,
-    train_pairs: int = 3000,
-    eval_pairs: int = 600,
-    proteins_per_family: int = 60,
-    min_length: int = 40,
-    max_length: int = 150,
-    composition_leak: bool = True,
-) -> dict[str, Path]:
-    """Write train/valid/test TSVs and one FASTA; return their paths. Deterministic in `seed`.
+@dataclass(frozen=True)
+class SyntheticTask:
+    """The task's settings: the files are deterministic in them (in `seed` especially)."""
+
+    seed: int = 0
+    n_families: int = 5
+    motif_length: int = 4
+    train_pairs: int = 3000
+    eval_pairs: int = 600  # each of validation and test
+    proteins_per_family: int = 60
+    min_length: int = 40
+    max_length: int = 150
+    composition_leak: bool = True  # False: the composition-free design (module docstring)
+
+
+def write_synthetic_task(out_dir: str | Path, task: SyntheticTask | None = None) -> dict[str, Path]:
+    """Write train/valid/test TSVs and one FASTA; return their paths. Deterministic in `task`.
 
     Validation and test get max(8, proteins_per_family // 4) proteins per family and role,
     more when the requested pairs need them (distinct pairs are finite), and training gets
@@ -194,18 +198,20 @@ def write_synthetic_task(
     so a reader (another rank resuming on the same folder) sees the old file or the new one,
     never half of one.
     """
+    task = task or SyntheticTask()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    families = make_families(n_families, motif_length)
+    rng = random.Random(task.seed)
+    families = make_families(task.n_families, task.motif_length)
     paths = synthetic_task_paths(out_dir)
     all_sequences: dict[str, str] = {}
-    for split, n in (("train", train_pairs), ("valid", eval_pairs), ("test", eval_pairs)):
-        per_family = proteins_per_family if split == "train" else max(8, proteins_per_family // 4)
-        per_family = max(per_family, proteins_needed(n, n_families))
-        sequences, pairs = make_split(
-            split, n, families, rng, per_family, min_length, max_length, composition_leak
-        )
+    sizes = (("train", task.train_pairs), ("valid", task.eval_pairs), ("test", task.eval_pairs))
+    for split, n in sizes:
+        per_family = task.proteins_per_family
+        per_family = per_family if split == "train" else max(8, per_family // 4)
+        per_family = max(per_family, proteins_needed(n, task.n_families))
+        lengths, leak = (task.min_length, task.max_length), task.composition_leak
+        sequences, pairs = make_split(split, n, families, rng, per_family, *lengths, leak)
         all_sequences.update(sequences)
         write_pairs(paths[split], [Pair(a, b, label=label) for a, b, label in pairs])
     write_fasta(paths["fasta"], all_sequences)
@@ -217,12 +223,12 @@ def composition_features(sequence_a: str, sequence_b: str):
     triangle of cA cB^T + cB cA^T (which letters co-occur across the pair), 230 numbers."""
 
     def composition(sequence: str):
-        counts = np.array([sequence.count(c) for c in STANDARD], dtype=np.float64)
+        counts = np.array([sequence.count(c) for c in STANDARD_RESIDUES], dtype=np.float64)
         return counts / max(1, len(sequence))
 
     a, b = composition(sequence_a), composition(sequence_b)
     outer = np.outer(a, b) + np.outer(b, a)
-    return np.concatenate([a + b, outer[np.triu_indices(len(STANDARD))]])
+    return np.concatenate([a + b, outer[np.triu_indices(len(STANDARD_RESIDUES))]])
 
 
 def composition_baseline(paths: dict[str, Path], seed: int = 0) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """Evaluate a saved model on a labelled pair file, scored exactly as training scored it.
 
-    report = evaluate(model, "test.tsv", "seqs.fasta", train="train.tsv", valid="valid.tsv")
+    options = EvaluateOptions(train="train.tsv", valid="valid.tsv")
+    report = evaluate(model, "test.tsv", "seqs.fasta", options)
     print(describe(report)); write_outputs(report, Path("eval"))
 
 Scores every pair through `inference.scoring` (the path training's evaluation and `predict`
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,37 +48,44 @@ from ppi_dist.models.windows import Windowing
 CLASSES = {2: "C1 (both seen in training)", 1: "C2 (one seen)", 0: "C3 (none seen)"}
 
 
-def evaluate(
-    model,
-    pairs: str | Path,
-    fasta: str | Path | None,
-    *,
-    train: str | Path | None = None,
-    valid: str | Path | None = None,
-    n_resamples: int = 1000,
-    windowing: Windowing | None = None,
-    cache_dir: str | Path | None = None,
-    allow_contradictory_labels: bool = False,
-) -> dict:
-    """Scores and metrics of `pairs` (see the module docstring); returns everything as JSON.
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What `evaluate` reports beside the metrics, and how it reads and encodes.
 
+    `train`: the training pair file, for the C1/C2/C3 classes. `valid`: a validation pair
+    file, on which every threshold objective is chosen. `n_resamples`: bootstrap resamples.
     `windowing`: how long proteins are read; None: the model's own settings, the ones its
     threshold was chosen at (`inference.scoring.scoring_windowing`). `cache_dir`: the
-    per-residue states are read from there when it covers the proteins of `pairs` and
+    per-residue states are read from there when it covers the proteins of the pairs and
     `valid` (see `reusable_cache`), else encoded into it; without it they are encoded in
     memory at every call. `allow_contradictory_labels`: score a pair labelled 1 on one line
     and 0 on another as given (published yeast test files hold a few), instead of refusing.
     """
+
+    train: str | Path | None = None
+    valid: str | Path | None = None
+    n_resamples: int = 1000
+    windowing: Windowing | None = None
+    cache_dir: str | Path | None = None
+    allow_contradictory_labels: bool = False
+
+
+def evaluate(
+    model, pairs: str | Path, fasta: str | Path | None, options: EvaluateOptions | None = None
+) -> dict:
+    """Scores and metrics of `pairs` (see the module docstring); returns everything as JSON."""
+    options = options or EvaluateOptions()
     threshold = model.config.decision_threshold
     if threshold is None:
         raise UserError("the model folder has no decision_threshold; train it, or pass one")
-    windowing = windowing or scoring_windowing(model)
-    allow = allow_contradictory_labels
+    windowing = options.windowing or scoring_windowing(model)
+    allow = options.allow_contradictory_labels
     rows = _read_pairs(pairs, fasta, windowing, allow)
+    valid = options.valid
     valid_rows = _read_pairs(valid, fasta, windowing, allow) if valid is not None else []
     cache = None
-    if cache_dir is not None:
-        cache = reusable_cache(model, [*rows, *valid_rows], cache_dir, windowing)
+    if options.cache_dir is not None:
+        cache = reusable_cache(model, [*rows, *valid_rows], options.cache_dir, windowing)
     scored = _score(model, rows, cache, windowing, pairs)
     objective = model.config.threshold_objective or "weighted"
     result = evaluate_at(scored.scores, scored.labels, threshold, objective=objective)
@@ -91,15 +100,35 @@ def evaluate(
         },
         "metrics": result.summary(),
         "intervals_95": bootstrap_intervals(
-            scored.scores, scored.labels, threshold, n_resamples=n_resamples
+            scored.scores, scored.labels, threshold, n_resamples=options.n_resamples
         ),
         "trivial": trivial_predictors(scored.labels),
         "_scored": scored,
         "_result": result,
     }
+    report["calibration"], report["_calibrated"] = _calibration(model, scored, options.n_resamples)
+    if options.train is not None:
+        report["by_class"] = _by_class(scored, options.train, threshold, objective)
+    if valid is not None:
+        valid_scored = _score(model, valid_rows, cache, windowing, valid)
+        comparison = compare_objectives(
+            valid_scored.scores, valid_scored.labels, scored.scores, scored.labels
+        )
+        report["objectives"] = {
+            objective: {"threshold": pair["validation"].threshold, "test": pair["test"].summary()}
+            for objective, pair in comparison.items()
+        }
+        report["_comparison"] = comparison
+    return report
+
+
+def _calibration(model, scored: ScoredPairs, n_resamples: int) -> tuple[dict, np.ndarray | None]:
+    """The model's calibration as the report records it, and the calibrated probabilities
+    (None without a calibration)."""
     calibration = getattr(model, "calibration", None)
+    threshold = model.config.decision_threshold
     probabilities = calibrated(model, scored.scores)
-    report["calibration"] = {
+    return {
         "method": None if calibration is None else calibration.method,
         "fitted_on": None if calibration is None else calibration.fitted_on,
         "prior": None if calibration is None else calibration.prior,
@@ -113,35 +142,25 @@ def evaluate(
             scored.labels,
             n_resamples=n_resamples,
         ),
-    }
-    report["_calibrated"] = probabilities
-    if train is not None:
-        seen = {p for pair in read_pairs(train) for p in pair[:2]}
-        classes = np.array(
-            [
-                (a in seen) + (b in seen)
-                for a, b in zip(scored.protein_a, scored.protein_b, strict=True)
-            ]
-        )
-        report["by_class"] = {}
-        for k, name in CLASSES.items():
-            keep = classes == k
-            if keep.any():
-                part = evaluate_at(
-                    scored.scores[keep], scored.labels[keep], threshold, objective=objective
-                )
-                report["by_class"][name] = {"pairs": int(keep.sum()), **part.summary()}
-    if valid is not None:
-        valid_scored = _score(model, valid_rows, cache, windowing, valid)
-        comparison = compare_objectives(
-            valid_scored.scores, valid_scored.labels, scored.scores, scored.labels
-        )
-        report["objectives"] = {
-            objective: {"threshold": pair["validation"].threshold, "test": pair["test"].summary()}
-            for objective, pair in comparison.items()
-        }
-        report["_comparison"] = comparison
-    return report
+    }, probabilities
+
+
+def _by_class(
+    scored: ScoredPairs, train: str | Path, threshold: float, objective: str
+) -> dict[str, dict]:
+    """The metrics per C1/C2/C3 class: both, one or neither protein in `train`."""
+    seen = {p for pair in read_pairs(train) for p in pair[:2]}
+    pairs = zip(scored.protein_a, scored.protein_b, strict=True)
+    classes = np.array([(a in seen) + (b in seen) for a, b in pairs])
+    by_class = {}
+    for k, name in CLASSES.items():
+        keep = classes == k
+        if keep.any():
+            part = evaluate_at(
+                scored.scores[keep], scored.labels[keep], threshold, objective=objective
+            )
+            by_class[name] = {"pairs": int(keep.sum()), **part.summary()}
+    return by_class
 
 
 def reusable_cache(

@@ -145,6 +145,19 @@ def evaluate_at(
     )
 
 
+def candidate_thresholds(scores: np.ndarray, grid: str, candidates=None) -> np.ndarray:
+    """The thresholds a search tries: `candidates` when given, else the `grid`'s."""
+    if candidates is not None:
+        return np.asarray(candidates, dtype=np.float64)
+    if grid == "fixed":
+        return FIXED_GRID
+    if grid == "distinct":
+        return np.unique(scores)
+    if grid == "both":
+        return np.union1d(FIXED_GRID, np.unique(scores))
+    raise ValueError(f"grid must be 'fixed', 'distinct' or 'both', got {grid!r}")
+
+
 def search_threshold(
     scores,
     labels,
@@ -168,17 +181,7 @@ def search_threshold(
     scores, labels = check_scores_and_labels(scores, labels)
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
 
-    if candidates is not None:
-        thresholds = np.asarray(candidates, dtype=np.float64)
-    elif grid == "fixed":
-        thresholds = FIXED_GRID
-    elif grid == "distinct":
-        thresholds = np.unique(scores)
-    elif grid == "both":
-        thresholds = np.union1d(FIXED_GRID, np.unique(scores))
-    else:
-        raise ValueError(f"grid must be 'fixed', 'distinct' or 'both', got {grid!r}")
-
+    thresholds = candidate_thresholds(scores, grid, candidates)
     tp, fp, tn, fn = confusion_counts(scores, labels, thresholds)
     curves = metrics_from_counts(tp, fp, tn, fn)
     curve_scores = weighted_score(curves, weights)

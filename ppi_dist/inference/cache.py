@@ -110,13 +110,13 @@ class EmbeddingCache:
         windowing: Windowing | None = None,
         max_tokens: int = 16384,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
-        device: torch.device | str | None = None,
         progress: bool = False,
     ) -> EmbeddingCache:
         """Encode each protein once (through `windowing`'s windows) and keep its states.
 
         Args:
-            model: a `SECAI` (its `encode`) or a bare encoder returning `last_hidden_state`.
+            model: a `SECAI` (its `encode`) or a bare encoder returning `last_hidden_state`,
+                on the device to encode on.
             sequences: identifier -> cleaned sequence.
             directory: write a memory-mapped cache there (reopen with `open`). A folder that
                 already holds a cache of the same proteins and encoder is reused as it is.
@@ -171,7 +171,7 @@ class EmbeddingCache:
         pieces = [
             (i, w, sequences[p][w.start : w.stop]) for i, p in enumerate(ids) for w in windows[i]
         ]
-        cache._fill(model, pieces, torch_dtype, max_tokens, device, progress)
+        cache._fill(model, pieces, torch_dtype, max_tokens, progress)
         if directory is not None:
             array.flush()
             cache._write_index(directory)
@@ -183,18 +183,13 @@ class EmbeddingCache:
         pieces: list[tuple[int, Window, str]],
         torch_dtype: torch.dtype,
         max_tokens: int,
-        device: torch.device | str | None,
         progress: bool,
     ) -> None:
         """Encode the windows (`(protein row, window, residues)`) in length-sorted batches and
         copy the residues each window keeps into its protein's place."""
         was_training = model.training
         model.eval()
-        # Encode where the weights are: a device given (the trainer's GPU) moves the model
-        # there first, so token ids and weights never sit on different devices.
-        if device is not None:
-            model.to(device)
-        device = next(model.parameters()).device
+        device = next(model.parameters()).device  # token ids go where the weights are
         piece_lengths = np.array([len(residues) for _, _, residues in pieces], dtype=np.int64)
         order = sorted(range(len(pieces)), key=piece_lengths.__getitem__)
         # A protein's first kept residue: 0 with windows, the crop's start with a crop.
@@ -337,7 +332,7 @@ class EmbeddingCache:
         return self.array[self.offsets[i] : self.offsets[i] + self.lengths[i]]
 
     def states_of(self, protein: str) -> torch.Tensor:
-        """(L, hidden) residue states of one protein, in the cache dtype."""
+        """(L, d) residue states of one protein, in the cache dtype."""
         block = np.asarray(self._rows_of(self.row[protein]))
         tensor = torch.from_numpy(block.copy())
         return tensor.view(torch.bfloat16) if self.dtype == "bfloat16" else tensor
@@ -345,9 +340,9 @@ class EmbeddingCache:
     def keep_on(self, device: torch.device | str) -> None:
         """Copy every state to `device` once; `get` then gathers there without host work.
 
-        Frozen-encoder training on a GPU: the whole Bernett set is 3.3 GiB of fp16 states
-        with the 8M encoder, so a batch's states are an index into memory the GPU holds,
-        not a host copy per protein per step.
+        Frozen-encoder training on a GPU: a whole benchmark set's fp16 states fit in its
+        memory with a small encoder (BENCHMARKS.md), so a batch's states are an index into
+        memory the GPU holds, not a host copy per protein per step.
         """
         flat = torch.from_numpy(np.asarray(self.array))
         if self.dtype == "bfloat16":
@@ -364,7 +359,7 @@ class EmbeddingCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(states (U, L, hidden), mask (U, L) bool)` for `ids`, padded to their longest.
+        """`(states (U, L, d), mask (U, L) bool)` for `ids`, padded to their longest.
 
         Residues sit at positions 0..length-1 (see the module docstring), zeros after.
         Feed them to `model.pair_logits((states, mask), (states, mask), index_a, index_b)`.
@@ -379,7 +374,7 @@ class EmbeddingCache:
         starts: torch.Tensor | None = None,
         window: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`get` by cache rows: `rows` an int64 CPU tensor (e.g. `CacheIndex.pair_rows`).
+        """`get` by cache rows: `rows` an int64 CPU tensor (e.g. `CacheIndex.place_pairs`).
 
         With `starts` (int64, one per row) and `window`, each row's states are its
         `window` residues from `starts` on (training crops of cached proteins).

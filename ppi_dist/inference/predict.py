@@ -1,8 +1,8 @@
 """Score protein pairs with a saved SE-CAI model into a file: a pair file, all-vs-all, or A x B.
 
-    summary = predict(model, "scores.tsv", fasta="proteome.fasta")         # all-vs-all
-    summary = predict(model, "p.parquet", pairs="test.tsv", fasta="seqs.fasta",
-                      options=PredictOptions(top_k=1000))
+    summary = predict(model, PredictFiles("scores.tsv", fasta="proteome.fasta"))  # all-vs-all
+    summary = predict(model, PredictFiles("p.parquet", pairs="test.tsv", fasta="seqs.fasta"),
+                      PredictOptions(top_k=1000), PredictRun(cache_dir="states"))
 
 Cost: every distinct protein goes through the encoder once (`inference.cache`); each pair
 then costs only cross-attention + head, so all-vs-all over N proteins is N encoder passes +
@@ -104,6 +104,38 @@ class PredictOptions:
     proteome screen); None: the calibration's own (`models/calibration.py`)."""
 
 
+@dataclass(frozen=True)
+class PredictFiles:
+    """What to score, and where: `pairs` (a pair file), every pair of `fasta`, or `fasta` x
+    `fasta_b`, into `out` (.tsv or .parquet)."""
+
+    out: str | Path
+    pairs: str | Path | None = None
+    fasta: str | Path | None = None
+    fasta_b: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class PredictRun:
+    """How a predict runs, which does not change its output.
+
+    `ranks` come from Accelerate in `cli.predict`: each rank scores its slice, and rank 0
+    merges when all are done. `cache_dir` keeps the per-residue states (rank 0 encodes, the
+    others read; reused when valid); without it they are in memory, on disk beside the output
+    above `memory_limit` bytes. `overwrite` discards an earlier output and its progress.
+    `max_chunks` stops this rank after that many chunks (a time slice; rerun to resume).
+    `max_tokens` budgets the pair batches (pairs x (longest A + longest B)).
+    """
+
+    ranks: Ranks = ONE_PROCESS
+    cache_dir: str | Path | None = None
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    overwrite: bool = False
+    max_chunks: int | None = None
+    progress: bool = True
+    max_tokens: int = 65536
+
+
 def check_threshold(model: torch.nn.Module, given: float | None) -> float:
     """The decision threshold: `given`, else the model's saved one; either must lie in [0, 1]
     (`checks.check_probability`, the check `report` makes too)."""
@@ -149,17 +181,14 @@ def run_rank(
     out: Path,
     options: PredictOptions,
     signature: str,
-    *,
-    ranks: Ranks = ONE_PROCESS,
-    max_chunks: int | None = None,
-    progress: bool = True,
-    max_tokens: int = 65536,
+    run: PredictRun = PredictRun(),
 ) -> bool:
     """Score this rank's chunks (r, r+W, ...) into its part file; True when all are done.
 
-    Resumes from the rank's progress file. `max_chunks` stops after that many chunks of this
-    call (a time slice; also how tests interrupt a run).
+    Resumes from the rank's progress file. `run.max_chunks` stops after that many chunks of
+    this call (a time slice; also how tests interrupt a run).
     """
+    ranks, max_chunks = run.ranks, run.max_chunks
     selection = RowSelection(options.threshold, options.top_k, options.min_prob)
     part, progress_path = part_paths(out, ranks.rank, ranks.world_size)
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +211,7 @@ def run_rank(
         unit="pair",
         unit_scale=True,
         desc=f"scoring (rank {ranks.rank})",
-        disable=not progress,
+        disable=not run.progress,
         smoothing=0.1,
     )
     with open(part, "r+b" if part.exists() else "w+b") as handle:
@@ -193,7 +222,7 @@ def run_rank(
         for done_now, (chunk, pairs) in enumerate(wanted):
             if max_chunks is not None and done_now >= max_chunks:
                 break
-            raw = score_cached(model, cache, pairs, max_tokens=max_tokens)
+            raw = score_cached(model, cache, pairs, max_tokens=run.max_tokens)
             check_probabilities(model, raw, pairs)
             probabilities = calibrated(model, raw, options.prior)
             probabilities = raw if probabilities is None else probabilities
@@ -242,38 +271,14 @@ def run_signature(
 
 def predict(
     model: torch.nn.Module,
-    out: str | Path,
-    *,
-    pairs: str | Path | None = None,
-    fasta: str | Path | None = None,
-    fasta_b: str | Path | None = None,
+    files: PredictFiles,
     options: PredictOptions = PredictOptions(),
-    ranks: Ranks = ONE_PROCESS,
-    cache_dir: str | Path | None = None,
-    memory_limit: int = DEFAULT_MEMORY_LIMIT,
-    overwrite: bool = False,
-    max_chunks: int | None = None,
-    progress: bool = True,
-    max_tokens: int = 65536,
+    run: PredictRun = PredictRun(),
 ) -> dict:
-    """Score `pairs` (a pair file), every pair of `fasta`, or `fasta` x `fasta_b`, into `out`
-    (.tsv or .parquet); see the module docstring. Returns a summary dict.
-
-    `ranks` come from Accelerate in `cli.predict`: each rank scores its slice, and rank 0
-    merges when all are done. `cache_dir` keeps the per-residue states (rank 0 encodes, the
-    others read; reused when valid); without it they are in memory, on disk beside the output
-    above `memory_limit` bytes. `max_tokens` budgets the pair batches (pairs x (longest A +
-    longest B)). `summary["complete"]` is False when `max_chunks` stopped the run early.
-    """
-    out = Path(out)
-    if out.suffix.lower() not in OUTPUT_FORMATS:
-        raise UserError(f"{out}: output must end in one of {sorted(OUTPUT_FORMATS)}")
-    if options.top_k is not None and options.top_k < 1:
-        raise UserError("top_k must be at least 1")
-    if pairs is None and fasta is None:
-        raise UserError("give --pairs FILE, or --fasta F (all-vs-all), or --fasta F --fasta_b G")
-    if fasta_b is not None and (fasta is None or pairs is not None):
-        raise UserError("--fasta_b needs --fasta (set A) and no --pairs")
+    """Score the pairs `files` name into `files.out`; see the module docstring. Returns a
+    summary dict; `summary["complete"]` is False when `run.max_chunks` stopped it early."""
+    out = Path(files.out)
+    _check_files(files, options)
     windowing = scoring_windowing(
         model, options.max_residues, options.window_overlap, options.windows
     )
@@ -285,6 +290,7 @@ def predict(
         window_overlap=windowing.overlap,
         windows=windowing.mode,
     )
+    ranks = run.ranks
     # One predict per output: a second one is refused (lock released on return or exit).
     lock = (
         acquire_lock(out.with_name(out.name + ".lock"), what="predict", holds=out)
@@ -293,36 +299,18 @@ def predict(
     )
     try:
         parts = parts_dir(out)
-        if ranks.rank == 0 and overwrite:
+        if ranks.rank == 0 and run.overwrite:
             shutil.rmtree(parts, ignore_errors=True)
             out.unlink(missing_ok=True)
         if ranks.barrier is not None:
             ranks.barrier()
         if out.exists() and not parts.exists():
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-        plan, sequences = _plan(pairs, fasta, fasta_b, options)
-        signature = run_signature(model, [pairs, fasta, fasta_b], options, ranks.world_size)
-        encoding = {"dtype": options.cache_dtype, "windowing": windowing, "progress": progress}
-        if cache_dir is not None:
-            cache = _shared_cache(model, sequences, cache_dir, encoding, ranks)
-        else:  # each rank encodes only the proteins of its own chunks
-            mine = {p: sequences[p] for p in plan.proteins_of(ranks.takes)}
-            spill = parts / f"embeddings-rank{ranks.rank}"
-            cache = encode_proteins(
-                model, mine, memory_limit=memory_limit, spill_dir=spill, **encoding
-            )
-        complete = run_rank(
-            model,
-            cache,
-            plan,
-            out,
-            options,
-            signature,
-            ranks=ranks,
-            max_chunks=max_chunks,
-            progress=progress,
-            max_tokens=max_tokens,
-        )
+        plan, sequences = _plan(files, options)
+        inputs = [files.pairs, files.fasta, files.fasta_b]
+        signature = run_signature(model, inputs, options, ranks.world_size)
+        cache = _encoded(model, plan, sequences, windowing, options, run, parts)
+        complete = run_rank(model, cache, plan, out, options, signature, run)
         summary = {
             "output": str(out),
             "pairs": plan.total_pairs,
@@ -331,15 +319,9 @@ def predict(
             "complete": complete,
             "rows_written": None,
             "encoding": windowing.describe(),
+            **_probability_summary(model, options),
         }
         calibration = getattr(model, "calibration", None)
-        summary["probability"] = (
-            "raw score" if calibration is None else calibration.describe(options.prior)
-        )
-        summary["threshold"] = options.threshold
-        if calibration is not None:  # the same cut on the calibrated scale
-            cut = calibration.apply([options.threshold], options.prior)
-            summary["threshold_calibrated"] = float(cut[0])
         columns = output_columns(calibration is not None, plan.has_labels)
         return _merge(summary, out, options.top_k, columns, ranks)
     finally:
@@ -347,13 +329,55 @@ def predict(
             lock.release()
 
 
-def _plan(
-    pairs: str | Path | None,
-    fasta: str | Path | None,
-    fasta_b: str | Path | None,
+def _check_files(files: PredictFiles, options: PredictOptions) -> None:
+    if Path(files.out).suffix.lower() not in OUTPUT_FORMATS:
+        raise UserError(f"{files.out}: output must end in one of {sorted(OUTPUT_FORMATS)}")
+    if options.top_k is not None and options.top_k < 1:
+        raise UserError("top_k must be at least 1")
+    if files.pairs is None and files.fasta is None:
+        raise UserError("give --pairs FILE, or --fasta F (all-vs-all), or --fasta F --fasta_b G")
+    if files.fasta_b is not None and (files.fasta is None or files.pairs is not None):
+        raise UserError("--fasta_b needs --fasta (set A) and no --pairs")
+
+
+def _encoded(
+    model: torch.nn.Module,
+    plan: AllPairsPlan | PairFilePlan,
+    sequences: dict[str, str],
+    windowing: Windowing,
     options: PredictOptions,
+    run: PredictRun,
+    parts: Path,
+) -> EmbeddingCache:
+    """The per-residue states this rank scores from: a shared `run.cache_dir`, or only the
+    proteins of this rank's own chunks, in memory or spilled beside the output."""
+    ranks = run.ranks
+    encoding = {"dtype": options.cache_dtype, "windowing": windowing, "progress": run.progress}
+    if run.cache_dir is not None:
+        return _shared_cache(model, sequences, run.cache_dir, encoding, ranks)
+    mine = {p: sequences[p] for p in plan.proteins_of(ranks.takes)}
+    spill = parts / f"embeddings-rank{ranks.rank}"
+    return encode_proteins(model, mine, memory_limit=run.memory_limit, spill_dir=spill, **encoding)
+
+
+def _probability_summary(model: torch.nn.Module, options: PredictOptions) -> dict:
+    """What the probability column is, and the threshold (on the calibrated scale too)."""
+    calibration = getattr(model, "calibration", None)
+    summary = {
+        "probability": "raw score" if calibration is None else calibration.describe(options.prior),
+        "threshold": options.threshold,
+    }
+    if calibration is not None:  # the same cut on the calibrated scale
+        cut = calibration.apply([options.threshold], options.prior)
+        summary["threshold_calibrated"] = float(cut[0])
+    return summary
+
+
+def _plan(
+    files: PredictFiles, options: PredictOptions
 ) -> tuple[AllPairsPlan | PairFilePlan, dict[str, str]]:
     """The plan of the pairs to score and the sequences of their proteins."""
+    pairs, fasta, fasta_b = files.pairs, files.fasta, files.fasta_b
     if pairs is not None:
         # Labels are carried through, not learnt from: a pair labelled both ways is scored.
         source = PairSource(

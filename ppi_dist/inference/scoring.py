@@ -224,7 +224,6 @@ def score_pairs(
     spill_dir: str | Path | None = None,
     progress: str | None = None,
     chunk_pairs: int = CHUNK_PAIRS,
-    max_tokens: int = 65536,
 ) -> ScoredPairs:
     """P(interact) of every pair, in chunks; rank r scores chunks r, r+W, ... (see `Ranks`).
 
@@ -234,7 +233,8 @@ def score_pairs(
     (pair, probability) items, so every rank gets the whole split back, in order.
     `ranks.should_stop` is polled before each chunk; when it says stop, `ScoringInterrupted`
     is raised. `progress` names the progress bars of this rank's encoding and scoring (none
-    if None): a whole Bernett validation set is minutes of silence otherwise.
+    if None): a whole Bernett validation set is minutes of silence otherwise. Pairs are
+    batched as `score_cached` batches them.
     """
     chunks = [pairs[i : i + chunk_pairs] for i in range(0, len(pairs), chunk_pairs)]
     mine = [(c, chunk) for c, chunk in enumerate(chunks) if ranks.takes(c)]
@@ -266,7 +266,7 @@ def score_pairs(
             if round_ >= len(mine):
                 continue
             c, chunk = mine[round_]
-            probabilities = score_cached(model, cache, chunk, max_tokens=max_tokens)
+            probabilities = score_cached(model, cache, chunk)
             items += [(c * chunk_pairs + k, float(p)) for k, p in enumerate(probabilities)]
             bar.update(len(chunk))
     if ranks.gather is not None:

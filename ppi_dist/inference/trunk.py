@@ -14,7 +14,7 @@ Rows are keyed by the window's residues (`sequence_digest`): ESM-2 reads a windo
 sequence of its own (positions restart at 0), so equal windows have equal states whichever
 protein they come from.
 
-Storage: a folder with `states.bin` (flat `(tokens, hidden)`, C order, memory-mapped) and
+Storage: a folder with `states.bin` (flat `(T, d)`, C order, memory-mapped) and
 `index.json` (format, `TrunkSettings`, keys, token counts, a checksum of each window's
 rows, verified before a cache is reused); no pickle. float32 by default:
 the top layers then start from exactly what the whole encoder computes, so the run's final
@@ -291,7 +291,7 @@ class TrunkCache:
         self._resident = flat.to(device)
 
     def token_states(self, rows: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-        """(tokens, hidden) states of the windows at `rows` (int64, CPU), window after window,
+        """(T, d) states of the windows at `rows` (int64, CPU), window after window,
         every token of each: the `trunk_states` `SECAI.encode` takes. In the stored dtype."""
         counts = torch.from_numpy(self.lengths)[rows]
         starts = torch.from_numpy(self.offsets)[rows]

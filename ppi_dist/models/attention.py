@@ -9,8 +9,7 @@ own tokens. `SECAIConfig.encoder_attention` says how ESM-2's self-attention is t
   kernel still computes every masked block: with four sequences to a row, three quarters of
   the attention arithmetic is thrown away.
 - "cudnn": the same dense mask, with cuDNN's attention tried first (PyTorch prefers the
-  memory-efficient kernel; on one packed 8M batch cuDNN took 10.0 ms against its 12.5 ms).
-  CUDA only.
+  memory-efficient kernel; BENCHMARKS.md compares the two). CUDA only.
 - "flex": FlexAttention with a document mask (a `BlockMask`): 128 x 128 tiles in which no
   query shares a sequence with a key are skipped, the others masked inside the kernel.
   Compiled (Triton) by transformers' own "flex_attention" function. CUDA only here:
@@ -45,11 +44,11 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 
 from ppi_dist.models.packing import PackedBatch
 
-try:  # torch >= 2.10
+try:
     from torch.nn.attention.varlen import varlen_attn
-except ImportError:  # pragma: no cover - older torch: "varlen" falls back to "sdpa"
+except ImportError:  # pragma: no cover - a torch without it: "varlen" falls back to "sdpa"
     varlen_attn = None
-# torch 2.10's varlen_attn has no `scale` (fixed 1/sqrt(dim)); later ones have.
+# Where varlen_attn takes no `scale`, it is fixed at 1/sqrt(dim).
 _VARLEN_TAKES_SCALE = varlen_attn is not None and (
     "scale" in inspect.signature(varlen_attn).parameters
 )

@@ -85,9 +85,9 @@ class ErfGeluIntermediate(nn.Module):
     transformers' ESM writes GELU as `x * 0.5 * (1 + erf(x / sqrt 2))`: four operators on the
     widest tensor of every layer (4d per token) forward, a dozen backward, and one saved
     activation each. `F.gelu` is the same function (the exact erf form, not the tanh
-    approximation) in one kernel each way. Measured on the CPU: the two agree to float32
-    rounding (max 1.4e-6 on N(0, 9) inputs; ESM-2 8M's last hidden states to 6.8e-6 at a scale
-    of 3.6), and in bf16 `F.gelu` rounds once where the composed form rounds per operator.
+    approximation) in one kernel each way. The two agree to float32 rounding
+    (tests/models/test_secai.py), and in bf16 `F.gelu` rounds once where the composed form
+    rounds per operator.
     The weights stay where transformers put them (`intermediate.dense`), so checkpoints,
     LoRA targets and fingerprints are unchanged.
     """

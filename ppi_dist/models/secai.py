@@ -20,9 +20,27 @@ saving and loading are `models.saving`.
 Residues only: `<cls>`, `<eos>` and padding are masked out of cross-attention keys and of
 pooling. They carry no residue of the partner protein, and counting them would let the
 sequence length leak into the pooled vector.
+
+A batch reaches the model two ways, both through `model(**batch)` (what DDP and DeepSpeed
+call): tokens (`token_logits`; over the trunk cache with `trunk_states` beside them) or the
+per-residue states of an embedding cache (`states_logits`, frozen-encoder training).
+
+The shape letters, here and in every docstring of the package:
+
+    P        pairs of a batch
+    U        distinct proteins (sequences) of a batch or a cache gather, one row each
+    L        residues (tokens) of the longest of them, the rows padded to it; Lq and Lk
+             the query and key proteins' in cross-attention
+    d        the encoder's width; heads and d_k = d / heads in cross-attention, H and D
+             (heads, head width) inside the encoder's attention
+    R, W     packed encoder rows and their width in tokens (`models.packing`)
+    T        tokens of a flat stream: every row's real tokens one after another (the
+             varlen kernels, the trunk cache)
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -163,6 +181,22 @@ class PairHead(nn.Module):
         else:
             hidden = self.norm(hidden)
         return self.fc2(self.dropout(F.gelu(hidden))).squeeze(-1)
+
+
+class TokenInputs(NamedTuple):
+    """A batch's distinct sequences as the encoder reads them (`data.batching.collate_pairs`).
+
+    `input_ids`, `attention_mask`: one row per sequence, or per window of a long one.
+    `layout`: the packed layout's `pack_*` tensors, computed on the CPU (None: computed
+    here). `stitch`: `(stitch_index, stitch_mask)` when proteins were read as windows.
+    `trunk_states`: the trunk cache's states of every real token (see `SECAI.encode`).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    layout: dict[str, torch.Tensor] | None = None
+    stitch: tuple[torch.Tensor, torch.Tensor] | None = None
+    trunk_states: torch.Tensor | None = None
 
 
 class SECAI(nn.Module):
@@ -351,37 +385,61 @@ class SECAI(nn.Module):
         return (forward + backward) / 2
 
     def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        index_a: torch.Tensor | None = None,
-        index_b: torch.Tensor | None = None,
-        states: torch.Tensor | None = None,
-        states_mask: torch.Tensor | None = None,
-        stitch_index: torch.Tensor | None = None,
-        stitch_mask: torch.Tensor | None = None,
-        **batch: object,
+        self, index_a: torch.Tensor, index_b: torch.Tensor, **batch: object
     ) -> torch.Tensor:
-        """Batch from `data.collate_pairs` -> one logit per pair (P,).
+        """`model(**batch)` -> one logit per pair (P,): a batch of cached `states` and their
+        `states_mask` (frozen-encoder training, `training.frozen`) to `states_logits`, a
+        batch of tokens (`data.batching.collate_pairs`, with `trunk_states` over the trunk
+        cache) to `token_logits`. Identifiers, labels and weights are not read."""
+        if "states" in batch:
+            return self.states_logits(batch["states"], batch["states_mask"], index_a, index_b)
+        has_layout = all(name in batch for name in LAYOUT_FIELDS)
+        stitch = (batch["stitch_index"], batch["stitch_mask"]) if "stitch_index" in batch else None
+        return self.token_logits(
+            TokenInputs(
+                batch["input_ids"],
+                batch["attention_mask"],
+                {name: batch[name] for name in LAYOUT_FIELDS} if has_layout else None,
+                stitch,
+                batch.get("trunk_states"),
+            ),
+            index_a,
+            index_b,
+        )
 
-        A batch whose long proteins were read as windows (`models.windows`) has one
-        encoder row per window, and `stitch_index`/`stitch_mask` put each protein's kept
-        residues back together: (windows, T, d) -> (U, L, d). Frozen-encoder training
-        passes precomputed per-residue `states` and their `states_mask` (from
-        `inference.cache.EmbeddingCache`) instead of tokens; training over the trunk cache
-        passes `trunk_states` beside the tokens (see `encode`).
-        """
-        if states is None:
-            has_layout = all(name in batch for name in LAYOUT_FIELDS)
-            layout = {name: batch[name] for name in LAYOUT_FIELDS} if has_layout else None
-            trunk_states = batch.get("trunk_states")
-            states = self.encode(input_ids, attention_mask, layout, trunk_states)
-            if stitch_index is None:
-                states_mask = residue_mask(attention_mask)
-            else:
-                states, states_mask = stitch_states(states, stitch_index, stitch_mask), stitch_mask
+    def token_logits(
+        self, tokens: TokenInputs, index_a: torch.Tensor, index_b: torch.Tensor
+    ) -> torch.Tensor:
+        """Pairs of a batch of tokens: its distinct sequences encoded once (`residue_states`),
+        then `pair_logits`. (P,)"""
+        side = self.residue_states(tokens)
+        return self.pair_logits(side, side, index_a, index_b)
+
+    def states_logits(
+        self,
+        states: torch.Tensor,
+        states_mask: torch.Tensor,
+        index_a: torch.Tensor,
+        index_b: torch.Tensor,
+    ) -> torch.Tensor:
+        """Pairs of proteins whose per-residue states are given (`inference.cache`): (U, L, d)
+        states, (U, L) mask True at residues -> (P,). The encoder does not run."""
         side = (states, states_mask)
         return self.pair_logits(side, side, index_a, index_b)
+
+    def residue_states(self, tokens: TokenInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The distinct proteins' last-layer states and residue mask, (U, L, d) and (U, L).
+
+        A batch whose long proteins were read as windows (`models.windows`) has one encoder
+        row per window, and `tokens.stitch` puts each protein's kept residues back together.
+        """
+        states = self.encode(
+            tokens.input_ids, tokens.attention_mask, tokens.layout, tokens.trunk_states
+        )
+        if tokens.stitch is None:
+            return states, residue_mask(tokens.attention_mask)
+        stitch_index, stitch_mask = tokens.stitch
+        return stitch_states(states, stitch_index, stitch_mask), stitch_mask
 
     @torch.no_grad()
     def predict_proba(self, batch: dict) -> torch.Tensor:

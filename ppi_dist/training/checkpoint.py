@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,18 +42,34 @@ from ppi_dist.files import (
 from ppi_dist.training.rundir import check_resume_config
 
 COMPLETE = "COMPLETE"
+STEP_PREFIX = "step_"
+
+
+@dataclass
+class Best:
+    """The best validation so far: the metric it is judged by, its value, the step, and the
+    trainable weights then (CPU; None before the first validation)."""
+
+    metric: str
+    value: float = -math.inf
+    step: int | None = None
+    tensors: dict[str, torch.Tensor] | None = None
+
+    def scalars(self) -> dict:
+        """What `trainer_state.json` records of it (the weights go to best.safetensors)."""
+        return {"metric": self.metric, "value": self.value, "step": self.step}
 
 
 # ---- a whole checkpoint: what the trainer calls ----------------------------------------
 
 
 def save(
-    root: Path, state: dict, best: dict, model, optimizer, scheduler, accelerator: Accelerator
+    root: Path, state: dict, best: Best, model, optimizer, scheduler, accelerator: Accelerator
 ) -> Path:
     """Write checkpoint `step_<state["step"]>` under `root`: everything to continue exactly.
 
     `state` is JSON (step, epoch, data position, config...); `best` holds the best weights
-    so far under "tensors". Every rank takes part (DeepSpeed saves its own partitions).
+    so far. Every rank takes part (DeepSpeed saves its own partitions).
     """
     step = state["step"]
     trainables = trainable_tensors(accelerator.unwrap_model(model))
@@ -71,12 +89,11 @@ def save(
     save_rng(directory, accelerator.process_index)
     if accelerator.is_main_process:
         save_safetensors(trainables, directory / "trainable.safetensors")
-        if best["tensors"] is not None:
-            save_safetensors(best["tensors"], directory / "best.safetensors")
-        scalars = {k: v for k, v in best.items() if k != "tensors"}
+        if best.tensors is not None:
+            save_safetensors(best.tensors, directory / "best.safetensors")
         write_json(
             directory / "trainer_state.json",
-            {**state, "scheduler": scheduler.state_dict(), "best": scalars},
+            {**state, "scheduler": scheduler.state_dict(), "best": best.scalars()},
         )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -88,7 +105,7 @@ def save(
 
 
 def load(directory: Path, model, optimizer, scheduler, accelerator: Accelerator) -> dict:
-    """Restore a checkpoint written by `save`; returns its state with `best["tensors"]`."""
+    """Restore a checkpoint written by `save`; returns its state, "best" as a `Best`."""
     if not (directory / COMPLETE).is_file():
         raise FileNotFoundError(f"{directory}: not a completed checkpoint")
     verify_manifest(directory, "checkpoint")
@@ -111,7 +128,8 @@ def load(directory: Path, model, optimizer, scheduler, accelerator: Accelerator)
     scheduler.load_state_dict(state["scheduler"])
     load_rng(directory, accelerator.process_index)
     best_path = directory / "best.safetensors"
-    state["best"]["tensors"] = read_safetensors(best_path) if best_path.is_file() else None
+    tensors = read_safetensors(best_path) if best_path.is_file() else None
+    state["best"] = Best(**state["best"], tensors=tensors)
     return state
 
 
@@ -179,13 +197,25 @@ def check_ranks_agree(model: torch.nn.Module, accelerator: Accelerator) -> str:
 
 
 def step_dir(root: Path, step: int) -> Path:
-    return root / f"step_{step:08d}"
+    """The checkpoint folder of `step` under `root`: `step_00000012`."""
+    return root / f"{STEP_PREFIX}{step:08d}"
+
+
+def checkpoint_step(directory: Path) -> int:
+    """The step a checkpoint folder holds, from its name (`step_00000012` -> 12)."""
+    return int(directory.name.removeprefix(STEP_PREFIX))
+
+
+def completed_checkpoints(root: Path) -> list[Path]:
+    """The completed checkpoints under `root`, oldest step first."""
+    done = [p for p in root.glob(f"{STEP_PREFIX}*") if (p / COMPLETE).is_file()]
+    return sorted(done, key=checkpoint_step)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
     """The completed checkpoint with the highest step under `root`, if any."""
-    done = [p for p in root.glob("step_*") if (p / COMPLETE).is_file()]
-    return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
+    done = completed_checkpoints(root)
+    return done[-1] if done else None
 
 
 def trainable_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -301,9 +331,6 @@ def rotate(root: Path, keep: int) -> None:
     The newest completed checkpoint is always kept, whatever `keep` says (0 or negative
     included): it is what `--resume_from latest` needs, e.g. after a pre-emption save.
     """
-    done = sorted(
-        (p for p in root.glob("step_*") if (p / COMPLETE).is_file()),
-        key=lambda p: int(p.name.split("_")[1]),
-    )
+    done = completed_checkpoints(root)
     for old in done[: max(len(done) - max(keep, 1), 0)]:
         shutil.rmtree(old, ignore_errors=True)

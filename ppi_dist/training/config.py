@@ -86,9 +86,6 @@ class DataConfig:
     """Optional cap on the pairs of a token-budget batch."""
     batch_size: int | None = None
     """Fixed-size batches of this many pairs instead of a token budget."""
-    eval_max_tokens: int | None = None
-    """Accepted for older recipes; scoring budgets its pair batches itself
-    (`inference.scoring.score_pairs`), so it changes nothing."""
     sort_buffer: int = 4096
     """Pairs sorted by length together before they are cut into batches."""
     shuffle_buffer: int = 100_000
@@ -129,7 +126,7 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise ConfigError(f"{name} must lie strictly between 0 and 1, got {value}")
-        optional = ("max_pairs", "batch_size", "eval_max_tokens")
+        optional = ("max_pairs", "batch_size")
         check_at_least_one(self, ("max_tokens", *optional))
         check_choice("trunk_cache_dtype", self.trunk_cache_dtype, TRUNK_DTYPES)
 
@@ -208,8 +205,9 @@ class OptimizationConfig:
     """"auto" (bf16 where the GPU has it, fp32 on a CPU), "no", "bf16" or "fp16"."""
     adamw_implementation: str = "fused"
     """How AdamW updates: "fused" (one operator for every tensor, on a CPU or GPU),
-    "foreach" (a few per parameter group) or "for_loop" (about ten per parameter: what a
-    CPU ran before, kept to measure against). The same update up to rounding."""
+    "foreach" (a few per parameter group) or "for_loop" (about ten per parameter: torch's
+    own default on a CPU, whose rounding a run resumed from such a checkpoint keeps). The
+    same update up to rounding."""
 
     def __post_init__(self) -> None:
         check_at_least_one(self, ("epochs", "max_steps", "gradient_accumulation_steps"))

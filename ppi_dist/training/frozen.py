@@ -68,7 +68,7 @@ def open_training_cache(
 def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device) -> dict:
     """A training batch with its proteins' cached residue states, every tensor on `device`.
 
-    Frozen-encoder batches (`data.batching.PairBatches(cache_index=...)`) already carry
+    Frozen-encoder batches (`data.batching.CacheRowBatches`) already carry
     `cache_rows`, `index_a` and `index_b`, made in the loader's workers: here they are copied
     and the states gathered, nothing per pair runs in Python. A batch of tokens
     (`collate_pairs`) is indexed here from its protein ids, and its tokens and packing layout
@@ -78,7 +78,7 @@ def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device)
     if "cache_rows" not in batch:
         unused = {"input_ids", "attention_mask", *LAYOUT_FIELDS}
         batch = {k: v for k, v in batch.items() if k not in unused}
-        batch.update(cache.index.pair_rows(batch["protein_a"], batch["protein_b"]))
+        batch.update(cache.index.place_pairs(batch["protein_a"], batch["protein_b"]))
     states, states_mask = cache.gather(
         batch["cache_rows"],
         dtype=None,

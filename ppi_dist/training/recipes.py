@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import sys
 import types
 import typing
@@ -22,6 +23,11 @@ from transformers import HfArgumentParser
 
 from ppi_dist.errors import ConfigError
 from ppi_dist.training.config import FIELDS, TrainConfig
+
+logger = logging.getLogger(__name__)
+# Settings that were removed because they changed nothing: a recipe key or flag naming one
+# still loads, with one line saying it is ignored.
+RETIRED = {"eval_max_tokens": "scoring budgets its pair batches itself"}
 
 
 def _flag_namespace() -> type:
@@ -95,13 +101,32 @@ def _flags_given(argv: list[str]) -> set[str]:
     return {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
 
 
+def _retire(name: str, where: str) -> None:
+    logger.warning("%s: %s is no longer a setting (%s); ignored", where, name, RETIRED[name])
+
+
+def _without_retired_flags(argv: list[str]) -> list[str]:
+    """argv less the retired settings' flags (`--name value` or `--name=value`)."""
+    kept, index = [], 0
+    while index < len(argv):
+        arg = argv[index]
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        if name not in RETIRED:
+            kept.append(arg)
+            index += 1
+            continue
+        _retire(name, f"--{name}")
+        index += 1 if "=" in arg else 2
+    return kept
+
+
 def load_config(argv: list[str] | None = None) -> TrainConfig:
     """`--config recipe.yaml` (optional) then `--key value` overrides -> TrainConfig.
 
     Every mistake is a `ConfigError` naming the flag, or the recipe file and line when the
     recipe holds the wrong key or value.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _without_retired_flags(list(sys.argv[1:] if argv is None else argv))
     parser = HfArgumentParser(TrainFlags)
     parser.add_argument("--config", default=None, help="YAML recipe; flags override it")
     known, unknown = parser.parse_known_args(argv)
@@ -117,6 +142,9 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     if known.config is not None:
         path = Path(known.config)
         recipe, lines = _recipe_with_lines(path)
+        for key in [key for key in recipe if key in RETIRED]:
+            _retire(key, f"{path}:{lines.get(key, '?')}")
+            del recipe[key]
         for key in recipe:
             where = f"{path}:{lines.get(key, '?')}"
             if key not in FIELDS:

@@ -63,7 +63,6 @@ RESUME_FREE = frozenset(
         "eval_every",
         "embedding_cache",
         "trunk_cache",
-        "eval_max_tokens",
         "activation_checkpointing",
         "test_file",
         "activation_checkpointing_every",

@@ -20,14 +20,15 @@ import torch
 from accelerate import Accelerator
 
 from ppi_dist.checks import MIN_HELD_OUT_PAIRS_PER_CLASS, check_can_rank
-from ppi_dist.data.batching import CacheIndex, PairBatches, TrunkIndex
+from ppi_dist.data.batching import CacheIndex, CacheRowBatches, TokenBatches, TrunkIndex
 from ppi_dist.data.clusters import mmseqs_binary
 from ppi_dist.data.loader import BatchLoader
 from ppi_dist.data.pairs import Columns, PairSource, sequences_of
 from ppi_dist.data.partition import partitioner_name
+from ppi_dist.data.planner import BatchOptions
 from ppi_dist.data.reading import open_binary, resolve_pair_files
 from ppi_dist.data.split import prepare_out_dir, read_labelled, split_pairs, write_split
-from ppi_dist.data.synthetic import synthetic_task_paths, write_synthetic_task
+from ppi_dist.data.synthetic import SyntheticTask, synthetic_task_paths, write_synthetic_task
 from ppi_dist.errors import ConfigError
 from ppi_dist.files import read_json, write_text_atomic
 from ppi_dist.training.config import TrainConfig
@@ -242,14 +243,28 @@ def prepare_synthetic_task(config: TrainConfig, accelerator: Accelerator) -> dic
     to temporary names renamed into place; the other processes wait, then read it."""
     out_dir = Path(config.run.output_dir) / "synthetic_data"
     if accelerator.is_local_main_process:
-        write_synthetic_task(
-            out_dir,
+        task = SyntheticTask(
             seed=config.optimization.seed,
             train_pairs=config.data.synthetic_train_pairs,
             eval_pairs=config.data.synthetic_eval_pairs,
         )
+        write_synthetic_task(out_dir, task)
     accelerator.wait_for_everyone()
     return synthetic_task_paths(out_dir)
+
+
+def batch_options(config: TrainConfig) -> BatchOptions:
+    """The run's training batches: its seed, shuffled and cropped, its budget and buffers."""
+    data = config.data
+    return BatchOptions(
+        seed=config.optimization.seed,
+        training=True,
+        max_tokens=data.max_tokens,
+        max_pairs=data.max_pairs,
+        batch_size=data.batch_size,
+        sort_buffer=data.sort_buffer,
+        shuffle_buffer=data.shuffle_buffer,
+    )
 
 
 def training_batches(
@@ -264,21 +279,15 @@ def training_batches(
     cross-attention tokens; with a `trunk_index`, tokens and the trunk rows of their
     windows."""
     data = config.data
-    batches = PairBatches(
-        source,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
-        seed=config.optimization.seed,
-        training=True,
-        max_tokens=data.max_tokens,
-        max_pairs=data.max_pairs,
-        batch_size=data.batch_size,
-        sort_buffer=data.sort_buffer,
-        shuffle_buffer=data.shuffle_buffer,
-        cache_index=cache_index,
-        windowing=config.model.secai.windowing("train"),
-        trunk_index=trunk_index,
-    )
+    options = batch_options(config)
+    ranks = {"rank": accelerator.process_index, "world_size": accelerator.num_processes}
+    windowing = config.model.secai.windowing("train")
+    if cache_index is not None:
+        batches = CacheRowBatches(source, cache_index, options, **ranks, windowing=windowing)
+    else:
+        batches = TokenBatches(
+            source, options, **ranks, windowing=windowing, trunk_index=trunk_index
+        )
     workers = data.data_workers
     return BatchLoader(
         batches, num_workers=2 * torch.cuda.is_available() if workers is None else workers

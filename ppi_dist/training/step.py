@@ -1,21 +1,31 @@
-"""One training step, and the optimiser it steps.
+"""One training step: the optimiser and model it steps, the batch it reads, the step itself.
 
-`train_step` is what the loop calls per micro-batch; the benchmarks time it and profile it
-as the trainer runs it.
+`prepare_training` (AdamW, the schedule, `accelerator.prepare`), `BatchPreparation` (a
+loader's batch -> the step's) and `train_step` are what the loop runs; the benchmarks call
+the same three, so they time and profile the step as the trainer runs it.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
+from torch.optim.lr_scheduler import LRScheduler
+from transformers import get_scheduler
 
+from ppi_dist.data.batching import batch_to_device, swap_sides
 from ppi_dist.errors import NonFiniteLossError
+from ppi_dist.inference.cache import EmbeddingCache
+from ppi_dist.inference.trunk import TrunkCache
 from ppi_dist.models.secai import SECAI
 from ppi_dist.training.config import OptimizationConfig
+from ppi_dist.training.frozen import with_cached_states
 from ppi_dist.training.loss import focal_loss
+from ppi_dist.training.trunk import with_trunk_states
 
 
 def make_optimizer(model: SECAI, optimization: OptimizationConfig) -> torch.optim.AdamW:
@@ -41,6 +51,62 @@ def make_optimizer(model: SECAI, optimization: OptimizationConfig) -> torch.opti
     return torch.optim.AdamW(
         param_groups, fused=implementation == "fused", foreach=implementation == "foreach"
     )
+
+
+@dataclass
+class Prepared:
+    """The model as the step runs it (`accelerator.prepare`d: DDP, a DeepSpeed engine or
+    itself), its optimiser, and the learning-rate schedule (None when none was asked for)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler | None
+
+
+def prepare_training(
+    model: SECAI,
+    optimization: OptimizationConfig,
+    accelerator: Accelerator,
+    total_steps: int | None = None,
+) -> Prepared:
+    """`make_optimizer`, the schedule over `total_steps` optimiser steps (warm-up, then
+    `lr_schedule`; None: no schedule, the peak rates throughout) and `accelerator.prepare`.
+
+    The schedule is made on the plain optimizer and stepped by the loop once per optimiser
+    step, not `prepare`d: Accelerate would step it once per process.
+    """
+    optimizer = make_optimizer(model, optimization)
+    scheduler = None
+    if total_steps is not None:
+        warmup = math.ceil(optimization.warmup_ratio * total_steps)
+        scheduler = get_scheduler(optimization.lr_schedule, optimizer, warmup, total_steps)
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    return Prepared(prepared, optimizer, scheduler)
+
+
+@dataclass
+class BatchPreparation:
+    """A loader's batch made the step's, on `device`: with a frozen encoder's embedding
+    `cache`, its proteins' states gathered (`training.frozen`); with LoRA on the top layers,
+    its windows' `trunk` states beside the tokens (`training.trunk`); otherwise its tensors
+    copied. With a `swap` generator, A and B of a random half of the pairs then swapped
+    (`swap_augmentation`)."""
+
+    device: torch.device
+    cache: EmbeddingCache | None = None
+    trunk: TrunkCache | None = None
+    swap: torch.Generator | None = None
+
+    def __call__(self, batch: dict) -> dict:
+        if self.cache is not None:  # cache rows -> states gathered on the device
+            batch = with_cached_states(batch, self.cache, self.device)
+        elif self.trunk is not None:  # tokens + the lower layers' states of their windows
+            batch = with_trunk_states(batch, self.trunk, self.device)
+        else:
+            batch = batch_to_device(batch, self.device)
+        if self.swap is not None:
+            batch = swap_sides(batch, self.swap)
+        return batch
 
 
 class StepResult(NamedTuple):

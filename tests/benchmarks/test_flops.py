@@ -79,7 +79,7 @@ def test_projection_counts_an_epoch_of_a_pair_file(tmp_path, capsys):
     counts = re.findall(r"^  (\d+) steps, pair tokens ([\d,]+)", printed, re.M)
     assert len(counts) == 2 and counts[0] == ("30", counts[1][1])  # same pair tokens
     assert int(counts[1][0]) < 30  # batched: fewer steps than pairs
-    assert len(re.findall(r"^  2 GPUs: [\d.]+ h", printed, re.M)) == 2
+    assert len(re.findall(r"^  2 GPU\(s\): [\d.]+ h", printed, re.M)) == 2
 
 
 def test_lora_on_the_last_layers_counts_those_layers_per_step_and_the_rest_once():

@@ -5,6 +5,7 @@ stage's rows fit its budget) are checked in a second, with no data."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -34,8 +35,10 @@ def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]]]:
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    table = output.split("=== results", 1)[1].splitlines()
-    return output, [cells(line) for line in table if line.startswith("| ")][2:]  # no header
+    after = output.split("=== results", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(after) if line.startswith("| "))
+    table = itertools.takewhile(lambda line: line.startswith("| "), after[start:])
+    return output, [cells(line) for line in table][2:]  # no header; what follows is not it
 
 
 PLANS = {  # each stage's rows, most important first

@@ -127,7 +127,7 @@ def test_profile_step_dry_run(tmp_path, capsys, mode):
     ops = summary.ops_per_step
     assert list(ops) == ["forward", "backward", "optimizer"] and all(n > 0 for n in ops.values())
     assert "operators dispatched per step: forward " in printed
-    assert set(summary.outside_s) == {"loader", "swap_sides", "progress"}
+    assert summary.prepare_s > 0 and "prepare_batch" in printed
     assert re.search(r"^PROFILE .* ops=\d+ ops_forward=\d+ ops_backward=\d+", printed, re.M)
     assert json.loads(trace.read_text())["traceEvents"]
     assert json.loads(out.read_text())["mode"] == summary.mode
@@ -149,18 +149,3 @@ def test_operators_per_step_are_counted_by_phase_once_per_dispatch():
         ]
     inside = [(0, 50), (100, 150)]
     assert ops_per_phase(events, inside, steps=2) == {"forward": 2, "backward": 1, "optimizer": 2}
-
-
-def test_before_and_after_in_one_run_shows_the_fused_optimizer_dispatches_less(tmp_path, capsys):
-    pair_path, _ = write_pair_files(tmp_path, random_pairs(64, seed=6, proteins=40))
-    common = ["--dry", "--warmup", "1", "--timed_steps", "1", "--steps", "1", "--top", "3"]
-    profile_step.main(
-        [*common, "--pairs", str(pair_path), "--before", "adamw_implementation=for_loop"]
-    )
-    printed = capsys.readouterr().out
-    found = re.findall(r"^(BEFORE|AFTER) ops_per_step=(\d+) .*optimizer (\d+)\)", printed, re.M)
-    assert [label for label, _, _ in found] == ["BEFORE", "AFTER"], printed[-2000:]
-    (_, before, before_optimizer), (_, after, after_optimizer) = found
-    # The per-parameter loop dispatches about ten operators per parameter; fused, one per group.
-    assert int(after_optimizer) < int(before_optimizer) / 3 and int(after) < int(before)
-    assert re.search(r"ops per step [\d.]+x fewer; steps/s [\d.]+x", printed)

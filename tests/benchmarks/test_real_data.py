@@ -59,7 +59,7 @@ def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 seeds: [0, 1]" in done.stdout and "random (same seed)" in done.stdout
     assert "highest identity between a held-out block and train" in done.stdout
-    assert re.search(r"\| all positive \| [\d.]+ ± [\d.]+ \|", done.stdout)
+    assert re.search(r"\| all positive +\| [\d.]+ ± [\d.]+ +\|", done.stdout)
     results = json.loads((tmp_path / "results.json").read_text())["yeast-c3"]["predictors"]
     assert results["all positive"]["seeds"] == [0, 1]
     assert len(results["all positive"]["runs"]) == 2

@@ -8,19 +8,14 @@ from pathlib import Path
 import pytest
 
 from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.sequences import random_residues
 from ppi_dist.errors import DataError
-
-LETTERS = "ACDEFGHIKLMNPQRSTVWY"
-
-
-def random_protein(rng: random.Random, length: int) -> str:
-    return "".join(rng.choice(LETTERS) for _ in range(length))
 
 
 def make_proteome(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """40 proteins of 5 to 60 residues in a FASTA file (60-column lines, like the real ones)."""
     rng = random.Random(0)
-    sequences = {f"P{i:03d}": random_protein(rng, rng.randint(5, 60)) for i in range(40)}
+    sequences = {f"P{i:03d}": random_residues(rng, rng.randint(5, 60)) for i in range(40)}
     fasta = tmp_path / "seqs.fasta"
     fasta.write_text("".join(f">{k} some protein\n{v}\n" for k, v in sequences.items()))
     return fasta, sequences

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from ppi_dist.data import reading
-from ppi_dist.data.batching import PairBatches
+from ppi_dist.data.batching import TokenBatches
 from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.planner import BatchOptions
 from tests.data.pair_files import all_pairs, error_of, write_tsv
 
 
@@ -62,7 +63,7 @@ def test_crlf_bom_renamed_columns_and_unlabeled(tmp_path, proteome):
         ("P003", "P004", 0.0),
     ]
     unlabeled = write_tsv(tmp_path / "u.tsv", [("P001", "P002")], header="protein_a\tprotein_b")
-    batch = next(iter(PairBatches(PairSource(unlabeled, fasta), training=False)))
+    batch = next(iter(TokenBatches(PairSource(unlabeled, fasta), BatchOptions(training=False))))
     assert "labels" not in batch and batch["protein_a"] == ["P001"]
 
 

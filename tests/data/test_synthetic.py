@@ -12,6 +12,7 @@ from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.synthetic import (
     LIGAND_LETTERS,
     RECEPTOR_LETTERS,
+    SyntheticTask,
     composition_baseline,
     make_families,
     make_split,
@@ -20,9 +21,8 @@ from ppi_dist.data.synthetic import (
 
 
 def test_every_protein_of_a_role_has_the_same_motif_letter_counts(tmp_path):
-    paths = write_synthetic_task(
-        tmp_path, seed=1, train_pairs=200, eval_pairs=60, composition_leak=False
-    )
+    task = SyntheticTask(seed=1, train_pairs=200, eval_pairs=60, composition_leak=False)
+    paths = write_synthetic_task(tmp_path, task)
     sequences = read_fasta(paths["fasta"])
     for protein, sequence in sequences.items():
         role, family = re.match(r"\w+?_([LR])(\d)_", protein).groups()
@@ -38,10 +38,11 @@ def test_every_protein_of_a_role_has_the_same_motif_letter_counts(tmp_path):
 
 def test_composition_baseline_is_at_chance_on_the_free_design_not_the_default(tmp_path):
     kwargs = {"seed": 0, "train_pairs": 1500, "eval_pairs": 600}
-    free = composition_baseline(
-        write_synthetic_task(tmp_path / "free", composition_leak=False, **kwargs)
+    free_task = SyntheticTask(composition_leak=False, **kwargs)
+    free = composition_baseline(write_synthetic_task(tmp_path / "free", free_task))
+    default = composition_baseline(
+        write_synthetic_task(tmp_path / "default", SyntheticTask(**kwargs))
     )
-    default = composition_baseline(write_synthetic_task(tmp_path / "default", **kwargs))
     assert free["valid_auroc"] < 0.6 and free["test_auroc"] < 0.6, free
     assert default["valid_auroc"] > 0.9 and default["test_auroc"] > 0.9, default
 
@@ -57,7 +58,8 @@ def test_asking_for_more_pairs_than_exist_stops_with_what_to_change():
 
 def test_large_eval_requests_finish(tmp_path):
     """--synthetic_eval_pairs 30000 once looped forever: now it returns, every pair once."""
-    paths = write_synthetic_task(tmp_path, train_pairs=100, eval_pairs=30000, max_length=50)
+    task = SyntheticTask(train_pairs=100, eval_pairs=30000, max_length=50)
+    paths = write_synthetic_task(tmp_path, task)
     rows = paths["valid"].read_text().splitlines()[1:]
     assert len(rows) == len(set(rows)) == 30000
 
@@ -73,8 +75,9 @@ def _pairs(path: Path) -> list[tuple[str, str, int]]:
 
 
 def test_synthetic_task_is_protein_disjoint_balanced_and_deterministic(tmp_path):
-    paths = write_synthetic_task(tmp_path / "one", seed=3, train_pairs=400, eval_pairs=100)
-    again = write_synthetic_task(tmp_path / "two", seed=3, train_pairs=400, eval_pairs=100)
+    task = SyntheticTask(seed=3, train_pairs=400, eval_pairs=100)
+    paths = write_synthetic_task(tmp_path / "one", task)
+    again = write_synthetic_task(tmp_path / "two", task)
     proteins = {}
     for split in ("train", "valid", "test"):
         pairs = _pairs(paths[split])

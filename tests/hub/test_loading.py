@@ -15,7 +15,7 @@ from ppi_dist.errors import CorruptFileError, UserError
 from ppi_dist.files import write_manifest
 from ppi_dist.hub.folder import ALLOWED_PATTERNS, IDENTITY_NAME, save_for_hub
 from ppi_dist.hub.loading import load_model
-from ppi_dist.inference.predict import PredictOptions, predict
+from ppi_dist.inference.predict import PredictFiles, PredictOptions, PredictRun, predict
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.shapes import tiny_esm2_config
@@ -67,7 +67,12 @@ def test_nonfinite_scores_stop_predict_naming_the_model(saved, tmp_path):
     with torch.no_grad():
         model.head.fc2.weight.fill_(float("nan"))  # finite files, diverged numbers
     with pytest.raises(UserError, match=f"{saved}: scores are not finite"):
-        predict(model, tmp_path / "out.tsv", fasta=_fasta(tmp_path / "p.fasta"), progress=False)
+        predict(
+            model,
+            PredictFiles(tmp_path / "out.tsv", fasta=_fasta(tmp_path / "p.fasta")),
+            PredictOptions(),
+            PredictRun(progress=False),
+        )
     assert not (tmp_path / "out.tsv").exists()
 
 
@@ -78,17 +83,21 @@ def test_threshold_outside_0_1_is_refused(saved, tmp_path, bad):
     with pytest.raises(UserError, match=r"--threshold must lie in \[0, 1\]"):
         predict(
             model,
-            tmp_path / "out.tsv",
-            fasta=fasta,
-            progress=False,
-            options=PredictOptions(threshold=bad),
+            PredictFiles(tmp_path / "out.tsv", fasta=fasta),
+            PredictOptions(threshold=bad),
+            PredictRun(progress=False),
         )
     config = json.loads((saved / "secai_config.json").read_text())
     config["decision_threshold"] = bad
     (saved / "secai_config.json").write_text(json.dumps(config))
     write_manifest(saved, ALLOWED_PATTERNS)
     with pytest.raises(UserError, match=r"saved decision_threshold .* not in \[0, 1\]"):
-        predict(load_model(saved), tmp_path / "out.tsv", fasta=fasta, progress=False)
+        predict(
+            load_model(saved),
+            PredictFiles(tmp_path / "out.tsv", fasta=fasta),
+            PredictOptions(),
+            PredictRun(progress=False),
+        )
 
 
 def test_missing_threshold_is_an_error_not_half(saved, tmp_path):
@@ -98,13 +107,17 @@ def test_missing_threshold_is_an_error_not_half(saved, tmp_path):
     write_manifest(saved, ALLOWED_PATTERNS)
     fasta = _fasta(tmp_path / "p.fasta")
     with pytest.raises(UserError, match="no decision_threshold saved; pass --threshold"):
-        predict(load_model(saved), tmp_path / "out.tsv", fasta=fasta, progress=False)
+        predict(
+            load_model(saved),
+            PredictFiles(tmp_path / "out.tsv", fasta=fasta),
+            PredictOptions(),
+            PredictRun(progress=False),
+        )
     summary = predict(
         load_model(saved),
-        tmp_path / "out.tsv",
-        fasta=fasta,
-        progress=False,
-        options=PredictOptions(threshold=0.3),
+        PredictFiles(tmp_path / "out.tsv", fasta=fasta),
+        PredictOptions(threshold=0.3),
+        PredictRun(progress=False),
     )
     assert summary["rows_written"] == 10
 
@@ -165,6 +178,16 @@ def test_second_predict_on_one_output_is_refused(saved, tmp_path):
         acquire_lock(out.with_name("out.tsv.lock"), what="predict"),
         pytest.raises(RunFolderError, match="in use by another predict"),
     ):
-        predict(load_model(saved), out, fasta=_fasta(tmp_path / "p.fasta"), progress=False)
-    assert predict(load_model(saved), out, fasta=tmp_path / "p.fasta", progress=False)["complete"]
+        predict(
+            load_model(saved),
+            PredictFiles(out, fasta=_fasta(tmp_path / "p.fasta")),
+            PredictOptions(),
+            PredictRun(progress=False),
+        )
+    assert predict(
+        load_model(saved),
+        PredictFiles(out, fasta=tmp_path / "p.fasta"),
+        PredictOptions(),
+        PredictRun(progress=False),
+    )["complete"]
     assert not out.with_name("out.tsv.lock").exists()

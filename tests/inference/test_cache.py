@@ -13,7 +13,6 @@ from ppi_dist.data.batching import collate_pairs
 from ppi_dist.data.pairs import sequences_of
 from ppi_dist.data.sequences import tokenize
 from ppi_dist.errors import CacheTooLargeError
-from ppi_dist.inference import cache as cache_module
 from ppi_dist.inference.cache import DTYPES, EmbeddingCache, covering_cache
 from ppi_dist.models.secai import residue_mask
 from ppi_dist.models.windows import Windowing
@@ -150,21 +149,6 @@ def test_gather_by_rows_equals_get_by_ids(dtype, tmp_path):
         n = cache.length(protein)
         assert mask[k].sum() == n and torch.equal(states[k, :n], cache.states_of(protein))
         assert torch.all(states[k, n:] == 0)
-
-
-def test_cache_build_encodes_where_it_was_asked_with_the_model_there(monkeypatch):
-    """The trainer builds the frozen-encoder cache on the accelerator's device: the model
-    must be moved there first, so token ids and weights share a device."""
-    seen = []
-
-    def spy(model, input_ids, attention_mask, windows):
-        seen.append((input_ids.device, next(model.parameters()).device))
-        return torch.zeros(*input_ids.shape, 32)
-
-    monkeypatch.setattr(cache_module, "_encode", spy)
-    model = tiny_model()  # on the CPU, as before `accelerator.prepare`
-    EmbeddingCache.build(model, {"P1": "MKTAYIAK", "P2": "MLLV"}, device=torch.device("meta"))
-    assert seen and all(ids == weights == torch.device("meta") for ids, weights in seen)
 
 
 def test_gather_with_starts_reads_a_window_of_each_cached_protein():

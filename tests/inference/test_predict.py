@@ -21,7 +21,7 @@ from ppi_dist.errors import ProgressMismatchError, UserError
 from ppi_dist.inference import cache as embeddings
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.plans import AllPairsPlan
-from ppi_dist.inference.predict import PredictOptions, predict
+from ppi_dist.inference.predict import PredictFiles, PredictOptions, PredictRun, predict
 from ppi_dist.inference.prediction_file import finalize, output_columns
 from ppi_dist.inference.scoring import Ranks, score_cached
 from ppi_dist.models.calibration import Calibration
@@ -47,7 +47,10 @@ def _read_tsv(path) -> list[dict]:
 def _predict_all(model, out, fasta, tile: int, **options) -> dict:
     """`predict` of every pair in `fasta`, tiled by `tile`, without a progress bar."""
     return predict(
-        model, out, fasta=fasta, progress=False, options=PredictOptions(tile=tile), **options
+        model,
+        PredictFiles(out, fasta=fasta),
+        PredictOptions(tile=tile),
+        PredictRun(progress=False, **options),
     )
 
 
@@ -73,10 +76,9 @@ def test_all_vs_all_equals_pair_by_pair_and_names_each_pair_once(model, tmp_path
     out = tmp_path / "scores.tsv"
     summary = predict(
         model,
-        out,
-        fasta=tmp_path / "p.fasta",
-        progress=False,
-        options=PredictOptions(tile=3, cache_dtype="float32"),
+        PredictFiles(out, fasta=tmp_path / "p.fasta"),
+        PredictOptions(tile=3, cache_dtype="float32"),
+        PredictRun(progress=False),
     )
     rows = _read_tsv(out)
     assert summary["complete"] and summary["rows_written"] == len(rows) == 55
@@ -96,10 +98,9 @@ def test_include_self_and_fp16_cache_is_close(model, tmp_path):
     out = tmp_path / "s.tsv"
     predict(
         model,
-        out,
-        fasta=tmp_path / "p.fasta",
-        progress=False,
-        options=PredictOptions(include_self=True, tile=4),
+        PredictFiles(out, fasta=tmp_path / "p.fasta"),
+        PredictOptions(include_self=True, tile=4),
+        PredictRun(progress=False),
     )
     rows = _read_tsv(out)
     assert len(rows) == 21
@@ -117,11 +118,9 @@ def test_two_sets_score_every_cross_pair(model, tmp_path):
     out = tmp_path / "x.parquet"
     predict(
         model,
-        out,
-        fasta=tmp_path / "a.fasta",
-        fasta_b=tmp_path / "b.fasta",
-        progress=False,
-        options=PredictOptions(tile=2, cache_dtype="float32"),
+        PredictFiles(out, fasta=tmp_path / "a.fasta", fasta_b=tmp_path / "b.fasta"),
+        PredictOptions(tile=2, cache_dtype="float32"),
+        PredictRun(progress=False),
     )
     table = pq.read_table(out).to_pylist()
     expected_pairs = {(a, b) for a in set_a for b in set_b if a != b}
@@ -144,11 +143,9 @@ def test_pair_file_keeps_order_and_labels(model, tmp_path):
     out = tmp_path / "pred.tsv"
     predict(
         model,
-        out,
-        pairs=tmp_path / "pairs.tsv",
-        fasta=tmp_path / "p.fasta",
-        progress=False,
-        options=PredictOptions(chunk_pairs=7, cache_dtype="float32", threshold=0.3),
+        PredictFiles(out, pairs=tmp_path / "pairs.tsv", fasta=tmp_path / "p.fasta"),
+        PredictOptions(chunk_pairs=7, cache_dtype="float32", threshold=0.3),
+        PredictRun(progress=False),
     )
     rows = _read_tsv(out)
     assert [(r["protein_a"], r["protein_b"], int(r["label"])) for r in rows] == pairs
@@ -163,26 +160,27 @@ def test_top_k_and_min_prob(model, tmp_path):
     _write_fasta(tmp_path / "p.fasta", proteins)
     fasta = tmp_path / "p.fasta"
     predict(
-        model, tmp_path / "all.tsv", fasta=fasta, progress=False, options=PredictOptions(tile=3)
+        model,
+        PredictFiles(tmp_path / "all.tsv", fasta=fasta),
+        PredictOptions(tile=3),
+        PredictRun(progress=False),
     )
     everything = _read_tsv(tmp_path / "all.tsv")
     ranked = sorted(everything, key=lambda r: -float(r["probability"]))
     predict(
         model,
-        tmp_path / "top.tsv",
-        fasta=fasta,
-        progress=False,
-        options=PredictOptions(tile=3, top_k=7),
+        PredictFiles(tmp_path / "top.tsv", fasta=fasta),
+        PredictOptions(tile=3, top_k=7),
+        PredictRun(progress=False),
     )
     top = _read_tsv(tmp_path / "top.tsv")
     assert [float(r["probability"]) for r in top] == [float(r["probability"]) for r in ranked[:7]]
     cut = float(ranked[20]["probability"])
     predict(
         model,
-        tmp_path / "min.tsv",
-        fasta=fasta,
-        progress=False,
-        options=PredictOptions(tile=3, min_prob=cut),
+        PredictFiles(tmp_path / "min.tsv", fasta=fasta),
+        PredictOptions(tile=3, min_prob=cut),
+        PredictRun(progress=False),
     )
     kept = _read_tsv(tmp_path / "min.tsv")
     assert kept == [r for r in everything if float(r["probability"]) >= cut]
@@ -195,8 +193,9 @@ def test_a_calibrated_model_writes_its_probability_beside_the_raw_score(model, t
     lines = ["protein_a\tprotein_b\tlabel"]
     lines += [f"{a}\t{b}\t{(i + j) % 2}" for i, a in enumerate(names) for j, b in enumerate(names)]
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
-    common = {"pairs": tmp_path / "pairs.tsv", "fasta": tmp_path / "p.fasta", "progress": False}
-    raw = _read_tsv_after(predict, model, tmp_path / "raw.tsv", common, PredictOptions())
+    common = {"pairs": tmp_path / "pairs.tsv", "fasta": tmp_path / "p.fasta"}
+    quiet = PredictRun(progress=False)
+    raw = _read_tsv_after(model, tmp_path / "raw.tsv", common, PredictOptions())
     assert "raw_score" not in raw[0]  # no calibration: the probability is the raw score
     # A calibration that pulls the scores towards 0.27: sigmoid(0.25 logit(s) - 1).
     calibration = Calibration(slope=0.25, offset=-1.0, pairs=50)
@@ -204,10 +203,10 @@ def test_a_calibrated_model_writes_its_probability_beside_the_raw_score(model, t
     try:
         cut = float(np.median(calibration.apply([float(r["probability"]) for r in raw])))
         options = PredictOptions(threshold=0.5, min_prob=cut)
-        rows = _read_tsv_after(predict, model, tmp_path / "cal.tsv", common, options)
-        summary = predict(model, tmp_path / "cal.parquet", **common, options=options)
+        rows = _read_tsv_after(model, tmp_path / "cal.tsv", common, options)
+        summary = predict(model, PredictFiles(tmp_path / "cal.parquet", **common), options, quiet)
         screen = PredictOptions(threshold=0.5, prior=0.01)  # one pair in a hundred interacts
-        screened = _read_tsv_after(predict, model, tmp_path / "screen.tsv", common, screen)
+        screened = _read_tsv_after(model, tmp_path / "screen.tsv", common, screen)
     finally:
         model.calibration = None
     assert list(rows[0]) == [
@@ -233,14 +232,14 @@ def test_a_calibrated_model_writes_its_probability_beside_the_raw_score(model, t
         assert float(row["probability"]) < calibration.apply([score])[0]
         assert row["predicted"] == str(int(score >= 0.5))
     with pytest.raises(UserError, match="--prior needs the model's calibration"):
-        predict(model, tmp_path / "x.tsv", **common, options=screen)  # no calibration now
+        predict(model, PredictFiles(tmp_path / "x.tsv", **common), screen, quiet)  # none now
     assert summary["threshold_calibrated"] == calibration.apply([0.5])[0]
     table = pq.read_table(tmp_path / "cal.parquet").to_pylist()
     assert [r["raw_score"] for r in table] == [float(r["raw_score"]) for r in rows]
 
 
-def _read_tsv_after(run, model, out, common, options) -> list[dict]:
-    run(model, out, **common, options=options)
+def _read_tsv_after(model, out, files: dict, options: PredictOptions) -> list[dict]:
+    predict(model, PredictFiles(out, **files), options, PredictRun(progress=False))
     return _read_tsv(out)
 
 
@@ -342,7 +341,7 @@ def test_cli_on_a_saved_model_in_a_fresh_process(model, tmp_path):
 def test_cli_refuses_bad_arguments(tmp_path):
     assert predict_main(["--model", str(tmp_path), "--out", "x.tsv", "--bogus"]) == 2
     with pytest.raises(ValueError, match="output must end"):
-        predict(tiny_model(), tmp_path / "x.csv", fasta=tmp_path / "p.fasta")
+        predict(tiny_model(), PredictFiles(tmp_path / "x.csv", fasta=tmp_path / "p.fasta"))
 
 
 def test_order_dependent_model_keeps_each_pairs_orientation(tmp_path):
@@ -366,7 +365,10 @@ def test_ranks_sharing_a_cache_dir_encode_once(model, tmp_path, monkeypatch):
     _write_fasta(tmp_path / "p.fasta", proteins)
     fasta = tmp_path / "p.fasta"
     predict(
-        model, tmp_path / "one.tsv", fasta=fasta, progress=False, options=PredictOptions(tile=3)
+        model,
+        PredictFiles(tmp_path / "one.tsv", fasta=fasta),
+        PredictOptions(tile=3),
+        PredictRun(progress=False),
     )
     builds: list[str] = []
     real_build = embeddings.EmbeddingCache.build.__func__
@@ -383,12 +385,13 @@ def test_ranks_sharing_a_cache_dir_encode_once(model, tmp_path, monkeypatch):
         try:
             predict(
                 model,
-                tmp_path / "two.tsv",
-                fasta=fasta,
-                cache_dir=tmp_path / "cache",
-                progress=False,
-                options=PredictOptions(tile=3),
-                ranks=Ranks(r, 2, barrier=barrier.wait),
+                PredictFiles(tmp_path / "two.tsv", fasta=fasta),
+                PredictOptions(tile=3),
+                PredictRun(
+                    cache_dir=tmp_path / "cache",
+                    progress=False,
+                    ranks=Ranks(r, 2, barrier=barrier.wait),
+                ),
             )
         except BaseException as error:  # surfaced below, not lost in the thread
             errors.append(error)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ppi_dist.evaluation.evaluate import evaluate
+from ppi_dist.evaluation.evaluate import EvaluateOptions, evaluate
 from ppi_dist.hub.loading import load_model
 from tests.helpers import REPO
 from tests.integration.runs import run_python
@@ -37,9 +37,8 @@ def predictions(path: Path) -> tuple[list[list[str]], np.ndarray]:
 def test_the_saved_model_folder_scores_its_test_pairs_as_its_run_did():
     model = load_model(FIXTURE / "model")
     assert model.config.decision_threshold == 0.51
-    report = evaluate(
-        model, FIXTURE / "data" / "test.tsv", FIXTURE / "data" / "test.fasta", n_resamples=10
-    )
+    data, options = FIXTURE / "data", EvaluateOptions(n_resamples=10)
+    report = evaluate(model, data / "test.tsv", data / "test.fasta", options)
     scored = report["_scored"]
     rows, expected = predictions(FIXTURE / "predictions_test.tsv")
     assert [[a, b] for a, b, *_ in rows] == [

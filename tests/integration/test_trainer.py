@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from ppi_dist.cli.evaluate import main as evaluate_main
 from ppi_dist.cli.train import main as train_main
-from ppi_dist.evaluation.evaluate import evaluate
+from ppi_dist.evaluation.evaluate import EvaluateOptions, evaluate
 from ppi_dist.hub.loading import load_model
 from ppi_dist.models.saving import from_pretrained
 from tests.helpers import PROCESS_LIMIT_S, REPO, write_community_task
@@ -120,11 +120,10 @@ def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
 TOKEN_BATCHES_FOR_FROZEN = """
 import sys
 import ppi_dist.training.sources as sources
-real = sources.PairBatches
-def token_batches(*args, cache_index, **kwargs):  # the frozen input path before cache rows
+def token_batches(source, cache_index, options, **kwargs):  # the frozen path before cache rows
     print("token batches for a cache of", len(cache_index.row), "proteins")
-    return real(*args, **kwargs)
-sources.PairBatches = token_batches
+    return sources.TokenBatches(source, options, **kwargs)
+sources.CacheRowBatches = token_batches
 from ppi_dist.cli.train import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -188,8 +187,7 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
         load_model(out / "model"),
         data / "test.tsv",
         data / "sequences.fasta",
-        train=data / "train.tsv",
-        n_resamples=200,
+        EvaluateOptions(train=data / "train.tsv", n_resamples=200),
     )
     trained = json.loads((out / "metrics.json").read_text())
     assert report["metrics"] == trained["test"]

@@ -43,7 +43,7 @@ def fresh_dynamo():
 def _batches(count: int) -> list[dict]:
     # Different pair counts and lengths: the dynamic-shape graph serves them all.
     batches = [collate_pairs(random_pairs(5 + i, seed=i, proteins=6 + i)) for i in range(count)]
-    for batch in batches:  # every pair real, as `PairBatches` marks them
+    for batch in batches:  # every pair real, as the batchers mark them
         batch["weight"] = torch.ones(len(batch["labels"]))
     return batches
 

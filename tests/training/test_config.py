@@ -19,7 +19,7 @@ from ppi_dist.training.config import (
     EvaluationConfig,
     TrainConfig,
 )
-from ppi_dist.training.recipes import load_config
+from ppi_dist.training.recipes import RETIRED, load_config
 from tests.helpers import REPO
 
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
@@ -90,10 +90,30 @@ def test_a_configuration_saved_by_60fab62_loads_as_a_recipe_unchanged(tmp_path):
     recipe = tmp_path / "saved.yaml"
     recipe.write_text(yaml.safe_dump(saved))
     loaded = load_config(["--config", str(recipe)]).to_dict()
-    assert {name: loaded[name] for name in saved} == saved
+    retired = saved.keys() & RETIRED.keys()
+    assert {name: loaded[name] for name in saved if name not in retired} == {
+        name: value for name, value in saved.items() if name not in retired
+    }
     added, defaults = loaded.keys() - saved.keys(), TrainConfig().to_dict()
     assert {name: loaded[name] for name in added} == {name: defaults[name] for name in added}
     assert {"window_overlap", "train_windows", "scoring_windows"} <= added
+
+
+def test_a_retired_setting_still_loads_with_one_line(tmp_path, caplog):
+    """A recipe key or flag naming a setting that changed nothing loads, saying it is ignored."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("epochs: 2\neval_max_tokens: 4096\n")
+    flags = ["--eval_max_tokens", "100", "--lora_r", "4", "--eval_max_tokens=7"]
+    config = load_config(["--config", str(recipe), *flags])
+    assert config.optimization.epochs == 2 and config.model.secai.lora_r == 4
+    assert "eval_max_tokens" not in config.to_dict()
+    said = [r.getMessage() for r in caplog.records if "eval_max_tokens" in r.getMessage()]
+    assert sorted(line.split(": ")[0] for line in said) == [
+        "--eval_max_tokens",
+        "--eval_max_tokens",
+        f"{recipe}:2",
+    ]
+    assert all("eval_max_tokens is no longer a setting" in line for line in said)
 
 
 def test_sections_hold_the_settings_and_round_trip_by_flat_name():

@@ -21,7 +21,7 @@ def test_cached_batches_from_tokens_or_from_cache_rows_agree():
     tokens = collate_pairs(pairs)
     a, b = tokens["protein_a"], tokens["protein_b"]
     rows = {"protein_a": a, "protein_b": b, "labels": tokens["labels"]}
-    rows.update(cache.index.pair_rows(a, b))  # what a loader worker ships
+    rows.update(cache.index.place_pairs(a, b))  # what a loader worker ships
     assert rows["cache_rows"].tolist() == [cache.row[p] for p in dict.fromkeys(a + b)]
     from_tokens = with_cached_states(tokens, cache, torch.device("cpu"))
     from_rows = with_cached_states(rows, cache, torch.device("cpu"))
@@ -33,7 +33,7 @@ def test_cached_batches_from_tokens_or_from_cache_rows_agree():
         got = torch.sigmoid(model(**from_rows))
     assert torch.allclose(got, model.predict_proba(tokens), atol=2e-3)  # fp16 states
     with pytest.raises(KeyError, match="not in the embedding cache"):
-        cache.index.pair_rows(["nope"], a[:1])
+        cache.index.place_pairs(["nope"], a[:1])
 
 
 def test_the_training_cache_scores_a_split_as_a_fresh_encoding(tmp_path):
