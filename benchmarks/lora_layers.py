@@ -13,7 +13,8 @@ variant, each through the trainer's own step and batch preparation
 * last N, whole encoder: LoRA on the last N layers, the whole encoder every step;
 * last N, trunk cache: the same model, the layers below read from the trunk cache
   (`BatchPreparation` with the trunk), built once first (its wall time is printed);
-* frozen: no LoRA, last-layer states from the embedding cache (`training.frozen`).
+* frozen: no LoRA, last-layer states from the embedding cache (`training.frozen`), the
+  same pairs as cache-row batches with the trainer's crops.
 
 The variants alternate within every repeat (drift hits all); medians over repeats are
 reported as pairs/s, beside the FLOP model's step FLOPs (`benchmarks.flops`).
@@ -34,7 +35,8 @@ import torch
 from benchmarks import core
 from benchmarks.flops import ModelShape, secai_step_flops, trunk_build_flops
 from benchmarks.tables import markdown_table
-from ppi_dist.data.batching import TokenBatches
+from ppi_dist.data.batching import CacheRowBatches, TokenBatches
+from ppi_dist.data.pairs import Pair
 from ppi_dist.data.planner import BatchOptions
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.trunk import TrunkCache
@@ -48,6 +50,7 @@ class Variant:
     label: str
     step: Callable[[dict], object]
     flops: float  # model FLOPs of all the batches, by the FLOP model
+    batches: list[dict] | None = None  # its own form of the shared batches (frozen: cache rows)
     repeats: list[list[float]] = field(default_factory=list)
 
 
@@ -142,7 +145,20 @@ def build_variants(args, config: TrainConfig, source, work: Path) -> tuple[list,
         step = core.trainer_step(model, variant_config, accelerator, states, trunk_states)
         flops = step_flops(variant_config, model, batches[args.warmup :], encoder)
         variants.append(Variant(label, step, flops))
+    # The frozen step reads the same pairs as cache rows, each long protein cropped to a
+    # window of its cached states as the trainer's frozen batches crop it (as tokens it
+    # would cross-attend whole proteins).
+    rows = CacheRowBatches(source, cache.index, windowing=config.model.secai.windowing("train"))
+    variants[-1].batches = [
+        rows.collate(i, [Pair(a, b, label=y) for a, b, y in _pairs_of(batch)], 1.0)
+        for i, batch in enumerate(batches)
+    ]
     return variants, batches, built
+
+
+def _pairs_of(batch: dict) -> list[tuple[str, str, float]]:
+    labels = batch["labels"].tolist()
+    return list(zip(batch["protein_a"], batch["protein_b"], labels, strict=True))
 
 
 def run(args: argparse.Namespace, config: TrainConfig) -> None:
@@ -157,12 +173,13 @@ def run(args: argparse.Namespace, config: TrainConfig) -> None:
         tempfile.TemporaryDirectory() as work,
     ):
         variants, batches, built = build_variants(args, config, source, Path(work))
-        warm, timed = batches[: args.warmup], batches[args.warmup :]
+        timed = batches[args.warmup :]
         for variant in variants:
-            core.time_steps(variant.step, warm, device)
+            core.time_steps(variant.step, (variant.batches or batches)[: args.warmup], device)
         for repeat in range(args.repeats):
             for variant in variants:
-                variant.repeats.append(core.time_steps(variant.step, timed, device))
+                own = (variant.batches or batches)[args.warmup :]
+                variant.repeats.append(core.time_steps(variant.step, own, device))
             print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     timed_pairs = sum(len(b["index_a"]) for b in timed)
     print(
