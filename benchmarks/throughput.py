@@ -59,7 +59,7 @@ from ppi_dist.models.compile import compile_model, compiled_graphs, default_back
 from ppi_dist.models.secai import SECAI
 from ppi_dist.training.config import TrainConfig
 
-PEAK_DEFAULT_TFLOPS = PEAK_TFLOPS["H100 SXM"]  # dense bf16; the H200 has the same compute
+PEAK_DEFAULT_TFLOPS = PEAK_TFLOPS
 
 
 @dataclass
