@@ -1,13 +1,8 @@
-"""What gpu_check.sh writes of its rows: the results table, and a trainer run's row.
+"""What gpu_check.sh writes of its rows (light: no torch but for `versions`).
 
-    python -m benchmarks.gpu_report table RESULTS STATUS TRAINER PROFILES COMMANDS
-    python -m benchmarks.gpu_report trainer_row NAME OUTPUT_DIR
-
-`table` reads the files the stage has filled so far (throughput.py's and profile_step.py's
-JSON lines, the status and trainer rows as TSV, the commands run) and prints the markdown
-table, the profiles' top kernels and the commands. `trainer_row` prints one TSV row of a
-finished trainer run: pairs/s (median of the logged windows after the first) and its test
-metrics. Light on purpose (no torch): the table is rewritten after every row.
+python -m benchmarks.gpu_report table RESULTS STATUS TRAINER PROFILES COMMANDS
+python -m benchmarks.gpu_report trainer_row NAME OUTPUT_DIR
+python -m benchmarks.gpu_report versions
 """
 
 from __future__ import annotations
@@ -19,6 +14,7 @@ from pathlib import Path
 
 from benchmarks.tables import markdown_table
 
+LIBRARIES = ("transformers", "peft", "accelerate", "deepspeed")
 HEADER = ("check", "status", "pairs/s", "pair tok/s", "padded tok/s", "MFU", "peak GiB", "note")
 
 
@@ -116,6 +112,21 @@ def trainer_row(name: str, out: str) -> None:
     print(f"{name}\t{rate}\t{len(rates)} log windows\t{shown}")
 
 
+def versions() -> None:
+    import importlib
+    import platform
+
+    import torch
+
+    found = {name: importlib.import_module(name).__version__ for name in LIBRARIES}
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__} (CUDA "
+        f"{torch.version.cuda}), " + ", ".join(f"{k} {v}" for k, v in found.items())
+    )
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    print("cuda available:", torch.cuda.is_available(), gpu)
+
+
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
-    {"table": table, "trainer_row": trainer_row}[command](*arguments)
+    {"table": table, "trainer_row": trainer_row, "versions": versions}[command](*arguments)
