@@ -1,39 +1,11 @@
-"""SE-CAI on real PPI benchmarks, beside the node-degree baseline, "all positive" and the
-published figures. Writes a markdown table (and JSON) under --work_dir.
+"""SE-CAI (frozen 8M by default; --variants, --pooled_baseline) on real PPI splits beside
+the node-degree baseline and "all positive", every threshold chosen on validation; a yeast
+split's validation is a similarity-disjoint hold-out of its training file. --seeds N pools N
+seeds (mean ± sd) with earlier ones of the same settings in --work_dir's results.json (or
+--merge); a seed stopped before its metrics continues from its checkpoint. BENCHMARKS.md,
+Real data.
 
-    python -m benchmarks.real_data                      # all three splits, CPU-sized
     python -m benchmarks.real_data --datasets yeast-c3 --train_pairs 2000
-
-For each split: seeded subsets of the pair files (sizes printed; a CPU cannot train on all
-of Bernett's 163k pairs in a session), a validation set (Bernett's own; for the yeast splits,
-which ship none, a similarity-disjoint hold-out of the training file made by
-`ppi_dist.data.split`: `--valid_fraction` of the training PAIRS in a block of MMseqs2
-clusters cut by KaHIP/METIS, crossing pairs dropped and counted; `--split_method random`
-for the earlier random draw of proteins), then
-
-- degree baseline: score(A, B) = net training degree of A plus that of B
-  (`ppi_dist.evaluation.audit`);
-- all positive: every pair predicted to interact;
-- SE-CAI, frozen 8M ESM-2 encoder (`--freeze_encoder`, states cached once), and with
-  `--variants`: LoRA on every layer (`lora`), LoRA on the last `--lora_layers` over one trunk
-  cache shared by the seeds (`lora_top`), for `--epochs` (or `--lora_steps` steps);
-- optionally (`--pooled_baseline`) the pooled-embedding baseline: the same frozen run with
-  `--interaction pooled`, each protein's own residue states max- and mean-pooled into the same
-  head, so the two rows differ only by the cross-attention.
-
-Every threshold is chosen on validation only and applied unchanged to test.
-
-`--seeds N` repeats every configuration with seeds seed, seed+1, ... (new subsets, new
-validation hold-out, new trainer seed) and reports the mean and standard deviation of each
-metric over the N runs. `--dry` skips the SE-CAI runs (baselines only: a quick check).
-
-Seeds accumulate: results.json keeps every seed's metrics with the settings that made them,
-and a later call into the same --work_dir (say `--seed 1` after a run of seed 0 that ran out
-of time) pools its seeds with the earlier ones; `--merge FILE` pools those of a results.json
-from elsewhere (another machine's run). Seeds are pooled only with runs of the same settings
-(sizes, crop, budget, epochs); anything else is refused, naming the file and the setting.
-A seed run again replaces its earlier run; a seed whose run was stopped before its final
-metrics continues from that run's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -109,7 +81,7 @@ SIMILARITY_LINKS: dict[str, list[tuple[str, str]]] = {}
 
 
 def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str, Path]:
-    """Seeded subsets of the split files; yeast validation = held-out training PROTEINS."""
+    """Seeded subsets of the split files; yeast validation held out of training."""
     paths = {split: work / f"{name}_seed{seed}_{split}.tsv" for split in ("train", "valid", "test")}
     if args.reuse_splits and all(path.is_file() for path in paths.values()):
         for split, path in paths.items():
@@ -183,8 +155,7 @@ def cache_dir(work: Path, fasta: Path, args) -> Path:
 
 
 def build_whole_cache(fasta: Path, work: Path, args) -> None:
-    """Encode every protein of `fasta` once; the trainer reuses the cache for any subset (it
-    checks the encoder's weights and the crop, which are the frozen runs' own)."""
+    """Every protein of `fasta` encoded once; the frozen runs' trainer reads any subset."""
     device = torch.device(default_device())
     config = benchmark_config(["--encoder", str(ENCODER_8M), "--freeze_encoder", "true"], device)
     model = build_model(config, device)
@@ -216,8 +187,6 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class TrainerRun:
-    """One trainer run: a dataset's split files for one seed, and the variant trained."""
-
     dataset: str
     paths: dict[str, Path]  # "train", "valid", "test" -> pair file
     fasta: Path
@@ -269,8 +238,7 @@ def trainer_command(run: TrainerRun, args: argparse.Namespace) -> list[str]:
 
 
 def run_secai(run: TrainerRun, args: argparse.Namespace) -> tuple[dict, dict, str, float]:
-    """One trainer run: (test metrics at the shipped threshold, test metrics at each threshold
-    objective's validation choice, the command, wall seconds)."""
+    """(test metrics, test metrics at each threshold objective's choice, command, seconds)."""
     command = trainer_command(run, args)
     shown = " ".join(c if c != sys.executable else "python" for c in command)
     print(f"$ {shown}", flush=True)
@@ -289,16 +257,10 @@ class TrainerStopped(Exception):
 
 
 def run_trainer(command: list[str], out: Path) -> dict:
-    """Run train.py to its end; its metrics.json.
+    """Run train.py to its end; its metrics.json. Ctrl-C reaches the trainer too, which
+    saves a checkpoint: wait for it (subprocess.run would kill it mid-save); a handler, not
+    KeyboardInterrupt, so an interrupt while Popen starts it is not raised through Popen."""
 
-    Ctrl-C reaches the trainer too (one process group), which saves a checkpoint and exits:
-    wait for that rather than kill it mid-save (subprocess.run kills its child 0.25 s after
-    an interrupt). A stopped run raises TrainerStopped; a failed one ends this script
-    (exit 1) with a message naming the trainer's exit status.
-    """
-
-    # A handler, not KeyboardInterrupt: an interrupt that lands while the trainer is being
-    # started (before any try block could catch it) is noted, not raised through Popen.
     def note_interrupt(signum, frame) -> None:
         print("interrupted: waiting for train.py to save its checkpoint", flush=True)
 
@@ -317,11 +279,8 @@ def run_trainer(command: list[str], out: Path) -> dict:
 
 
 def continue_or_replace(out: Path) -> list[str]:
-    """The trainer's flags for a seed's run folder, which it refuses as it stands when it
-    holds a run: one cut short (a completed checkpoint, no final metrics) is continued from
-    its latest checkpoint, so a stopped seed loses only the steps since; a finished one, or
-    one stopped before its first checkpoint, is replaced (a seed run again replaces its
-    earlier run)."""
+    """A run folder cut short (a checkpoint, no metrics) continues from its checkpoint; one
+    finished, or stopped before its first checkpoint, is replaced."""
     if not run_contents(out):
         return []
     if not (out / "metrics.json").is_file() and latest_checkpoint(out / "checkpoints"):
@@ -330,23 +289,12 @@ def continue_or_replace(out: Path) -> list[str]:
 
 
 # The arguments that define a configuration: seeds are pooled only across equal values.
-POOLED_SETTINGS = (
-    "train_pairs",
-    "valid_pairs",
-    "test_pairs",
-    "max_residues",
-    "windows",
-    "max_tokens",
-    "epochs",
-    "lora_steps",
-    "lora_layers",
-    "valid_fraction",
-    "split_method",
-)
+POOLED_SETTINGS = "train_pairs valid_pairs test_pairs max_residues windows max_tokens epochs"
+POOLED_SETTINGS += " lora_steps lora_layers valid_fraction split_method"
 
 
 def run_settings(args) -> dict:
-    return {key: getattr(args, key) for key in POOLED_SETTINGS}
+    return {key: getattr(args, key) for key in POOLED_SETTINGS.split()}
 
 
 def main(argv: list[str] | None = None) -> None:
