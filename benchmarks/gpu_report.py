@@ -36,17 +36,9 @@ def throughput_row(r: dict) -> tuple:
     cross = r.get("cross_attention")
     what += f", {cross} cross-attention" if cross and cross != "sdpa" else ""
     mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-    rates = (r["pairs_per_s"], r["pair_tokens_per_s"], r["encoded_padded_tokens_per_s"])
-    return (
-        f"throughput {r['name']}",
-        "OK",
-        f"{rates[0]:.2f}",
-        f"{rates[1]:.0f}",
-        f"{rates[2]:.0f}",
-        mfu,
-        f"{r['peak_memory_gb']:.2f}",
-        f"{r['encoder']} {what}",
-    )
+    rates = [f"{r['pairs_per_s']:.2f}", f"{r['pair_tokens_per_s']:.0f}"]
+    rates += [f"{r['encoded_padded_tokens_per_s']:.0f}", mfu, f"{r['peak_memory_gb']:.2f}"]
+    return (f"throughput {r['name']}", "OK", *rates, f"{r['encoder']} {what}")
 
 
 def profile_name(p: dict) -> str:
@@ -57,11 +49,9 @@ def profile_name(p: dict) -> str:
 def profile_row(p: dict) -> tuple:
     busy = p["device_busy_s"]
     syncs = sum(v for k, v in p["syncs_per_step"].items() if k.startswith("cuda"))
-    device = (
-        f"device busy {100 * busy / p['profiled_wall_s']:.0f}%, {syncs:g} syncs"
-        if busy is not None
-        else "CPU run"
-    )
+    device = "CPU run"
+    if busy is not None:
+        device = f"device busy {100 * busy / p['profiled_wall_s']:.0f}%, {syncs:g} syncs"
     shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(p["shares"].items())[:4])
     if p.get("ops_per_step"):
         shares += "; ops/step " + ", ".join(f"{k} {v:g}" for k, v in p["ops_per_step"].items())
