@@ -16,6 +16,7 @@ import re
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -149,6 +150,15 @@ class ProfileSummary:
     top: list[tuple[str, float, float, float, str]]  # name, calls/step, ms/step, share, category
 
 
+def calls_and_time(events: Iterable[Event]) -> dict[str, list[float]]:
+    """Name -> [calls, self microseconds]."""
+    by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for e in events:
+        by_name[e.name][0] += 1
+        by_name[e.name][1] += e.self_us
+    return by_name
+
+
 def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
     """Per-step timings, syncs, operators, category shares and the top table."""
     ranges = {
@@ -173,10 +183,7 @@ def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
     prepare_us = sum(e.end - e.start for e in events if e.name == PREPARE_RANGE and not e.on_device)
     timed = [e for e in events if e.on_device] if on_cuda else [e for e in events if e.self_us > 0]
     busy = merged_length([(e.start, e.end) for e in timed]) if on_cuda else None
-    by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for e in timed:
-        by_name[e.name][0] += 1
-        by_name[e.name][1] += e.self_us
+    by_name = calls_and_time(timed)
     total = sum(us for _, us in by_name.values()) or 1.0
     shares = defaultdict(float)
     for name, (_, us) in by_name.items():
@@ -202,11 +209,7 @@ def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
 
 def host_top(events: list[Event], steps: int, count: int) -> list[tuple[str, float, float]]:
     """CPU ops and ranges by self CPU time: (name, calls/step, ms/step)."""
-    by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for e in events:
-        if not e.on_device:
-            by_name[e.name][0] += 1
-            by_name[e.name][1] += e.self_us
+    by_name = calls_and_time(e for e in events if not e.on_device)
     ranked = sorted(by_name.items(), key=lambda item: -item[1][1])[:count]
     return [(name, calls / steps, us / steps / 1e3) for name, (calls, us) in ranked]
 
@@ -362,13 +365,11 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
         (shorten(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
         for name, calls, ms, share, kind in s.top[:top]
     ]
-    for line in markdown_table(("name", "calls", "ms", "share", "category"), rows):
-        print(line)
+    print("\n".join(markdown_table(("name", "calls", "ms", "share", "category"), rows)))
     if host_rows:
         print("host: top CPU ops and ranges by self CPU time, per step:")
         rows = [(shorten(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
-        for line in markdown_table(("name", "calls", "ms"), rows):
-            print(line)
+        print("\n".join(markdown_table(("name", "calls", "ms"), rows)))
     shares = " ".join(f"{name}={100 * share:.1f}%" for name, share in s.shares.items())
     busy = f"{s.device_busy_s:.4f}" if s.device_busy_s is not None else "-"
     count = sum(n for name, n in s.syncs_per_step.items() if name in SYNC_CALLS)

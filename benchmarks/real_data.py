@@ -51,58 +51,69 @@ from ppi_dist.models.windows import WINDOW_MODES, Windowing
 from ppi_dist.training.checkpoint import latest_checkpoint
 from ppi_dist.training.rundir import run_contents
 
+# name: (the folder of train.tsv, test.tsv and, where the split ships one, valid.tsv; the
+# folder of sequences.fasta; the published figures). The yeast splits' 4,424 proteins are
+# encoded once, all of them, for every subset.
 DATASETS = {
-    "yeast-random": {
-        "train": "yeast-du2017/random/train.tsv",
-        "test": "yeast-du2017/random/test.tsv",
-        "fasta": "yeast-du2017/sequences.fasta",
-        "cache_whole_fasta": True,  # 4,424 proteins: encode them all once for both splits
-        "published": "published methods about 0.9 accuracy (Bernett et al. 2024)",
-    },
-    "yeast-c3": {
-        "train": "yeast-du2017/c3/train.tsv",
-        "test": "yeast-du2017/c3/test.tsv",
-        "fasta": "yeast-du2017/sequences.fasta",
-        "cache_whole_fasta": True,
-        "published": "published methods near chance (Bernett et al. 2024)",
-    },
-    "bernett": {
-        "train": "bernett-gold/train.tsv",
-        "valid": "bernett-gold/valid.tsv",
-        "test": "bernett-gold/test.tsv",
-        "fasta": "bernett-gold/sequences.fasta",
-        "published": "accuracy: D-SCRIPT 0.50, PIPR 0.52, Richoux-ESM-2 0.63, TUnA 0.648 "
-        "(AUPR 0.692), TUnA + cross-attention 0.66",
-    },
+    "yeast-random": (
+        "yeast-du2017/random",
+        "yeast-du2017",
+        "published methods about 0.9 accuracy (Bernett et al. 2024)",
+    ),
+    "yeast-c3": (
+        "yeast-du2017/c3",
+        "yeast-du2017",
+        "published methods near chance (Bernett et al. 2024)",
+    ),
+    "bernett": (
+        "bernett-gold",
+        "bernett-gold",
+        "accuracy: D-SCRIPT 0.50, PIPR 0.52, "
+        "Richoux-ESM-2 0.63, TUnA 0.648 (AUPR 0.692), TUnA + cross-attention 0.66",
+    ),
 }
+
+
+PUBLISHED = {name: published for name, (_, _, published) in DATASETS.items()}
+
+
+def fasta_of(name: str) -> Path:
+    return SHARED / "data" / DATASETS[name][1] / "sequences.fasta"
 
 
 SIMILARITY_LINKS: dict[str, list[tuple[str, str]]] = {}
 
 
-def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str, Path]:
-    """Seeded subsets of the split files; yeast validation held out of training."""
+def make_splits(name: str, work: Path, args, seed: int) -> dict[str, Path]:
+    """A seed's pair files in `work`, written (or with --reuse_splits read back)."""
     paths = {split: work / f"{name}_seed{seed}_{split}.tsv" for split in ("train", "valid", "test")}
-    if args.reuse_splits and all(path.is_file() for path in paths.values()):
-        for split, path in paths.items():
-            pairs = read_pairs(path)
-            positives = sum(pair.label for pair in pairs)
-            print(
-                f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive), "
-                f"reused from {path}"
-            )
-        return paths
+    reuse = args.reuse_splits and all(path.is_file() for path in paths.values())
+    if reuse:
+        splits = {split: read_pairs(path) for split, path in paths.items()}
+    else:
+        splits = new_splits(name, args, seed)
+    for split, pairs in splits.items():
+        if not reuse:
+            write_pairs(paths[split], pairs)
+        positives = sum(pair.label for pair in pairs)
+        reused = f", reused from {paths[split]}" if reuse else ""
+        print(
+            f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive){reused}"
+        )
+    return paths
+
+
+def new_splits(name: str, args, seed: int) -> dict[str, list[Pair]]:
+    """Seeded subsets of the split files; yeast validation held out of training."""
     rng = random.Random(seed)
-    train = read_pairs(SHARED / "data" / spec["train"])
-    test = read_pairs(SHARED / "data" / spec["test"])
-    if "valid" in spec:
-        valid = read_pairs(SHARED / "data" / spec["valid"])
+    folder = SHARED / "data" / DATASETS[name][0]
+    train, test = read_pairs(folder / "train.tsv"), read_pairs(folder / "test.tsv")
+    if (folder / "valid.tsv").is_file():
+        valid = read_pairs(folder / "valid.tsv")
         rng.shuffle(valid)
     else:  # the yeast splits ship no validation file: ppi_dist.data.split holds one out
         proteins = {p for pair in train for p in (pair.protein_a, pair.protein_b)}
-        sequences = {
-            k: v for k, v in read_fasta(SHARED / "data" / spec["fasta"]).items() if k in proteins
-        }
+        sequences = {k: v for k, v in read_fasta(fasta_of(name)).items() if k in proteins}
         if args.split_method == "graph" and name not in SIMILARITY_LINKS:
             # The whole training file's MMseqs2 links do not change with the seed: once.
             SIMILARITY_LINKS[name] = similarity_links(sequences, 0.4)
@@ -118,18 +129,9 @@ def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str,
         print(f"{name} validation hold-out (seed {seed}):\n{split.report.describe()}")
         rng.shuffle(valid)
     rng.shuffle(train)
-    splits = {
-        "train": train[: args.train_pairs],
-        "valid": valid[: args.valid_pairs],
-        "test": test
-        if args.test_pairs is None
-        else rng.sample(test, min(args.test_pairs, len(test))),
-    }
-    for split, pairs in splits.items():
-        write_pairs(paths[split], pairs)
-        positives = sum(pair.label for pair in pairs)
-        print(f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive)")
-    return paths
+    if args.test_pairs is not None:
+        test = rng.sample(test, min(args.test_pairs, len(test)))
+    return {"train": train[: args.train_pairs], "valid": valid[: args.valid_pairs], "test": test}
 
 
 def labels_of(pairs: list[Pair]) -> list[float]:
@@ -171,9 +173,6 @@ def build_whole_cache(fasta: Path, work: Path, args) -> None:
         f"embedding cache of {fasta}: {len(cache):,} proteins, {cache.nbytes / 2**20:,.0f} MiB, "
         f"{time.perf_counter() - started:.0f} s"
     )
-
-
-PUBLISHED = {name: spec["published"] for name, spec in DATASETS.items()}
 
 
 # The trainer runs per seed: variant (the middle of its run folder's name) -> table label.
@@ -338,9 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     seeds = [args.seed + k for k in range(args.seeds)]
     for name in args.datasets:
-        spec = DATASETS[name]
-        fasta = SHARED / "data" / spec["fasta"]
-        if spec.get("cache_whole_fasta") and not args.dry:
+        fasta = fasta_of(name)
+        if name.startswith("yeast") and not args.dry:
             build_whole_cache(fasta, work, args)
         variants = list(args.variants) + ["lora"] * bool(args.lora_steps)
         variants += ["pooled"] * args.pooled_baseline
@@ -354,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
                 "replaces its earlier run)"
             )
         for seed in seeds:
-            paths = make_splits(name, spec, work, args, seed)
+            paths = make_splits(name, work, args, seed)
             per_seed.setdefault("degree baseline", {})[seed] = degree_baseline(paths)
             per_seed.setdefault("all positive", {})[seed] = all_positive(paths)
             for variant in [] if args.dry else variants:
