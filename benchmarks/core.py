@@ -61,7 +61,7 @@ Every other flag is the trainer's (python ppi_dist/train.py --help), among them:
   --mixed_precision (auto: bf16 on a GPU), --activation_checkpointing true|false (default:
   on for CUDA unless the encoder is frozen), --compile, --max_tokens, --sort_buffer (also
   the number of pairs sampled), --seed."""
-LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets")
+LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "deepspeed")
 
 
 def cpu_name() -> str:

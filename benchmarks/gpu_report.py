@@ -1,4 +1,4 @@
-"""What gpu_check.sh writes of its rows (light: no torch but for `versions`).
+"""What gpu_check.sh prints of its rows (light: no torch but for `versions`).
 
 python -m benchmarks.gpu_report table RESULTS STATUS TRAINER PROFILES COMMANDS
 python -m benchmarks.gpu_report trainer_row NAME OUTPUT_DIR
@@ -14,7 +14,6 @@ from pathlib import Path
 
 from benchmarks.tables import markdown_table
 
-LIBRARIES = ("transformers", "peft", "accelerate", "deepspeed")
 HEADER = ("check", "status", "pairs/s", "pair tok/s", "padded tok/s", "MFU", "peak GiB", "note")
 
 
@@ -103,18 +102,11 @@ def trainer_row(name: str, out: str) -> None:
 
 
 def versions() -> None:
-    import importlib
-    import platform
-
     import torch
 
-    found = {name: importlib.import_module(name).__version__ for name in LIBRARIES}
-    print(
-        f"python {platform.python_version()}, torch {torch.__version__} (CUDA "
-        f"{torch.version.cuda}), " + ", ".join(f"{k} {v}" for k, v in found.items())
-    )
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
-    print("cuda available:", torch.cuda.is_available(), gpu)
+    from benchmarks.core import default_device, machine_report
+
+    print("\n".join(machine_report(torch.device(default_device()))))
 
 
 if __name__ == "__main__":
