@@ -54,13 +54,9 @@ DEFAULT_PAIRS = BERNETT / "train.tsv"
 DEFAULT_FASTA = BERNETT / "sequences.fasta"
 ENCODER_8M = SHARED / "models" / "esm2_t6_8M"
 TRAINER_FLAGS = """\
-Every other flag is the trainer's (python ppi_dist/train.py --help), among them:
-  --encoder PATH_OR_HUB_NAME (default: the shared 8M) or --encoder_shape tiny|8M|...|650M
-  (random weights), --encoder_attention sdpa|cudnn|flex|varlen, --freeze_encoder true,
-  --lora_r (LoRA alpha follows as 2 r), --cross_attention_heads, --head_hidden,
-  --mixed_precision (auto: bf16 on a GPU), --activation_checkpointing true|false (default:
-  on for CUDA unless the encoder is frozen), --compile, --max_tokens, --sort_buffer (also
-  the number of pairs sampled), --seed."""
+Every other flag is the trainer's (python ppi_dist/train.py --help): --encoder or
+--encoder_shape tiny|8M|...|650M, --freeze_encoder, --encoder_attention, --compile,
+--max_tokens, --sort_buffer (also the number of pairs sampled), --seed, ..."""
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "deepspeed")
 
 

@@ -20,12 +20,7 @@ def read_earlier(files: list[Path], datasets: list[str], settings: dict) -> dict
     earlier: dict[str, dict] = {}
     for path in files:
         for name, result in json.loads(path.read_text()).items():
-            if "settings" not in result:
-                raise SystemExit(
-                    f"{path}: {name}: written by an older real_data.py, without the seed and "
-                    "settings of each run, so its runs cannot be pooled; move the file away "
-                    "or pass another --work_dir"
-                )
+            result.setdefault("settings", {})  # none: refused below
             wanted = settings if name in datasets else earlier.get(name, result)["settings"]
             found = result["settings"]
             differ = [
