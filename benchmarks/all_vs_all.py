@@ -1,22 +1,9 @@
-"""All-vs-all prediction: encode-once (embedding cache) versus encoding both proteins per pair.
+"""All-vs-all prediction: encode-once (embedding cache, then `predict` over every unordered
+pair of the first --proteins proteins) against the naive path (both proteins of every pair
+through the encoder, on a seeded sample of --naive_pairs, extrapolated), in one run. Other
+flags are the trainer's (random head weights: speed does not depend on them).
 
-    python -m benchmarks.all_vs_all [--proteins 200] [--naive_pairs 96]
-
-Takes the first `--proteins` proteins of the Bernett gold-standard FASTA (centre-cropped to
-1,022 residues), builds SE-CAI from the trainer's flags (default: the real 8M ESM-2 in
-../shared/models and the trainer's model defaults, LoRA r=8, 8 cross-attention heads, head
-512; the head's weights are random: speed does not depend on them) and measures, in the
-same run:
-
-- encode-once: `EmbeddingCache.build` (each protein through the encoder once), then
-  `inference.predict.predict` over every unordered pair (cross-attention + head only),
-  written to TSV;
-- naive: batches of `--naive_batch` pairs where both proteins of every pair go through the
-  encoder (`SECAI.forward` on 2 sequences per pair), on a seeded sample of the pairs,
-  extrapolated to all of them.
-
-Prints pairs/s of both, the speed-up, peak memory, the machine and library versions. Every
-other flag is the trainer's (`--encoder`, `--encoder_shape`, `--cross_attention_heads`, ...).
+    python -m benchmarks.all_vs_all --proteins 20 --naive_pairs 12
 """
 
 from __future__ import annotations
@@ -50,22 +37,16 @@ from ppi_dist.models.windows import Windowing
 def naive_pairs_per_second(
     model: SECAI, sequences: dict[str, str], pairs: list[tuple[str, str]], batch_pairs: int
 ) -> tuple[float, list[float]]:
-    """Both proteins of every pair through the encoder, `batch_pairs` pairs per call."""
     device = next(model.parameters()).device
     probabilities = []
     start = time.perf_counter()
     for i in range(0, len(pairs), batch_pairs):
         chunk = pairs[i : i + batch_pairs]
-        # Two sequences per pair, no reuse across pairs: what scoring pairs one by one costs.
         texts = [_centred(sequences[p]) for pair in chunk for p in pair]
         input_ids, attention_mask = tokenize(texts)
         index_a = torch.arange(0, 2 * len(chunk), 2)
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "index_a": index_a,
-            "index_b": index_a + 1,
-        }
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        batch |= {"index_a": index_a, "index_b": index_a + 1}
         logits = model(**batch_to_device(batch, device))
         probabilities += torch.sigmoid(logits.float()).tolist()
     if device.type == "cuda":
@@ -112,12 +93,9 @@ def main(argv: list[str] | None = None) -> None:
         fasta = scratch / "proteins.fasta"
         write_fasta(fasta, sequences)
         start = time.perf_counter()
+        cache = scratch / "cache"
         EmbeddingCache.build(
-            model,
-            sequences,
-            directory=scratch / "cache",
-            dtype=args.cache_dtype,
-            windowing=CROP,
+            model, sequences, directory=cache, dtype=args.cache_dtype, windowing=CROP
         )
         encode_s = time.perf_counter() - start
         start = time.perf_counter()
@@ -125,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             model,
             PredictFiles(scratch / "scores.tsv", fasta=fasta),
             PredictOptions(tile=args.tile, cache_dtype=args.cache_dtype),
-            PredictRun(cache_dir=scratch / "cache", progress=False),
+            PredictRun(cache_dir=cache, progress=False),
         )
         score_s = time.perf_counter() - start
         assert summary["rows_written"] == n_pairs

@@ -1,11 +1,6 @@
-"""The naive baseline of throughput.py: how a pair model is usually trained.
-
-Fixed-size random batches; A and B each padded to their own longest and encoded in TWO
-encoder calls (no dedup, no packing), with a transformers attention (eager by default);
-then the same cross-attention and head through `SECAI.pair_logits`, so only the encoder's
-batching differs from ours. Its step has the trainer's focal loss, backward and AdamW step,
-under the same autocast.
-"""
+"""The naive baseline of throughput.py: fixed-size random batches, A and B each padded to
+their own longest and encoded in two encoder calls (no dedup, no packing) with a transformers
+attention, then the model's own pair maths, loss, backward and AdamW step."""
 
 from __future__ import annotations
 
@@ -26,8 +21,7 @@ from ppi_dist.training.loss import focal_loss
 
 
 def pairs_of(batches: list[dict]) -> list[Pair]:
-    """The pairs of our batches with the exact (cropped) sequences the data layer chose, for
-    the baseline to run the same work."""
+    """The pairs of our batches with the (cropped) sequences the data layer chose."""
     letters = {i: token for token, i in esm2_tokenizer().get_vocab().items() if len(token) == 1}
     pairs = []
     for batch in batches:
@@ -43,10 +37,7 @@ def pairs_of(batches: list[dict]) -> list[Pair]:
 
 
 def baseline_batches(pairs: list[Pair], batch_size: int, seed: int | None) -> list[dict]:
-    """Fixed-size random batches of `pairs`, A and B tokenised and padded apart.
-
-    `seed=None` keeps the given order (tests compare with our batches row by row).
-    """
+    """Fixed-size random batches, A and B tokenised and padded apart (`seed=None`: in order)."""
     pairs = list(pairs)
     if seed is not None:
         random.Random(seed).shuffle(pairs)
@@ -56,21 +47,14 @@ def baseline_batches(pairs: list[Pair], batch_size: int, seed: int | None) -> li
         ids_a, mask_a = tokenize([p.sequence_a for p in chunk])
         ids_b, mask_b = tokenize([p.sequence_b for p in chunk])
         labels = torch.tensor([p.label for p in chunk], dtype=torch.float32)
-        batches.append(
-            {
-                "input_ids_a": ids_a,
-                "attention_mask_a": mask_a,
-                "input_ids_b": ids_b,
-                "attention_mask_b": mask_b,
-                "labels": labels,
-            }
-        )
+        names = ("input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b", "labels")
+        batches.append(dict(zip(names, (ids_a, mask_a, ids_b, mask_b, labels), strict=True)))
     return batches
 
 
 def naive_forward(model: SECAI, batch: dict) -> torch.Tensor:
-    """Encode the A batch, then the B batch, padded as given (no dedup; `model.encode` would
-    pack them), then the model's own pair maths, pair i being row i of both sides."""
+    """The A batch, then the B batch through the encoder as padded, then the model's pair
+    maths, pair i being row i of both sides."""
     states_a = model.encoder(
         input_ids=batch["input_ids_a"], attention_mask=batch["attention_mask_a"]
     ).last_hidden_state
@@ -85,9 +69,7 @@ def naive_forward(model: SECAI, batch: dict) -> torch.Tensor:
 
 @contextlib.contextmanager
 def transformers_attention(model: SECAI, implementation: str) -> Iterator[None]:
-    """ESM-2's attention switched in place (weights untouched) to a transformers
-    implementation ("eager", "sdpa", ...) for the baseline's plain padded calls, then back
-    to the one the model was built with."""
+    """ESM-2's attention switched in place to a transformers implementation, then back."""
     base = base_encoder(model.encoder)
     built = base.config._attn_implementation
     base.set_attn_implementation(implementation)
@@ -99,8 +81,6 @@ def transformers_attention(model: SECAI, implementation: str) -> Iterator[None]:
 
 @dataclass
 class BaselineStep:
-    """One baseline training step: `naive_forward`, focal loss, backward, optimiser step."""
-
     model: SECAI
     optimizer: torch.optim.Optimizer
     optimization: OptimizationConfig
@@ -110,12 +90,8 @@ class BaselineStep:
     def __call__(self, batch: dict) -> None:
         batch = batch_to_device(batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16)
-            if self.bf16
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        bf16 = torch.autocast(self.device.type, dtype=torch.bfloat16)
+        with bf16 if self.bf16 else contextlib.nullcontext():
             logits = naive_forward(self.model, batch)
         gamma, alpha = self.optimization.focal_gamma, self.optimization.focal_alpha
         focal_loss(logits, batch["labels"], gamma, alpha).backward()

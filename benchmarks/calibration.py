@@ -1,11 +1,6 @@
-"""Calibration on real runs: ECE and Brier of the test scores, raw and calibrated, with 95%
-bootstrap intervals, from a finished run's own prediction files.
-
-For each run folder: the calibration is fitted on `predictions_validation.tsv` exactly as the
-trainer fits it at the end of a run (`evaluation.calibration.fit_shipped_calibration`: Platt,
-validation classes weighted to 1:1), and beside it isotonic regression with the classes
-weighted 1:1 (scikit-learn; the alternative the calibration module declines); each is
-applied to `predictions_test.tsv` (the raw scores; the threshold does not change).
+"""ECE and Brier of finished runs' test scores, raw and calibrated, with 95% bootstrap
+intervals: the trainer's shipped fit (Platt, classes 1:1) on `predictions_validation.tsv`
+beside isotonic regression with the same weights, each applied to `predictions_test.tsv`.
 
     python -m benchmarks.calibration outputs/real_data/yeast-c3_frozen_seed0 ...
 """
@@ -23,7 +18,6 @@ from ppi_dist.evaluation.calibration import calibration_intervals, fit_shipped_c
 
 
 def scores_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The raw scores and labels of a predictions file (`raw_score` when it has one)."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     column = "raw_score" if "raw_score" in rows[0] else "probability"
@@ -34,7 +28,6 @@ def scores_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def isotonic(scores: np.ndarray, labels: np.ndarray, new_scores: np.ndarray) -> np.ndarray:
-    """Isotonic regression of labels on scores, classes weighted 1:1, applied to new scores."""
     from sklearn.isotonic import IsotonicRegression
 
     positive = labels.mean()

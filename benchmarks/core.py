@@ -1,11 +1,8 @@
-"""What the benchmarks share: the machine report, peak memory, the timing loop, the model
-built from the trainer's own configuration, and the sampled pairs and batches they run on.
+"""What the benchmarks share: the machine report, peak memory, timing, the model and step as
+the trainer builds them from its own flags, and the sampled pairs and batches.
 
-Every benchmark runs from the repository root as `python -m benchmarks.NAME`. Its own
-flags (which pairs, how many repeats, ...) come first; every other flag is the trainer's
-(`ppi_dist.training.recipes.load_config`: `--encoder PATH_OR_HUB_NAME` or `--encoder_shape
-tiny|8M|...|650M`, `--encoder_attention`, `--lora_r`, `--mixed_precision`, ...), so a
-benchmark builds the model a `python ppi_dist/train.py` run with the same flags would.
+A benchmark runs from the repository root as `python -m benchmarks.NAME`; its own flags come
+first, every other flag is the trainer's (`ppi_dist.training.recipes.load_config`).
 """
 
 from __future__ import annotations
@@ -27,11 +24,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-from ppi_dist.data.batching import (
-    CacheIndex,
-    CacheRowBatches,
-    TokenBatches,
-)
+from ppi_dist.data.batching import CacheIndex, CacheRowBatches, TokenBatches
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
 from ppi_dist.data.planner import BatchOptions
@@ -60,19 +53,11 @@ BERNETT = SHARED / "data" / "bernett-gold"
 DEFAULT_PAIRS = BERNETT / "train.tsv"
 DEFAULT_FASTA = BERNETT / "sequences.fasta"
 ENCODER_8M = SHARED / "models" / "esm2_t6_8M"
-# The help's epilog (lines: throughput.py and profile_step.py print it as written).
 TRAINER_FLAGS = """\
-Every other flag is the trainer's (python ppi_dist/train.py --help), among them:
-  --encoder PATH_OR_HUB_NAME (default: the shared 8M) or --encoder_shape tiny|8M|...|650M
-  (random weights), --encoder_attention sdpa|cudnn|flex|varlen, --freeze_encoder true,
-  --lora_r (LoRA alpha follows as 2 r), --cross_attention_heads, --head_hidden,
-  --mixed_precision (auto: bf16 on a GPU), --activation_checkpointing true|false (default:
-  on for CUDA unless the encoder is frozen), --compile, --max_tokens, --sort_buffer (also
-  the number of pairs sampled), --seed."""
-LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets")
-
-
-# --------------------------------------------------------------------------- the machine
+Every other flag is the trainer's (python ppi_dist/train.py --help): --encoder or
+--encoder_shape tiny|8M|...|650M, --freeze_encoder, --encoder_attention, --compile,
+--max_tokens, --sort_buffer (also the number of pairs sampled), --seed, ..."""
+LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "deepspeed")
 
 
 def cpu_name() -> str:
@@ -84,7 +69,6 @@ def cpu_name() -> str:
 
 
 def device_name(device: torch.device) -> str:
-    """Where a figure was measured, in a few words: the GPU, or the CPU and torch's threads."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_name()} CPU, {torch.get_num_threads()} threads"
@@ -98,13 +82,12 @@ def library_version(name: str) -> str:
 
 
 def machine_report(device: torch.device) -> list[str]:
-    """The machine, its load and the library versions, as lines to print before figures."""
+    """The machine, its load and the library versions, to print before figures."""
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     versions = ", ".join(f"{name} {library_version(name)}" for name in LIBRARIES)
+    gpu = "GPU: none (CPU run)"
     if device.type == "cuda":
         gpu = f"GPU: {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    else:
-        gpu = "GPU: none (CPU run)"
     return [
         f"machine: {cpu_name()}, {os.cpu_count()} CPU cores, torch threads "
         f"{torch.get_num_threads()}, load average {load} (other processes share it)",
@@ -114,7 +97,6 @@ def machine_report(device: torch.device) -> list[str]:
 
 
 def machine_line(device: torch.device) -> str:
-    """`machine_report` on one line."""
     return "; ".join(machine_report(device))
 
 
@@ -123,12 +105,8 @@ def default_device() -> str:
 
 
 class PeakMemory:
-    """Peak memory of what runs between `reset` and `peak_bytes`: the CUDA allocator's peak,
-    or the process's peak RSS on the CPU.
-
-    On Linux, writing 5 to /proc/self/clear_refs resets VmHWM (the RSS high-water mark), so
-    each measurement's peak is its own; the RSS includes the model, Python and the batches.
-    """
+    """The CUDA allocator's peak, or on the CPU the process's peak RSS (VmHWM, which writing
+    5 to /proc/self/clear_refs resets, so each measurement's peak is its own)."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -148,7 +126,7 @@ class PeakMemory:
             for line in Path("/proc/self/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
-        import resource  # not Linux: the peak of the whole process, not resettable
+        import resource  # not Linux: the whole process's peak, not resettable
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -159,8 +137,7 @@ class PeakMemory:
 def time_steps(
     step: Callable[[dict], object], batches: Iterable[dict], device: torch.device
 ) -> list[float]:
-    """Seconds of `step` on each batch, from an idle device to an idle device (CUDA runs
-    asynchronously: unsynchronised, the clock would stop at the last kernel launch)."""
+    """Seconds of `step` on each batch, from an idle device to an idle device."""
     seconds = []
     for batch in batches:
         if device.type == "cuda":
@@ -180,22 +157,18 @@ def append_json_line(path: str | None, row: dict) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-# --------------------------------------------------------------------------- the model
-
-
 def _as_flags(settings: Mapping[str, object]) -> list[str]:
-    flags = []
-    for name, value in settings.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        flags += [f"--{name}", text]
-    return flags
+    return [
+        word
+        for name, value in settings.items()
+        for word in (f"--{name}", str(value).lower() if isinstance(value, bool) else str(value))
+    ]
 
 
 def benchmark_config(flags: list[str], device: torch.device, **defaults: object) -> TrainConfig:
-    """The trainer's configuration from trainer flags, with the benchmarks' defaults put
-    before them (argparse takes the last of a repeated flag, so a flag given wins): the
-    shared 8M encoder, LoRA alpha 2 r, activation checkpointing on CUDA unless the encoder
-    is frozen, then `defaults` (flag name -> value)."""
+    """The trainer's configuration from its flags, after the benchmarks' defaults (a flag
+    given wins): the shared 8M, LoRA alpha 2 r, checkpointing on CUDA unless frozen, then
+    `defaults` (flag name -> value)."""
     chosen = {"encoder": ENCODER_8M, **defaults}
     secai = load_config([*_as_flags(chosen), *flags]).model.secai
     follow = {
@@ -217,7 +190,7 @@ def benchmark_config(flags: list[str], device: torch.device, **defaults: object)
 def trainer_config(
     parser: argparse.ArgumentParser, flags: list[str], device: torch.device, **defaults: object
 ) -> TrainConfig:
-    """`benchmark_config`, with a wrong trainer flag reported as `parser`'s usage error."""
+    """`benchmark_config`, a wrong trainer flag reported as `parser`'s usage error."""
     try:
         return benchmark_config(flags, device, **defaults)
     except ConfigError as error:
@@ -225,29 +198,26 @@ def trainer_config(
 
 
 def mixed_precision(config: TrainConfig, device: torch.device) -> str:
-    """The precision a benchmark runs in, "bf16" or "no": the trainer's `mixed_precision`,
-    with "auto" resolved as the trainer resolves it (bf16 where the GPU has it)."""
+    """ "bf16" or "no", with "auto" resolved as the trainer resolves it."""
     return resolve_mixed_precision(config.optimization.mixed_precision, device.type == "cuda")
 
 
 def encoder_label(config: TrainConfig) -> str:
-    """The encoder as flags name it: a shape (random weights), or a path or Hub name."""
     return config.model.encoder_shape or str(config.model.secai.encoder)
 
 
 def build_model(config: TrainConfig, device: torch.device) -> SECAI:
-    """SE-CAI as the trainer builds it from `config` (seeded), in training mode on `device`."""
+    """SE-CAI as the trainer builds it (seeded), in training mode on `device`."""
     torch.manual_seed(config.optimization.seed)
-    # Built on the target device: a 650M random init on CPU alone takes about a minute.
-    with device:
+    with device:  # built in place: a 650M random init on the CPU alone takes a minute
         model = SECAI(config.model.secai_config())
     return model.to(device).train()
 
 
 @dataclass
 class TrainerStep:
-    """One training step as the trainer runs it: the package's `BatchPreparation`, then
-    `train_step`, on the model and AdamW that `prepare_training` set up."""
+    """The trainer's step: `BatchPreparation`, then `train_step` on what `prepare_training`
+    set up."""
 
     prepared: Prepared
     accelerator: Accelerator
@@ -258,7 +228,6 @@ class TrainerStep:
         return self.train(self.prepare(batch))
 
     def train(self, prepared: dict) -> StepResult:
-        """`train_step` alone, on a batch already prepared."""
         model, optimizer = self.prepared.model, self.prepared.optimizer
         return train_step(model, prepared, optimizer, self.accelerator, self.optimization, False)
 
@@ -270,9 +239,7 @@ def trainer_step(
     cache: EmbeddingCache | None = None,
     trunk: TrunkCache | None = None,
 ) -> TrainerStep:
-    """`model` set up as the trainer sets it up (`prepare_training`, without a schedule),
-    its batches prepared as the trainer prepares them (`BatchPreparation`: a frozen
-    encoder's `cache`, the `trunk` cache, the side swap when the configuration asks)."""
+    """`model` set up and its batches prepared as the trainer does (no schedule)."""
     optimization = config.optimization
     prepared = prepare_training(model, optimization, accelerator)
     swap = None
@@ -283,17 +250,13 @@ def trainer_step(
 
 
 def benchmark_accelerator(config: TrainConfig, device: torch.device) -> Accelerator:
-    """One process's Accelerator on `device`, in the configuration's precision."""
     return Accelerator(cpu=device.type == "cpu", mixed_precision=mixed_precision(config, device))
-
-
-# --------------------------------------------------------------------------- the pairs
 
 
 @dataclass(frozen=True)
 class Sample:
-    """Which pairs a benchmark runs on: `count` drawn without replacement (seeded) from a
-    pair file, with their sequences from `fasta`, or random ones of `fixed_length`."""
+    """`count` pairs drawn (seeded) from a pair file with their sequences from `fasta`, or
+    random residues of `fixed_length`."""
 
     pairs: Path = DEFAULT_PAIRS
     fasta: Path = DEFAULT_FASTA
@@ -303,70 +266,44 @@ class Sample:
 
 
 def add_sample_flags(parser: argparse.ArgumentParser) -> None:
-    """--pairs, --fasta, --fixed_length: where `Sample` draws from."""
     parser.add_argument("--pairs", default=str(DEFAULT_PAIRS), help="pair file to sample from")
     parser.add_argument("--fasta", default=str(DEFAULT_FASTA))
     parser.add_argument(
-        "--fixed_length",
-        type=int,
-        default=None,
-        help="random sequences of exactly this many residues instead of the real ones",
+        "--fixed_length", type=int, help="random sequences of this many residues instead"
     )
 
 
 def sample_from(args: argparse.Namespace, config: TrainConfig) -> Sample:
-    """The sample that `add_sample_flags`' flags and the trainer's --sort_buffer (as many
-    pairs as the data layer sorts together) and --seed ask for."""
+    """The flags' sample: as many pairs as the trainer's --sort_buffer, its --seed."""
     count, seed = config.data.sort_buffer, config.optimization.seed
     return Sample(Path(args.pairs), Path(args.fasta), count, seed, args.fixed_length)
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """--device, --threads, --json_out."""
     parser.add_argument("--device", default=default_device())
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json_out", default=None, help="append the results as JSON lines")
 
 
 def sample_pairs(sample: Sample) -> tuple[list[Pair], dict[str, str]]:
-    """The sample's pairs, their sequences filled in, and those sequences by protein.
-
-    With `fixed_length` and no pair file (a bare GPU machine), pairs of a random pool of
-    proteins instead.
-    """
-    if sample.fixed_length is not None and not Path(sample.pairs).is_file():
-        return _synthetic_pairs(sample)
-    rows = read_pairs(sample.pairs)
+    """The sample's pairs, sequences filled in, and those sequences by protein; with
+    `fixed_length` and no pair file, pairs of random proteins, each in about 3 pairs."""
     rng = random.Random(sample.seed)
-    pairs = rng.sample(rows, min(sample.count, len(rows)))
+    if sample.fixed_length is not None and not Path(sample.pairs).is_file():
+        names = [f"S{i}" for i in range(max(2, 2 * sample.count // 3))]
+        pairs = [
+            Pair(rng.choice(names), rng.choice(names), label=float(rng.randint(0, 1)))
+            for _ in range(sample.count)
+        ]
+    else:
+        rows = read_pairs(sample.pairs)
+        pairs = rng.sample(rows, min(sample.count, len(rows)))
     needed = sorted({p.protein_a for p in pairs} | {p.protein_b for p in pairs})
     if sample.fixed_length is not None:
         sequences = {name: random_residues(rng, sample.fixed_length) for name in needed}
     else:
         every = read_fasta(sample.fasta)
         sequences = {name: every[name] for name in needed}
-    return _with_sequences(pairs, sequences)
-
-
-def _synthetic_pairs(sample: Sample) -> tuple[list[Pair], dict[str, str]]:
-    """Pairs of random proteins of one length, each protein in about 3 pairs.
-
-    (A 4,096-pair sample of Bernett train holds 2,646 proteins: about 3 pairs each.)
-    """
-    rng = random.Random(sample.seed)
-    names = [f"S{i}" for i in range(max(2, 2 * sample.count // 3))]
-    pairs = [
-        Pair(rng.choice(names), rng.choice(names), label=float(rng.randint(0, 1)))
-        for _ in range(sample.count)
-    ]
-    used = sorted({p.protein_a for p in pairs} | {p.protein_b for p in pairs})
-    sequences = {name: random_residues(rng, sample.fixed_length) for name in used}
-    return _with_sequences(pairs, sequences)
-
-
-def _with_sequences(
-    pairs: list[Pair], sequences: dict[str, str]
-) -> tuple[list[Pair], dict[str, str]]:
     filled = [
         p._replace(sequence_a=sequences[p.protein_a], sequence_b=sequences[p.protein_b])
         for p in pairs
@@ -375,16 +312,14 @@ def _with_sequences(
 
 
 def write_pair_files(directory: Path, pairs: list[Pair]) -> tuple[Path, Path]:
-    """The pairs as a pair file + FASTA in `directory`, so the real data layer reads them."""
+    """The pairs as a pair file + FASTA in `directory`."""
     pair_path = write_pairs(directory / "pairs.tsv", pairs)
-    fasta_path = write_fasta(directory / "sequences.fasta", sequences_of(pairs))
-    return pair_path, fasta_path
+    return pair_path, write_fasta(directory / "sequences.fasta", sequences_of(pairs))
 
 
 @contextlib.contextmanager
 def sample_source(pairs: list[Pair], max_residues: int) -> Iterator[PairSource]:
-    """The pairs as the trainer reads them: a validated `PairSource` over files written to a
-    temporary folder, removed afterwards."""
+    """The pairs as the trainer reads them: a validated `PairSource` over temporary files."""
     with tempfile.TemporaryDirectory() as folder:
         pair_path, fasta_path = write_pair_files(Path(folder), pairs)
         source = PairSource(pair_path, fasta=fasta_path, max_residues=max_residues)
@@ -395,9 +330,8 @@ def sample_source(pairs: list[Pair], max_residues: int) -> Iterator[PairSource]:
 def our_batches(
     source: PairSource, max_tokens: int, config: TrainConfig, cache_index: CacheIndex | None = None
 ) -> list[dict]:
-    """Every training batch of `source` at `max_tokens`, in the data layer's shuffled order,
-    as the trainer's loader makes them (its seed and sort buffer from `config`); frozen
-    (`cache_index`): batches of cache rows, the budget in pair tokens."""
+    """Every training batch of `source` as the trainer's loader makes them; with a
+    `cache_index`, frozen batches of cache rows (the budget in pair tokens)."""
     options = BatchOptions(
         seed=config.optimization.seed, max_tokens=max_tokens, sort_buffer=config.data.sort_buffer
     )
@@ -407,13 +341,14 @@ def our_batches(
 
 
 def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
-    """A cache with the source's proteins at their stored (centre-cropped) lengths and zero
-    states of width `hidden`: the index and the gather as in training, without encoding
-    (the kernels' work does not depend on the values)."""
+    """A cache of the source's proteins at their cropped lengths with zero states of width
+    `hidden`: the index and gather of training without encoding (the kernels' work does not
+    depend on the values)."""
     source.validate()  # reads the FASTA
     ids = list(source.sequences)
     lengths = np.array([min(len(source.sequences[p]), source.max_residues) for p in ids])
     states = np.zeros((int(lengths.sum()), hidden), dtype=np.float16)
+    windowing = Windowing(source.max_residues, 0, "crop")
     return EmbeddingCache(
         ids,
         lengths,
@@ -421,5 +356,5 @@ def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
         "float16",
         digests=[""] * len(ids),
         fingerprint="",
-        windowing=Windowing(source.max_residues, 0, "crop"),
+        windowing=windowing,
     )

@@ -1,26 +1,11 @@
-"""Data loading benchmark: padding waste, loader speed and memory on a real pair file.
+"""The input stage on a real pair file, no model: validation; `BatchLoader` speed with 0, 1,
+2 workers (--workers) over the first --speed_batches token batches of an epoch; frozen
+cache-row batches at each --frozen_max_tokens, each prepared by the trainer's
+`BatchPreparation` on a stand-in cache on the "meta" device (the loop's host work, not the
+gather); padding as the encoder runs it against random fixed-size batches over a whole
+epoch, with the peak RSS per quarter (--no_padding_stats skips it).
 
-    python -m benchmarks.data_loader [--pairs ../shared/data/bernett-gold/train.tsv]
-        [--fasta ../shared/data/bernett-gold/sequences.fasta] [--max_tokens 16384]
-        [--frozen_only] [--frozen_max_tokens 65536,262144,1048576]
-
-First the two readers of a text pair file (ours and `datasets`' text builder) and the
-validation of the file. Then the input stage alone (no model), as the trainer gets it:
-`BatchLoader` with 0, 1, 2 workers (--workers), the first --speed_batches token batches of
-a training epoch, batches/s and pairs/s with startup and after the first batch (steady).
-
-Then the frozen-encoder input stage: cache-row batches (`CacheRowBatches`, the budget in
-pair tokens) at each --frozen_max_tokens, each made the step's by the trainer's own
-`BatchPreparation` on a stand-in cache (the proteins' real, centre-cropped lengths, states
-of width --frozen_hidden on PyTorch's "meta" device, which computes shapes only): the
-loop's time is the host's share, Python and operator dispatch, while the gather is left out
-as the device work it is on a GPU.
-
-Last, padding as the encoder runs it (our token batches' distinct sequences packed into
-rows, `ppi_dist.models.packing`; padded tokens = rows x width) against random fixed-size
-batches padded to their longest, over one whole training epoch, with the peak RSS after
-each quarter (flat: streaming holds no more than its buffers; skip with
---no_padding_stats).
+    python -m benchmarks.data_loader --frozen_only --workers 0,2
 """
 
 from __future__ import annotations
@@ -36,7 +21,6 @@ from ppi_dist.data.batching import CacheRowBatches, TokenBatches
 from ppi_dist.data.loader import BatchLoader
 from ppi_dist.data.pairs import PairSource
 from ppi_dist.data.planner import BatchOptions, BatchPlanner
-from ppi_dist.data.reading import datasets_lines, read_lines
 from ppi_dist.models.packing import encoder_tokens
 from ppi_dist.training.step import BatchPreparation
 
@@ -49,27 +33,21 @@ def peak_rss_mib() -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("--pairs", default=str(DEFAULT_PAIRS))
-    parser.add_argument("--fasta", default=str(DEFAULT_FASTA))
-    parser.add_argument("--max_tokens", type=int, default=16384)
-    parser.add_argument("--sort_buffer", type=int, default=4096)
-    parser.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
-    parser.add_argument("--speed_batches", type=int, default=500)
-    parser.add_argument("--no_padding_stats", action="store_true")
-    parser.add_argument("--frozen_max_tokens", default="65536,262144,1048576")
-    parser.add_argument("--frozen_pairs", type=int, default=40000)
-    parser.add_argument("--frozen_hidden", type=int, default=8)
-    parser.add_argument("--frozen_only", action="store_true")
+    add = parser.add_argument
+    add("--pairs", default=str(DEFAULT_PAIRS))
+    add("--fasta", default=str(DEFAULT_FASTA))
+    add("--max_tokens", type=int, default=16384)
+    add("--sort_buffer", type=int, default=4096)
+    add("--workers", default="0,1,2", help="comma-separated worker counts")
+    add("--speed_batches", type=int, default=500)
+    add("--no_padding_stats", action="store_true")
+    add("--frozen_max_tokens", default="65536,262144,1048576")
+    add("--frozen_pairs", type=int, default=40000)
+    add("--frozen_hidden", type=int, default=8)
+    add("--frozen_only", action="store_true")
     args = parser.parse_args(argv)
     print("\n".join(machine_report(torch.device("cpu"))))  # the input stage runs on the CPU
     print(f"pairs: {args.pairs}\nfasta: {args.fasta}\n")
-    if not args.pairs.endswith(".parquet") and not args.frozen_only:
-        for name, reader in (("read_lines", read_lines), ("datasets text", datasets_lines)):
-            for _ in range(2):  # the first pass includes imports and the page cache
-                start = time.perf_counter()
-                lines = sum(1 for _ in reader(args.pairs))
-                seconds = time.perf_counter() - start
-            print(f"{name}: {lines:,} lines in {seconds:.2f} s (second pass)")
     start = time.perf_counter()
     source = PairSource(args.pairs, args.fasta)
     report = source.validate()
@@ -95,8 +73,8 @@ def loader_speed(
     enough: Callable[[int, int], bool],
     each: Callable[[dict], object] | None = None,
 ) -> str:
-    """Batches through a `BatchLoader` of `workers` until `enough(batches, pairs)`, each
-    handed to `each` as the loop would: the rates with startup and after the first batch."""
+    """Batches through a `BatchLoader` until `enough(batches, pairs)`, each handed to `each`
+    as the loop would: the rates with startup and after the first batch."""
     loader = BatchLoader(batches, num_workers=workers, pin_memory=False)
     n = pairs = first_pairs = 0
     in_loop, first = 0.0, None

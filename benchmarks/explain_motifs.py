@@ -1,15 +1,9 @@
-"""Do the hotspot maps find the interface? The synthetic task's planted motifs as the truth.
+"""Do the hotspot maps find the synthetic task's planted motifs? Per pair, the share of each
+protein's top-k residues (k = motif length) in its motif, for the trained model and an
+untrained copy (cross-attention and head re-initialised, LoRA update zeroed), beside chance
+(k / L), with 95% bootstrap intervals over pairs. Run `bash scripts/train_default.sh` first.
 
     python -m benchmarks.explain_motifs --model outputs/synthetic_tiny/model
-
-Every protein of the synthetic task (`ppi_dist.data.synthetic`) carries one planted motif
-of `motif_length` residues. For each pair of the split, `ppi_dist.inference.explain` scores
-every residue of both proteins; the hit rate of a protein is the share of its top-k
-residues (k = motif length) that lie in its motif, and a pair's is the mean of its two
-proteins'. Printed beside it: chance (k random residues: k / L), and the same scores from
-an untrained model (the same folder with its cross-attention and head re-initialised and
-its LoRA update zeroed, so the encoder is the base one), each with a 95% bootstrap interval
-over pairs. Run the default run first (`bash scripts/train_default.sh`).
 """
 
 from __future__ import annotations
@@ -34,7 +28,6 @@ DEFAULT_RUN = REPO / "outputs" / "synthetic_tiny"
 
 
 def untrained_copy(folder: Path, seed: int) -> SECAI:
-    """The model of `folder` before training: fresh cross-attention and head, no LoRA update."""
     model = load_model(folder)
     torch.manual_seed(seed)
     for part in (model.cross_attention, model.head):
@@ -48,7 +41,6 @@ def untrained_copy(folder: Path, seed: int) -> SECAI:
 
 
 def hit_rates(model: SECAI, pairs, motif_length: int) -> dict[str, np.ndarray]:
-    """Per pair: each score's top-k hit rate (mean of both proteins), and chance."""
     cache = encode_proteins(model, sequences_of(pairs))
     rates = {name: [] for name in (*HOTSPOT_SCORES, "chance")}
     for pair in pairs:
@@ -68,7 +60,6 @@ def hit_rates(model: SECAI, pairs, motif_length: int) -> dict[str, np.ndarray]:
 
 
 def mean_interval(values: np.ndarray, resamples: int = 2000, seed: int = 0) -> tuple:
-    """Mean and its 95% percentile-bootstrap interval over pairs."""
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
     return float(values.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))

@@ -1,13 +1,8 @@
-"""What gpu_check.sh writes of its rows: the results table, and a trainer run's row.
+"""What gpu_check.sh prints of its rows (light: no torch but for `versions`).
 
-    python -m benchmarks.gpu_report table RESULTS STATUS TRAINER PROFILES COMMANDS
-    python -m benchmarks.gpu_report trainer_row NAME OUTPUT_DIR
-
-`table` reads the files the stage has filled so far (throughput.py's and profile_step.py's
-JSON lines, the status and trainer rows as TSV, the commands run) and prints the markdown
-table, the profiles' top kernels and the commands. `trainer_row` prints one TSV row of a
-finished trainer run: pairs/s (median of the logged windows after the first) and its test
-metrics. Light on purpose (no torch): the table is rewritten after every row.
+python -m benchmarks.gpu_report table RESULTS STATUS TRAINER PROFILES COMMANDS
+python -m benchmarks.gpu_report trainer_row NAME OUTPUT_DIR
+python -m benchmarks.gpu_report versions
 """
 
 from __future__ import annotations
@@ -40,17 +35,9 @@ def throughput_row(r: dict) -> tuple:
     cross = r.get("cross_attention")
     what += f", {cross} cross-attention" if cross and cross != "sdpa" else ""
     mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-    rates = (r["pairs_per_s"], r["pair_tokens_per_s"], r["encoded_padded_tokens_per_s"])
-    return (
-        f"throughput {r['name']}",
-        "OK",
-        f"{rates[0]:.2f}",
-        f"{rates[1]:.0f}",
-        f"{rates[2]:.0f}",
-        mfu,
-        f"{r['peak_memory_gb']:.2f}",
-        f"{r['encoder']} {what}",
-    )
+    rates = [f"{r['pairs_per_s']:.2f}", f"{r['pair_tokens_per_s']:.0f}"]
+    rates += [f"{r['encoded_padded_tokens_per_s']:.0f}", mfu, f"{r['peak_memory_gb']:.2f}"]
+    return (f"throughput {r['name']}", "OK", *rates, f"{r['encoder']} {what}")
 
 
 def profile_name(p: dict) -> str:
@@ -61,11 +48,9 @@ def profile_name(p: dict) -> str:
 def profile_row(p: dict) -> tuple:
     busy = p["device_busy_s"]
     syncs = sum(v for k, v in p["syncs_per_step"].items() if k.startswith("cuda"))
-    device = (
-        f"device busy {100 * busy / p['profiled_wall_s']:.0f}%, {syncs:g} syncs"
-        if busy is not None
-        else "CPU run"
-    )
+    device = "CPU run"
+    if busy is not None:
+        device = f"device busy {100 * busy / p['profiled_wall_s']:.0f}%, {syncs:g} syncs"
     shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(p["shares"].items())[:4])
     if p.get("ops_per_step"):
         shares += "; ops/step " + ", ".join(f"{k} {v:g}" for k, v in p["ops_per_step"].items())
@@ -116,6 +101,14 @@ def trainer_row(name: str, out: str) -> None:
     print(f"{name}\t{rate}\t{len(rates)} log windows\t{shown}")
 
 
+def versions() -> None:
+    import torch
+
+    from benchmarks.core import default_device, machine_report
+
+    print("\n".join(machine_report(torch.device(default_device()))))
+
+
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
-    {"table": table, "trainer_row": trainer_row}[command](*arguments)
+    {"table": table, "trainer_row": trainer_row, "versions": versions}[command](*arguments)

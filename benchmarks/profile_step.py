@@ -1,27 +1,11 @@
-"""Where a training step's time goes: `torch.profiler` over the trainer's own step.
-
-The step is the trainer's own (`benchmarks.core.trainer_step`: the package's
-`prepare_training`, `BatchPreparation` and `train_step`), the model built from the
-trainer's flags, on batches of a Bernett sample built as throughput.py builds them. Frozen
-mode (`--freeze_encoder true`) runs the frozen trainer's input path: cache-row batches (the
-budget in pair tokens) gathered from a device-resident embedding cache of the sample's
-proteins at their real lengths, with zero states (`benchmarks.core.stand_in_cache`: the
-kernels' work does not depend on the values).
-
-After `--warmup` untimed steps (the compilation too, with `--compile`), `--timed_steps` steps
-are timed without the profiler, then `--steps` are profiled (after one profiler warm-up
-step). Printed: machine and versions; per-step wall time, split into the host's part (until
-`train_step` returns, less its waits in synchronisations) and the wait for the device to
-drain, and the device's busy time (kernel and copy intervals merged); the top ops or kernels
-by self device time (self CPU time on the CPU); the shares of attention, matmul, optimizer,
-elementwise, norm/reduction and the rest (by name pattern); the host-device synchronisations
-per step; the aten operators dispatched per step (forward, backward, optimizer) and the
-batch's preparation; and a `PROFILE` summary line (also `--json_out`). `--trace` writes a
-Chrome trace.
+"""Where a training step's time goes: `torch.profiler` over the trainer's own step
+(`core.trainer_step`) on sampled batches; frozen (`--freeze_encoder true`): cache-row
+batches from a device-resident stand-in cache. After --warmup untimed and --timed_steps
+timed steps, --steps profiled: host/device split, top ops or kernels, category shares,
+syncs, operators dispatched per phase, and a `PROFILE` line (also --json_out).
 
     python -m benchmarks.profile_step --dry                           # CPU, tiny, seconds
     python -m benchmarks.profile_step --encoder_shape 650M --max_tokens 65536
-    python -m benchmarks.profile_step --freeze_encoder true --max_tokens 65536   # the 8M
 """
 
 from __future__ import annotations
@@ -32,6 +16,7 @@ import re
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -46,14 +31,11 @@ from ppi_dist.training.config import TrainConfig
 
 STEP_RANGE, TRAIN_STEP_RANGE, PREPARE_RANGE = "profile_step", "train_step", "prepare_batch"
 PHASES = ("forward", "backward", "optimizer")
-# Host calls that wait for the device: `.item()`, `.tolist()`, `nonzero` of a CUDA tensor
-# end in one of them. Scalar reads are counted too, on any device: each is a sync when its
-# tensor is on the GPU (on the CPU, non-fused AdamW reads each parameter's step count).
+# Host calls that wait for the device, and scalar reads (a sync when the tensor is on a GPU).
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 SCALAR_READS = ("aten::_local_scalar_dense", "aten::nonzero")
 
-# Categories by name pattern, first match wins: kernels (cuDNN/CUTLASS/cuBLAS/triton names)
-# and aten ops alike. Attention before matmul: attention kernels also say "cutlass".
+# By name pattern, first match wins (attention before matmul: its kernels say "cutlass").
 CATEGORIES = (
     ("compiled graph", r"compiledfxgraph|compiledfunction"),  # CPU: the fused code runs inside
     ("attention", r"attention|fmha|flash|sdpa|_efficient_attention"),
@@ -79,12 +61,9 @@ def category(name: str) -> str:
     return "other"
 
 
-# --------------------------------------------------------------------------- events
-
-
 @dataclass(frozen=True)
 class Event:
-    """One profiler event, reduced to what the summary needs (microseconds)."""
+    """One profiler event (microseconds)."""
 
     name: str
     on_device: bool  # a kernel, copy or memset on the GPU; else a CPU op or range
@@ -123,10 +102,8 @@ def events_of(prof: profile) -> list[Event]:
 
 
 def ops_per_phase(events: list[Event], inside: list[tuple[float, float]], steps: int) -> dict:
-    """Operators dispatched per step inside train_step, by phase: forward (before the
-    step's backward starts), backward (autograd's engine), optimizer (what follows the
-    backward: clipping, `Optimizer.step`, `zero_grad`). Each dispatch is a kernel launch or
-    more on a GPU, so the count is the machine-independent part of a launch-bound step."""
+    """Operators dispatched per step inside train_step: forward (before the backward
+    starts), backward (autograd's engine), optimizer (what follows the backward)."""
     counts = dict.fromkeys(PHASES, 0.0)
     for start, end in inside:
         mine = [e for e in events if not e.on_device and start <= e.start < end]
@@ -141,17 +118,11 @@ def ops_per_phase(events: list[Event], inside: list[tuple[float, float]], steps:
 
 
 def merged_length(intervals: list[tuple[float, float]]) -> float:
-    """Length of the union of intervals (overlapping kernels on streams count once)."""
-    total, current_start, current_end = 0.0, None, None
+    """Length of the union of intervals."""
+    total, reach = 0.0, float("-inf")
     for start, end in sorted(intervals):
-        if current_end is None or start > current_end:
-            if current_end is not None:
-                total += current_end - current_start
-            current_start, current_end = start, end
-        else:
-            current_end = max(current_end, end)
-    if current_end is not None:
-        total += current_end - current_start
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
     return total
 
 
@@ -179,8 +150,17 @@ class ProfileSummary:
     top: list[tuple[str, float, float, float, str]]  # name, calls/step, ms/step, share, category
 
 
+def calls_and_time(events: Iterable[Event]) -> dict[str, list[float]]:
+    """Name -> [calls, self microseconds]."""
+    by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for e in events:
+        by_name[e.name][0] += 1
+        by_name[e.name][1] += e.self_us
+    return by_name
+
+
 def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
-    """Per-step timings, syncs, category shares and the top table from the events."""
+    """Per-step timings, syncs, operators, category shares and the top table."""
     ranges = {
         name: [(e.start, e.end) for e in events if e.name == name and not e.on_device]
         for name in (STEP_RANGE, TRAIN_STEP_RANGE)
@@ -203,10 +183,7 @@ def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
     prepare_us = sum(e.end - e.start for e in events if e.name == PREPARE_RANGE and not e.on_device)
     timed = [e for e in events if e.on_device] if on_cuda else [e for e in events if e.self_us > 0]
     busy = merged_length([(e.start, e.end) for e in timed]) if on_cuda else None
-    by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for e in timed:
-        by_name[e.name][0] += 1
-        by_name[e.name][1] += e.self_us
+    by_name = calls_and_time(timed)
     total = sum(us for _, us in by_name.values()) or 1.0
     shares = defaultdict(float)
     for name, (_, us) in by_name.items():
@@ -232,16 +209,9 @@ def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
 
 def host_top(events: list[Event], steps: int, count: int) -> list[tuple[str, float, float]]:
     """CPU ops and ranges by self CPU time: (name, calls/step, ms/step)."""
-    by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for e in events:
-        if not e.on_device:
-            by_name[e.name][0] += 1
-            by_name[e.name][1] += e.self_us
+    by_name = calls_and_time(e for e in events if not e.on_device)
     ranked = sorted(by_name.items(), key=lambda item: -item[1][1])[:count]
     return [(name, calls / steps, us / steps / 1e3) for name, (calls, us) in ranked]
-
-
-# --------------------------------------------------------------------------- run
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
@@ -251,15 +221,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
         formatter_class=argparse.RawTextHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("--dry", action="store_true", help="CPU, tiny shape, 60 residues: seconds")
+    add = parser.add_argument
+    add("--dry", action="store_true", help="CPU, tiny shape, 60 residues: seconds")
     core.add_sample_flags(parser)
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation too)")
-    parser.add_argument("--timed_steps", type=int, default=3, help="timed without the profiler")
-    parser.add_argument("--steps", type=int, default=3, help="profiled steps")
-    parser.add_argument("--top", type=int, default=20, help="rows of the top table")
-    parser.add_argument(
-        "--trace", default=None, help="write a Chrome trace (chrome://tracing) here"
-    )
+    add("--warmup", type=int, default=2, help="untimed steps (compilation too)")
+    add("--timed_steps", type=int, default=3, help="timed without the profiler")
+    add("--steps", type=int, default=3, help="profiled steps")
+    add("--top", type=int, default=20, help="rows of the top table")
+    add("--trace", help="write a Chrome trace (chrome://tracing) here")
     core.add_run_flags(parser)
     args, flags = parser.parse_known_args(argv)
     if args.dry:  # after the flags given: the dry run's shape and sizes win
@@ -274,12 +243,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
 def make_batches(
     args: argparse.Namespace, config: TrainConfig, hidden: int, device: torch.device
 ) -> tuple[list[dict], EmbeddingCache | None]:
-    """Enough batches for every warm-up, timed and profiled step (cycled when too few), and
-    the frozen step's embedding cache (None with the encoder).
-
-    Frozen: batches of cache rows and a stand-in cache of the sample's proteins
-    (`core.stand_in_cache`, `hidden` wide), kept on the device as the trainer keeps it on a
-    GPU."""
+    """Batches for every step (cycled), and a frozen step's stand-in cache on the device."""
     pairs, _ = core.sample_pairs(core.sample_from(args, config))
     max_tokens, cache = config.data.max_tokens, None
     needed = args.warmup + args.timed_steps + 1 + args.steps  # + the profiler's warm-up
@@ -298,8 +262,7 @@ def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
-    for line in core.machine_report(device):
-        print(line)
+    print("\n".join(core.machine_report(device)))
     secai = config.model.secai
     mode = "frozen" if secai.freeze_encoder else "lora"
     model = core.build_model(config, device)
@@ -317,11 +280,8 @@ def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
         f"activation checkpointing {secai.activation_checkpointing}, attention "
         f"{secai.encoder_attention}; {args.warmup} warm-up, {args.timed_steps} timed, "
         f"{args.steps} profiled steps"
-        + (
-            "; cache-row batches, budget in pair tokens, zero states kept on the device"
-            if secai.freeze_encoder
-            else ""
-        )
+        + "; cache-row batches, budget in pair tokens, zero states kept on the device"
+        * secai.freeze_encoder
     )
 
     warm, rest = batches[: args.warmup], batches[args.warmup :]
@@ -333,18 +293,9 @@ def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
     pairs = statistics.mean(len(b["index_a"]) for b in timed)
     events = profile_steps(step, profiled, args, device)
     wall = statistics.median(seconds)
-    summary = ProfileSummary(
-        encoder=core.encoder_label(config),
-        mode=mode,
-        compiled=config.model.compile,
-        device=args.device,
-        max_tokens=max_tokens,
-        steps=args.steps,
-        pairs_per_step=pairs,
-        wall_s=wall,
-        pairs_per_s=pairs / wall,
-        **summarise(events, args.steps, on_cuda),
-    )
+    facts = (core.encoder_label(config), mode, config.model.compile, args.device, max_tokens)
+    counts = (args.steps, pairs, wall, pairs / wall)
+    summary = ProfileSummary(*facts, *counts, **summarise(events, args.steps, on_cuda))
     report(summary, host_top(events, args.steps, 10 if on_cuda else 0), args.top)
     core.append_json_line(args.json_out, asdict(summary))
     return summary
@@ -353,8 +304,8 @@ def run(args: argparse.Namespace, config: TrainConfig) -> ProfileSummary:
 def profile_steps(
     step: core.TrainerStep, batches: list[dict], args: argparse.Namespace, device: torch.device
 ) -> list[Event]:
-    """The events of `args.steps` steps under `torch.profiler`, after one profiler warm-up
-    step; each step in our ranges, the whole until the device is idle again."""
+    """The events of `args.steps` steps after one profiler warm-up step, each in our ranges
+    until the device is idle again."""
     on_cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
     plan = schedule(wait=0, warmup=1, active=args.steps, repeat=1)
@@ -372,9 +323,6 @@ def profile_steps(
         prof.export_chrome_trace(args.trace)
         print(f"chrome trace: {args.trace}")
     return events_of(prof)
-
-
-# --------------------------------------------------------------------------- report
 
 
 def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
@@ -417,13 +365,11 @@ def report(summary: ProfileSummary, host_rows: list[tuple], top: int) -> None:
         (shorten(name), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
         for name, calls, ms, share, kind in s.top[:top]
     ]
-    for line in markdown_table(("name", "calls", "ms", "share", "category"), rows):
-        print(line)
+    print("\n".join(markdown_table(("name", "calls", "ms", "share", "category"), rows)))
     if host_rows:
         print("host: top CPU ops and ranges by self CPU time, per step:")
         rows = [(shorten(name), f"{calls:g}", f"{ms:.3f}") for name, calls, ms in host_rows]
-        for line in markdown_table(("name", "calls", "ms"), rows):
-            print(line)
+        print("\n".join(markdown_table(("name", "calls", "ms"), rows)))
     shares = " ".join(f"{name}={100 * share:.1f}%" for name, share in s.shares.items())
     busy = f"{s.device_busy_s:.4f}" if s.device_busy_s is not None else "-"
     count = sum(n for name, n in s.syncs_per_step.items() if name in SYNC_CALLS)

@@ -1,39 +1,11 @@
-"""SE-CAI on real PPI benchmarks, beside the node-degree baseline, "all positive" and the
-published figures. Writes a markdown table (and JSON) under --work_dir.
+"""SE-CAI (frozen 8M by default; --variants, --pooled_baseline) on real PPI splits beside
+the node-degree baseline and "all positive", every threshold chosen on validation; a yeast
+split's validation is a similarity-disjoint hold-out of its training file. --seeds N pools N
+seeds (mean ± sd) with earlier ones of the same settings in --work_dir's results.json (or
+--merge); a seed stopped before its metrics continues from its checkpoint. BENCHMARKS.md,
+Real data.
 
-    python -m benchmarks.real_data                      # all three splits, CPU-sized
     python -m benchmarks.real_data --datasets yeast-c3 --train_pairs 2000
-
-For each split: seeded subsets of the pair files (sizes printed; a CPU cannot train on all
-of Bernett's 163k pairs in a session), a validation set (Bernett's own; for the yeast splits,
-which ship none, a similarity-disjoint hold-out of the training file made by
-`ppi_dist.data.split`: `--valid_fraction` of the training PAIRS in a block of MMseqs2
-clusters cut by KaHIP/METIS, crossing pairs dropped and counted; `--split_method random`
-for the earlier random draw of proteins), then
-
-- degree baseline: score(A, B) = net training degree of A plus that of B
-  (`ppi_dist.evaluation.audit`);
-- all positive: every pair predicted to interact;
-- SE-CAI, frozen 8M ESM-2 encoder (`--freeze_encoder`, states cached once), and with
-  `--variants`: LoRA on every layer (`lora`), LoRA on the last `--lora_layers` over one trunk
-  cache shared by the seeds (`lora_top`), for `--epochs` (or `--lora_steps` steps);
-- optionally (`--pooled_baseline`) the pooled-embedding baseline: the same frozen run with
-  `--interaction pooled`, each protein's own residue states max- and mean-pooled into the same
-  head, so the two rows differ only by the cross-attention.
-
-Every threshold is chosen on validation only and applied unchanged to test.
-
-`--seeds N` repeats every configuration with seeds seed, seed+1, ... (new subsets, new
-validation hold-out, new trainer seed) and reports the mean and standard deviation of each
-metric over the N runs. `--dry` skips the SE-CAI runs (baselines only: a quick check).
-
-Seeds accumulate: results.json keeps every seed's metrics with the settings that made them,
-and a later call into the same --work_dir (say `--seed 1` after a run of seed 0 that ran out
-of time) pools its seeds with the earlier ones; `--merge FILE` pools those of a results.json
-from elsewhere (another machine's run). Seeds are pooled only with runs of the same settings
-(sizes, crop, budget, epochs); anything else is refused, naming the file and the setting.
-A seed run again replaces its earlier run; a seed whose run was stopped before its final
-metrics continues from that run's latest checkpoint.
 """
 
 from __future__ import annotations
@@ -79,58 +51,69 @@ from ppi_dist.models.windows import WINDOW_MODES, Windowing
 from ppi_dist.training.checkpoint import latest_checkpoint
 from ppi_dist.training.rundir import run_contents
 
+# name: (the folder of train.tsv, test.tsv and, where the split ships one, valid.tsv; the
+# folder of sequences.fasta; the published figures). The yeast splits' 4,424 proteins are
+# encoded once, all of them, for every subset.
 DATASETS = {
-    "yeast-random": {
-        "train": "yeast-du2017/random/train.tsv",
-        "test": "yeast-du2017/random/test.tsv",
-        "fasta": "yeast-du2017/sequences.fasta",
-        "cache_whole_fasta": True,  # 4,424 proteins: encode them all once for both splits
-        "published": "published methods about 0.9 accuracy (Bernett et al. 2024)",
-    },
-    "yeast-c3": {
-        "train": "yeast-du2017/c3/train.tsv",
-        "test": "yeast-du2017/c3/test.tsv",
-        "fasta": "yeast-du2017/sequences.fasta",
-        "cache_whole_fasta": True,
-        "published": "published methods near chance (Bernett et al. 2024)",
-    },
-    "bernett": {
-        "train": "bernett-gold/train.tsv",
-        "valid": "bernett-gold/valid.tsv",
-        "test": "bernett-gold/test.tsv",
-        "fasta": "bernett-gold/sequences.fasta",
-        "published": "accuracy: D-SCRIPT 0.50, PIPR 0.52, Richoux-ESM-2 0.63, TUnA 0.648 "
-        "(AUPR 0.692), TUnA + cross-attention 0.66",
-    },
+    "yeast-random": (
+        "yeast-du2017/random",
+        "yeast-du2017",
+        "published methods about 0.9 accuracy (Bernett et al. 2024)",
+    ),
+    "yeast-c3": (
+        "yeast-du2017/c3",
+        "yeast-du2017",
+        "published methods near chance (Bernett et al. 2024)",
+    ),
+    "bernett": (
+        "bernett-gold",
+        "bernett-gold",
+        "accuracy: D-SCRIPT 0.50, PIPR 0.52, "
+        "Richoux-ESM-2 0.63, TUnA 0.648 (AUPR 0.692), TUnA + cross-attention 0.66",
+    ),
 }
+
+
+PUBLISHED = {name: published for name, (_, _, published) in DATASETS.items()}
+
+
+def fasta_of(name: str) -> Path:
+    return SHARED / "data" / DATASETS[name][1] / "sequences.fasta"
 
 
 SIMILARITY_LINKS: dict[str, list[tuple[str, str]]] = {}
 
 
-def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str, Path]:
-    """Seeded subsets of the split files; yeast validation = held-out training PROTEINS."""
+def make_splits(name: str, work: Path, args, seed: int) -> dict[str, Path]:
+    """A seed's pair files in `work`, written (or with --reuse_splits read back)."""
     paths = {split: work / f"{name}_seed{seed}_{split}.tsv" for split in ("train", "valid", "test")}
-    if args.reuse_splits and all(path.is_file() for path in paths.values()):
-        for split, path in paths.items():
-            pairs = read_pairs(path)
-            positives = sum(pair.label for pair in pairs)
-            print(
-                f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive), "
-                f"reused from {path}"
-            )
-        return paths
+    reuse = args.reuse_splits and all(path.is_file() for path in paths.values())
+    if reuse:
+        splits = {split: read_pairs(path) for split, path in paths.items()}
+    else:
+        splits = new_splits(name, args, seed)
+    for split, pairs in splits.items():
+        if not reuse:
+            write_pairs(paths[split], pairs)
+        positives = sum(pair.label for pair in pairs)
+        reused = f", reused from {paths[split]}" if reuse else ""
+        print(
+            f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive){reused}"
+        )
+    return paths
+
+
+def new_splits(name: str, args, seed: int) -> dict[str, list[Pair]]:
+    """Seeded subsets of the split files; yeast validation held out of training."""
     rng = random.Random(seed)
-    train = read_pairs(SHARED / "data" / spec["train"])
-    test = read_pairs(SHARED / "data" / spec["test"])
-    if "valid" in spec:
-        valid = read_pairs(SHARED / "data" / spec["valid"])
+    folder = SHARED / "data" / DATASETS[name][0]
+    train, test = read_pairs(folder / "train.tsv"), read_pairs(folder / "test.tsv")
+    if (folder / "valid.tsv").is_file():
+        valid = read_pairs(folder / "valid.tsv")
         rng.shuffle(valid)
     else:  # the yeast splits ship no validation file: ppi_dist.data.split holds one out
         proteins = {p for pair in train for p in (pair.protein_a, pair.protein_b)}
-        sequences = {
-            k: v for k, v in read_fasta(SHARED / "data" / spec["fasta"]).items() if k in proteins
-        }
+        sequences = {k: v for k, v in read_fasta(fasta_of(name)).items() if k in proteins}
         if args.split_method == "graph" and name not in SIMILARITY_LINKS:
             # The whole training file's MMseqs2 links do not change with the seed: once.
             SIMILARITY_LINKS[name] = similarity_links(sequences, 0.4)
@@ -146,18 +129,9 @@ def make_splits(name: str, spec: dict, work: Path, args, seed: int) -> dict[str,
         print(f"{name} validation hold-out (seed {seed}):\n{split.report.describe()}")
         rng.shuffle(valid)
     rng.shuffle(train)
-    splits = {
-        "train": train[: args.train_pairs],
-        "valid": valid[: args.valid_pairs],
-        "test": test
-        if args.test_pairs is None
-        else rng.sample(test, min(args.test_pairs, len(test))),
-    }
-    for split, pairs in splits.items():
-        write_pairs(paths[split], pairs)
-        positives = sum(pair.label for pair in pairs)
-        print(f"{name} {split}: {len(pairs):,} pairs ({positives / len(pairs):.1%} positive)")
-    return paths
+    if args.test_pairs is not None:
+        test = rng.sample(test, min(args.test_pairs, len(test)))
+    return {"train": train[: args.train_pairs], "valid": valid[: args.valid_pairs], "test": test}
 
 
 def labels_of(pairs: list[Pair]) -> list[float]:
@@ -183,8 +157,7 @@ def cache_dir(work: Path, fasta: Path, args) -> Path:
 
 
 def build_whole_cache(fasta: Path, work: Path, args) -> None:
-    """Encode every protein of `fasta` once; the trainer reuses the cache for any subset (it
-    checks the encoder's weights and the crop, which are the frozen runs' own)."""
+    """Every protein of `fasta` encoded once; the frozen runs' trainer reads any subset."""
     device = torch.device(default_device())
     config = benchmark_config(["--encoder", str(ENCODER_8M), "--freeze_encoder", "true"], device)
     model = build_model(config, device)
@@ -202,9 +175,6 @@ def build_whole_cache(fasta: Path, work: Path, args) -> None:
     )
 
 
-PUBLISHED = {name: spec["published"] for name, spec in DATASETS.items()}
-
-
 # The trainer runs per seed: variant (the middle of its run folder's name) -> table label.
 VARIANTS = {
     "frozen": "SE-CAI frozen 8M",
@@ -216,8 +186,6 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class TrainerRun:
-    """One trainer run: a dataset's split files for one seed, and the variant trained."""
-
     dataset: str
     paths: dict[str, Path]  # "train", "valid", "test" -> pair file
     fasta: Path
@@ -269,8 +237,7 @@ def trainer_command(run: TrainerRun, args: argparse.Namespace) -> list[str]:
 
 
 def run_secai(run: TrainerRun, args: argparse.Namespace) -> tuple[dict, dict, str, float]:
-    """One trainer run: (test metrics at the shipped threshold, test metrics at each threshold
-    objective's validation choice, the command, wall seconds)."""
+    """(test metrics, test metrics at each threshold objective's choice, command, seconds)."""
     command = trainer_command(run, args)
     shown = " ".join(c if c != sys.executable else "python" for c in command)
     print(f"$ {shown}", flush=True)
@@ -289,16 +256,10 @@ class TrainerStopped(Exception):
 
 
 def run_trainer(command: list[str], out: Path) -> dict:
-    """Run train.py to its end; its metrics.json.
+    """Run train.py to its end; its metrics.json. Ctrl-C reaches the trainer too, which
+    saves a checkpoint: wait for it (subprocess.run would kill it mid-save); a handler, not
+    KeyboardInterrupt, so an interrupt while Popen starts it is not raised through Popen."""
 
-    Ctrl-C reaches the trainer too (one process group), which saves a checkpoint and exits:
-    wait for that rather than kill it mid-save (subprocess.run kills its child 0.25 s after
-    an interrupt). A stopped run raises TrainerStopped; a failed one ends this script
-    (exit 1) with a message naming the trainer's exit status.
-    """
-
-    # A handler, not KeyboardInterrupt: an interrupt that lands while the trainer is being
-    # started (before any try block could catch it) is noted, not raised through Popen.
     def note_interrupt(signum, frame) -> None:
         print("interrupted: waiting for train.py to save its checkpoint", flush=True)
 
@@ -317,11 +278,8 @@ def run_trainer(command: list[str], out: Path) -> dict:
 
 
 def continue_or_replace(out: Path) -> list[str]:
-    """The trainer's flags for a seed's run folder, which it refuses as it stands when it
-    holds a run: one cut short (a completed checkpoint, no final metrics) is continued from
-    its latest checkpoint, so a stopped seed loses only the steps since; a finished one, or
-    one stopped before its first checkpoint, is replaced (a seed run again replaces its
-    earlier run)."""
+    """A run folder cut short (a checkpoint, no metrics) continues from its checkpoint; one
+    finished, or stopped before its first checkpoint, is replaced."""
     if not run_contents(out):
         return []
     if not (out / "metrics.json").is_file() and latest_checkpoint(out / "checkpoints"):
@@ -330,23 +288,12 @@ def continue_or_replace(out: Path) -> list[str]:
 
 
 # The arguments that define a configuration: seeds are pooled only across equal values.
-POOLED_SETTINGS = (
-    "train_pairs",
-    "valid_pairs",
-    "test_pairs",
-    "max_residues",
-    "windows",
-    "max_tokens",
-    "epochs",
-    "lora_steps",
-    "lora_layers",
-    "valid_fraction",
-    "split_method",
-)
+POOLED_SETTINGS = "train_pairs valid_pairs test_pairs max_residues windows max_tokens epochs"
+POOLED_SETTINGS += " lora_steps lora_layers valid_fraction split_method"
 
 
 def run_settings(args) -> dict:
-    return {key: getattr(args, key) for key in POOLED_SETTINGS}
+    return {key: getattr(args, key) for key in POOLED_SETTINGS.split()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -390,9 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     seeds = [args.seed + k for k in range(args.seeds)]
     for name in args.datasets:
-        spec = DATASETS[name]
-        fasta = SHARED / "data" / spec["fasta"]
-        if spec.get("cache_whole_fasta") and not args.dry:
+        fasta = fasta_of(name)
+        if name.startswith("yeast") and not args.dry:
             build_whole_cache(fasta, work, args)
         variants = list(args.variants) + ["lora"] * bool(args.lora_steps)
         variants += ["pooled"] * args.pooled_baseline
@@ -406,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
                 "replaces its earlier run)"
             )
         for seed in seeds:
-            paths = make_splits(name, spec, work, args, seed)
+            paths = make_splits(name, work, args, seed)
             per_seed.setdefault("degree baseline", {})[seed] = degree_baseline(paths)
             per_seed.setdefault("all positive", {})[seed] = all_positive(paths)
             for variant in [] if args.dry else variants:

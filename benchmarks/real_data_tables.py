@@ -1,6 +1,5 @@
-"""What real_data.py keeps and prints of its runs: every seed's metrics per predictor, pooled
-with earlier runs of the same settings, written as results.json and as markdown tables
-(one run's metrics, or mean ± sd over seeds)."""
+"""real_data.py's records: every seed's metrics per predictor, pooled with earlier runs of
+the same settings, written as results.json and markdown tables (mean ± sd over seeds)."""
 
 from __future__ import annotations
 
@@ -16,18 +15,12 @@ TABLE_METRICS = ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc
 
 
 def read_earlier(files: list[Path], datasets: list[str], settings: dict) -> dict[str, dict]:
-    """Per dataset: {"settings", "predictors": {label: {seed: metrics}}, "commands"} from
-    earlier results.json files. A dataset run now pools only with runs of `settings`; one
-    found in several files pools only with its own settings; others are kept as they were."""
+    """Per dataset: {"settings", "predictors": {label: {seed: metrics}}, "commands"}; a
+    dataset run now pools only with runs of `settings`, others only with their own."""
     earlier: dict[str, dict] = {}
     for path in files:
         for name, result in json.loads(path.read_text()).items():
-            if "settings" not in result:
-                raise SystemExit(
-                    f"{path}: {name}: written by an older real_data.py, without the seed and "
-                    "settings of each run, so its runs cannot be pooled; move the file away "
-                    "or pass another --work_dir"
-                )
+            result.setdefault("settings", {})  # none: refused below
             wanted = settings if name in datasets else earlier.get(name, result)["settings"]
             found = result["settings"]
             differ = [
@@ -57,7 +50,7 @@ def row(label: str, m: dict) -> tuple[str, ...]:
 
 
 def mean_sd(runs: list[dict]) -> dict[str, dict[str, float]]:
-    """Per metric: mean and sample standard deviation over runs (sd 0 for one run)."""
+    """Per metric: mean and sample standard deviation (0 for one run)."""
     out = {}
     for name in (*TABLE_METRICS, "threshold"):
         values = np.array([run[name] for run in runs], dtype=float)
@@ -86,7 +79,7 @@ def pooled_result(per_seed: dict[str, dict[int, dict]], commands: dict, settings
 
 
 def section(name: str, result: dict, published: str) -> str:
-    """The markdown of one dataset: its table, the published figures, the commands run."""
+    """One dataset's table, the published figures and the commands run."""
     predictors = result["predictors"]
     seeds = sorted({seed for record in predictors.values() for seed in record["seeds"]})
     rows = []
@@ -103,12 +96,12 @@ def section(name: str, result: dict, published: str) -> str:
     return "\n".join(lines)
 
 
-HEADER = ("predictor", "accuracy", "precision", "recall", "F1", "weighted", "MCC", "AUROC")
-HEADER += ("AUPR", "threshold")
+HEADER = ("predictor", "accuracy", "precision", "recall", "F1", "weighted", "MCC", "AUROC", "AUPR")
+HEADER += ("threshold",)
 
 
 def write_results(work: Path, results: dict, published: Mapping[str, str]) -> None:
-    """results.md and results.json in `work`; `published`: dataset -> the published figures."""
+    """results.md and results.json in `work`."""
     sections = [section(name, result, published[name]) for name, result in results.items()]
     text = "\n\n".join(sections)
     (work / "results.md").write_text(text + "\n")

@@ -1,20 +1,9 @@
-"""The split on real data: the balanced graph cut beside the plain cut and random draws.
+"""The split on real data, over the same MMseqs2 clusters: the balanced graph cut as
+`ppi-dist split` runs it, the plain cut (`--share_tolerance 1`), a random draw of the
+PROTEINS and one of groups until each held-out block holds its fraction of the PAIRS; each
+block's share and positive share, the pairs dropped, the highest identity to train, wall.
 
-    python -m benchmarks.split                       # yeast all_pairs and Bernett train
-    python -m benchmarks.split --datasets yeast --fractions 0.1,0.1
-    python -m benchmarks.split --datasets c3 --fractions 0.1,0
-
-For each pair file and each valid,test fraction, four ways to hold blocks out, all over the
-same MMseqs2 clusters: the graph method as `ppi-dist split` runs it (held-out blocks at the
-input's positive share, `data/balance.py`; with `--resample_negatives`, that split's
-instead), the plain cut that ignores the balance (`--share_tolerance 1`), the random draw
-of proteins at the same fractions of the PROTEINS (the report's `random`), and a random
-draw of proteins that takes groups until each held-out block holds its fraction of the
-PAIRS. Each row gives every block's share of the input pairs and its positive share, the
-pairs dropped, the highest identity an MMseqs2 search finds between a held-out block and
-train, and the wall time of the split (the cut and the check searches; the MMseqs2
-clustering, timed once per file, is apart), as a markdown
-table.
+    python -m benchmarks.split --datasets c3 --fractions 0.1,0 --threads 2
 """
 
 from __future__ import annotations
@@ -53,8 +42,8 @@ HEADER = ("method", *NAMES, "dropped", "highest identity to train", "split secon
 def random_by_pairs(
     pairs: list[Pair], groups: list[list[str]], asked: dict[str, float], seed: int
 ) -> list[str]:
-    """Groups in a seeded random order, each taken into the first held-out block that still
-    holds fewer than its fraction of the input pairs (the rest stay in train)."""
+    """Groups in a seeded order, each into the first held-out block still short of its
+    fraction of the input pairs (the rest stay in train)."""
     partners: dict[str, list[str]] = defaultdict(list)
     for pair in pairs:
         partners[pair.protein_a].append(pair.protein_b)
@@ -100,9 +89,8 @@ def _row(label: str, blocks: dict[str, list[Pair]], n: int, highest: float, seco
         for name, rows in blocks.items()
     }
     dropped = n - sum(len(rows) for rows in blocks.values())
-    return {"method": label, "blocks": counts, "dropped": dropped, "highest": highest} | {
-        "seconds": seconds
-    }
+    row = {"method": label, "blocks": counts, "dropped": dropped, "highest": highest}
+    return row | {"seconds": seconds}
 
 
 def _cells(row: dict, n: int) -> list[str]:
@@ -120,16 +108,8 @@ def _cells(row: dict, n: int) -> list[str]:
 def _one(pairs, sequences, links, fractions: str, args) -> list[dict]:
     valid, test = (float(x) for x in fractions.split(","))
     started = time.perf_counter()
-    split = split_pairs(
-        pairs,
-        sequences,
-        valid,
-        test,
-        clusters=links,
-        seed=args.seed,
-        threads=args.threads,
-        resample=args.resample_negatives,
-    )
+    how = {"seed": args.seed, "threads": args.threads, "resample": args.resample_negatives}
+    split = split_pairs(pairs, sequences, valid, test, clusters=links, **how)
     seconds = time.perf_counter() - started
     report, n = split.report, len(pairs)
     label = "graph, negatives resampled" if args.resample_negatives else "graph, balanced"
@@ -139,20 +119,17 @@ def _one(pairs, sequences, links, fractions: str, args) -> list[dict]:
     others = [("random draw, proteins", report.random)]
     if report.plain is not None:
         others.insert(0, ("graph, plain cut", report.plain))
+    others.append(("random draw, pairs", None))
     for label, other in others:
         blocks = _blocks_again(pairs, groups, other, label, asked, args.seed)
         rows.append(_row(label, blocks, n, _highest(blocks, sequences, args.threads), None))
-    by_pairs = random_by_pairs(pairs, groups, asked, args.seed)
-    blocks, _, _ = _assign(pairs, groups, by_pairs)
-    rows.append(
-        _row("random draw, pairs", blocks, n, _highest(blocks, sequences, args.threads), None)
-    )
     return rows
 
 
-def _blocks_again(pairs, groups, other: dict, label: str, asked: dict, seed: int) -> dict:
-    """The plain cut's and the protein-random draw's blocks, made again (the report keeps
-    their counts only): the same seed and clusters give the same blocks."""
+def _blocks_again(pairs, groups, other: dict | None, label: str, asked: dict, seed: int) -> dict:
+    """The plain cut's or the protein draw's blocks made again (the report keeps counts)."""
+    if other is None:  # no report to check against
+        return _assign(pairs, groups, random_by_pairs(pairs, groups, asked, seed))[0]
     if label.startswith("random"):
         group_blocks = _random_blocks(groups, asked, seed)
     else:  # a share tolerance of 1 is the plain cut
@@ -171,9 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--identity", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--resample_negatives", action="store_true", help="the split's --resample_negatives"
-    )
+    parser.add_argument("--resample_negatives", action="store_true")
     parser.add_argument("--out", default=None, help="JSON of every row")
     args = parser.parse_args(argv)
     print(machine_line(torch.device("cpu")))

@@ -1,77 +1,60 @@
-"""Long proteins: the centred crop against all windows, in cost and in what a model scores.
+"""Long proteins: the centred crop against every window.
 
-    python -m benchmarks.windows cost [--max_residues 1022 256] [--time_pairs 200]
+    python -m benchmarks.windows cost            # Bernett test: residues, tokens, cache size
     python -m benchmarks.windows quality --model RUN/model --pairs test.tsv --fasta seqs.fasta
 
-`cost`, on the Bernett test proteins (the proteins of `--pairs`): residues never seen by a
-crop, encoder tokens and cache size with crops and with windows (arithmetic on the lengths:
-exact), then the wall time of encoding and scoring `--time_pairs` test pairs both ways with
-the shared ESM-2 8M (measured, same process, so the ratio holds on a loaded machine).
-
-`quality`: one trained model's test pairs scored with the centred crop and with all windows
-at the model's own window and threshold: AUROC, AUPR and MCC with 95% bootstrap intervals,
-on all pairs and on the pairs with a protein longer than the window.
+`cost` is arithmetic on the lengths of `--pairs`' proteins; `quality` scores one trained
+model's pairs both ways at its own window and threshold (AUROC, AUPR, MCC with 95%
+bootstrap intervals), on all pairs and on those with a protein longer than the window.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.core import BERNETT, ENCODER_8M, append_json_line, machine_line
+from benchmarks.core import BERNETT, append_json_line, machine_line
 from ppi_dist.data.pairs import PairSource, sequences_of
 from ppi_dist.evaluation.bootstrap import bootstrap_intervals
 from ppi_dist.evaluation.threshold import evaluate_at
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.cache import covering_cache
 from ppi_dist.inference.scoring import score_pairs, scoring_windowing
-from ppi_dist.models.config import SECAIConfig
-from ppi_dist.models.secai import SECAI
 from ppi_dist.models.windows import Windowing
 
 HIDDEN_8M = 320
 
 
 def cost(args: argparse.Namespace) -> dict:
-    source = PairSource(args.pairs, args.fasta, labeled=False)
-    pairs = list(source.pair_rows())
-    sequences = sequences_of(pairs)
-    lengths = np.array([len(s) for s in sequences.values()])
+    """Residues a crop never shows, encoder tokens and cache size, crop against windows."""
+    pairs = list(PairSource(args.pairs, args.fasta, labeled=False).pair_rows())
+    lengths = np.array([len(s) for s in sequences_of(pairs).values()])
     print(
         f"{len(pairs):,} pairs of {args.pairs}, {len(lengths):,} proteins, "
         f"{lengths.sum():,} residues (longest {lengths.max():,})"
     )
     result = {"pairs": len(pairs), "proteins": len(lengths), "residues": int(lengths.sum())}
-    model = SECAI(SECAIConfig(encoder=str(ENCODER_8M), freeze_encoder=True)).eval()
-    rng = random.Random(0)
-    sample = rng.sample(pairs, min(args.time_pairs, len(pairs)))
     for window in args.max_residues:
-        crop, windows = Windowing(window, window // 4, "crop"), Windowing(window, window // 4)
         row = {}
-        for name, windowing in (("crop", crop), ("windows", windows)):
+        for name, mode in (("crop", "crop"), ("windows", "all")):
+            windowing = Windowing(window, window // 4, mode)
             kept = sum(windowing.kept_length(n) for n in lengths)
             tokens = sum(
                 windowing.encoded_residues(n) + 2 * len(windowing.windows(n)) for n in lengths
             )
-            started = time.perf_counter()
-            if sample:
-                score_pairs(model, sample, windowing=windowing)
             row[name] = {
                 "residues_seen": kept,
                 "encoder_tokens": tokens,
                 "cache_mib_8m_fp16": kept * HIDDEN_8M * 2 / 2**20,
-                "seconds": time.perf_counter() - started,
             }
         unseen = 1 - row["crop"]["residues_seen"] / lengths.sum()
-        long_pairs = sum(max(len(p.sequence_a), len(p.sequence_b)) > window for p in pairs) / len(
-            pairs
-        )
+        longer = sum(max(len(p.sequence_a), len(p.sequence_b)) > window for p in pairs)
+        long_pairs = longer / len(pairs)
         print(
             f"window {window}: a crop leaves {100 * unseen:.1f}% of residues unseen; "
             f"{100 * long_pairs:.1f}% of pairs hold a longer protein"
@@ -79,12 +62,10 @@ def cost(args: argparse.Namespace) -> dict:
         for name, values in row.items():
             print(
                 f"  {name:<8} encoder tokens {values['encoder_tokens']:>12,}  cache (8M, fp16) "
-                f"{values['cache_mib_8m_fp16']:>9,.0f} MiB  encode + score {len(sample)} pairs "
-                f"{values['seconds']:.1f} s"
+                f"{values['cache_mib_8m_fp16']:>9,.0f} MiB"
             )
         tokens = row["windows"]["encoder_tokens"] / row["crop"]["encoder_tokens"]
-        timed = f", wall time {row['windows']['seconds'] / row['crop']['seconds']:.2f}x"
-        print(f"  windows / crop: encoder tokens {tokens:.2f}x{timed if sample else ''}")
+        print(f"  windows / crop: encoder tokens {tokens:.2f}x")
         result[str(window)] = {**row, "unseen_by_crop": unseen, "long_pairs": long_pairs}
     return result
 
@@ -134,12 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", default=str(BERNETT / "test.tsv"))
     parser.add_argument("--fasta", default=str(BERNETT / "sequences.fasta"))
     parser.add_argument("--max_residues", type=int, nargs="+", default=[1022, 256])
-    parser.add_argument("--time_pairs", type=int, default=200)
     parser.add_argument("--model", help="quality: a trained model folder")
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument(
-        "--crop_cache", help="quality: a cache of the crops to read (a frozen run's own)"
-    )
+    parser.add_argument("--crop_cache", help="quality: a cache of the crops (a frozen run's)")
     parser.add_argument("--json_out", help="append the result as a JSON line here")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
