@@ -19,6 +19,7 @@ from ppi_dist.data.batching import batch_to_device
 from ppi_dist.data.pairs import Pair, sequences_of
 from ppi_dist.inference.cache import EmbeddingCache, covering_cache
 from ppi_dist.inference.scoring import encode_proteins
+from ppi_dist.inference.trunk import TrunkCache
 from ppi_dist.models.packing import LAYOUT_FIELDS
 from ppi_dist.models.windows import Windowing
 
@@ -42,9 +43,7 @@ def open_training_cache(
     """
     directory, started = Path(directory), time.perf_counter()
     if accelerator.is_main_process:
-        sequences = {}
-        for pairs in splits:
-            sequences.update(sequences_of(pairs))
+        sequences = sequences_of_splits(splits)
         if covering_cache(directory, model, sequences, windowing) is None:
             model.to(accelerator.device)  # encoded where the run computes
             encode_proteins(
@@ -52,17 +51,30 @@ def open_training_cache(
             )
     accelerator.wait_for_everyone()
     cache = EmbeddingCache.open(directory)
-    device = torch.device(accelerator.device)
-    # On a GPU with room, the states live there: each step gathers its batch on the device.
-    resident = device.type == "cuda" and cache.nbytes < 0.4 * torch.cuda.mem_get_info(device)[0]
-    if resident:
-        cache.keep_on(device)
-    seconds, where = time.perf_counter() - started, "; kept on the GPU" if resident else ""
+    where = keep_on_gpu_with_room(cache, torch.device(accelerator.device))
+    seconds = time.perf_counter() - started
     accelerator.print(
         f"embedding cache: {len(cache):,} proteins, {cache.nbytes / 2**20:,.0f} "
         f"MiB in {directory} ({seconds:.0f} s){where}"
     )
     return cache
+
+
+def sequences_of_splits(splits: Iterable[Iterable[Pair]]) -> dict[str, str]:
+    """Every protein of every split, by name: what a run's caches encode."""
+    sequences = {}
+    for pairs in splits:
+        sequences.update(sequences_of(pairs))
+    return sequences
+
+
+def keep_on_gpu_with_room(cache: EmbeddingCache | TrunkCache, device: torch.device) -> str:
+    """Moves the cache's states to `device` when it is a GPU with room for them (each step
+    then gathers its batch there); what to add to the cache's log line."""
+    if device.type != "cuda" or cache.nbytes >= 0.4 * torch.cuda.mem_get_info(device)[0]:
+        return ""
+    cache.keep_on(device)
+    return "; kept on the GPU"
 
 
 def with_cached_states(batch: dict, cache: EmbeddingCache, device: torch.device) -> dict:

@@ -16,10 +16,11 @@ import torch
 from accelerate import Accelerator
 
 from ppi_dist.data.batching import batch_to_device
-from ppi_dist.data.pairs import Pair, sequences_of
+from ppi_dist.data.pairs import Pair
 from ppi_dist.inference.trunk import TrunkCache
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.windows import Windowing
+from ppi_dist.training.frozen import keep_on_gpu_with_room, sequences_of_splits
 
 
 def open_trunk_cache(
@@ -35,18 +36,12 @@ def open_trunk_cache(
     processes wait, then memory-map the same folder. Kept on the GPU where it fits."""
     directory, started = Path(directory), time.perf_counter()
     if accelerator.is_main_process:
-        sequences = {}
-        for pairs in splits:
-            sequences.update(sequences_of(pairs))
+        sequences = sequences_of_splits(splits)
         model.to(accelerator.device)
         TrunkCache.build(model, sequences, directory, windowing, dtype=dtype, progress=True)
     accelerator.wait_for_everyone()
     trunk = TrunkCache.open(directory)
-    device = torch.device(accelerator.device)
-    resident = device.type == "cuda" and trunk.nbytes < 0.4 * torch.cuda.mem_get_info(device)[0]
-    if resident:
-        trunk.keep_on(device)
-    where = "; kept on the GPU" if resident else ""
+    where = keep_on_gpu_with_room(trunk, torch.device(accelerator.device))
     accelerator.print(
         f"trunk cache: {len(trunk):,} windows through {trunk.settings.depth} layers, "
         f"{trunk.nbytes / 2**20:,.0f} MiB {trunk.settings.dtype} in {directory} "
