@@ -20,7 +20,9 @@ rows, verified before a cache is reused); no pickle. float32 by default:
 the top layers then start from exactly what the whole encoder computes, so the run's final
 scores are `predict`'s (which runs the whole encoder); float16 or bfloat16 halve the file.
 A build in progress writes `build.json` (settings, plan and windows done) whenever it
-flushes, so a build stopped midway resumes where it was.
+flushes, so a build stopped midway resumes where it was. A cache of the same settings that
+lacks some windows (another split of the same proteins, new proteins) keeps its rows and
+grows by the windows it lacks.
 """
 
 from __future__ import annotations
@@ -125,8 +127,9 @@ class TrunkCache:
     ) -> TrunkCache:
         """The trunk states of every window `windowing` (and its mode "all") reads of
         `sequences`, in `directory`: reused when a cache there holds them under the same
-        settings, resumed when a build there was stopped, refused (naming what differs)
-        when the folder holds a cache of other settings."""
+        settings, extended by the windows it lacks when it holds some, resumed when a build
+        there was stopped, refused (naming what differs) when the folder holds a cache of
+        other settings."""
         if dtype not in DTYPES:
             raise ConfigError(f"trunk_cache_dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
         directory = Path(directory)
@@ -142,7 +145,7 @@ class TrunkCache:
         existing = cls._existing(directory, settings)
         if existing is not None and existing.covers(list(windows.values())):
             return existing
-        return cls._encode(model, windows, directory, settings, max_tokens, progress)
+        return cls._encode(model, windows, directory, settings, max_tokens, progress, existing)
 
     @classmethod
     def _existing(cls, directory: Path, settings: TrunkSettings) -> TrunkCache | None:
@@ -174,16 +177,30 @@ class TrunkCache:
         settings: TrunkSettings,
         max_tokens: int,
         progress: bool,
+        kept: TrunkCache | None = None,
     ) -> TrunkCache:
-        keys, residues = list(windows), list(windows.values())
-        lengths = np.array([len(r) + 2 for r in residues], dtype=np.int64)
+        """Encode `windows` into `directory`. With `kept` (a complete cache there, of these
+        settings), its rows stay where they are and only the windows it lacks are encoded,
+        after them."""
+        kept_keys = list(kept.keys) if kept is not None else []
+        added = {k: r for k, r in windows.items() if kept is None or k not in kept.index.row}
+        keys = kept_keys + list(added)
+        residues = [""] * len(kept_keys) + list(added.values())  # kept rows are not encoded
+        lengths = np.array(
+            [*(kept.lengths if kept is not None else []), *(len(r) + 2 for r in added.values())],
+            dtype=np.int64,
+        )
         plan = hashlib.sha1("\n".join(keys).encode()).hexdigest()
         build = {"settings": dataclasses.asdict(settings), "plan": plan}
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / INDEX_NAME).unlink(missing_ok=True)  # invalid until complete
-        done = _windows_done(directory / BUILD_NAME, build)
         shape = (int(lengths.sum()), int(model.encoder.config.hidden_size))
         numpy_dtype = DTYPES[settings.dtype][1]
+        if kept is not None:  # the file grows; the kept rows stay at their offsets
+            write_text_atomic(directory / BUILD_NAME, json.dumps(build | {"done": len(kept)}))
+            with open(directory / STATES_NAME, "r+b") as handle:
+                handle.truncate(shape[0] * shape[1] * np.dtype(numpy_dtype).itemsize)
+        (directory / INDEX_NAME).unlink(missing_ok=True)  # invalid until complete
+        done = _windows_done(directory / BUILD_NAME, build)
         mode = "r+" if done else "w+"
         array = np.memmap(directory / STATES_NAME, dtype=numpy_dtype, mode=mode, shape=shape)
         cache = cls(keys, lengths, array, settings)

@@ -1,6 +1,6 @@
-"""The trunk cache: rows equal the trunk's states, reused under the same settings, refused
-(naming the setting) under others, a stopped build resumed, and scoring through it equal to
-scoring through the whole encoder."""
+"""The trunk cache: rows equal the trunk's states, reused under the same settings, extended by
+the windows it lacks, refused (naming the setting) under others, a stopped build resumed, and
+scoring through it equal to scoring through the whole encoder."""
 
 from __future__ import annotations
 
@@ -79,6 +79,44 @@ def test_a_complete_cache_is_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(model, "encode_trunk", lambda *a: pytest.fail("encoded again"))
     subset = dict(list(proteins.items())[:4])
     assert len(TrunkCache.build(model, subset, tmp_path / "trunk", WINDOWS)) > 0
+
+
+def test_a_cache_lacking_windows_is_extended_by_those_only(tmp_path, monkeypatch):
+    model, proteins = _model(), _proteins(12)
+    names = list(proteins)
+    first = {name: proteins[name] for name in names[:7]}
+    later = {name: proteins[name] for name in names[4:]}  # 3 proteins shared, 5 new
+    built = TrunkCache.build(model, first, tmp_path / "trunk", WINDOWS, max_tokens=120)
+    kept = {
+        key: built.window_states([residues], "cpu")
+        for key, residues in trunk_windows(first, [WINDOWS]).items()
+    }
+    new_windows = [r for k, r in trunk_windows(later, [WINDOWS]).items() if k not in kept]
+    assert new_windows
+    encoded, real_encode = [], model.encode_trunk
+
+    def encode_trunk(input_ids, attention_mask):
+        encoded.append(int(input_ids.shape[0]))
+        return real_encode(input_ids, attention_mask)
+
+    monkeypatch.setattr(model, "encode_trunk", encode_trunk)
+    extended = TrunkCache.build(model, later, tmp_path / "trunk", WINDOWS, max_tokens=120)
+    assert sum(encoded) == len(new_windows)  # the windows it lacked, and no others
+    assert len(extended) == len(kept) + len(new_windows)
+    reopened = TrunkCache.open(tmp_path / "trunk")
+    assert reopened.find_damage() is None
+    for key, states in kept.items():  # the earlier rows, unchanged
+        assert torch.equal(
+            reopened.token_states(torch.tensor([reopened.index.row[key]]), "cpu"), states
+        )
+    fresh = TrunkCache.build(model, later, tmp_path / "fresh", WINDOWS, max_tokens=120)
+    windows = list(trunk_windows(later, [WINDOWS]).values())
+    torch.testing.assert_close(
+        reopened.window_states(windows, "cpu"),
+        fresh.window_states(windows, "cpu"),
+        atol=1e-6,
+        rtol=1e-5,
+    )
 
 
 def test_a_changed_cache_is_found_said_and_encoded_again(tmp_path, caplog):
