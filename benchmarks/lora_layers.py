@@ -50,7 +50,7 @@ class Variant:
     label: str
     step: Callable[[dict], object]
     flops: float  # model FLOPs of all the batches, by the FLOP model
-    batches: list[dict] | None = None  # its own form of the shared batches (frozen: cache rows)
+    batches: list[dict]  # the shared batches in the form its step reads (frozen: cache rows)
     repeats: list[list[float]] = field(default_factory=list)
 
 
@@ -144,21 +144,19 @@ def build_variants(args, config: TrainConfig, source, work: Path) -> tuple[list,
     for label, variant_config, model, (states, trunk_states), encoder in plans:
         step = core.trainer_step(model, variant_config, accelerator, states, trunk_states)
         flops = step_flops(variant_config, model, batches[args.warmup :], encoder)
-        variants.append(Variant(label, step, flops))
+        variants.append(Variant(label, step, flops, batches))
     # The frozen step reads the same pairs as cache rows, each long protein cropped to a
     # window of its cached states as the trainer's frozen batches crop it (as tokens it
     # would cross-attend whole proteins).
     rows = CacheRowBatches(source, cache.index, windowing=config.model.secai.windowing("train"))
-    variants[-1].batches = [
-        rows.collate(i, [Pair(a, b, label=y) for a, b, y in _pairs_of(batch)], 1.0)
-        for i, batch in enumerate(batches)
-    ]
+    variants[-1].batches = [rows.collate(i, _pairs_of(b), 1.0) for i, b in enumerate(batches)]
     return variants, batches, built
 
 
-def _pairs_of(batch: dict) -> list[tuple[str, str, float]]:
+def _pairs_of(batch: dict) -> list[Pair]:
     labels = batch["labels"].tolist()
-    return list(zip(batch["protein_a"], batch["protein_b"], labels, strict=True))
+    sides = zip(batch["protein_a"], batch["protein_b"], labels, strict=True)
+    return [Pair(a, b, label=y) for a, b, y in sides]
 
 
 def run(args: argparse.Namespace, config: TrainConfig) -> None:
@@ -175,11 +173,11 @@ def run(args: argparse.Namespace, config: TrainConfig) -> None:
         variants, batches, built = build_variants(args, config, source, Path(work))
         timed = batches[args.warmup :]
         for variant in variants:
-            core.time_steps(variant.step, (variant.batches or batches)[: args.warmup], device)
+            core.time_steps(variant.step, variant.batches[: args.warmup], device)
         for repeat in range(args.repeats):
             for variant in variants:
-                own = (variant.batches or batches)[args.warmup :]
-                variant.repeats.append(core.time_steps(variant.step, own, device))
+                timed_here = variant.batches[args.warmup :]
+                variant.repeats.append(core.time_steps(variant.step, timed_here, device))
             print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     timed_pairs = sum(len(b["index_a"]) for b in timed)
     print(

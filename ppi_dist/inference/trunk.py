@@ -182,24 +182,22 @@ class TrunkCache:
         """Encode `windows` into `directory`. With `kept` (a complete cache there, of these
         settings), its rows stay where they are and only the windows it lacks are encoded,
         after them."""
-        kept_keys = list(kept.keys) if kept is not None else []
-        added = {k: r for k, r in windows.items() if kept is None or k not in kept.index.row}
-        keys = kept_keys + list(added)
+        kept_keys, kept_lengths = (kept.keys, kept.lengths) if kept is not None else ([], [])
+        kept_rows = kept.index.row if kept is not None else {}
+        added = {k: r for k, r in windows.items() if k not in kept_rows}
+        keys = [*kept_keys, *added]
         residues = [""] * len(kept_keys) + list(added.values())  # kept rows are not encoded
-        lengths = np.array(
-            [*(kept.lengths if kept is not None else []), *(len(r) + 2 for r in added.values())],
-            dtype=np.int64,
-        )
+        lengths = np.array([*kept_lengths, *(len(r) + 2 for r in added.values())], dtype=np.int64)
         plan = hashlib.sha1("\n".join(keys).encode()).hexdigest()
         build = {"settings": dataclasses.asdict(settings), "plan": plan}
         directory.mkdir(parents=True, exist_ok=True)
         shape = (int(lengths.sum()), int(model.encoder.config.hidden_size))
         numpy_dtype = DTYPES[settings.dtype][1]
+        (directory / INDEX_NAME).unlink(missing_ok=True)  # invalid until complete
         if kept is not None:  # the file grows; the kept rows stay at their offsets
             write_text_atomic(directory / BUILD_NAME, json.dumps(build | {"done": len(kept)}))
             with open(directory / STATES_NAME, "r+b") as handle:
                 handle.truncate(shape[0] * shape[1] * np.dtype(numpy_dtype).itemsize)
-        (directory / INDEX_NAME).unlink(missing_ok=True)  # invalid until complete
         done = _windows_done(directory / BUILD_NAME, build)
         mode = "r+" if done else "w+"
         array = np.memmap(directory / STATES_NAME, dtype=numpy_dtype, mode=mode, shape=shape)
