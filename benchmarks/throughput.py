@@ -18,12 +18,13 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 
 from benchmarks import core
 from benchmarks.baseline import BaselineStep, baseline_batches, pairs_of, transformers_attention
-from benchmarks.flops import PEAK_TFLOPS, ModelShape, secai_step_flops
+from benchmarks.flops import PEAK_TFLOPS, ModelShape, StepFlops, secai_step_flops
 from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
 from ppi_dist.models.compile import compile_model, compiled_graphs, default_backend
 from ppi_dist.models.packing import encoder_tokens
@@ -31,23 +32,32 @@ from ppi_dist.models.secai import SECAI
 from ppi_dist.training.config import TrainConfig
 
 
-def batch_stats(batch: dict, shape: ModelShape) -> tuple:
-    """(pairs, pair tokens, encoder real tokens, encoder padded tokens, step FLOPs) of one of
-    our batches (distinct sequences packed into rows) or of a baseline batch (A and B each
-    padded to its own longest, two encoder calls)."""
+class BatchStats(NamedTuple):
+    """What one batch holds and costs."""
+
+    pairs: int
+    pair_tokens: int
+    encoded_real: int  # encoder tokens that are residues or special tokens
+    encoded_padded: int  # encoder tokens including padding
+    flops: StepFlops
+
+
+def batch_stats(batch: dict, shape: ModelShape) -> BatchStats:
+    """The stats of one of our batches (distinct sequences packed into rows) or of a baseline
+    batch (A and B each padded to its own longest, two encoder calls)."""
     if "attention_mask" in batch:
         mask = batch["attention_mask"]
         lengths, width = mask.sum(dim=1), mask.shape[1]
         rows, pairs = encoder_tokens(mask) // width, len(batch["index_a"])
         pair_tokens = int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
         flops = secai_step_flops(shape, [[width] * rows], [(width, width)] * pairs)
-        return pairs, pair_tokens, int(lengths.sum()), rows * width, flops
+        return BatchStats(pairs, pair_tokens, int(lengths.sum()), rows * width, flops)
     mask_a, mask_b = batch["attention_mask_a"], batch["attention_mask_b"]
     pairs, width_a, width_b = mask_a.shape[0], mask_a.shape[1], mask_b.shape[1]
     calls = [[width_a] * pairs, [width_b] * pairs]
     flops = secai_step_flops(shape, calls, [(width_a, width_b)] * pairs)
     real = int(mask_a.sum() + mask_b.sum())
-    return pairs, real, real, mask_a.numel() + mask_b.numel(), flops
+    return BatchStats(pairs, real, real, mask_a.numel() + mask_b.numel(), flops)
 
 
 @dataclass
@@ -58,7 +68,7 @@ class Method:
     step: Callable[[dict], object]
     warm: list[dict]
     measured: list[dict]
-    stats: list[tuple]
+    stats: list[BatchStats]
     max_tokens: int | None = None
     batch_size: int | None = None
     attention: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
@@ -77,9 +87,12 @@ class Method:
 
     def summary(self, memory_kind: str, peak_tflops: float | None) -> dict:
         """Rates over the median repeat; MFU and HFU against `peak_tflops` when given."""
-        pairs, pair_tokens, real, padded = (sum(s[i] for s in self.stats) for i in range(4))
-        model = sum(s[4].model for s in self.stats)
-        executed = sum(s[4].executed for s in self.stats)
+        pairs = sum(s.pairs for s in self.stats)
+        pair_tokens = sum(s.pair_tokens for s in self.stats)
+        real = sum(s.encoded_real for s in self.stats)
+        padded = sum(s.encoded_padded for s in self.stats)
+        model = sum(s.flops.model for s in self.stats)
+        executed = sum(s.flops.executed for s in self.stats)
         totals = [sum(seconds) for seconds in self.repeats]
         seconds = statistics.median(totals)
         peak = peak_tflops * 1e12 if peak_tflops else None
