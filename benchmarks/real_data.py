@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -51,21 +52,27 @@ from ppi_dist.models.windows import WINDOW_MODES, Windowing
 from ppi_dist.training.checkpoint import latest_checkpoint
 from ppi_dist.training.rundir import run_contents
 
-# name: (the folder of train.tsv, test.tsv and, where the split ships one, valid.tsv; the
-# folder of sequences.fasta; the published figures). The yeast splits' 4,424 proteins are
-# encoded once, all of them, for every subset.
+
+class Dataset(NamedTuple):
+    """A real split under ../shared/data."""
+
+    folder: str  # train.tsv, test.tsv and, where the split ships one, valid.tsv
+    fasta_folder: str  # sequences.fasta; the yeast splits' 4,424 proteins are encoded once
+    published: str  # the published figures, printed under the table
+
+
 DATASETS = {
-    "yeast-random": (
+    "yeast-random": Dataset(
         "yeast-du2017/random",
         "yeast-du2017",
         "published methods about 0.9 accuracy (Bernett et al. 2024)",
     ),
-    "yeast-c3": (
+    "yeast-c3": Dataset(
         "yeast-du2017/c3",
         "yeast-du2017",
         "published methods near chance (Bernett et al. 2024)",
     ),
-    "bernett": (
+    "bernett": Dataset(
         "bernett-gold",
         "bernett-gold",
         "accuracy: D-SCRIPT 0.50, PIPR 0.52, "
@@ -74,11 +81,11 @@ DATASETS = {
 }
 
 
-PUBLISHED = {name: published for name, (_, _, published) in DATASETS.items()}
+PUBLISHED = {name: dataset.published for name, dataset in DATASETS.items()}
 
 
 def fasta_of(name: str) -> Path:
-    return SHARED / "data" / DATASETS[name][1] / "sequences.fasta"
+    return SHARED / "data" / DATASETS[name].fasta_folder / "sequences.fasta"
 
 
 SIMILARITY_LINKS: dict[str, list[tuple[str, str]]] = {}
@@ -106,7 +113,7 @@ def make_splits(name: str, work: Path, args, seed: int) -> dict[str, Path]:
 def new_splits(name: str, args, seed: int) -> dict[str, list[Pair]]:
     """Seeded subsets of the split files; yeast validation held out of training."""
     rng = random.Random(seed)
-    folder = SHARED / "data" / DATASETS[name][0]
+    folder = SHARED / "data" / DATASETS[name].folder
     train, test = read_pairs(folder / "train.tsv"), read_pairs(folder / "test.tsv")
     if (folder / "valid.tsv").is_file():
         valid = read_pairs(folder / "valid.tsv")
