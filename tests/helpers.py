@@ -76,10 +76,15 @@ def states_alone(model: SECAI, sequences: list[str]) -> list[torch.Tensor]:
 
 
 def sgd_step(model: SECAI, batch: dict) -> None:
-    """One plain SGD step on binary cross-entropy: moves LoRA, head and BatchNorm statistics."""
+    """One plain SGD step on binary cross-entropy: moves LoRA, head, first pass and BatchNorm
+    statistics."""
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    logits = model(**batch)
-    torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"]).backward()
+    if model.first_pass is None:
+        logits, labels = model(**batch), batch["labels"]
+    else:
+        logits = torch.cat(model(**batch, with_first_pass=True))
+        labels = batch["labels"].repeat(2)
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
     optimizer.step()
 
 

@@ -3,6 +3,7 @@
     ppi-dist predict --model runs/best --fasta proteome.fasta --out scores.tsv
     ppi-dist predict --model runs/best --fasta a.fasta --fasta_b b.fasta --out x.parquet
     ppi-dist predict --model runs/best --pairs test.tsv --fasta seqs.fasta --out p.tsv
+    ppi-dist predict --model runs/best --fasta proteome.fasta --screen 0.05 --out s.tsv
     accelerate launch -m ppi_dist.predict ...          # several GPUs: each takes a slice
 
 Each distinct protein goes through the encoder once; the output is streamed and resumable
@@ -21,7 +22,7 @@ from accelerate import PartialState
 
 from ppi_dist.cli.boundary import command
 from ppi_dist.cli.encoding import add_encoding_flags, windowing_from_flags
-from ppi_dist.cli.flags import Parser, at_least, open_fraction, positive, probability
+from ppi_dist.cli.flags import Parser, at_least, fraction, open_fraction, positive, probability
 from ppi_dist.errors import UserError
 from ppi_dist.files import check_output_folder, writing_to
 from ppi_dist.hub.loading import load_model
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=probability,
         help="decision threshold on the raw score, the scale the model's own was chosen on "
         "(default: the model's saved one)",
+    )
+    parser.add_argument(
+        "--screen",
+        type=fraction(zero=False, one=True),
+        metavar="FRACTION",
+        help="rank every pair by the model's first pass and score only the best FRACTION by "
+        "cross-attention (e.g. 0.05 for a proteome; the others keep their first-pass score)",
     )
     parser.add_argument("--cache_dir", help="keep the per-residue states here (reused if valid)")
     parser.add_argument(
@@ -129,6 +137,7 @@ def score(args: argparse.Namespace) -> int:
         window_overlap=windowing.overlap,
         windows=windowing.mode,
         cache_dtype=args.cache_dtype,
+        screen=args.screen,
     )
     several = state.num_processes > 1
     ranks = Ranks(

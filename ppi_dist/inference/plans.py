@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 
+import numpy as np
+
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.inference.scoring import CHUNK_PAIRS
 
@@ -57,19 +59,31 @@ class AllPairsPlan:
         self.num_chunks = len(self.chunk_tiles)
         self.has_labels = False
 
+    def chunk_mask(self, chunk: int) -> np.ndarray:
+        """Which entries of the chunk's (tile A x tile B) matrix are its pairs: (ta, tb) bool,
+        True in the row-major order `pairs_of` lists them. A diagonal tile of one set takes
+        each unordered pair once (b after a in the tile); a protein is paired with itself
+        only with `include_self`."""
+        i, j = self.chunk_tiles[chunk]
+        tile_a, tile_b = self.tiles_a[i], self.tiles_b[j]
+        mask = np.ones((len(tile_a), len(tile_b)), dtype=bool)
+        if self.single and i == j:
+            return np.triu(mask, k=0 if self.include_self else 1)
+        if not self.single and not self.include_self:  # the two sets may share proteins
+            mask &= np.array(tile_a)[:, None] != np.array(tile_b)[None, :]
+        return mask
+
     def pairs_of(self, chunk: int) -> list[Pair]:
         i, j = self.chunk_tiles[chunk]
+        tile_a, tile_b = self.tiles_a[i], self.tiles_b[j]
+        rows, columns = np.nonzero(self.chunk_mask(chunk))
         pairs: list[Pair] = []
-        for x, a in enumerate(self.tiles_a[i]):
-            # Within a diagonal tile, take each unordered pair once: b after a in the tile.
-            start = (x if self.include_self else x + 1) if self.single and i == j else 0
-            for b in self.tiles_b[j][start:]:
-                if a == b and not self.include_self:
-                    continue
-                if self.single and self.position[b] < self.position[a]:
-                    pairs.append(Pair(b, a))
-                else:
-                    pairs.append(Pair(a, b))
+        for x, y in zip(rows.tolist(), columns.tolist(), strict=True):
+            a, b = tile_a[x], tile_b[y]
+            if self.single and self.position[b] < self.position[a]:
+                pairs.append(Pair(b, a))
+            else:
+                pairs.append(Pair(a, b))
         return pairs
 
     def proteins_of(self, wanted: Callable[[int], bool]) -> list[str]:

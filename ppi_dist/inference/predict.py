@@ -61,6 +61,7 @@ from ppi_dist.inference.scoring import (
     score_cached,
     scoring_windowing,
 )
+from ppi_dist.inference.screen import FirstPassScreen, check_first_pass
 from ppi_dist.models.calibration import calibrated
 from ppi_dist.models.encoder import encoder_fingerprint
 from ppi_dist.models.windows import Windowing
@@ -102,6 +103,9 @@ class PredictOptions:
     prior: float | None = None
     """The share of interacting pairs the probabilities should hold at (say 0.01 for a
     proteome screen); None: the calibration's own (`models/calibration.py`)."""
+    screen: float | None = None
+    """Score by cross-attention only the pairs in the first pass's best `screen` share (in
+    (0, 1]; `inference.screen`); the others keep their first-pass score. None: every pair."""
 
 
 @dataclass(frozen=True)
@@ -182,14 +186,15 @@ def run_rank(
     options: PredictOptions,
     signature: str,
     run: PredictRun = PredictRun(),
+    screen: FirstPassScreen | None = None,
 ) -> bool:
     """Score this rank's chunks (r, r+W, ...) into its part file; True when all are done.
 
     Resumes from the rank's progress file. `run.max_chunks` stops after that many chunks of
-    this call (a time slice; also how tests interrupt a run).
+    this call (a time slice; also how tests interrupt a run). With a `screen`, only the pairs
+    its first pass keeps are scored by cross-attention.
     """
     ranks, max_chunks = run.ranks, run.max_chunks
-    selection = RowSelection(options.threshold, options.top_k, options.min_prob)
     part, progress_path = part_paths(out, ranks.rank, ranks.world_size)
     part.parent.mkdir(parents=True, exist_ok=True)
     state = {"signature": signature, "next_chunk": 0, "bytes": 0, "pairs": 0, "done": False}
@@ -222,11 +227,7 @@ def run_rank(
         for done_now, (chunk, pairs) in enumerate(wanted):
             if max_chunks is not None and done_now >= max_chunks:
                 break
-            raw = score_cached(model, cache, pairs, max_tokens=run.max_tokens)
-            check_probabilities(model, raw, pairs)
-            probabilities = calibrated(model, raw, options.prior)
-            probabilities = raw if probabilities is None else probabilities
-            lines = chunk_lines(chunk, pairs, raw, probabilities, selection)
+            lines = _scored_lines(model, cache, (chunk, pairs), options, run, screen)
             handle.write("".join(lines).encode())
             handle.flush()
             state.update(
@@ -240,6 +241,37 @@ def run_rank(
             write_text_atomic(progress_path, json.dumps(state) + "\n")
     bar.close()
     return bool(state["done"])
+
+
+def _scored_lines(
+    model: torch.nn.Module,
+    cache: EmbeddingCache,
+    chunk_pairs: tuple[int, list[Pair]],
+    options: PredictOptions,
+    run: PredictRun,
+    screen: FirstPassScreen | None,
+) -> list[str]:
+    """One chunk's part-file lines: every pair through cross-attention, or with a `screen`
+    the pairs its first pass keeps (the others: raw score NaN, their first-pass score)."""
+    chunk, pairs = chunk_pairs
+    first_pass = None
+    if screen is None:
+        raw = score_cached(model, cache, pairs, max_tokens=run.max_tokens)
+        kept = np.arange(len(pairs))
+    else:
+        first_pass = screen.logits(chunk, pairs)
+        kept = np.flatnonzero(screen.kept(first_pass))
+        raw = np.full(len(pairs), np.nan)
+        if kept.size:
+            raw[kept] = score_cached(
+                model, cache, [pairs[k] for k in kept], max_tokens=run.max_tokens
+            )
+        first_pass = 1.0 / (1.0 + np.exp(-first_pass.astype(np.float64)))
+    check_probabilities(model, raw[kept], [pairs[k] for k in kept])
+    probabilities = calibrated(model, raw, options.prior)
+    probabilities = raw if probabilities is None else probabilities
+    selection = RowSelection(options.threshold, options.top_k, options.min_prob)
+    return chunk_lines(chunk, pairs, (raw, probabilities, first_pass), selection)
 
 
 def run_signature(
@@ -279,6 +311,8 @@ def predict(
     summary dict; `summary["complete"]` is False when `run.max_chunks` stopped it early."""
     out = Path(files.out)
     _check_files(files, options)
+    if options.screen is not None:
+        check_first_pass(model)
     windowing = scoring_windowing(
         model, options.max_residues, options.window_overlap, options.windows
     )
@@ -310,7 +344,10 @@ def predict(
         inputs = [files.pairs, files.fasta, files.fasta_b]
         signature = run_signature(model, inputs, options, ranks.world_size)
         cache = _encoded(model, plan, sequences, windowing, options, run, parts)
-        complete = run_rank(model, cache, plan, out, options, signature, run)
+        screen = (
+            None if options.screen is None else FirstPassScreen(model, cache, plan, options.screen)
+        )
+        complete = run_rank(model, cache, plan, out, options, signature, run, screen)
         summary = {
             "output": str(out),
             "pairs": plan.total_pairs,
@@ -321,8 +358,10 @@ def predict(
             "encoding": windowing.describe(),
             **_probability_summary(model, options),
         }
+        if screen is not None:
+            summary["screen"] = screen.describe()
         calibration = getattr(model, "calibration", None)
-        columns = output_columns(calibration is not None, plan.has_labels)
+        columns = output_columns(calibration is not None, plan.has_labels, screen is not None)
         return _merge(summary, out, options.top_k, columns, ranks)
     finally:
         if lock is not None:
@@ -334,6 +373,8 @@ def _check_files(files: PredictFiles, options: PredictOptions) -> None:
         raise UserError(f"{files.out}: output must end in one of {sorted(OUTPUT_FORMATS)}")
     if options.top_k is not None and options.top_k < 1:
         raise UserError("top_k must be at least 1")
+    if options.screen is not None and not 0 < options.screen <= 1:
+        raise UserError(f"screen must lie in (0, 1], got {options.screen}")
     if files.pairs is None and files.fasta is None:
         raise UserError("give --pairs FILE, or --fasta F (all-vs-all), or --fasta F --fasta_b G")
     if files.fasta_b is not None and (files.fasta is None or files.pairs is not None):
@@ -355,7 +396,9 @@ def _encoded(
     encoding = {"dtype": options.cache_dtype, "windowing": windowing, "progress": run.progress}
     if run.cache_dir is not None:
         return _shared_cache(model, sequences, run.cache_dir, encoding, ranks)
-    mine = {p: sequences[p] for p in plan.proteins_of(ranks.takes)}
+    # A screen ranks every pair of the plan, so it needs every protein's vector.
+    wanted = ranks.takes if options.screen is None else lambda chunk: True
+    mine = {p: sequences[p] for p in plan.proteins_of(wanted)}
     spill = parts / f"embeddings-rank{ranks.rank}"
     return encode_proteins(model, mine, memory_limit=run.memory_limit, spill_dir=spill, **encoding)
 

@@ -28,14 +28,32 @@ import pyarrow.parquet as pq
 from ppi_dist.data.pairs import Pair
 
 OUTPUT_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet"}
-FIELDS = ("protein_a", "protein_b", "probability", "raw_score", "predicted", "label")
+FIELDS = (
+    "protein_a",
+    "protein_b",
+    "probability",
+    "raw_score",
+    "predicted",
+    "label",
+    "stage",
+    "first_pass",
+)
+STAGES = ("cross_attention", "first_pass")  # what scored a row of a screen
+
+
+def _float_or_none(text: str) -> float | None:
+    return float(text) if text else None  # empty: a pair the screen kept from cross-attention
+
+
 _TYPES = {
     "protein_a": (pa.string(), str),
     "protein_b": (pa.string(), str),
-    "probability": (pa.float64(), float),
-    "raw_score": (pa.float64(), float),
+    "probability": (pa.float64(), _float_or_none),
+    "raw_score": (pa.float64(), _float_or_none),
     "predicted": (pa.int8(), int),
     "label": (pa.int8(), int),
+    "stage": (pa.string(), str),
+    "first_pass": (pa.float64(), float),
 }
 
 
@@ -61,22 +79,32 @@ def part_paths(out: Path, rank: int, world_size: int) -> tuple[Path, Path]:
     return stem.with_suffix(".tsv"), stem.with_suffix(".json")
 
 
-def output_columns(calibrated: bool, has_labels: bool) -> list[str]:
+def output_columns(calibrated: bool, has_labels: bool, screened: bool = False) -> list[str]:
     columns = ["protein_a", "protein_b", "probability"]
     columns += ["raw_score"] if calibrated else []
     columns += ["predicted"]
-    return columns + (["label"] if has_labels else [])
+    columns += ["label"] if has_labels else []
+    return columns + (["stage", "first_pass"] if screened else [])
 
 
 def chunk_lines(
     chunk: int,
     pairs: Sequence[Pair],
-    raw: np.ndarray,
-    probabilities: np.ndarray,
+    scores: tuple[np.ndarray, np.ndarray, np.ndarray | None],
     selection: RowSelection,
 ) -> list[str]:
-    """The part-file lines of one scored chunk (input order), filtered by `selection`."""
+    """The part-file lines of one scored chunk (input order), filtered by `selection`.
+
+    `scores`: the raw scores, their probabilities and, from a screen, the first pass's
+    probabilities (None without one). A pair the screen did not send to cross-attention has
+    a NaN raw score: its row has no probability, is predicted 0, and `min_prob` and `top_k`
+    (on the final scores) never keep it.
+    """
+    raw, probabilities, first_pass = scores
+    scored = np.isfinite(raw)
     keep = np.arange(len(pairs))
+    if selection.min_prob is not None or selection.top_k is not None:
+        keep = keep[scored]
     if selection.min_prob is not None:
         keep = keep[probabilities[keep] >= selection.min_prob]
     if selection.top_k is not None and keep.size > selection.top_k:
@@ -85,10 +113,17 @@ def chunk_lines(
         keep = np.sort(keep[best])
     lines = []
     for k in keep:
-        pair, p, score = pairs[k], float(probabilities[k]), float(raw[k])
+        pair = pairs[k]
         label = "" if pair.label is None else str(int(pair.label))
-        decision = int(score >= selection.threshold)
-        fields = (pair.protein_a, pair.protein_b, repr(p), repr(score), str(decision), label)
+        if scored[k]:
+            score = float(raw[k])
+            shown = (repr(float(probabilities[k])), repr(score))
+            decision = int(score >= selection.threshold)
+        else:
+            shown, decision = ("", ""), 0
+        fields = (pair.protein_a, pair.protein_b, *shown, str(decision), label)
+        if first_pass is not None:
+            fields += (STAGES[0] if scored[k] else STAGES[1], repr(float(first_pass[k])))
         lines.append(f"{chunk}\t" + "\t".join(fields) + "\n")
     return lines
 

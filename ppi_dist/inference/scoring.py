@@ -129,23 +129,27 @@ class ScoredPairs:
     protein_b: list[str]
     scores: np.ndarray  # float64
     labels: np.ndarray | None  # int64, when every pair has one
+    first_pass: np.ndarray | None = None  # the first pass's probabilities, when the model has one
 
     def write_tsv(self, path: str | Path, threshold: float, calibrated=None) -> None:
         """`calibrated` (the model's calibrated probabilities of `scores`): written as
         `probability`, the raw score kept as `raw_score`; `predicted` is always the raw
-        score at `threshold`, the threshold being chosen on raw scores."""
+        score at `threshold`, the threshold being chosen on raw scores. The first pass's
+        probability goes last, as `first_pass`, when there is one."""
+        columns = ["protein_a", "protein_b", "probability"]
+        columns += [] if calibrated is None else ["raw_score"]
+        columns += ["predicted"] + ([] if self.labels is None else ["label"])
+        columns += [] if self.first_pass is None else ["first_pass"]
         with open(path, "w") as handle:
-            label_column = "\tlabel" if self.labels is not None else ""
-            raw_column = "" if calibrated is None else "\traw_score"
-            handle.write(
-                f"protein_a\tprotein_b\tprobability{raw_column}\tpredicted{label_column}\n"
-            )
+            handle.write("\t".join(columns) + "\n")
             for i, (a, b, s) in enumerate(
                 zip(self.protein_a, self.protein_b, self.scores, strict=True)
             ):
-                label = f"\t{self.labels[i]}" if self.labels is not None else ""
-                shown = f"{s:.6f}" if calibrated is None else f"{calibrated[i]:.6f}\t{s:.6f}"
-                handle.write(f"{a}\t{b}\t{shown}\t{int(s >= threshold)}{label}\n")
+                shown = [f"{s:.6f}"] if calibrated is None else [f"{calibrated[i]:.6f}", f"{s:.6f}"]
+                fields = [a, b, *shown, str(int(s >= threshold))]
+                fields += [] if self.labels is None else [str(self.labels[i])]
+                fields += [] if self.first_pass is None else [f"{self.first_pass[i]:.6f}"]
+                handle.write("\t".join(fields) + "\n")
 
 
 @torch.no_grad()
@@ -214,6 +218,43 @@ def score_cached(
     return probabilities
 
 
+@torch.no_grad()
+def protein_vectors(
+    model: torch.nn.Module, cache: EmbeddingCache, proteins: Sequence[str], batch: int = 64
+) -> torch.Tensor:
+    """Each protein's first-pass vector from its cached states (`SECAI.protein_vectors`):
+    (N, k + 1) in `proteins` order, on the model's device, in its weights' precision."""
+    device = model.first_pass.fc1.weight.device
+    order = sorted(range(len(proteins)), key=lambda k: cache.length(proteins[k]))
+    vectors = torch.empty(len(proteins), model.first_pass.fc2.out_features, device=device)
+    for start in range(0, len(order), batch):
+        rows = order[start : start + batch]
+        states, mask = cache.get([proteins[k] for k in rows], device=device)
+        vectors[torch.tensor(rows, device=device)] = model.protein_vectors(states, mask)
+    return vectors
+
+
+@torch.no_grad()
+def first_pass_cached(
+    model: torch.nn.Module, cache: EmbeddingCache, pairs: Sequence[Pair]
+) -> np.ndarray | None:
+    """The first pass's P(interact) of each pair of cached proteins, input order; None when
+    the model has none. Each protein's vector is computed once."""
+    if getattr(model, "first_pass", None) is None:
+        return None
+    was_training = model.training
+    model.eval()
+    proteins = list(dict.fromkeys(p for pair in pairs for p in (pair.protein_a, pair.protein_b)))
+    vectors = protein_vectors(model, cache, proteins)
+    row = {protein: k for k, protein in enumerate(proteins)}
+    device = vectors.device
+    index_a = torch.tensor([row[pair.protein_a] for pair in pairs], device=device)
+    index_b = torch.tensor([row[pair.protein_b] for pair in pairs], device=device)
+    logits = model.first_pass.pair_logits(vectors[index_a], vectors[index_b])
+    model.train(was_training)
+    return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
+
+
 def score_pairs(
     model: torch.nn.Module,
     pairs: Sequence[Pair],
@@ -259,7 +300,7 @@ def score_pairs(
         bar = stack.enter_context(
             tqdm(total=total, unit="pair", desc=progress, disable=quiet, dynamic_ncols=True)
         )
-        items: list[tuple[int, float]] = []
+        items: list[tuple[int, float, float | None]] = []
         for round_ in range(rounds):
             if ranks.should_stop is not None and ranks.should_stop():
                 raise ScoringInterrupted("stop requested during scoring")
@@ -267,14 +308,23 @@ def score_pairs(
                 continue
             c, chunk = mine[round_]
             probabilities = score_cached(model, cache, chunk)
-            items += [(c * chunk_pairs + k, float(p)) for k, p in enumerate(probabilities)]
+            first_pass = first_pass_cached(model, cache, chunk)
+            items += [
+                (
+                    c * chunk_pairs + k,
+                    float(p),
+                    None if first_pass is None else float(first_pass[k]),
+                )
+                for k, p in enumerate(probabilities)
+            ]
             bar.update(len(chunk))
     if ranks.gather is not None:
         items = ranks.gather(items)
-    scores = np.zeros(len(pairs))
+    scores, first_pass = np.zeros(len(pairs)), np.zeros(len(pairs))
     scored = np.zeros(len(pairs), dtype=bool)
-    for index, probability in items:
+    for index, probability, first in items:
         scores[index], scored[index] = probability, True
+        first_pass[index] = np.nan if first is None else first
     if not scored.all():  # every pair must come back from some rank
         raise RuntimeError(f"{int((~scored).sum())} of {len(pairs)} pairs were not scored")
     labels = [pair.label for pair in pairs]
@@ -284,4 +334,5 @@ def score_pairs(
         protein_b=[pair.protein_b for pair in pairs],
         scores=scores,
         labels=np.asarray(labels, dtype=np.int64) if has_labels else None,
+        first_pass=None if getattr(model, "first_pass", None) is None else first_pass,
     )

@@ -39,6 +39,10 @@ class SECAIConfig:
     interaction: str = "cross_attention"
     """"cross_attention" (SE-CAI) or "pooled": the classic baseline that max- and mean-pools
     each protein's own residue states into the same head; only the interaction differs."""
+    first_pass_width: int | None = 256
+    """Width k of the first pass (`models.first_pass`): a symmetric score of each protein's
+    own pooled states, trained beside the head, that `predict --screen` ranks every pair by
+    before cross-attention scores the best. None: no first pass (models saved before it)."""
     lora_r: int = 8
     """LoRA rank on the encoder's `lora_target_modules`."""
     lora_alpha: int = 16
@@ -106,6 +110,7 @@ class SECAIConfig:
             [
                 "lora_r",
                 "lora_layers",
+                "first_pass_width",
                 "cross_attention_heads",
                 "head_hidden",
                 "activation_checkpointing_every",

@@ -27,7 +27,7 @@ from ppi_dist.errors import ConfigError
 from ppi_dist.files import read_json, safetensors_writes, save_safetensors
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.encoder import base_encoder, base_weights
-from ppi_dist.models.secai import SECAI
+from ppi_dist.models.secai import SECAI, TRAINED_MODULES
 
 CONFIG_NAME = "secai_config.json"
 HEAD_WEIGHTS_NAME = "secai_head.safetensors"
@@ -76,6 +76,8 @@ def config_from_file(path: Path) -> SECAIConfig:
     unknown = sorted(set(saved) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown setting {unknown[0]!r} (saved by a newer version?)")
+    # Saved before the first pass existed: the model has none (its weights are not there).
+    saved.setdefault("first_pass_width", None)
     try:
         return SECAIConfig(**saved)
     except ConfigError as error:
@@ -108,7 +110,7 @@ def from_pretrained(directory: str | Path, *, is_trainable: bool = False) -> SEC
                 f"{result.unexpected_keys[:3]}"
             )
     weights = load_file(directory / HEAD_WEIGHTS_NAME)
-    for name in ("cross_attention", "head"):
+    for name in TRAINED_MODULES:
         if getattr(model, name) is None:
             continue
         prefix = f"{name}."

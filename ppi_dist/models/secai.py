@@ -13,6 +13,9 @@ Read top to bottom, a batch goes:
 3. `masked_max_mean`: max- and mean-pool each direction over real residues only.
 4. `PairHead`: v = [v_A, v_B, v_A - v_B, v_A * v_B] -> Linear -> BatchNorm -> GELU ->
    Dropout -> Linear -> one logit per pair.
+5. `FirstPass` (beside 2-4, optional): a symmetric score of each protein's own pooled
+   states, trained on the same pairs, that a proteome screen ranks every pair by before
+   cross-attention scores the best (`models.first_pass`).
 
 Its settings are `models.config.SECAIConfig`; the encoder is built by `models.encoder`;
 saving and loading are `models.saving`.
@@ -22,8 +25,8 @@ pooling. They carry no residue of the partner protein, and counting them would l
 sequence length leak into the pooled vector.
 
 A batch reaches the model two ways, both through `model(**batch)` (what DDP and DeepSpeed
-call): tokens (`token_logits`; over the trunk cache with `trunk_states` beside them) or the
-per-residue states of an embedding cache (`states_logits`, frozen-encoder training).
+call): tokens (encoded by `residue_states`; over the trunk cache with `trunk_states` beside
+them) or the per-residue states of an embedding cache (frozen-encoder training).
 
 The shape letters, here and in every docstring of the package:
 
@@ -51,6 +54,7 @@ from ppi_dist.models.calibration import Calibration
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.cross_attention import packed_cross_pooling, pairs_kernel
 from ppi_dist.models.encoder import base_encoder, build_encoder, encoder_layers, running_layers
+from ppi_dist.models.first_pass import FirstPass
 from ppi_dist.models.packing import (
     LAYOUT_FIELDS,
     PackedBatch,
@@ -60,6 +64,9 @@ from ppi_dist.models.packing import (
     unpack_states,
 )
 from ppi_dist.models.windows import stitch_states
+
+# The modules that train beside the encoder's LoRA: saved in secai_head.safetensors.
+TRAINED_MODULES = ("cross_attention", "head", "first_pass")
 
 # Attention weights one SDPA call may form (pairs x heads x queries x keys; fp32: 512 MiB).
 # A longer query side runs in chunks of query rows: each row's softmax is its own, so the
@@ -199,6 +206,26 @@ class TokenInputs(NamedTuple):
     trunk_states: torch.Tensor | None = None
 
 
+class PairLogits(NamedTuple):
+    """A batch's logits from both scorers, (P,) each: SE-CAI's and the first pass's."""
+
+    interaction: torch.Tensor
+    first_pass: torch.Tensor
+
+
+def _token_inputs(batch: dict) -> TokenInputs:
+    """A token batch's fields (`data.batching.collate_pairs`) as `TokenInputs`."""
+    has_layout = all(name in batch for name in LAYOUT_FIELDS)
+    stitch = (batch["stitch_index"], batch["stitch_mask"]) if "stitch_index" in batch else None
+    return TokenInputs(
+        batch["input_ids"],
+        batch["attention_mask"],
+        {name: batch[name] for name in LAYOUT_FIELDS} if has_layout else None,
+        stitch,
+        batch.get("trunk_states"),
+    )
+
+
 class SECAI(nn.Module):
     """Siamese ESM-2 encoder + bidirectional cross-attention + pair head. Returns logits."""
 
@@ -217,6 +244,9 @@ class SECAI(nn.Module):
         self.head = PairHead(2 * dim, config.head_hidden, config.head_dropout)
         if config.sync_batchnorm:
             self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
+        # Made last, so a model without it draws the same initial weights as before.
+        width = config.first_pass_width
+        self.first_pass = FirstPass(2 * dim, width) if width is not None else None
         # Raw score -> probability, fitted on validation when training ends; saved and
         # loaded with the model (models/calibration.py). None until then.
         self.calibration: Calibration | None = None
@@ -385,47 +415,46 @@ class SECAI(nn.Module):
         return (forward + backward) / 2
 
     def forward(
-        self, index_a: torch.Tensor, index_b: torch.Tensor, **batch: object
-    ) -> torch.Tensor:
-        """`model(**batch)` -> one logit per pair (P,): a batch of cached `states` and their
-        `states_mask` (frozen-encoder training, `training.frozen`) to `states_logits`, a
-        batch of tokens (`data.batching.collate_pairs`, with `trunk_states` over the trunk
-        cache) to `token_logits`. Identifiers, labels and weights are not read."""
-        if "states" in batch:
-            return self.states_logits(batch["states"], batch["states_mask"], index_a, index_b)
-        has_layout = all(name in batch for name in LAYOUT_FIELDS)
-        stitch = (batch["stitch_index"], batch["stitch_mask"]) if "stitch_index" in batch else None
-        return self.token_logits(
-            TokenInputs(
-                batch["input_ids"],
-                batch["attention_mask"],
-                {name: batch[name] for name in LAYOUT_FIELDS} if has_layout else None,
-                stitch,
-                batch.get("trunk_states"),
-            ),
-            index_a,
-            index_b,
-        )
-
-    def token_logits(
-        self, tokens: TokenInputs, index_a: torch.Tensor, index_b: torch.Tensor
-    ) -> torch.Tensor:
-        """Pairs of a batch of tokens: its distinct sequences encoded once (`residue_states`),
-        then `pair_logits`. (P,)"""
-        side = self.residue_states(tokens)
-        return self.pair_logits(side, side, index_a, index_b)
-
-    def states_logits(
         self,
-        states: torch.Tensor,
-        states_mask: torch.Tensor,
+        index_a: torch.Tensor,
+        index_b: torch.Tensor,
+        with_first_pass: bool = False,
+        **batch: object,
+    ) -> torch.Tensor | PairLogits:
+        """`model(**batch)` -> one logit per pair (P,), from a batch of cached `states` and
+        their `states_mask` (frozen-encoder training, `training.frozen`; the encoder does not
+        run) or of tokens (`data.batching.collate_pairs`, with `trunk_states` over the trunk
+        cache; `residue_states`). Identifiers, labels and weights are not read.
+        `with_first_pass`: `PairLogits`, the first pass's logits of the same pairs beside."""
+        if "states" in batch:
+            side = (batch["states"], batch["states_mask"])
+        else:
+            side = self.residue_states(_token_inputs(batch))
+        logits = self.pair_logits(side, side, index_a, index_b)
+        if not with_first_pass:
+            return logits
+        return PairLogits(logits, self.first_pass_logits(side, side, index_a, index_b))
+
+    def first_pass_logits(
+        self,
+        side_a: tuple[torch.Tensor, torch.Tensor],
+        side_b: tuple[torch.Tensor, torch.Tensor],
         index_a: torch.Tensor,
         index_b: torch.Tensor,
     ) -> torch.Tensor:
-        """Pairs of proteins whose per-residue states are given (`inference.cache`): (U, L, d)
-        states, (U, L) mask True at residues -> (P,). The encoder does not run."""
-        side = (states, states_mask)
-        return self.pair_logits(side, side, index_a, index_b)
+        """The first pass's logits of the pairs `pair_logits` would score: (P,)."""
+        vectors_a = self.protein_vectors(*side_a)
+        vectors_b = vectors_a if side_b is side_a else self.protein_vectors(*side_b)
+        return self.first_pass.pair_logits(
+            vectors_a.index_select(0, index_a), vectors_b.index_select(0, index_b)
+        )
+
+    def protein_vectors(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Each protein's first-pass vector: (U, L, d) states, (U, L) mask -> (U, k + 1)."""
+        if self.first_pass is None:
+            raise ValueError("this model has no first pass (first_pass_width is None)")
+        dtype = self.first_pass.fc1.weight.dtype
+        return self.first_pass.vectors(masked_max_mean(states.to(dtype), mask))
 
     def residue_states(self, tokens: TokenInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """The distinct proteins' last-layer states and residue mask, (U, L, d) and (U, L).
@@ -454,10 +483,11 @@ class SECAI(nn.Module):
     # ---- what trains (saved by `models.saving`) ------------------------------------
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Cross-attention and head weights (+ BatchNorm buffers): what is not the encoder."""
+        """Cross-attention, head and first-pass weights (+ BatchNorm buffers): what is not
+        the encoder."""
         return {
             f"{name}.{key}": value
-            for name in ("cross_attention", "head")
+            for name in TRAINED_MODULES
             if getattr(self, name) is not None
             for key, value in getattr(self, name).state_dict().items()
         }

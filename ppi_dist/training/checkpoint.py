@@ -212,6 +212,13 @@ def completed_checkpoints(root: Path) -> list[Path]:
     return sorted(done, key=checkpoint_step)
 
 
+def saved_before_first_pass(directory: Path) -> bool:
+    """The checkpoint's configuration has no `first_pass_width`: it was saved before models
+    had a first pass, so its weights have none, and resuming it must build none."""
+    saved = read_json(directory / "trainer_state.json").get("config")
+    return isinstance(saved, dict) and "first_pass_width" not in saved
+
+
 def latest_checkpoint(root: Path) -> Path | None:
     """The completed checkpoint with the highest step under `root`, if any."""
     done = completed_checkpoints(root)

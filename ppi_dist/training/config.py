@@ -197,6 +197,9 @@ class OptimizationConfig:
     """Focal loss exponent (0: cross-entropy)."""
     focal_alpha: float | None = None
     """Focal loss weight of the positives, in [0, 1]; None weighs both classes 1."""
+    first_pass_loss_weight: float = 0.5
+    """Weight of the first pass's own focal loss beside SE-CAI's (a model with a first pass,
+    `first_pass_width`); it must be above 0 there, so its weights train."""
     swap_augmentation: bool = False
     """Swap A and B of a random half of the pairs (useful with symmetric: none)."""
     nonfinite_loss: str = "stop"
@@ -213,6 +216,7 @@ class OptimizationConfig:
         check_at_least_one(self, ("epochs", "max_steps", "gradient_accumulation_steps"))
         check_positive("learning_rate_lora", self.learning_rate_lora)
         check_positive("learning_rate_head", self.learning_rate_head)
+        check_positive("first_pass_loss_weight", self.first_pass_loss_weight)
         for name in ("weight_decay", "max_grad_norm", "focal_gamma"):
             check_non_negative(name, getattr(self, name))
         check_fraction("warmup_ratio", self.warmup_ratio)

@@ -33,6 +33,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ppi_dist.data.pairs import sequences_of
@@ -57,7 +58,12 @@ from ppi_dist.training.distributed import (
     claim_run_folder,
     make_accelerator,
 )
-from ppi_dist.training.outputs import FinalResults, save_and_reload, save_run_outputs
+from ppi_dist.training.outputs import (
+    FinalResults,
+    first_pass_metrics,
+    save_and_reload,
+    save_run_outputs,
+)
 from ppi_dist.training.run import LogWindow, Run, setup
 from ppi_dist.training.sources import split_key
 from ppi_dist.training.step import train_step
@@ -75,6 +81,7 @@ def train(config: TrainConfig) -> dict:
     # One run per folder, refused or cleared here; released however the run ends, so a
     # refused resume or a failed run in a notebook does not keep the folder locked.
     with claim_run_folder(config, accelerator):
+        _as_the_checkpoint_was(config, accelerator)
         run = setup(config, accelerator, split)
         resume(run)
         start_logging(run)
@@ -114,6 +121,19 @@ def resume(run: Run) -> None:
     run.batches.load_state_dict(state["data"])
     overridden = "".join(f"; overridden {change}" for change in state["overridden"])
     accelerator.print(f"resumed from {directory} at step {run.step}{overridden}")
+
+
+def _as_the_checkpoint_was(config: TrainConfig, accelerator: Accelerator) -> None:
+    """A checkpoint saved before models had a first pass resumes without one."""
+    settings = config.run
+    if not settings.resume_from:
+        return
+    latest = settings.resume_from == "latest"
+    root = Path(settings.output_dir) / "checkpoints"
+    directory = ckpt.latest_checkpoint(root) if latest else Path(settings.resume_from)
+    if directory is not None and ckpt.saved_before_first_pass(directory):
+        config.model.secai.first_pass_width = None
+        accelerator.print(f"{directory} was saved without a first pass: resuming without one")
 
 
 def start_logging(run: Run) -> None:
@@ -294,6 +314,9 @@ def finish(run: Run) -> dict:
     final = _threshold_and_test(run, shipped, predictions)
     accelerator.print(f"best {run.best.metric} at step {run.best.step}")
     accelerator.print(final_report(final.results, final.comparison))
+    for split, metrics in first_pass_metrics(predictions).items():
+        auroc, aupr = metrics["auroc"], metrics["aupr"]
+        accelerator.print(f"first pass (screen) on {split}: AUROC {auroc:.4f}, AUPR {aupr:.4f}")
     for split, result in final.results.items():
         accelerator.log({f"final_{split}/{k}": v for k, v in result.summary().items()})
     if accelerator.is_main_process:

@@ -2,8 +2,10 @@
 
 output_dir/
   predictions_validation.tsv, predictions_test.tsv   every pair: probability, raw score, decision
+                                                      (and the first pass's probability)
   plots/validation/, plots/test/                      PR, ROC and threshold plots
-  metrics.json                                        each split, and every objective
+  metrics.json                                        each split, every objective, and the
+                                                      first pass's AUROC and AUPR
   model/                                              the model folder (`hub.folder`)
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from ppi_dist.data.pairs import PairSource
+from ppi_dist.evaluation.metrics import auroc_aupr
 from ppi_dist.evaluation.plots import plot_evaluation
 from ppi_dist.evaluation.threshold import ThresholdResult
 from ppi_dist.hub.card import ModelCard
@@ -39,6 +42,17 @@ class FinalResults:
     comparison: dict[str, dict[str, ThresholdResult]] | None = None
     """Each threshold objective's validation choice and test metrics
     (`evaluation.threshold.compare_objectives`), when there is a test split."""
+
+
+def first_pass_metrics(predictions: dict[str, ScoredPairs]) -> dict[str, dict[str, float]]:
+    """Split -> the first pass's AUROC and AUPR on its labelled pairs (empty without one):
+    what a screen ranks by, beside SE-CAI's own."""
+    metrics = {}
+    for split, scored in predictions.items():
+        if scored.first_pass is not None and scored.labels is not None:
+            auroc, aupr = auroc_aupr(scored.first_pass, scored.labels)
+            metrics[split] = {"auroc": auroc, "aupr": aupr}
+    return metrics
 
 
 def save_and_reload(model: SECAI, folder: Path, accelerator: Accelerator) -> SECAI:
@@ -70,6 +84,8 @@ def save_run_outputs(
             images += plot_evaluation(scored.scores, scored.labels, result, plots, split)
     metrics = {split: result.summary() for split, result in final.results.items()}
     extra: dict = {"threshold_objective": chosen.objective}
+    if first_pass := first_pass_metrics(final.predictions):
+        extra["first_pass"] = first_pass
     if final.comparison:
         extra["objectives"] = {
             objective: {"threshold": pair["validation"].threshold, "test": pair["test"].summary()}

@@ -131,13 +131,11 @@ def train_step(
     host synchronisation.
     """
     with accelerator.accumulate(model):
-        logits = model(**batch)
-        gamma, alpha = optimization.focal_gamma, optimization.focal_alpha
-        loss = focal_loss(logits, batch["labels"], gamma, alpha, weight=batch["weight"])
+        logits, loss, total = _losses(model, batch, accelerator, optimization)
         pairs = batch["weight"].sum()
         flags = torch.stack(
             [
-                (~torch.isfinite(loss)).float(),
+                (~torch.isfinite(total)).float(),
                 torch.tensor(float(stop_requested), device=loss.device),
                 loss.detach().float().nan_to_num() * pairs,
                 pairs.float(),
@@ -150,12 +148,31 @@ def train_step(
                 "rate, or pass --nonfinite_loss skip to drop such steps"
             )
         if nonfinite:  # skip: a zero backward keeps DDP's hooks in step, then drop it
-            accelerator.backward((logits * 0).nan_to_num().sum())
+            accelerator.backward(sum((x * 0).nan_to_num().sum() for x in logits))
             optimizer.zero_grad()
             return StepResult(0.0, 0.0, stopping > 0, skipped=True)
-        accelerator.backward(loss)
+        accelerator.backward(total)
         if accelerator.sync_gradients and accelerator.distributed_type != DistributedType.DEEPSPEED:
             accelerator.clip_grad_norm_(model.parameters(), optimization.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad()
     return StepResult(loss_sum, pair_count, stopping > 0, skipped=False)
+
+
+def _losses(
+    model: torch.nn.Module, batch: dict, accelerator: Accelerator, optimization: OptimizationConfig
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+    """The batch's logits (SE-CAI's, and the first pass's when the model has one), SE-CAI's
+    focal loss (the one logged), and the loss to minimise: with a first pass, its own focal
+    loss on the same pairs is added at `first_pass_loss_weight`."""
+    gamma, alpha = optimization.focal_gamma, optimization.focal_alpha
+    labels, weight = batch["labels"], batch["weight"]
+    with_first_pass = accelerator.unwrap_model(model).first_pass is not None
+    output = model(**batch, with_first_pass=with_first_pass)
+    logits = tuple(output) if with_first_pass else (output,)
+    loss = focal_loss(logits[0], labels, gamma, alpha, weight=weight)
+    total = loss
+    if with_first_pass:
+        first_pass_loss = focal_loss(logits[1], labels, gamma, alpha, weight=weight)
+        total = loss + optimization.first_pass_loss_weight * first_pass_loss
+    return logits, loss, total

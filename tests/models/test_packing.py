@@ -146,8 +146,10 @@ def test_packed_and_padded_steps_give_the_same_loss_and_gradients():
                     parameter, std=0.1, generator=torch.Generator().manual_seed(0)
                 )
         model._can_pack = lambda pack=pack: pack  # type: ignore[method-assign]
-        logits = model(**batch)
-        torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"]).backward()
+        logits, first_pass = model(**batch, with_first_pass=True)
+        both = torch.cat([logits, first_pass])  # the first pass reads the same states
+        labels = batch["labels"].repeat(2)
+        torch.nn.functional.binary_cross_entropy_with_logits(both, labels).backward()
         grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
         results.append((logits.detach(), grads))
     (packed_logits, packed_grads), (padded_logits, padded_grads) = results

@@ -164,7 +164,7 @@ def test_batchnorm_with_a_single_pair_in_training():
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])
-def test_one_step_changes_only_lora_cross_attention_and_head(checkpointing, batch):
+def test_one_step_changes_only_lora_cross_attention_head_and_first_pass(checkpointing, batch):
     model = tiny_model(activation_checkpointing=checkpointing).train()
     assert model.encoder.get_base_model().encoder.gradient_checkpointing == checkpointing
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -178,7 +178,7 @@ def test_one_step_changes_only_lora_cross_attention_and_head(checkpointing, batc
     assert lora_a and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_a.values())
 
     for name, param in model.named_parameters():
-        trainable = "lora_" in name or name.startswith(("cross_attention.", "head."))
+        trainable = "lora_" in name or name.startswith(("cross_attention.", "head.", "first_pass."))
         assert param.requires_grad == trainable, name
         if trainable and param.grad is not None:
             assert not torch.equal(param, before[name]), f"{name} did not change"

@@ -61,8 +61,9 @@ def test_top_layers_over_the_trunk_give_the_whole_encoders_logits_and_gradients(
 
     def logits_and_grads(**extra):
         model.zero_grad()
-        logits = model(**batch, **extra)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"])
+        logits, first_pass = model(**batch, **extra, with_first_pass=True)
+        both, labels = torch.cat([logits, first_pass]), batch["labels"].repeat(2)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(both, labels)
         loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
         return logits.detach(), grads
