@@ -15,6 +15,7 @@ from ppi_dist.cli.evaluate import main as evaluate_main
 from ppi_dist.cli.train import main as train_main
 from ppi_dist.evaluation.evaluate import EvaluateOptions, evaluate
 from ppi_dist.hub.loading import load_model
+from ppi_dist.inference.predict import PredictFiles, PredictOptions, PredictRun, predict
 from ppi_dist.models.saving import from_pretrained
 from tests.helpers import PROCESS_LIMIT_S, REPO, write_community_task
 from tests.integration.runs import (
@@ -212,6 +213,22 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert written["metrics"] == trained["test"]
     assert (tmp_path / "eval" / "plots" / "pr_curve.png").is_file()
+    # The first pass trained beside the head: its ranking is reported, and `predict --screen`
+    # computes the same first-pass scores the trainer wrote.
+    assert set(trained["first_pass"]) == {"validation", "test"}
+    assert all(0 <= split["auroc"] <= 1 for split in trained["first_pass"].values())
+    screened = tmp_path / "screened.tsv"
+    model = load_model(out / "model")
+    files = PredictFiles(screened, pairs=data / "test.tsv", fasta=data / "sequences.fasta")
+    predict(model, files, PredictOptions(screen=1.0), PredictRun(progress=False))
+    rows = [line.split("\t") for line in screened.read_text().splitlines()]
+    got = {(r[0], r[1]): float(r[-1]) for r in rows[1:]}
+    lines = (out / "predictions_test.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    assert header[-1] == "first_pass" and rows[0][-2:] == ["stage", "first_pass"]
+    for line in lines[1:]:
+        fields = line.split("\t")
+        assert abs(got[(fields[0], fields[1])] - float(fields[-1])) <= 1e-6  # 6 decimals
 
 
 def test_a_run_folder_belongs_to_one_run(tmp_path, capsys):
