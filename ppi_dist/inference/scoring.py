@@ -255,6 +255,19 @@ def first_pass_cached(
     return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
 
 
+def _chunk_items(
+    model: torch.nn.Module, cache: EmbeddingCache, chunk: Sequence[Pair], first: int
+) -> list[tuple[int, float, float | None]]:
+    """(index in the split, probability, first-pass probability or None) of a chunk's pairs,
+    the chunk's first pair at index `first`."""
+    probabilities = score_cached(model, cache, chunk)
+    first_pass = first_pass_cached(model, cache, chunk)
+    if first_pass is None:
+        return [(first + k, float(p), None) for k, p in enumerate(probabilities)]
+    pairs = zip(probabilities, first_pass, strict=True)
+    return [(first + k, float(p), float(f)) for k, (p, f) in enumerate(pairs)]
+
+
 def score_pairs(
     model: torch.nn.Module,
     pairs: Sequence[Pair],
@@ -307,16 +320,7 @@ def score_pairs(
             if round_ >= len(mine):
                 continue
             c, chunk = mine[round_]
-            probabilities = score_cached(model, cache, chunk)
-            first_pass = first_pass_cached(model, cache, chunk)
-            items += [
-                (
-                    c * chunk_pairs + k,
-                    float(p),
-                    None if first_pass is None else float(first_pass[k]),
-                )
-                for k, p in enumerate(probabilities)
-            ]
+            items += _chunk_items(model, cache, chunk, first=c * chunk_pairs)
             bar.update(len(chunk))
     if ranks.gather is not None:
         items = ranks.gather(items)

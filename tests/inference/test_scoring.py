@@ -76,8 +76,8 @@ def test_stop_is_polled_the_same_number_of_times_on_every_rank():
     pairs, _ = _pairs(n_pairs=20, seed=2)  # 3 chunks of 8 over 2 ranks: 2 rounds each
 
     def gather(items: list) -> list:  # stands in for the other rank's items
-        mine = {i for i, _ in items}
-        return items + [(i, 0.0) for i in range(20) if i not in mine]
+        mine = {i for i, *_ in items}
+        return items + [(i, 0.0, 0.0) for i in range(20) if i not in mine]
 
     for rank in (0, 1):
         polls = []
