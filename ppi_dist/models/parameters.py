@@ -59,6 +59,11 @@ def parameter_report(config: SECAIConfig) -> str:
         f"{_share(lora, esm_total)} of ESM-2; closed form {closed_form:,}",
         f"cross-attention:            {cross:,}",
         f"pair head:                  {head:,}",
+    ]
+    if model.first_pass is not None:
+        first_pass = sum(p.numel() for p in model.first_pass.parameters())
+        lines.append(f"first pass (screen):        {first_pass:,}")
+    lines += [
         f"trainable total:            {_share(trainable, total)}",
     ]
     if depth:

@@ -247,3 +247,19 @@ def test_first_pass_scores_come_with_every_scored_split(model):
         Pair(p.protein_b, p.protein_a, p.sequence_b, p.sequence_a, p.label) for p in pairs
     ]
     assert np.array_equal(score_pairs(model, reversed_pairs).first_pass, scored.first_pass)
+
+
+def test_ranks_compute_the_same_cut_and_merge_to_the_single_run(model, fasta, tmp_path):
+    from ppi_dist.inference.prediction_file import finalize, output_columns
+    from ppi_dist.inference.scoring import Ranks
+
+    single = _screen(model, tmp_path / "one.tsv", fasta, 0.3, tile=2)
+    out = tmp_path / "three.tsv"
+    for rank in range(3):  # what `accelerate launch` runs, one process per rank
+        summary = _screen(model, out, fasta, 0.3, tile=2, ranks=Ranks(rank, 3))
+        assert summary["screen"] == single["screen"]  # every rank found the same cut
+    finalize(out, 3, None, output_columns(calibrated=False, has_labels=False, screened=True))
+    merged, alone = _read_tsv(out), _read_tsv(tmp_path / "one.tsv")
+    assert [(r["protein_a"], r["protein_b"], r["stage"]) for r in merged] == [
+        (r["protein_a"], r["protein_b"], r["stage"]) for r in alone
+    ]
