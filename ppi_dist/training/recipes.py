@@ -120,6 +120,26 @@ def _without_retired_flags(argv: list[str]) -> list[str]:
     return kept
 
 
+def _without_none_values(argv: list[str]) -> tuple[list[str], list[str]]:
+    """argv less `--name none` (or `null`) of the settings that may be None, and their names:
+    argparse would read the word as a value of the setting's type."""
+    kept, emptied, index = [], [], 0
+    while index < len(argv):
+        name, _, value = argv[index][2:].partition("=")
+        inline = bool(value)
+        if not inline and index + 1 < len(argv):
+            value = argv[index + 1]
+        place = FIELDS.get(name) if argv[index].startswith("--") else None
+        nullable = place is not None and type(None) in typing.get_args(place.type)
+        if nullable and value.lower() in ("none", "null"):
+            emptied.append(name)
+            index += 1 if inline else 2
+            continue
+        kept.append(argv[index])
+        index += 1
+    return kept, emptied
+
+
 def load_config(argv: list[str] | None = None) -> TrainConfig:
     """`--config recipe.yaml` (optional) then `--key value` overrides -> TrainConfig.
 
@@ -127,6 +147,7 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     recipe holds the wrong key or value.
     """
     argv = _without_retired_flags(list(sys.argv[1:] if argv is None else argv))
+    argv, emptied = _without_none_values(argv)
     parser = HfArgumentParser(TrainFlags)
     parser.add_argument("--config", default=None, help="YAML recipe; flags override it")
     known, unknown = parser.parse_known_args(argv)
@@ -154,6 +175,7 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
                 )
             recipe[key] = _check_type(key, recipe[key], where)
         parser.set_defaults(**recipe)
+    parser.set_defaults(**dict.fromkeys(emptied))
     try:
         flags = parser.parse_args_into_dataclasses(args=argv)[0]
         return TrainConfig.from_dict(dataclasses.asdict(flags))

@@ -218,3 +218,18 @@ def test_bad_values_are_config_errors(flags, message):
     with pytest.raises(ConfigError) as error:
         load_config(flags)
     assert message in str(error.value)
+
+
+def test_none_on_the_command_line_empties_a_setting_that_may_be_none(tmp_path):
+    """`--first_pass_width none` trains without a first pass (argparse alone would refuse
+    the word as an integer); over a recipe's value too. A setting that cannot be None keeps
+    refusing it."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("first_pass_width: 128\n")
+    assert load_config(["--encoder_shape", "tiny"]).model.secai.first_pass_width == 256
+    for flags in (["--first_pass_width", "none"], ["--first_pass_width=null"]):
+        config = load_config([*flags, "--config", str(recipe), "--encoder_shape", "tiny"])
+        assert config.model.secai.first_pass_width is None
+    assert load_config(["--config", str(recipe)]).model.secai.first_pass_width == 128
+    with pytest.raises(SystemExit):
+        load_config(["--head_hidden", "none"])
