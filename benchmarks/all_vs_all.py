@@ -33,6 +33,7 @@ from benchmarks.core import (
     machine_line,
     trainer_config,
 )
+from benchmarks.flops import PEAK_TFLOPS, EncoderShape, layers_forward
 from benchmarks.tables import markdown_table
 from ppi_dist.data.batching import batch_to_device
 from ppi_dist.data.fasta import read_fasta, write_fasta
@@ -48,6 +49,7 @@ from ppi_dist.models.windows import Windowing
 SCREENS = (0.01, 0.05, 0.1, 0.2)
 TOPS = (0.01, 0.05)  # the full model's best pairs whose recall is measured
 PROTEOMES = {"yeast": 6_000, "human": 20_000}
+H200_MFU = 0.35  # the FLOP model's assumption (benchmarks/flops.py), not a measurement
 
 
 def top_mask(scores: np.ndarray, share: float) -> np.ndarray:
@@ -116,6 +118,8 @@ class Screening:
         self.encode_s = time.perf_counter() - start
         self.pairs = len(sequences) * (len(sequences) - 1) // 2
         self.runs = 0  # each run writes its own file
+        read = model.config.windowing("scoring")
+        self.length = float(np.mean([read.kept_length(len(s)) for s in sequences.values()]))
 
     def run(self, screen: float | None) -> tuple[float, dict]:
         self.runs += 1
@@ -154,7 +158,11 @@ def screen_tables(
             if n <= args.full_up_to:
                 full_s, scores = screening.run(1.0 if model.first_pass is not None else None)
                 full = np.array([v[0] for v in scores.values()])
-                rates = {"encode": encode_s / n, "cross": pairs / full_s}
+                rates = {
+                    "encode": encode_s / n,
+                    "cross": pairs / full_s,
+                    "length": screening.length,
+                }
                 table.append(
                     [n, f"{pairs:,}", "full", f"{encode_s:.0f} + {full_s:.0f}", f"{pairs:,}"]
                 )
@@ -172,29 +180,35 @@ def screen_tables(
     header = ["proteins", "pairs", "run", "wall s (encode + pairs)", "cross-attention pairs"]
     lines = markdown_table([*header, "recall of top 1%, 5%"], table)
     if {"encode", "cross", "first"} <= rates.keys():
-        lines += ["", *projection(rates, args.screens)]
+        lines += ["", *projection(rates, args.screens, model)]
     return lines
 
 
-def projection(rates: dict[str, float], screens: list[float]) -> list[str]:
-    """Hours for a proteome on this machine from the measured rates: encoder per protein,
-    cross-attention pairs/s, first-pass pairs/s (twice: the cut, then the scoring pass)."""
+def projection(rates: dict[str, float], screens: list[float], model: torch.nn.Module) -> list[str]:
+    """Hours for a proteome: on this machine from the measured rates (encoder per protein,
+    cross-attention pairs/s, first-pass pairs/s twice: the cut, then the scoring pass); on
+    one H200 from the FLOP model at an assumed MFU (no GPU measurement of predict yet)."""
+    shape = EncoderShape.from_config(model.encoder.config)
+    length, d, hidden = rates["length"], shape.hidden, model.config.head_hidden
+    per_protein = sum(layers_forward(shape, shape.layers, [length + 2]))
+    per_pair = 8.0 * length * length * d + 2 * 2.0 * (8 * d * hidden + hidden)
+    speed = PEAK_TFLOPS * 1e12 * H200_MFU
     rows = []
     for name, n in PROTEOMES.items():
         pairs = n * (n - 1) / 2
         encode = n * rates["encode"]
-        row = [
-            f"{name} ({n:,} proteins, {pairs:,.0f} pairs)",
-            f"{(encode + pairs / rates['cross']) / 3600:,.1f}",
-        ]
-        for share in screens:
-            seconds = encode + pairs * (share / rates["cross"] + 2 / rates["first"])
-            row.append(f"{seconds / 3600:,.1f}")
-        rows.append(row)
-    header = ["proteome, this machine (hours)", "full", *[f"screen {s:g}" for s in screens]]
+        cpu = [encode + pairs * (share / rates["cross"] + 2 / rates["first"]) for share in screens]
+        gpu = [(n * per_protein + pairs * share * per_pair) / speed for share in [1.0, *screens]]
+        row = [f"{name} ({n:,} proteins, {pairs:,.0f} pairs)"]
+        row.append(f"{(encode + pairs / rates['cross']) / 3600:,.1f}")
+        row += [f"{seconds / 3600:,.1f}" for seconds in cpu]
+        rows.append([*row, " / ".join(f"{seconds / 60:,.2g}" for seconds in gpu)])
+    header = ["proteome", "this machine, full (h)", *[f"screen {s:g} (h)" for s in screens]]
+    header.append(f"H200 FLOP model, full / {' / '.join(f'{s:g}' for s in screens)} (min)")
     note = (
         f"rates: encoder {rates['encode']:.2f} s/protein, cross-attention {rates['cross']:,.0f} "
-        f"pairs/s, first pass {rates['first']:,.0f} pairs/s"
+        f"pairs/s, first pass {rates['first']:,.0f} pairs/s; FLOP model at mean read length "
+        f"{length:.0f}, {PEAK_TFLOPS:g} TFLOP/s x MFU {H200_MFU} (assumed)"
     )
     return [note, *markdown_table(header, rows)]
 
