@@ -32,7 +32,7 @@ from ppi_dist.errors import DataError, UserError
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.evaluation.bootstrap import bootstrap_intervals
 from ppi_dist.evaluation.calibration import calibration_intervals
-from ppi_dist.evaluation.metrics import trivial_predictors
+from ppi_dist.evaluation.metrics import auroc_aupr, trivial_predictors
 from ppi_dist.evaluation.plots import plot_evaluation, plot_reliability
 from ppi_dist.evaluation.threshold import compare_objectives, describe_objectives, evaluate_at
 from ppi_dist.inference.cache import EmbeddingCache, covering_cache
@@ -107,6 +107,9 @@ def evaluate(
         "_result": result,
     }
     report["calibration"], report["_calibrated"] = _calibration(model, scored, options.n_resamples)
+    if scored.first_pass is not None:  # what `predict --screen` ranks by
+        auroc, aupr = auroc_aupr(scored.first_pass, scored.labels)
+        report["first_pass"] = {"auroc": auroc, "aupr": aupr}
     if options.train is not None:
         report["by_class"] = _by_class(scored, options.train, threshold, objective)
     if valid is not None:
@@ -222,6 +225,11 @@ def describe(report: dict) -> str:
         f"AUPR: {result.aupr:.3f}  MCC: {result.mcc:.3f}",
         "95% bootstrap intervals (pairs resampled): "
         + ", ".join(f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in report["intervals_95"].items()),
+        *(
+            [f"first pass (screen): AUROC {fp['auroc']:.3f}  AUPR {fp['aupr']:.3f}"]
+            if (fp := report.get("first_pass"))
+            else []
+        ),
         "trivial predictors: "
         + "; ".join(
             f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items())

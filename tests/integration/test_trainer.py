@@ -216,6 +216,7 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     # The first pass trained beside the head: its ranking is reported, and `predict --screen`
     # computes the same first-pass scores the trainer wrote.
     assert set(trained["first_pass"]) == {"validation", "test"}
+    assert report["first_pass"] == trained["first_pass"]["test"]  # `evaluate` reports it too
     assert all(0 <= split["auroc"] <= 1 for split in trained["first_pass"].values())
     screened = tmp_path / "screened.tsv"
     model = load_model(out / "model")
