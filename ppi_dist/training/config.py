@@ -198,8 +198,12 @@ class OptimizationConfig:
     focal_alpha: float | None = None
     """Focal loss weight of the positives, in [0, 1]; None weighs both classes 1."""
     first_pass_loss_weight: float = 0.5
-    """Weight of the first pass's own focal loss beside SE-CAI's (a model with a first pass,
+    """Weight of the first pass's own loss beside SE-CAI's (a model with a first pass,
     `first_pass_width`); it must be above 0 there, so its weights train."""
+    first_pass_distillation: float = 1.0
+    """Within the first pass's loss, the weight of matching SE-CAI's own probability of each
+    pair (binary cross-entropy to it, SE-CAI's side held fixed) beside the focal loss on the
+    labels: a screen keeps what SE-CAI would rank high. 0: the labels only."""
     swap_augmentation: bool = False
     """Swap A and B of a random half of the pairs (useful with symmetric: none)."""
     nonfinite_loss: str = "stop"
@@ -217,6 +221,7 @@ class OptimizationConfig:
         check_positive("learning_rate_lora", self.learning_rate_lora)
         check_positive("learning_rate_head", self.learning_rate_head)
         check_positive("first_pass_loss_weight", self.first_pass_loss_weight)
+        check_non_negative("first_pass_distillation", self.first_pass_distillation)
         for name in ("weight_decay", "max_grad_norm", "focal_gamma"):
             check_non_negative(name, getattr(self, name))
         check_fraction("warmup_ratio", self.warmup_ratio)

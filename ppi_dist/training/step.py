@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch.optim.lr_scheduler import LRScheduler
@@ -163,8 +164,9 @@ def _losses(
     model: torch.nn.Module, batch: dict, accelerator: Accelerator, optimization: OptimizationConfig
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
     """The batch's logits (SE-CAI's, and the first pass's when the model has one), SE-CAI's
-    focal loss (the one logged), and the loss to minimise: with a first pass, its own focal
-    loss on the same pairs is added at `first_pass_loss_weight`."""
+    focal loss (the one logged), and the loss to minimise: with a first pass, its own loss on
+    the same pairs (focal on the labels, and `first_pass_distillation` x cross-entropy to
+    SE-CAI's probabilities) is added at `first_pass_loss_weight`."""
     gamma, alpha = optimization.focal_gamma, optimization.focal_alpha
     labels, weight = batch["labels"], batch["weight"]
     with_first_pass = accelerator.unwrap_model(model).first_pass is not None
@@ -174,5 +176,10 @@ def _losses(
     total = loss
     if with_first_pass:
         first_pass_loss = focal_loss(logits[1], labels, gamma, alpha, weight=weight)
+        if optimization.first_pass_distillation:  # towards SE-CAI's own ranking of the pairs
+            teacher = torch.sigmoid(logits[0].detach().float())
+            each = F.binary_cross_entropy_with_logits(logits[1].float(), teacher, reduction="none")
+            matching = (each * weight).sum() / weight.sum().clamp(min=1e-12)
+            first_pass_loss = first_pass_loss + optimization.first_pass_distillation * matching
         total = loss + optimization.first_pass_loss_weight * first_pass_loss
     return logits, loss, total
