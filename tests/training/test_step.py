@@ -40,3 +40,35 @@ def test_fused_foreach_and_loop_adamw_make_the_same_update():
     assert OptimizationConfig().adamw_implementation == "fused"
     with pytest.raises(ConfigError, match="adamw_implementation"):
         OptimizationConfig(adamw_implementation="apex")
+
+
+def test_the_first_pass_learns_the_labels_and_se_cais_ranking_without_moving_se_cai():
+    """`_losses` adds the first pass's loss at its weight: focal on the labels, plus the
+    distillation term towards SE-CAI's probabilities, whose gradient never reaches SE-CAI's
+    cross-attention and head (the teacher is held fixed)."""
+    from accelerate import Accelerator
+
+    from ppi_dist.training.step import _losses
+
+    model = tiny_model(seed=3, lora_dropout=0.0, head_dropout=0.0)
+    batch = collate_pairs(random_pairs(8, seed=2))
+    batch["weight"] = torch.ones(8)
+    totals, grads = {}, {}
+    for distillation in (0.0, 2.0):
+        model.zero_grad()
+        optimization = OptimizationConfig(
+            first_pass_loss_weight=0.5, first_pass_distillation=distillation
+        )
+        (se_cai, first), _, total = _losses(model, batch, Accelerator(cpu=True), optimization)
+        total.backward()
+        totals[distillation] = total.detach()
+        grads[distillation] = {
+            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+        }
+    teacher = torch.sigmoid(se_cai.detach())
+    matching = torch.nn.functional.binary_cross_entropy_with_logits(first.detach(), teacher)
+    torch.testing.assert_close(totals[2.0] - totals[0.0], 0.5 * 2.0 * matching)
+    for name, grad in grads[0.0].items():  # (LoRA moves: the first pass reads its states)
+        moved = not torch.allclose(grads[2.0][name], grad, atol=1e-7)
+        if name.startswith(("first_pass.", "cross_attention.", "head.")):
+            assert moved == name.startswith("first_pass."), name
