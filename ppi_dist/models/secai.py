@@ -244,9 +244,13 @@ class SECAI(nn.Module):
         self.head = PairHead(2 * dim, config.head_hidden, config.head_dropout)
         if config.sync_batchnorm:
             self.head = nn.SyncBatchNorm.convert_sync_batchnorm(self.head)
-        # Made last, so a model without it draws the same initial weights as before.
+        # Drawn from a fork of the random state: the rest of the run (dropout, crops) draws
+        # the same numbers with or without a first pass, so SE-CAI trains the same.
         width = config.first_pass_width
-        self.first_pass = FirstPass(2 * dim, width) if width is not None else None
+        self.first_pass = None
+        if width is not None:
+            with torch.random.fork_rng(devices=[]):
+                self.first_pass = FirstPass(2 * dim, width)
         # Raw score -> probability, fitted on validation when training ends; saved and
         # loaded with the model (models/calibration.py). None until then.
         self.calibration: Calibration | None = None
@@ -433,7 +437,10 @@ class SECAI(nn.Module):
         logits = self.pair_logits(side, side, index_a, index_b)
         if not with_first_pass:
             return logits
-        return PairLogits(logits, self.first_pass_logits(side, side, index_a, index_b))
+        # The first pass learns from the states, never shapes them: its loss would otherwise
+        # pull LoRA towards what pooled vectors can say, away from what cross-attention needs.
+        states = (side[0].detach(), side[1])
+        return PairLogits(logits, self.first_pass_logits(states, states, index_a, index_b))
 
     def first_pass_logits(
         self,

@@ -154,10 +154,26 @@ def train_step(
             return StepResult(0.0, 0.0, stopping > 0, skipped=True)
         accelerator.backward(total)
         if accelerator.sync_gradients and accelerator.distributed_type != DistributedType.DEEPSPEED:
-            accelerator.clip_grad_norm_(model.parameters(), optimization.max_grad_norm)
+            for parameters in _clipping_groups(model, accelerator):
+                accelerator.clip_grad_norm_(parameters, optimization.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad()
     return StepResult(loss_sum, pair_count, stopping > 0, skipped=False)
+
+
+def _clipping_groups(
+    model: torch.nn.Module, accelerator: Accelerator
+) -> list[list[torch.nn.Parameter]]:
+    """The parameters clipped together: SE-CAI's, and the first pass's on their own, so its
+    gradients (larger than SE-CAI's early on) never shrink SE-CAI's steps."""
+    first_pass = accelerator.unwrap_model(model).first_pass
+    if first_pass is None:
+        return [list(model.parameters())]
+    own = {id(p) for p in first_pass.parameters()}
+    return [
+        [p for p in model.parameters() if id(p) not in own],
+        list(first_pass.parameters()),
+    ]
 
 
 def _losses(
