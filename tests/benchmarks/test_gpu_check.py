@@ -113,36 +113,38 @@ def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
     assert not failed, f"{failed}; logs in {tmp_path}\n{output[-3000:]}"
     # The table is rewritten after every row: what is on disk is the final table.
     assert (tmp_path / "results.md").read_text().strip() in output
-    throughput = [r for r in rows if r[0].startswith("throughput ")]
-    for row in throughput:
+    steps = [r for r in rows if r[0].split()[0] in ("ours", "ours+compile", "baseline")]
+    for row in steps:
         assert row[1] == "OK" and float(row[2]) > 0 and float(row[6]) > 0, row
-    # Profiles (the dry run profiles the tiny shape whatever the encoder): one row each, with
-    # the step's split, category shares and operators per step, and a top-5 list under it.
-    profiles = [r for r in rows if r[0].startswith("profile tiny")]
+    # Profiles (the dry run profiles the tiny shape whatever the encoder): each profiled
+    # method's row carries the step's split, category shares and operators per step, and a
+    # top-5 list follows the table.
+    profiled = [r for r in steps if "; profiled: " in r[-1]]
     expected = {
-        "tests": ["profile tiny lora", "profile tiny frozen"],
-        "speed": ["profile tiny lora", "profile tiny frozen", "profile tiny lora"],
-        "sweep": ["profile tiny lora compiled"],
+        "tests": ["ours tiny lora", "ours tiny frozen"],
+        "speed": ["ours tiny lora", "ours tiny frozen", "ours tiny lora"],
+        "sweep": ["ours tiny lora", "ours+compile tiny lora"],
     }[stage]
-    assert [r[0] for r in profiles] == expected, rows
-    for row in profiles:
-        assert row[1] == "OK" and float(row[2]) > 0, row
+    assert [r[0] for r in profiled] == expected, rows
+    for row in profiled:
         assert re.search(r"CPU run; [a-z /]+ \d+%, ", row[-1]), row  # the largest shares
-        assert re.search(r"step [\d.]+ s; profiled: host [\d.]+ \+ sync wait", row[-1]), row
+        assert re.search(r"; profiled: host [\d.]+ \+ sync wait", row[-1]), row
         assert re.search(r"ops/step forward \d+, backward \d+, optimizer \d+", row[-1]), row
     assert output.count("top 5 by CPU time per step:") == len(expected)
     for name in (n for n in PLANS[stage] if n.startswith("profile_")):  # full tables in $WORK
         log = (tmp_path / f"{name}.log").read_text()
         assert "top 20 by self CPU time, per step:" in log and "| name " in log, log[-2000:]
     if stage == "speed":
-        # Each attention kernel's throughput row names it (on the CPU all run as SDPA:
+        # Each attention kernel's row names it (on the CPU all run as SDPA:
         # ppi_dist.models.attention and .cross_attention fall back off CUDA).
         for kernel in ("sdpa", "varlen", "cudnn", "flex"):
-            assert any(f"{kernel} attention" in r[-1] for r in throughput), (kernel, throughput)
-        assert any("varlen cross-attention" in r[-1] for r in throughput), throughput
-        assert {"throughput ours", "throughput baseline"} <= {r[0] for r in throughput}
+            assert any(f"{kernel} attention" in r[-1] for r in steps), (kernel, steps)
+        assert any("varlen cross-attention" in r[-1] for r in steps), steps
+        assert {"ours tiny lora", "baseline tiny lora"} <= {r[0] for r in steps}
+        lora_layers = output.split("\nlora_layers_650m:\n", 1)[1]
+        assert "trunk cache:" in lora_layers and "| frozen, embedding cache " in lora_layers
     if stage == "sweep":
-        assert "throughput ours+compile" in {r[0] for r in throughput}, throughput
+        assert "ours+compile tiny lora" in {r[0] for r in steps}, steps
     if stage == "tests":
         # Without CUDA the GPU tests are collected and skipped, and the row says so.
         gpu_row = next(r for r in rows if r[0] == "gpu_tests")

@@ -1,6 +1,6 @@
 """throughput.py: the naive baseline computes the model's own function, a dry run (CPU, tiny
-shape) times ours, ours+compile and the baseline, and the old flags are refused. No timing
-is asserted."""
+shape) times ours, ours+compile and the baseline, LoRA and frozen steps are profiled, and the
+old flags are refused. No timing is asserted."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from benchmarks import throughput
-from benchmarks.baseline import (
-    baseline_batches,
-    naive_forward,
-    pairs_of,
-    transformers_attention,
-)
 from benchmarks.core import write_pair_files
+from benchmarks.throughput import NaiveSECAI, baseline_batches, pairs_of, transformers_attention
 from ppi_dist.data.batching import collate_pairs
 from ppi_dist.models import attention
 from ppi_dist.models.compile import BACKEND_ENV
@@ -34,8 +29,7 @@ def test_naive_baseline_gives_the_models_logits():
     naive = baseline_batches(pairs_of([ours]), batch_size=6, seed=None)[0]  # keep the order
     with torch.no_grad():
         expected = model(**ours)
-        with transformers_attention(model, "eager"):  # as the baseline runs
-            got = naive_forward(model, naive)
+        got = NaiveSECAI(model)(**naive)  # eager attention inside
     assert ours["input_ids"].shape[0] < 12
     assert naive["input_ids_a"].shape[0] == naive["input_ids_b"].shape[0] == 6
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
@@ -81,14 +75,47 @@ def test_throughput_dry_run(tmp_path, capsys, monkeypatch):
     assert "torch" in printed and "transformers" in printed
     assert "sample: 32 pairs" in printed and "model: encoder tiny (d=64, 2 layers)" in printed
     results = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["name"] for r in results] == ["baseline", "ours", "ours+compile"]
+    assert [r["name"] for r in results] == ["ours", "ours+compile", "baseline"]
     for result in results:
         assert result["pairs"] >= 4 and result["pairs_per_s"] > 0
         assert result["padded_over_real"] >= 1.0 and result["peak_memory_gb"] > 0
         assert (result["encoder"], result["attention"], result["bf16"]) == ("tiny", "sdpa", False)
-    assert results[0]["batch_size"] == 4 and results[1]["max_tokens"] == 2048
+    assert results[2]["batch_size"] == 4 and results[0]["max_tokens"] == 2048
     # The baseline timed exactly the pairs ours timed (whole batches: at least --num_pairs).
     assert results[0]["pairs"] == results[1]["pairs"] == results[2]["pairs"]
+
+
+@pytest.mark.parametrize("mode", [[], ["--freeze_encoder", "true"]], ids=["lora", "frozen"])
+def test_throughput_dry_run_profiles_the_step(tmp_path, capsys, mode):
+    """--dry (the tiny shape on the CPU, whatever the flags say) and --profile_steps: the
+    operators per phase, the host's split and the top table, also in the JSON line; a frozen
+    step reads the embedding cache the trainer's set-up builds, and has no baseline."""
+    out = tmp_path / "steps.jsonl"
+    pair_path, _ = write_pair_files(tmp_path, random_pairs(128, seed=5, proteins=80))
+    flags = ["--dry", "--num_pairs", "4", "--repeats", "1", "--profile_steps", "2", "--top", "5"]
+    flags += ["--json_out", str(out), "--pairs", str(pair_path), "--encoder_shape", "650M"]
+    args, config = throughput.parse_args([*flags, *mode])
+    assert config.model.encoder_shape == "tiny" and config.data.sort_buffer == 64
+    assert args.max_tokens == [2048] and args.device == "cpu" and args.fixed_length == 60
+    results = throughput.run(args, config)
+    printed = capsys.readouterr().out
+    assert [r["name"] for r in results] == ["ours"] + ["baseline"] * (not mode)
+    profile = results[0]["profile"]
+    assert profile["device_busy_s"] is None and profile["prepare_s"] > 0
+    assert sum(profile["shares"].values()) == pytest.approx(1.0)
+    ops = profile["ops_per_step"]
+    assert list(ops) == ["forward", "backward", "optimizer"] and all(n > 0 for n in ops.values())
+    assert re.search(
+        r"ours at max_tokens 2048, profiled over 2 steps: operators dispatched per "
+        r"step: forward \d+, backward \d+, optimizer \d+ \(total \d+\)",
+        printed,
+    )
+    assert "top 5 by self CPU time, per step:" in printed and "prepare_batch" in printed
+    table = printed.split("top 5 by self CPU time, per step:\n", 1)[1].splitlines()
+    assert table[0].split("|")[1].strip() == "name" and table[6].startswith("| ")
+    assert ("embedding cache: " in printed) == bool(mode)
+    written = json.loads(out.read_text().splitlines()[0])
+    assert written["mode"] == ("frozen" if mode else "lora") and written["profile"]["ops_per_step"]
 
 
 @pytest.mark.parametrize(
