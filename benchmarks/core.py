@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 
@@ -30,10 +29,8 @@ from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
 from ppi_dist.data.sequences import random_residues
 from ppi_dist.errors import ConfigError
 from ppi_dist.evaluation.audit import read_pairs
-from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.shapes import SHAPES
-from ppi_dist.models.windows import Windowing
 from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.distributed import resolve_mixed_precision
 from ppi_dist.training.recipes import load_config
@@ -359,23 +356,3 @@ def sample_source(pairs: list[Pair], config: TrainConfig) -> Iterator[PairSource
         source.validate()
         config.run.output_dir = folder
         yield source
-
-
-def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
-    """A cache of the source's proteins at their cropped lengths with zero states of width
-    `hidden`: the index and gather of training without encoding (the kernels' work does not
-    depend on the values)."""
-    source.validate()  # reads the FASTA
-    ids = list(source.sequences)
-    lengths = np.array([min(len(source.sequences[p]), source.max_residues) for p in ids])
-    states = np.zeros((int(lengths.sum()), hidden), dtype=np.float16)
-    windowing = Windowing(source.max_residues, 0, "crop")
-    return EmbeddingCache(
-        ids,
-        lengths,
-        states,
-        "float16",
-        digests=[""] * len(ids),
-        fingerprint="",
-        windowing=windowing,
-    )
