@@ -73,18 +73,29 @@ DATA="${DATA:-$REPO/../shared/data/bernett-gold}"
 ESM2_8M="${ESM2_8M:-$REPO/../shared/models/esm2_t6_8M}"
 WORK="${WORK:-$(mktemp -d)}"
 mkdir -p "$WORK"
-STEPS="$WORK/steps.jsonl"       # throughput.py's JSON lines (timed and profiled steps)
 STATUS="$WORK/status.tsv"       # check, status, seconds, note
-TRAINER="$WORK/trainer.tsv"     # run, pairs/s, steps, test metrics
 COMMANDS="$WORK/commands.tsv"   # check, the command it ran
-: >"$STEPS"; : >"$STATUS"; : >"$TRAINER"; : >"$COMMANDS"
+: >"$STATUS"; : >"$COMMANDS"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 START=$(date +%s)
 
 note() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$STATUS"; }
+SHOWN='^(\||trunk cache:|embedding cache:)'  # what results.md keeps of a row's log
+# $WORK/results.md: each row's status, then the tables (and cache lines) of each row's log,
+# then the commands.
 write_table() {
-  "$PYTHON" -m benchmarks.gpu_report table "$STEPS" "$STATUS" "$TRAINER" "$COMMANDS" \
-    >"$WORK/results.md"
+  {
+    printf '| check | status | seconds | note |\n| --- | --- | --- | --- |\n'
+    while IFS=$'\t' read -r name state seconds text; do
+      printf '| %s | %s | %s | %s |\n' "$name" "$state" "$seconds" "$text"
+    done <"$STATUS"
+    for name in "${PLAN[@]}"; do
+      if grep -qE "$SHOWN" "$WORK/$name.log" 2>/dev/null; then
+        printf '\n%s:\n' "$name"; grep -E "$SHOWN" "$WORK/$name.log"
+      fi
+    done
+    printf '\ncommands:\n'; sed -E 's/^([^\t]*)\t/  \1: /' "$COMMANDS"
+  } >"$WORK/results.md"
 }
 
 # run_check NAME CMD...: run under the row's limit (DRY_LIMIT in --dry; cut to what is left
@@ -187,7 +198,7 @@ if [[ "$DRY" == 1 ]]; then
   head -n 1001 "$DATA/train.tsv" >"$SAMPLED"
 fi
 SAMPLE=(--device "$DEVICE" --pairs "$SAMPLED" --fasta "$DATA/sequences.fasta")
-STEP_TIMER=("$PYTHON" -m benchmarks.throughput "${SAMPLE[@]}" --json_out "$STEPS")
+STEP_TIMER=("$PYTHON" -m benchmarks.throughput "${SAMPLE[@]}")
 THROUGHPUT=("${STEP_TIMER[@]}" --encoder_shape "$SHAPE")
 PROFILE=("${STEP_TIMER[@]}" --no_baseline)
 TRAIN=("$PYTHON" ppi_dist/train.py --report_to none --plots false --seed 0 --log_every 10
@@ -241,9 +252,10 @@ for name in "${PLAN[@]}"; do
   run_check "$name" "${CMD[@]}"
   case "$name" in
     trainer_8m_lora) "$PYTHON" -m benchmarks.gpu_report trainer_row \
-      "8M LoRA, max_tokens $LORA_TOKENS" "$WORK/lora8m" >>"$TRAINER" ;;
+      "8M LoRA, max_tokens $LORA_TOKENS" "$WORK/lora8m" >>"$WORK/$name.log"; write_table ;;
     trainer_8m_frozen) "$PYTHON" -m benchmarks.gpu_report trainer_row \
-      "8M frozen (cache), max_tokens $FROZEN_TOKENS" "$WORK/frozen8m" >>"$TRAINER" ;;
+      "8M frozen (cache), max_tokens $FROZEN_TOKENS" "$WORK/frozen8m" >>"$WORK/$name.log"
+      write_table ;;
     yeast_random_frozen_8m) cat "$WORK/real_yeast/results.md" 2>/dev/null ;;
     bernett_frozen_8m) cat "$WORK/real_bernett/results.md" 2>/dev/null ;;
   esac
@@ -253,8 +265,4 @@ echo
 echo "=== results ($([[ "$DRY" == 1 ]] && echo "DRY: CPU, tiny shape, not a measurement" || echo "GPU"))"
 write_table
 cat "$WORK/results.md"
-if [[ -f "$WORK/lora_layers_650m.log" ]]; then
-  echo; echo "lora_layers_650m:"
-  grep -E '^(\||trunk cache:|embedding cache:|[^ ]+, crop)' "$WORK/lora_layers_650m.log"
-fi
 echo "(logs and raw results in $WORK; wall $(( $(date +%s) - START ))s)"

@@ -193,29 +193,34 @@ def profile_steps(step, batches: list[dict], steps: int, device: torch.device) -
     return summarise(events_of(prof), steps, on_cuda)
 
 
-def report(name: str, s: dict, top: int) -> None:
-    """The profile of one method's steps, its top table last."""
-    ops = ", ".join(f"{phase} {count:g}" for phase, count in s["ops_per_step"].items())
-    kernels = f"; {s['kernels_per_step']:g} device kernels/copies" if s["kernels_per_step"] else ""
-    print(
-        f"{name}, profiled over {s['steps']} steps: operators dispatched per step: {ops} "
-        f"(total {sum(s['ops_per_step'].values()):g}){kernels}"
-    )
-    print(
-        f"  per step {s['profiled_wall_s']:.3f} s wall = host {s['host_s']:.3f} s in "
-        f"train_step + {s['sync_wait_s']:.3f} s waiting in its syncs + {s['drain_s']:.3f} s "
-        f"waiting for the device; prepare_batch {1e3 * s['prepare_s']:.2f} ms"
-    )
-    busy, what = s["device_busy_s"], "self CPU time"
-    if busy is not None:
-        what = "self device time (kernels, copies)"
-        print(f"  device busy {busy:.3f} s per step ({100 * busy / s['profiled_wall_s']:.0f}%)")
-    syncs = ", ".join(f"{k} {n:g}" for k, n in s["syncs_per_step"].items()) or "none"
-    print(f"  synchronisations and scalar reads per step inside train_step: {syncs}")
-    shares = ", ".join(f"{k} {100 * share:.1f}%" for k, share in s["shares"].items())
-    print(f"  shares of {what}: {shares}\n  top {top} by {what}, per step:")
-    rows = [
-        (shorten(op), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
-        for op, calls, ms, share, kind in s["top"][:top]
-    ]
-    print("\n".join(markdown_table(("name", "calls", "ms", "share", "category"), rows)))
+def report(profiles: dict[str, dict], top: int) -> None:
+    """Each method's profile as a row (operators, the host's split of the wall time, device
+    busy, syncs, the largest category shares), then its top table."""
+    rows = []
+    for name, s in profiles.items():
+        ops, busy = s["ops_per_step"], s["device_busy_s"]
+        rows.append(
+            (
+                name,
+                f"{sum(ops.values()):g} ({' / '.join(f'{n:g}' for n in ops.values())})",
+                f"{s['kernels_per_step']:g}" if s["kernels_per_step"] else "-",
+                f"{s['profiled_wall_s']:.3f}",
+                f"{s['host_s']:.3f} + {s['sync_wait_s']:.3f} + {s['drain_s']:.3f}",
+                f"{100 * busy / s['profiled_wall_s']:.0f}%" if busy is not None else "CPU run",
+                f"{1e3 * s['prepare_s']:.2f}",
+                ", ".join(f"{k} {n:g}" for k, n in s["syncs_per_step"].items()) or "none",
+                ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(s["shares"].items())[:4]),
+            )
+        )
+    header = ("profiled", "operators per step (forward / backward / optimizer)", "kernels")
+    header += ("wall s", "host + sync wait + drain s", "device busy", "prepare_batch ms")
+    header += ("syncs and scalar reads", "largest shares")
+    print("\n".join(markdown_table(header, rows)))
+    for name, s in profiles.items():
+        what = "self CPU time" if s["device_busy_s"] is None else "self device time"
+        print(f"{name}, {s['steps']} profiled steps: top {top} by {what}, per step:")
+        top_rows = [
+            (shorten(op), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
+            for op, calls, ms, share, kind in s["top"][:top]
+        ]
+        print("\n".join(markdown_table(("name", "calls", "ms", "share", "category"), top_rows)))

@@ -137,7 +137,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
     add("--peak_tflops", type=float, help="peak for MFU (default on CUDA: 989, dense bf16)")
     add("--profile_steps", type=int, default=0, help="profile this many steps of ours")
     add("--top", type=int, default=20, help="rows of the profile's top table")
-    add("--json_out", default=None, help="append the results as JSON lines")
     args, flags = parser.parse_known_args(argv)
     if args.dry:  # after the flags given: the dry run's shape and sizes win
         args.device, args.fixed_length = "cpu", 60
@@ -199,7 +198,8 @@ def table_row(r: dict) -> tuple[str, ...]:
     ratios = (r["padded_over_real"], r["pair_tokens_over_encoded"])
     return (
         r["name"],
-        f"max_tokens {r['max_tokens']}" if r["max_tokens"] else f"batch_size {r['batch_size']}",
+        r["budget"],
+        r["attention"],
         f"{r['pairs_per_s']:.2f} ({repeats})",
         f"{r['pair_tokens_per_s']:,.0f}",
         *(f"{x:.2f}" if x else "-" for x in ratios),
@@ -210,7 +210,8 @@ def table_row(r: dict) -> tuple[str, ...]:
     )
 
 
-TABLE = ("method", "budget", "pairs/s (repeats)", "pair tok/s", "padded/real", "dedup")
+TABLE = ("method", "budget", "attention (encoder, cross)", "pairs/s (repeats)", "pair tok/s")
+TABLE += ("padded/real", "dedup")
 TABLE += ("GFLOP/pair", "achieved GFLOP/s", "MFU (HFU)", "peak GiB")
 
 
@@ -241,13 +242,19 @@ def time_budget(args, config: TrainConfig, source, steps: dict, baseline) -> lis
     if compiled_graphs() > warmed:  # compilation inside the timed steps
         print(f"WARNING: {compiled_graphs() - warmed} graph(s) compiled while timed")
     results = []
+    built = ours.model.config
     for method in methods:
         result = summary(method, args.peak_tflops)
         naive = method.name == "baseline"
-        result |= {"max_tokens": None if naive else max_tokens, "batch_size": None}
-        if naive:
-            result["batch_size"] = args.baseline_batch_size
-        elif args.profile_steps:
+        result["budget"] = (
+            f"batch_size {args.baseline_batch_size}" if naive else f"max_tokens {max_tokens}"
+        )
+        encoder = "eager" if naive else built.encoder_attention
+        result |= {
+            "max_tokens": max_tokens,
+            "attention": f"{encoder}, {built.cross_attention_kernel}",
+        }
+        if not naive and args.profile_steps:
             result["profile"] = profile_steps(method.step, measured, args.profile_steps, device)
         results.append(result)
     return results
@@ -270,7 +277,7 @@ def run(args: argparse.Namespace, config: TrainConfig) -> list[dict]:
         f"max {max(lengths)}"
     )
     model = core.build_model(config, device)
-    facts = describe(model, config, args)
+    describe(model, config, device)
     results, reference = [], None
     with core.sample_source(pairs, config) as source:
         steps = make_steps(model, config, device, pairs)
@@ -280,9 +287,6 @@ def run(args: argparse.Namespace, config: TrainConfig) -> list[dict]:
         for index, max_tokens in enumerate(args.max_tokens):
             config.data.max_tokens = max_tokens  # the steps' batches follow it
             got = time_budget(args, config, source, steps, baseline if index == 0 else None)
-            for result in got:
-                result.update(facts)
-                append_json_line(args.json_out, result)
             reference = print_budget(got, reference, args.top)
             results += got
     return results
@@ -293,9 +297,8 @@ def print_budget(got: list[dict], reference: dict | None, top: int) -> dict | No
     print("\n".join(markdown_table(TABLE, [table_row(r) for r in got])))
     by_name = {r["name"]: r for r in got}
     at = f"pairs/s at max_tokens {by_name['ours']['max_tokens']}"
-    for r in got:
-        if "profile" in r:
-            report(f"{r['name']} at max_tokens {r['max_tokens']}", r["profile"], top)
+    if profiles := {r["name"]: r["profile"] for r in got if "profile" in r}:
+        report(profiles, top)
     ours = by_name["ours"]["pairs_per_s"]
     if "ours+compile" in by_name:
         print(f"RATIO compiled/eager {at}: {by_name['ours+compile']['pairs_per_s'] / ours:.2f}x")
@@ -306,35 +309,15 @@ def print_budget(got: list[dict], reference: dict | None, top: int) -> dict | No
     return reference
 
 
-def describe(model: SECAI, config: TrainConfig, args: argparse.Namespace) -> dict:
-    """The model's line, and the facts every JSON line carries."""
-    built = model.config
+def describe(model: SECAI, config: TrainConfig, device: torch.device) -> None:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    bf16 = core.mixed_precision(config, torch.device(args.device)) == "bf16"
     print(
         f"model: encoder {core.encoder_label(config)} (d={model.encoder.config.hidden_size}, "
         f"{model.encoder.config.num_hidden_layers} layers), {trainable:,} trainable of "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters; ours attention "
-        f"{built.encoder_attention}, the baseline's eager; bf16 {bf16}, activation "
-        f"checkpointing {built.activation_checkpointing}"
+        f"{sum(p.numel() for p in model.parameters()):,} parameters; bf16 "
+        f"{core.mixed_precision(config, device) == 'bf16'}, activation checkpointing "
+        f"{model.config.activation_checkpointing}"
     )
-    return {
-        "encoder": core.encoder_label(config),
-        "mode": "frozen" if built.freeze_encoder else "lora",
-        "device": args.device,
-        "fixed_length": args.fixed_length,
-        "bf16": bf16,
-        "activation_checkpointing": built.activation_checkpointing,
-        "attention": built.encoder_attention,
-        "cross_attention": built.cross_attention_kernel,
-    }
-
-
-def append_json_line(path: str | None, row: dict) -> None:
-    """One JSON line appended at once, so a run cut short keeps what it measured."""
-    if path:
-        with open(path, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
