@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks.core import REPO, machine_line
-from ppi_dist.data.pairs import PairSource, sequences_of
+from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.data.synthetic import planted_motif
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.explain import HOTSPOT_SCORES, explain_pair
@@ -40,7 +40,7 @@ def untrained_copy(folder: Path) -> SECAI:
     return model.eval()
 
 
-def hit_rates(model: SECAI, pairs) -> dict[str, np.ndarray]:
+def hit_rates(model: SECAI, pairs: list[Pair]) -> dict[str, np.ndarray]:
     cache = encode_proteins(model, sequences_of(pairs))
     rates = {name: [] for name in (*HOTSPOT_SCORES, "chance")}
     for pair in pairs:

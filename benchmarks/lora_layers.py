@@ -30,6 +30,7 @@ from benchmarks.flops import ModelShape, secai_step_flops, trunk_build_flops
 from benchmarks.tables import markdown_table
 from ppi_dist.data.batching import CacheRowBatches
 from ppi_dist.data.pairs import Pair, PairSource
+from ppi_dist.models.secai import SECAI
 from ppi_dist.training.config import TrainConfig
 
 
@@ -46,13 +47,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]
     return args, config
 
 
-def model_of(config: TrainConfig, device: torch.device, **secai: object):
+def model_of(
+    config: TrainConfig, device: torch.device, **secai: object
+) -> tuple[TrainConfig, SECAI]:
     """The benchmark's model with some of its SE-CAI settings replaced (same seed)."""
     changed = TrainConfig.from_dict({**config.to_dict(), **secai})
     return changed, core.build_model(changed, device)
 
 
-def step_flops(config: TrainConfig, model, batches: list[dict], encoder: str) -> float:
+def step_flops(config: TrainConfig, model: SECAI, batches: list[dict], encoder: str) -> float:
     """Model FLOPs of training on the batches (`benchmarks.flops`), the encoder run as
     `encoder` says: "trunk" (the top LoRA layers only), "whole" (every layer forward, the
     backward down to the first LoRA layer) or "none" (cached last-layer states)."""
@@ -69,7 +72,9 @@ def step_flops(config: TrainConfig, model, batches: list[dict], encoder: str) ->
     return total
 
 
-def build_variants(args, config: TrainConfig, source: PairSource, pairs: list[Pair]) -> list:
+def build_variants(
+    args: argparse.Namespace, config: TrainConfig, source: PairSource, pairs: list[Pair]
+) -> list[core.Timed]:
     """The four variants on one list of batches, each with its model FLOPs on them."""
     device, top = torch.device(args.device), config.model.secai.lora_layers
     _, trunk_model = model_of(config, device)
@@ -86,15 +91,10 @@ def build_variants(args, config: TrainConfig, source: PairSource, pairs: list[Pa
     rows = CacheRowBatches(source, frozen.prepare.cache.index, windowing=windowing)
     frozen_batches = [rows.collate(i, pairs_of(batch), 1.0) for i, batch in enumerate(batches)]
     every_config, every_model = model_of(config, device, lora_layers=None)
-    _, whole_model = model_of(config, device)
-    whole = core.TrainerStep(whole_model, config, device)
+    every = core.TrainerStep(every_model, every_config, device)
+    whole = core.TrainerStep(model_of(config, device)[1], config, device)  # no trunk cache
     plans = [  # label, settings, step, what the encoder runs
-        (
-            "LoRA on all layers",
-            every_config,
-            core.TrainerStep(every_model, every_config, device),
-            "trunk",
-        ),
+        ("LoRA on all layers", every_config, every, "trunk"),
         (f"LoRA on the last {top}, whole encoder", config, whole, "whole"),
         (f"LoRA on the last {top}, trunk cache", config, trunk, "trunk"),
         ("frozen, embedding cache", frozen_config, frozen, "none"),

@@ -16,6 +16,7 @@ import torch
 from torch import profiler
 from torch.autograd import DeviceType
 
+from benchmarks.core import TrainerStep
 from benchmarks.tables import markdown_table, shorten
 
 STEP_RANGE, TRAIN_STEP_RANGE, PREPARE_RANGE = "profile_step", "train_step", "prepare_batch"
@@ -173,7 +174,7 @@ def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
     }
 
 
-def profile_steps(step, batches: list[dict], steps: int, device: torch.device) -> dict:
+def profile_steps(step: TrainerStep, batches: list[dict], steps: int, device: torch.device) -> dict:
     """`summarise` of `steps` steps of `step` (a `core.TrainerStep`) on `batches`, cycled,
     after one profiler warm-up step, each step in our ranges until the device is idle."""
     on_cuda = device.type == "cuda"

@@ -289,7 +289,7 @@ POOLED_SETTINGS = "train_pairs valid_pairs test_pairs max_residues windows max_t
 POOLED_SETTINGS += " lora_layers split_method"
 
 
-def run_settings(args) -> dict:
+def run_settings(args: argparse.Namespace) -> dict:
     return {key: getattr(args, key) for key in POOLED_SETTINGS.split()}
 
 
@@ -393,7 +393,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"written: {work / 'results.md'}")
 
 
-def run_dataset(name: str, args, work: Path, before: dict | None, results: dict) -> None:
+def run_dataset(
+    name: str, args: argparse.Namespace, work: Path, before: dict | None, results: dict
+) -> None:
     """Every seed of `name`: the baselines and each variant's trainer run, pooled with the
     seeds `before` and written to `results` after every seed (a run cut short keeps what it
     finished)."""

@@ -31,7 +31,7 @@ from benchmarks import core
 from benchmarks.flops import NO_BATCHES, PEAK_TFLOPS, ModelShape, batch_stats
 from benchmarks.profiling import profile_steps, report
 from benchmarks.tables import markdown_table
-from ppi_dist.data.pairs import Pair, sequences_of
+from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.data.sequences import ESM2_MAX_RESIDUES, esm2_tokenizer, tokenize
 from ppi_dist.models.compile import compile_model, compiled_graphs, default_backend
 from ppi_dist.models.encoder import base_encoder
@@ -93,7 +93,14 @@ class NaiveSECAI(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids_a, attention_mask_a, input_ids_b, attention_mask_b, **_):
+    def forward(
+        self,
+        input_ids_a: torch.Tensor,
+        attention_mask_a: torch.Tensor,
+        input_ids_b: torch.Tensor,
+        attention_mask_b: torch.Tensor,
+        **_: object,
+    ) -> torch.Tensor:
         encoder = self.model.encoder
         with transformers_attention(self.model, "eager"):
             a = encoder(input_ids=input_ids_a, attention_mask=attention_mask_a).last_hidden_state
@@ -151,7 +158,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
     return args, config
 
 
-def make_steps(model: SECAI, config: TrainConfig, device, pairs) -> dict[str, core.TrainerStep]:
+def make_steps(
+    model: SECAI, config: TrainConfig, device: torch.device, pairs: list[Pair]
+) -> dict[str, core.TrainerStep]:
     """Ours through the trainer's set-up and step; with --compile, ours on a copy of `model`
     through `compile_model`, sharing its frozen weights (so peak memory stays comparable)."""
     steps = {"ours": core.TrainerStep(model, config, device, pairs)}
@@ -174,21 +183,17 @@ def summary(method: core.Timed, peak_tflops: float | None) -> dict:
     real, peak = total.encoded_real, peak_tflops * 1e12 if peak_tflops else None
     return {
         "name": method.name,
-        "steps": total.steps,
         "pairs": total.pairs,
         "pairs_per_s": total.pairs / seconds,
         "pair_tokens_per_s": total.pair_tokens / seconds,
-        "encoded_padded_tokens_per_s": total.encoded_padded / seconds,
         "padded_over_real": total.encoded_padded / real if real else None,
         "pair_tokens_over_encoded": total.pair_tokens / real if real else None,  # > 1: dedup
-        "median_step_s": statistics.median(s for r in method.repeats for s in r),
         "model_gflop_per_pair": total.flops.model / total.pairs / 1e9,
         "model_tflops_per_s": total.flops.model / seconds / 1e12,
         "mfu": total.flops.model / seconds / peak if peak else None,
         "hfu": total.flops.executed / seconds / peak if peak else None,
         "peak_memory_gb": method.peak_bytes / 2**30,
         "repeat_pairs_per_s": [total.pairs / sum(r) for r in method.repeats],
-        "warm_up_s": method.warm_seconds,
     }
 
 
@@ -211,11 +216,16 @@ def table_row(r: dict) -> tuple[str, ...]:
 
 
 TABLE = ("method", "budget", "attention (encoder, cross)", "pairs/s (repeats)", "pair tok/s")
-TABLE += ("padded/real", "dedup")
-TABLE += ("GFLOP/pair", "achieved GFLOP/s", "MFU (HFU)", "peak GiB")
+TABLE += ("padded/real", "dedup", "GFLOP/pair", "achieved GFLOP/s", "MFU (HFU)", "peak GiB")
 
 
-def time_budget(args, config: TrainConfig, source, steps: dict, baseline) -> list[dict]:
+def time_budget(
+    args: argparse.Namespace,
+    config: TrainConfig,
+    source: PairSource,
+    steps: dict[str, core.TrainerStep],
+    baseline: core.TrainerStep | None,
+) -> list[dict]:
     """Ours (and ours+compile) on whole batches of `config`'s budget and, when given, the
     `baseline` on the same pairs in its own batches: timed in turn, then ours profiled."""
     device, max_tokens, ours = torch.device(args.device), config.data.max_tokens, steps["ours"]
@@ -241,19 +251,15 @@ def time_budget(args, config: TrainConfig, source, steps: dict, baseline) -> lis
     core.time_in_turn(methods, args.repeats, core.PeakMemory(device))
     if compiled_graphs() > warmed:  # compilation inside the timed steps
         print(f"WARNING: {compiled_graphs() - warmed} graph(s) compiled while timed")
-    results = []
-    built = ours.model.config
+    results, built = [], ours.model.config
     for method in methods:
-        result = summary(method, args.peak_tflops)
         naive = method.name == "baseline"
-        result["budget"] = (
-            f"batch_size {args.baseline_batch_size}" if naive else f"max_tokens {max_tokens}"
+        budget = f"batch_size {args.baseline_batch_size}" if naive else f"max_tokens {max_tokens}"
+        attention = (
+            f"{'eager' if naive else built.encoder_attention}, {built.cross_attention_kernel}"
         )
-        encoder = "eager" if naive else built.encoder_attention
-        result |= {
-            "max_tokens": max_tokens,
-            "attention": f"{encoder}, {built.cross_attention_kernel}",
-        }
+        result = summary(method, args.peak_tflops)
+        result |= {"max_tokens": max_tokens, "budget": budget, "attention": attention}
         if not naive and args.profile_steps:
             result["profile"] = profile_steps(method.step, measured, args.profile_steps, device)
         results.append(result)
