@@ -1,5 +1,6 @@
-"""What the benchmarks share: the machine report, peak memory, timing, the model and step as
-the trainer builds them from its own flags, and the sampled pairs and batches.
+"""What the benchmarks share: the machine report, peak memory, the trainer's configuration,
+model and step from its own flags, the sampled pairs and their batches, and steps timed in
+turn on the same pairs.
 
 A benchmark runs from the repository root as `python -m benchmarks.NAME`; its own flags come
 first, every other flag is the trainer's (`ppi_dist.training.recipes.load_config`).
@@ -9,43 +10,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 
-from ppi_dist.data.batching import CacheIndex, CacheRowBatches, TokenBatches
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of, write_pairs
-from ppi_dist.data.planner import BatchOptions
 from ppi_dist.data.sequences import random_residues
 from ppi_dist.errors import ConfigError
 from ppi_dist.evaluation.audit import read_pairs
-from ppi_dist.inference.cache import EmbeddingCache
-from ppi_dist.inference.trunk import TrunkCache
 from ppi_dist.models.secai import SECAI
 from ppi_dist.models.shapes import SHAPES
-from ppi_dist.models.windows import Windowing
-from ppi_dist.training.config import OptimizationConfig, TrainConfig
+from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.distributed import resolve_mixed_precision
 from ppi_dist.training.recipes import load_config
-from ppi_dist.training.step import (
-    BatchPreparation,
-    Prepared,
-    StepResult,
-    prepare_training,
-    train_step,
-)
+from ppi_dist.training.run import setup_encoder_states
+from ppi_dist.training.sources import training_batches
+from ppi_dist.training.step import BatchPreparation, StepResult, prepare_training, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -87,7 +78,7 @@ def machine_report(device: torch.device) -> list[str]:
     versions = ", ".join(f"{name} {library_version(name)}" for name in LIBRARIES)
     gpu = "GPU: none (CPU run)"
     if device.type == "cuda":
-        gpu = f"GPU: {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+        gpu = f"GPU: {device_name(device)} (CUDA {torch.version.cuda})"
     return [
         f"machine: {cpu_name()}, {os.cpu_count()} CPU cores, torch threads "
         f"{torch.get_num_threads()}, load average {load} (other processes share it)",
@@ -150,11 +141,40 @@ def time_steps(
     return seconds
 
 
-def append_json_line(path: str | None, row: dict) -> None:
-    """One JSON line appended at once, so a run cut short keeps what it measured."""
-    if path:
-        with open(path, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+@dataclass
+class Timed:
+    """One way of running the step: its untimed and timed batches, what each timed batch
+    holds (`flops.BatchStats`), and its timings."""
+
+    name: str
+    step: Callable[[dict], object]
+    warm: list[dict]
+    measured: list[dict]
+    stats: list = field(default_factory=list)
+    warm_seconds: float = 0.0
+    repeats: list[list[float]] = field(default_factory=list)
+    peak_bytes: int = 0
+
+    @property
+    def seconds(self) -> float:
+        """The median repeat's seconds for all the measured batches."""
+        return statistics.median(sum(seconds) for seconds in self.repeats)
+
+
+def warm_up(methods: list[Timed], device: torch.device) -> None:
+    for method in methods:
+        method.warm_seconds = sum(time_steps(method.step, method.warm, device))
+
+
+def time_in_turn(methods: list[Timed], repeats: int, memory: PeakMemory) -> None:
+    """All the methods in turn within every repeat, so that drift in the machine's speed
+    hits them alike."""
+    for repeat in range(repeats):
+        for method in methods:
+            memory.reset()
+            method.repeats.append(time_steps(method.step, method.measured, memory.device))
+            method.peak_bytes = max(method.peak_bytes, memory.peak_bytes())
+        print(f"  repeat {repeat + 1}/{repeats} done", flush=True)
 
 
 def _as_flags(settings: Mapping[str, object]) -> list[str]:
@@ -167,9 +187,10 @@ def _as_flags(settings: Mapping[str, object]) -> list[str]:
 
 def benchmark_config(flags: list[str], device: torch.device, **defaults: object) -> TrainConfig:
     """The trainer's configuration from its flags, after the benchmarks' defaults (a flag
-    given wins): the shared 8M, LoRA alpha 2 r, checkpointing on CUDA unless frozen, then
-    `defaults` (flag name -> value)."""
-    chosen = {"encoder": ENCODER_8M, **defaults}
+    given wins): the shared 8M, no loader workers, LoRA alpha 2 r, checkpointing on CUDA
+    unless frozen, then `defaults` (flag name -> value)."""
+    # The batches are listed once before timing: no loader worker processes.
+    chosen = {"encoder": ENCODER_8M, "data_workers": 0, **defaults}
     secai = load_config([*_as_flags(chosen), *flags]).model.secai
     follow = {
         "lora_alpha": 2 * secai.lora_r,
@@ -197,6 +218,24 @@ def trainer_config(
         parser.error(str(error))
 
 
+def step_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags of a benchmark that times training steps on sampled pairs."""
+    parser = argparse.ArgumentParser(
+        description=doc,
+        epilog=TRAINER_FLAGS,
+        formatter_class=argparse.RawTextHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--pairs", default=str(DEFAULT_PAIRS), help="pair file to sample from")
+    parser.add_argument("--fasta", default=str(DEFAULT_FASTA))
+    parser.add_argument(
+        "--fixed_length", type=int, help="random sequences of this many residues instead"
+    )
+    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return parser
+
+
 def mixed_precision(config: TrainConfig, device: torch.device) -> str:
     """ "bf16" or "no", with "auto" resolved as the trainer resolves it."""
     return resolve_mixed_precision(config.optimization.mixed_precision, device.type == "cuda")
@@ -216,99 +255,88 @@ def build_model(config: TrainConfig, device: torch.device) -> SECAI:
 
 @dataclass
 class TrainerStep:
-    """The trainer's step: `BatchPreparation`, then `train_step` on what `prepare_training`
-    set up."""
+    """The trainer's step on `model`: its encoder's states set up as the trainer sets them up
+    for `pairs` (a frozen encoder's embedding cache, or with LoRA on the top layers the trunk
+    cache, in `config`'s output_dir; none without `pairs`), `prepare_training` (no schedule),
+    then per batch `BatchPreparation` and `train_step`."""
 
-    prepared: Prepared
-    accelerator: Accelerator
-    optimization: OptimizationConfig
-    prepare: BatchPreparation
+    model: torch.nn.Module
+    config: TrainConfig
+    device: torch.device
+    pairs: list[Pair] | None = None
+
+    def __post_init__(self) -> None:
+        optimization = self.config.optimization
+        precision = mixed_precision(self.config, self.device)
+        self.accelerator = Accelerator(cpu=self.device.type == "cpu", mixed_precision=precision)
+        cache = trunk = None
+        if self.pairs is not None:
+            every_split = [self.pairs]
+            cache, trunk = setup_encoder_states(
+                self.config, self.model, every_split, self.accelerator
+            )
+        self.prepared = prepare_training(self.model, optimization, self.accelerator)
+        swap = None
+        if optimization.swap_augmentation:
+            swap = torch.Generator().manual_seed(optimization.seed)
+        self.prepare = BatchPreparation(self.accelerator.device, cache, trunk, swap)
 
     def __call__(self, batch: dict) -> StepResult:
         return self.train(self.prepare(batch))
 
     def train(self, prepared: dict) -> StepResult:
-        model, optimizer = self.prepared.model, self.prepared.optimizer
-        return train_step(model, prepared, optimizer, self.accelerator, self.optimization, False)
+        optimization, model = self.config.optimization, self.prepared.model
+        optimizer = self.prepared.optimizer
+        return train_step(model, prepared, optimizer, self.accelerator, optimization, False)
+
+    def batches(self, source: PairSource) -> list[dict]:
+        """Every training batch of `source` as the trainer's loader makes them at `config`'s
+        budget: cache rows with a frozen encoder's cache, tokens otherwise."""
+        cache, trunk = self.prepare.cache, self.prepare.trunk
+        return list(
+            training_batches(
+                source,
+                self.config,
+                self.accelerator,
+                cache.index if cache is not None else None,
+                trunk.index if trunk is not None else None,
+            )
+        )
 
 
-def trainer_step(
-    model: SECAI,
-    config: TrainConfig,
-    accelerator: Accelerator,
-    cache: EmbeddingCache | None = None,
-    trunk: TrunkCache | None = None,
-) -> TrainerStep:
-    """`model` set up and its batches prepared as the trainer does (no schedule)."""
-    optimization = config.optimization
-    prepared = prepare_training(model, optimization, accelerator)
-    swap = None
-    if optimization.swap_augmentation:
-        swap = torch.Generator().manual_seed(optimization.seed + accelerator.process_index)
-    preparation = BatchPreparation(accelerator.device, cache, trunk, swap)
-    return TrainerStep(prepared, accelerator, optimization, preparation)
-
-
-def benchmark_accelerator(config: TrainConfig, device: torch.device) -> Accelerator:
-    return Accelerator(cpu=device.type == "cpu", mixed_precision=mixed_precision(config, device))
-
-
-@dataclass(frozen=True)
-class Sample:
-    """`count` pairs drawn (seeded) from a pair file with their sequences from `fasta`, or
-    random residues of `fixed_length`."""
-
-    pairs: Path = DEFAULT_PAIRS
-    fasta: Path = DEFAULT_FASTA
-    count: int = 4096
-    seed: int = 0
-    fixed_length: int | None = None
-
-
-def add_sample_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pairs", default=str(DEFAULT_PAIRS), help="pair file to sample from")
-    parser.add_argument("--fasta", default=str(DEFAULT_FASTA))
-    parser.add_argument(
-        "--fixed_length", type=int, help="random sequences of this many residues instead"
-    )
-
-
-def sample_from(args: argparse.Namespace, config: TrainConfig) -> Sample:
-    """The flags' sample: as many pairs as the trainer's --sort_buffer, its --seed."""
-    count, seed = config.data.sort_buffer, config.optimization.seed
-    return Sample(Path(args.pairs), Path(args.fasta), count, seed, args.fixed_length)
-
-
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=default_device())
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json_out", default=None, help="append the results as JSON lines")
-
-
-def sample_pairs(sample: Sample) -> tuple[list[Pair], dict[str, str]]:
-    """The sample's pairs, sequences filled in, and those sequences by protein; with
+def sample_pairs(
+    pairs: str | Path, fasta: str | Path, count: int, seed: int, fixed_length: int | None = None
+) -> tuple[list[Pair], dict[str, str]]:
+    """`count` pairs drawn (seeded) from a pair file, their sequences filled in from `fasta`
+    (or random residues of `fixed_length`), and those sequences by protein; with
     `fixed_length` and no pair file, pairs of random proteins, each in about 3 pairs."""
-    rng = random.Random(sample.seed)
-    if sample.fixed_length is not None and not Path(sample.pairs).is_file():
-        names = [f"S{i}" for i in range(max(2, 2 * sample.count // 3))]
-        pairs = [
+    rng = random.Random(seed)
+    if fixed_length is not None and not Path(pairs).is_file():
+        names = [f"S{i}" for i in range(max(2, 2 * count // 3))]
+        rows = [
             Pair(rng.choice(names), rng.choice(names), label=float(rng.randint(0, 1)))
-            for _ in range(sample.count)
+            for _ in range(count)
         ]
     else:
-        rows = read_pairs(sample.pairs)
-        pairs = rng.sample(rows, min(sample.count, len(rows)))
-    needed = sorted({p.protein_a for p in pairs} | {p.protein_b for p in pairs})
-    if sample.fixed_length is not None:
-        sequences = {name: random_residues(rng, sample.fixed_length) for name in needed}
+        every = read_pairs(pairs)
+        rows = rng.sample(every, min(count, len(every)))
+    needed = sorted({p.protein_a for p in rows} | {p.protein_b for p in rows})
+    if fixed_length is not None:
+        sequences = {name: random_residues(rng, fixed_length) for name in needed}
     else:
-        every = read_fasta(sample.fasta)
-        sequences = {name: every[name] for name in needed}
+        every_sequence = read_fasta(fasta)
+        sequences = {name: every_sequence[name] for name in needed}
     filled = [
         p._replace(sequence_a=sequences[p.protein_a], sequence_b=sequences[p.protein_b])
-        for p in pairs
+        for p in rows
     ]
     return filled, sequences
+
+
+def sampled(args: argparse.Namespace, config: TrainConfig) -> list[Pair]:
+    """The flags' sample: as many pairs as the trainer's --sort_buffer, its --seed."""
+    count, seed = config.data.sort_buffer, config.optimization.seed
+    return sample_pairs(args.pairs, args.fasta, count, seed, args.fixed_length)[0]
 
 
 def write_pair_files(directory: Path, pairs: list[Pair]) -> tuple[Path, Path]:
@@ -318,43 +346,13 @@ def write_pair_files(directory: Path, pairs: list[Pair]) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def sample_source(pairs: list[Pair], max_residues: int) -> Iterator[PairSource]:
-    """The pairs as the trainer reads them: a validated `PairSource` over temporary files."""
+def sample_source(pairs: list[Pair], config: TrainConfig) -> Iterator[PairSource]:
+    """The pairs as the trainer reads them: a validated `PairSource` over temporary files, in
+    a folder that is `config`'s output_dir meanwhile (where a run's caches are built)."""
     with tempfile.TemporaryDirectory() as folder:
         pair_path, fasta_path = write_pair_files(Path(folder), pairs)
+        max_residues = config.model.secai.max_residues
         source = PairSource(pair_path, fasta=fasta_path, max_residues=max_residues)
         source.validate()
+        config.run.output_dir = folder
         yield source
-
-
-def our_batches(
-    source: PairSource, max_tokens: int, config: TrainConfig, cache_index: CacheIndex | None = None
-) -> list[dict]:
-    """Every training batch of `source` as the trainer's loader makes them; with a
-    `cache_index`, frozen batches of cache rows (the budget in pair tokens)."""
-    options = BatchOptions(
-        seed=config.optimization.seed, max_tokens=max_tokens, sort_buffer=config.data.sort_buffer
-    )
-    if cache_index is not None:
-        return list(CacheRowBatches(source, cache_index, options))
-    return list(TokenBatches(source, options))
-
-
-def stand_in_cache(source: PairSource, hidden: int) -> EmbeddingCache:
-    """A cache of the source's proteins at their cropped lengths with zero states of width
-    `hidden`: the index and gather of training without encoding (the kernels' work does not
-    depend on the values)."""
-    source.validate()  # reads the FASTA
-    ids = list(source.sequences)
-    lengths = np.array([min(len(source.sequences[p]), source.max_residues) for p in ids])
-    states = np.zeros((int(lengths.sum()), hidden), dtype=np.float16)
-    windowing = Windowing(source.max_residues, 0, "crop")
-    return EmbeddingCache(
-        ids,
-        lengths,
-        states,
-        "float16",
-        digests=[""] * len(ids),
-        fingerprint="",
-        windowing=windowing,
-    )

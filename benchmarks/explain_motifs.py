@@ -9,15 +9,14 @@ untrained copy (cross-attention and head re-initialised, LoRA update zeroed), be
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.core import REPO, append_json_line, machine_line
-from ppi_dist.data.pairs import PairSource, sequences_of
+from benchmarks.core import REPO, machine_line
+from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.data.synthetic import planted_motif
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.explain import HOTSPOT_SCORES, explain_pair
@@ -25,11 +24,12 @@ from ppi_dist.inference.scoring import encode_proteins
 from ppi_dist.models.secai import SECAI
 
 DEFAULT_RUN = REPO / "outputs" / "synthetic_tiny"
+MOTIF_LENGTH = 4  # the synthetic task's
 
 
-def untrained_copy(folder: Path, seed: int) -> SECAI:
+def untrained_copy(folder: Path) -> SECAI:
     model = load_model(folder)
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     for part in (model.cross_attention, model.head):
         for module in part.modules():
             if hasattr(module, "reset_parameters"):
@@ -40,7 +40,7 @@ def untrained_copy(folder: Path, seed: int) -> SECAI:
     return model.eval()
 
 
-def hit_rates(model: SECAI, pairs, motif_length: int) -> dict[str, np.ndarray]:
+def hit_rates(model: SECAI, pairs: list[Pair]) -> dict[str, np.ndarray]:
     cache = encode_proteins(model, sequences_of(pairs))
     rates = {name: [] for name in (*HOTSPOT_SCORES, "chance")}
     for pair in pairs:
@@ -49,11 +49,11 @@ def hit_rates(model: SECAI, pairs, motif_length: int) -> dict[str, np.ndarray]:
         )
         per_protein = {name: [] for name in rates}
         for side, sequence in (("a", pair.sequence_a), ("b", pair.sequence_b)):
-            motif = set(planted_motif(sequence, motif_length))
+            motif = set(planted_motif(sequence, MOTIF_LENGTH))
             for name in HOTSPOT_SCORES:
-                top = explanation.top_residues(side, motif_length, name)
-                per_protein[name].append(sum(p - 1 in motif for p, _, _ in top) / motif_length)
-            per_protein["chance"].append(motif_length / len(sequence))
+                top = explanation.top_residues(side, MOTIF_LENGTH, name)
+                per_protein[name].append(sum(p - 1 in motif for p, _, _ in top) / MOTIF_LENGTH)
+            per_protein["chance"].append(MOTIF_LENGTH / len(sequence))
         for name, values in per_protein.items():
             rates[name].append(float(np.mean(values)))
     return {name: np.array(values) for name, values in rates.items()}
@@ -69,25 +69,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(DEFAULT_RUN / "model"))
     parser.add_argument("--data", default=str(DEFAULT_RUN / "synthetic_data"))
-    parser.add_argument("--split", default="test", choices=["valid", "test"])
-    parser.add_argument("--motif_length", type=int, default=4, help="the task's (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="of the untrained model")
-    parser.add_argument("--json_out", help="append the result as a JSON line here")
     args = parser.parse_args(argv)
     data = Path(args.data)
-    source = PairSource(data / f"{args.split}.tsv", data / "sequences.fasta", labeled=True)
-    pairs = list(source.pair_rows())
+    pairs = list(PairSource(data / "test.tsv", data / "sequences.fasta", labeled=True).pair_rows())
+    positive = np.array([p.label == 1 for p in pairs])
     print(machine_line(torch.device("cpu")))
-    print(f"{len(pairs)} {args.split} pairs of {data}; top-k with k = {args.motif_length}")
-    result = {"pairs": len(pairs), "split": args.split, "model": args.model}
+    print(f"{len(pairs)} test pairs of {data}; top-k with k = {MOTIF_LENGTH}")
     for label, model in (
         ("trained", load_model(args.model).eval()),
-        ("untrained", untrained_copy(Path(args.model), args.seed)),
+        ("untrained", untrained_copy(Path(args.model))),
     ):
         started = time.perf_counter()
-        rates = hit_rates(model, pairs, args.motif_length)
-        positive = np.array([p.label == 1 for p in pairs])
-        for name, values in rates.items():
+        for name, values in hit_rates(model, pairs).items():
             if name == "chance" and label == "untrained":
                 continue
             mean, low, high = mean_interval(values)
@@ -97,11 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"  {who:<32} top-k in motif {mean:.3f} [{low:.3f}, {high:.3f}]; "
                 f"interacting pairs {pos_mean:.3f} [{pos_low:.3f}, {pos_high:.3f}]"
             )
-            key = "chance" if name == "chance" else f"{label}_{name}"
-            result[key] = {"all": [mean, low, high], "positive": [pos_mean, pos_low, pos_high]}
         print(f"  ({label}: {time.perf_counter() - started:.1f} s)")
-    append_json_line(args.json_out, result)
-    print(json.dumps(result))
 
 
 if __name__ == "__main__":

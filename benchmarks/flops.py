@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, fields
 
 import torch
 
@@ -156,38 +156,65 @@ def format_flops(value: float) -> str:
     return f"{value:.3g} FLOP"
 
 
-@dataclass
-class EpochCount:
-    steps: int = 0
-    pair_tokens: int = 0  # both sequences of every pair, cropped + <cls>/<eos>
-    encoded_real: int = 0  # distinct sequences' real tokens (after dedup)
-    encoded_padded: int = 0
-    flops: StepFlops = field(default_factory=StepFlops)
+@dataclass(frozen=True)
+class BatchStats:
+    """What batches hold and cost (several: their sums)."""
 
-    def add(self, model: ModelShape, tokens: tuple[int, int], calls: list, pairs: list) -> None:
-        self.steps += 1
-        self.pair_tokens += tokens[0]
-        self.encoded_real += tokens[1]
-        self.encoded_padded += sum(map(sum, calls))
-        self.flops = self.flops + secai_step_flops(model, calls, pairs)
+    pairs: int
+    pair_tokens: int  # both sequences of every pair, cropped + <cls>/<eos>
+    encoded_real: int  # encoder tokens that are residues or special tokens (after dedup)
+    encoded_padded: int  # encoder tokens including padding
+    flops: StepFlops
+    steps: int = 1
+
+    def __add__(self, other: BatchStats) -> BatchStats:
+        return BatchStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
 
-def count_epoch(model: ModelShape, source: PairSource, max_tokens: int | None) -> EpochCount:
+NO_BATCHES = BatchStats(0, 0, 0, 0, StepFlops(), steps=0)
+
+
+def batch_stats(
+    model: ModelShape, batch: dict, cache_lengths: torch.Tensor | None = None
+) -> BatchStats:
+    """One batch: tokens (its distinct sequences packed into rows, as `SECAI.encode` runs
+    them), a frozen encoder's cache rows (`cache_lengths`: the cache's stored lengths; no
+    encoder) or a baseline batch (A and B each padded to its own longest, two calls)."""
+    if "cache_rows" in batch:
+        lengths = cache_lengths[batch["cache_rows"]]
+        if batch.get("cache_window") is not None:  # a training crop of the stored states
+            lengths = lengths.clamp(max=batch["cache_window"])
+        width, pairs = int(lengths.max()), len(batch["index_a"])
+        pair_tokens = int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
+        flops = secai_step_flops(model, [], [(width, width)] * pairs)
+        return BatchStats(pairs, pair_tokens, 0, 0, flops)
+    if "attention_mask" in batch:
+        mask = batch["attention_mask"]
+        lengths, width = mask.sum(dim=1), mask.shape[1]
+        rows, pairs = encoder_tokens(mask) // width, len(batch["index_a"])
+        pair_tokens = int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
+        flops = secai_step_flops(model, [[width] * rows], [(width, width)] * pairs)
+        return BatchStats(pairs, pair_tokens, int(lengths.sum()), rows * width, flops)
+    mask_a, mask_b = batch["attention_mask_a"], batch["attention_mask_b"]
+    pairs, width_a, width_b = mask_a.shape[0], mask_a.shape[1], mask_b.shape[1]
+    calls = [[width_a] * pairs, [width_b] * pairs]
+    flops = secai_step_flops(model, calls, [(width_a, width_b)] * pairs)
+    real = int(mask_a.sum() + mask_b.sum())
+    return BatchStats(pairs, real, real, mask_a.numel() + mask_b.numel(), flops)
+
+
+def count_epoch(model: ModelShape, source: PairSource, max_tokens: int | None) -> BatchStats:
     """An epoch as the data layer batches it at `max_tokens`; None: every pair's two
     sequences at their own length (no dedup, no padding), one step per pair."""
-    count = EpochCount()
+    count = NO_BATCHES
     if max_tokens is None:
         for pair in source.pair_rows():
             a, b = (min(len(s), ESM2_MAX_RESIDUES) + 2 for s in (pair.sequence_a, pair.sequence_b))
-            count.add(model, (a + b, a + b), [[a, b]], [(a, b)])
+            flops = secai_step_flops(model, [[a, b]], [(a, b)])
+            count = count + BatchStats(1, a + b, a + b, a + b, flops)
         return count
     for batch in TokenBatches(source, BatchOptions(max_tokens=max_tokens)):
-        mask = batch["attention_mask"]
-        width, lengths = mask.shape[1], mask.sum(dim=1)
-        pair_tokens = int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
-        rows = encoder_tokens(mask) // width  # `SECAI.encode` packs them
-        pairs = [(width, width)] * len(batch["index_a"])
-        count.add(model, (pair_tokens, int(lengths.sum())), [[width] * rows], pairs)
+        count = count + batch_stats(model, batch)
     return count
 
 

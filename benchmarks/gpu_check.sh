@@ -9,9 +9,9 @@
 #
 # --dry (or DRY=1): every row on the CPU with the tiny shape and a few steps (CI). Env: PYTHON
 # (default .venv/bin/python, else python), DATA (../shared/data/bernett-gold), ESM2_8M
-# (../shared/models/esm2_t6_8M), WORK (scratch), TRACE=1 (Chrome traces of the profiles),
-# PLAN_ONLY=1 (print the plan and stop), SEED and SEEDS (STAGE=results: SEEDS seeds from SEED;
-# default 3 from 0), PPI_DIST_COMPILE_BACKEND (default inductor; eager in --dry).
+# (../shared/models/esm2_t6_8M), WORK (scratch), PLAN_ONLY=1 (print the plan and stop), SEED
+# and SEEDS (STAGE=results: SEEDS seeds from SEED; default 3 from 0),
+# PPI_DIST_COMPILE_BACKEND (default inductor; eager in --dry).
 set -uo pipefail
 
 DRY="${DRY:-0}"
@@ -73,19 +73,29 @@ DATA="${DATA:-$REPO/../shared/data/bernett-gold}"
 ESM2_8M="${ESM2_8M:-$REPO/../shared/models/esm2_t6_8M}"
 WORK="${WORK:-$(mktemp -d)}"
 mkdir -p "$WORK"
-RESULTS="$WORK/throughput.jsonl"  # throughput.py's JSON lines
-PROFILES="$WORK/profile.jsonl"    # profile_step.py's JSON lines
-STATUS="$WORK/status.tsv"         # check, status, seconds, note
-TRAINER="$WORK/trainer.tsv"       # run, pairs/s, steps, test metrics
-COMMANDS="$WORK/commands.tsv"     # check, the command it ran
-: >"$RESULTS"; : >"$PROFILES"; : >"$STATUS"; : >"$TRAINER"; : >"$COMMANDS"
+STATUS="$WORK/status.tsv"       # check, status, seconds, note
+COMMANDS="$WORK/commands.tsv"   # check, the command it ran
+: >"$STATUS"; : >"$COMMANDS"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 START=$(date +%s)
 
 note() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$STATUS"; }
+SHOWN='^(\||trunk cache:|embedding cache:)'  # what results.md keeps of a row's log
+# $WORK/results.md: each row's status, then the tables (and cache lines) of each row's log,
+# then the commands.
 write_table() {
-  "$PYTHON" -m benchmarks.gpu_report table "$RESULTS" "$STATUS" "$TRAINER" "$PROFILES" \
-    "$COMMANDS" >"$WORK/results.md"
+  {
+    printf '| check | status | seconds | note |\n| --- | --- | --- | --- |\n'
+    while IFS=$'\t' read -r name state seconds text; do
+      printf '| %s | %s | %s | %s |\n' "$name" "$state" "$seconds" "$text"
+    done <"$STATUS"
+    for name in "${PLAN[@]}"; do
+      if grep -qE "$SHOWN" "$WORK/$name.log" 2>/dev/null; then
+        printf '\n%s:\n' "$name"; grep -E "$SHOWN" "$WORK/$name.log"
+      fi
+    done
+    printf '\ncommands:\n'; sed -E 's/^([^\t]*)\t/  \1: /' "$COMMANDS"
+  } >"$WORK/results.md"
 }
 
 # run_check NAME CMD...: run under the row's limit (DRY_LIMIT in --dry; cut to what is left
@@ -142,7 +152,7 @@ if [[ "$DRY" == 1 ]]; then
   KERNELS=(--max_tokens 2048 "${FEW[@]}" --baseline_batch_size 4)
   LORA_LAYERS=(--lora_layers 1 --max_residues 64 --max_tokens 2048 --sort_buffer 64
                --batches 1 --repeats 1 --warmup 1 --fixed_length 60 --mixed_precision no)
-  PROFILE_650M=(--dry --warmup 1 --timed_steps 1 --steps 2)  # the tiny shape on the CPU
+  PROFILE_650M=(--dry --num_pairs 4 --repeats 1 --profile_steps 2)  # tiny, on the CPU
   PROFILE_8M_LORA=("${PROFILE_650M[@]}")
   PROFILE_8M_FROZEN=("${PROFILE_650M[@]}" --freeze_encoder true)
   SUBSET_TRAIN=400 SUBSET_EVAL=100 LORA_STEPS=3 FROZEN_STEPS=3 LORA_TOKENS=2048 FROZEN_TOKENS=4096
@@ -166,13 +176,14 @@ else
   # The last 8 of 33 layers (the peft_proteomics recipe) at crops of 1,022.
   LORA_LAYERS=(--lora_layers 8 --max_residues 1022 --max_tokens 32768 --sort_buffer 256
                --batches 2 --repeats 2 --warmup 1 "${BF16[@]}")
+  # Profiles: 2 or 5 timed steps (--num_pairs of whole batches), then as many profiled.
   PROFILE_650M=(--encoder_shape 650M --max_tokens 65536 --sort_buffer 1024 --warmup 2
-                --timed_steps 2 --steps 2 "${BF16[@]}")
-  STEPS_8M=(--warmup 3 --timed_steps 5 --steps 5 --mixed_precision bf16)
-  PROFILE_8M_LORA=(--encoder "$ESM2_8M" --max_tokens 32768 --sort_buffer 2048 "${STEPS_8M[@]}"
-                   --activation_checkpointing false)
-  PROFILE_8M_FROZEN=(--encoder "$ESM2_8M" --max_tokens 262144 --sort_buffer 4096
-                     "${STEPS_8M[@]}" --freeze_encoder true)
+                --num_pairs 64 --repeats 1 --profile_steps 2 "${BF16[@]}")
+  STEPS_8M=(--warmup 3 --repeats 1 --profile_steps 5 --mixed_precision bf16)
+  PROFILE_8M_LORA=(--encoder "$ESM2_8M" --max_tokens 32768 --sort_buffer 2048 --num_pairs 128
+                   "${STEPS_8M[@]}" --activation_checkpointing false)
+  PROFILE_8M_FROZEN=(--encoder "$ESM2_8M" --max_tokens 262144 --sort_buffer 2048
+                     --num_pairs 750 "${STEPS_8M[@]}" --freeze_encoder true)
   # Trainer runs of 60 s did not reach the end of a final evaluation of 2,000 pairs.
   SUBSET_TRAIN=40000 SUBSET_EVAL=1000 LORA_STEPS=150 FROZEN_STEPS=300 LORA_TOKENS=32768
   FROZEN_TOKENS=262144
@@ -187,8 +198,9 @@ if [[ "$DRY" == 1 ]]; then
   head -n 1001 "$DATA/train.tsv" >"$SAMPLED"
 fi
 SAMPLE=(--device "$DEVICE" --pairs "$SAMPLED" --fasta "$DATA/sequences.fasta")
-THROUGHPUT=("$PYTHON" -m benchmarks.throughput --encoder_shape "$SHAPE" "${SAMPLE[@]}"
-            --json_out "$RESULTS")
+STEP_TIMER=("$PYTHON" -m benchmarks.throughput "${SAMPLE[@]}")
+THROUGHPUT=("${STEP_TIMER[@]}" --encoder_shape "$SHAPE")
+PROFILE=("${STEP_TIMER[@]}" --no_baseline)
 TRAIN=("$PYTHON" ppi_dist/train.py --report_to none --plots false --seed 0 --log_every 10
        --data_workers 2 "${MODEL_ARGS[@]}" --train_file "$WORK/train_subset.tsv"
        --valid_file "$WORK/valid_subset.tsv" --fasta "$DATA/sequences.fasta" --eval_every 100000)
@@ -198,17 +210,14 @@ if [[ "$DRY" != 1 ]] && "$PYTHON" -c "import xdist" 2>/dev/null; then PARALLEL=(
 
 # The command of one row of the plan, into CMD.
 command_of() {
-  local name="$1" trace=()
-  if [[ "${TRACE:-0}" == 1 ]]; then trace=(--trace "$WORK/$name.trace.json"); fi
-  local profile=("$PYTHON" -m benchmarks.profile_step "${SAMPLE[@]}" --json_out "$PROFILES"
-                 "${trace[@]}")
+  local name="$1"
   case "$name" in
     gpu_tests) CMD=("$PYTHON" -m pytest tests/gpu -m gpu -q -rs -p no:cacheprovider
                     "${PARALLEL[@]}") ;;
-    profile_650m_lora) CMD=("${profile[@]}" "${PROFILE_650M[@]}") ;;
-    profile_8m_lora) CMD=("${profile[@]}" "${PROFILE_8M_LORA[@]}") ;;
-    profile_8m_lora_compiled) CMD=("${profile[@]}" "${PROFILE_8M_LORA[@]}" --compile) ;;
-    profile_8m_frozen) CMD=("${profile[@]}" "${PROFILE_8M_FROZEN[@]}") ;;
+    profile_650m_lora) CMD=("${PROFILE[@]}" "${PROFILE_650M[@]}") ;;
+    profile_8m_lora) CMD=("${PROFILE[@]}" "${PROFILE_8M_LORA[@]}") ;;
+    profile_8m_lora_compiled) CMD=("${PROFILE[@]}" "${PROFILE_8M_LORA[@]}" --compile) ;;
+    profile_8m_frozen) CMD=("${PROFILE[@]}" "${PROFILE_8M_FROZEN[@]}") ;;
     trainer_8m_lora) CMD=("${TRAIN[@]}" --max_steps "$LORA_STEPS" --max_tokens "$LORA_TOKENS"
                           --output_dir "$WORK/lora8m") ;;
     trainer_8m_frozen) CMD=("${TRAIN[@]}" --freeze_encoder true --max_steps "$FROZEN_STEPS"
@@ -243,9 +252,10 @@ for name in "${PLAN[@]}"; do
   run_check "$name" "${CMD[@]}"
   case "$name" in
     trainer_8m_lora) "$PYTHON" -m benchmarks.gpu_report trainer_row \
-      "8M LoRA, max_tokens $LORA_TOKENS" "$WORK/lora8m" >>"$TRAINER" ;;
+      "8M LoRA, max_tokens $LORA_TOKENS" "$WORK/lora8m" >>"$WORK/$name.log"; write_table ;;
     trainer_8m_frozen) "$PYTHON" -m benchmarks.gpu_report trainer_row \
-      "8M frozen (cache), max_tokens $FROZEN_TOKENS" "$WORK/frozen8m" >>"$TRAINER" ;;
+      "8M frozen (cache), max_tokens $FROZEN_TOKENS" "$WORK/frozen8m" >>"$WORK/$name.log"
+      write_table ;;
     yeast_random_frozen_8m) cat "$WORK/real_yeast/results.md" 2>/dev/null ;;
     bernett_frozen_8m) cat "$WORK/real_bernett/results.md" 2>/dev/null ;;
   esac
@@ -255,7 +265,4 @@ echo
 echo "=== results ($([[ "$DRY" == 1 ]] && echo "DRY: CPU, tiny shape, not a measurement" || echo "GPU"))"
 write_table
 cat "$WORK/results.md"
-if [[ -f "$WORK/lora_layers_650m.log" ]]; then
-  echo; echo "lora_layers_650m:"; grep -E '^(\||built once|[^ ]+, crop)' "$WORK/lora_layers_650m.log"
-fi
 echo "(logs and raw results in $WORK; wall $(( $(date +%s) - START ))s)"

@@ -1,9 +1,8 @@
-"""SE-CAI (frozen 8M by default; --variants, --pooled_baseline) on real PPI splits beside
-the node-degree baseline and "all positive", every threshold chosen on validation; a yeast
-split's validation is a similarity-disjoint hold-out of its training file. --seeds N pools N
-seeds (mean ± sd) with earlier ones of the same settings in --work_dir's results.json (or
---merge); a seed stopped before its metrics continues from its checkpoint. BENCHMARKS.md,
-Real data.
+"""SE-CAI (frozen 8M by default; --variants) on real PPI splits beside the node-degree
+baseline and "all positive", every threshold chosen on validation; a yeast split's
+validation is a similarity-disjoint hold-out of 10% of its training file. --seeds N pools N
+seeds (mean ± sd) with earlier ones of the same settings in --work_dir's results.json; a seed
+stopped before its metrics continues from its checkpoint. BENCHMARKS.md, Real data.
 
     python -m benchmarks.real_data --datasets yeast-c3 --train_pairs 2000
 """
@@ -34,13 +33,7 @@ from benchmarks.core import (
     device_name,
     machine_line,
 )
-from benchmarks.real_data_tables import (
-    pooled_result,
-    read_earlier,
-    section,
-    seeds_of,
-    write_results,
-)
+from benchmarks.tables import METRICS, metrics_section
 from ppi_dist.data.clusters import similarity_links
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, write_pairs
@@ -79,9 +72,6 @@ DATASETS = {
         "Richoux-ESM-2 0.63, TUnA 0.648 (AUPR 0.692), TUnA + cross-attention 0.66",
     ),
 }
-
-
-PUBLISHED = {name: dataset.published for name, dataset in DATASETS.items()}
 
 
 def fasta_of(name: str) -> Path:
@@ -127,7 +117,7 @@ def new_splits(name: str, args, seed: int) -> dict[str, list[Pair]]:
         split = split_pairs(
             train,
             sequences,
-            args.valid_fraction,
+            0.1,
             method=args.split_method,
             seed=seed,
             clusters=SIMILARITY_LINKS.get(name),
@@ -229,7 +219,7 @@ def trainer_command(run: TrainerRun, args: argparse.Namespace) -> list[str]:
         "allow_contradictory_labels": "true",
     }
     if run.variant in ("lora", "lora_top"):
-        flags |= {"max_steps": args.lora_steps} if args.lora_steps else {"epochs": args.epochs}
+        flags["epochs"] = args.epochs
         if run.variant == "lora_top":  # one trunk cache for every seed's run
             trunk = f"trunk_{run.fasta.parent.name}_{args.max_residues}_last{args.lora_layers}"
             flags |= {"lora_layers": args.lora_layers, "trunk_cache": run.work / trunk}
@@ -296,14 +286,73 @@ def continue_or_replace(out: Path) -> list[str]:
 
 # The arguments that define a configuration: seeds are pooled only across equal values.
 POOLED_SETTINGS = "train_pairs valid_pairs test_pairs max_residues windows max_tokens epochs"
-POOLED_SETTINGS += " lora_steps lora_layers valid_fraction split_method"
+POOLED_SETTINGS += " lora_layers split_method"
 
 
-def run_settings(args) -> dict:
+def run_settings(args: argparse.Namespace) -> dict:
     return {key: getattr(args, key) for key in POOLED_SETTINGS.split()}
 
 
-def main(argv: list[str] | None = None) -> None:
+def read_earlier(path: Path, datasets: list[str], settings: dict) -> dict[str, dict]:
+    """Per dataset in `path` (a results.json): {"settings", "predictors": {label: {seed:
+    metrics}}, "commands"}; a dataset run now pools only with runs of `settings`."""
+    earlier = {}
+    for name, result in (json.loads(path.read_text()) if path.is_file() else {}).items():
+        found = result.get("settings", {})  # none: refused below
+        differ = [
+            f"{key} {found.get(key)!r} there, {value!r} here"
+            for key, value in settings.items()
+            if name in datasets and found.get(key) != value
+        ]
+        if differ:
+            raise SystemExit(
+                f"{path}: {name}: its runs were made with other settings ("
+                + "; ".join(differ)
+                + "); seeds are pooled only with like runs: pass another --work_dir"
+            )
+        predictors = {
+            label: dict(zip(record["seeds"], record["runs"], strict=True))
+            for label, record in result["predictors"].items()
+        }
+        earlier[name] = {
+            "settings": found,
+            "predictors": predictors,
+            "commands": result["commands"],
+        }
+    return earlier
+
+
+def mean_sd(runs: list[dict]) -> dict[str, dict[str, float]]:
+    """Per metric: mean and sample standard deviation (0 for one run)."""
+    out = {}
+    for name in (*METRICS, "threshold"):
+        values = np.array([run[name] for run in runs], dtype=float)
+        sd = float(values.std(ddof=1)) if values.size > 1 else 0.0
+        out[name] = {"mean": float(values.mean()), "sd": sd, "n": int(values.size)}
+    return out
+
+
+def pooled_result(predictors: dict[str, dict[int, dict]], commands: dict, settings: dict) -> dict:
+    records = {}
+    for label, by_seed in predictors.items():
+        seeds = sorted(by_seed)
+        runs = [by_seed[seed] for seed in seeds]
+        records[label] = {"seeds": seeds, "runs": runs, "mean_sd": mean_sd(runs)}
+    return {"settings": settings, "predictors": records, "commands": commands}
+
+
+def write_results(work: Path, results: dict) -> None:
+    """results.md and results.json in `work`."""
+    text = "\n\n".join(section(name, result) for name, result in results.items())
+    (work / "results.md").write_text(text + "\n")
+    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def section(name: str, result: dict) -> str:
+    return metrics_section(name, result, DATASETS[name].published)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -316,78 +365,74 @@ def main(argv: list[str] | None = None) -> None:
     add("--max_tokens", type=int, default=8192)
     add("--epochs", type=int, default=2)
     add("--variants", nargs="+", choices=list(VARIANTS), default=["frozen"], help="runs per seed")
-    add("--lora_steps", type=int, default=0, help="adds the lora variant, N steps long")
     add("--lora_layers", type=int, default=2, help="the lora_top variant's LoRA layers")
-    add("--pooled_baseline", action="store_true", help="adds the pooled variant")
     add("--reuse_splits", action="store_true", help="a seed's split files from --work_dir")
     add("--seed", type=int, default=0)
     add("--seeds", type=int, default=1, help="runs per configuration: seed, seed+1, ...")
-    add("--valid_fraction", type=float, default=0.1, help="yeast: training PAIRS held out")
     add("--split_method", choices=("graph", "random"), default="graph")
-    add("--merge", nargs="+", default=[], metavar="FILE", help="results.json to pool with")
     add("--dry", action="store_true", help="baselines only, no SE-CAI runs")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    earlier_files = [Path(f) for f in args.merge]
-    if (work / "results.json").exists():
-        earlier_files.insert(0, work / "results.json")
     settings = run_settings(args)
-    earlier = read_earlier(earlier_files, args.datasets, settings)
-    device = torch.device(default_device())
-    print(f"{machine_line(device)}; settings {vars(args)}")
+    earlier = read_earlier(work / "results.json", args.datasets, settings)
+    print(f"{machine_line(torch.device(default_device()))}; settings {vars(args)}")
     # Datasets not run now stay in results.json as they were.
     results = {
         name: pooled_result(e["predictors"], e["commands"], e["settings"])
         for name, e in earlier.items()
         if name not in args.datasets
     }
-    seeds = [args.seed + k for k in range(args.seeds)]
     for name in args.datasets:
-        fasta = fasta_of(name)
-        if name.startswith("yeast") and not args.dry:
-            build_whole_cache(fasta, work, args)
-        variants = list(args.variants) + ["lora"] * bool(args.lora_steps)
-        variants += ["pooled"] * args.pooled_baseline
-        variants = list(dict.fromkeys(variants))
-        before = earlier.get(name, {"predictors": {}, "commands": {}})
-        per_seed = {label: dict(by_seed) for label, by_seed in before["predictors"].items()}
-        commands = dict(before["commands"])
-        if per_seed:
-            print(
-                f"{name}: pooling with earlier seeds {seeds_of(per_seed)} (a seed run again "
-                "replaces its earlier run)"
-            )
-        for seed in seeds:
-            paths = make_splits(name, work, args, seed)
-            per_seed.setdefault("degree baseline", {})[seed] = degree_baseline(paths)
-            per_seed.setdefault("all positive", {})[seed] = all_positive(paths)
-            for variant in [] if args.dry else variants:
-                label = VARIANTS[variant]
-                try:
-                    run = TrainerRun(name, paths, fasta, work, variant, seed)
-                    metrics, objectives, command, seconds = run_secai(run, args)
-                except TrainerStopped as stopped:
-                    results[name] = pooled_result(per_seed, commands, settings)
-                    write_results(work, results, PUBLISHED)
-                    left = args.seed + args.seeds - seed
-                    sys.exit(
-                        f"{stopped}. {work / 'results.json'} keeps the runs finished "
-                        f"before it; the same command with --seed {seed} --seeds {left} "
-                        "continues from here."
-                    )
-                per_seed.setdefault(label, {})[seed] = metrics
-                # The same model with each threshold objective (chosen on validation).
-                for objective, values in objectives.items():
-                    per_seed.setdefault(f"{label}, threshold by {objective}", {})[seed] = values
-                commands[f"{label}, seed {seed}"] = (
-                    f"{command}  ({seconds / 60:.1f} min on {device_name(device)})"
-                )
-            # Written after every seed: a run cut short keeps what it finished.
-            results[name] = pooled_result(per_seed, commands, settings)
-            write_results(work, results, PUBLISHED)
-        print(section(name, results[name], PUBLISHED[name]), flush=True)
+        run_dataset(name, args, work, earlier.get(name), results)
+        print(section(name, results[name]), flush=True)
     print(f"written: {work / 'results.md'}")
+
+
+def run_dataset(
+    name: str, args: argparse.Namespace, work: Path, before: dict | None, results: dict
+) -> None:
+    """Every seed of `name`: the baselines and each variant's trainer run, pooled with the
+    seeds `before` and written to `results` after every seed (a run cut short keeps what it
+    finished)."""
+    fasta, settings = fasta_of(name), run_settings(args)
+    if name.startswith("yeast") and not args.dry:
+        build_whole_cache(fasta, work, args)
+    per_seed = dict((before or {}).get("predictors", {}))
+    commands = dict((before or {}).get("commands", {}))
+    if per_seed:
+        seeds = sorted({seed for runs in per_seed.values() for seed in runs})
+        print(f"{name}: pooling with earlier seeds {seeds} (a seed run again replaces its run)")
+    device = torch.device(default_device())
+    for seed in range(args.seed, args.seed + args.seeds):
+        paths = make_splits(name, work, args, seed)
+        per_seed.setdefault("degree baseline", {})[seed] = degree_baseline(paths)
+        per_seed.setdefault("all positive", {})[seed] = all_positive(paths)
+        for variant in [] if args.dry else args.variants:
+            label = VARIANTS[variant]
+            try:
+                run = TrainerRun(name, paths, fasta, work, variant, seed)
+                metrics, objectives, command, seconds = run_secai(run, args)
+            except TrainerStopped as stopped:
+                results[name] = pooled_result(per_seed, commands, settings)
+                write_results(work, results)
+                left = args.seed + args.seeds - seed
+                sys.exit(
+                    f"{stopped}. {work / 'results.json'} keeps the runs finished before it; "
+                    f"the same command with --seed {seed} --seeds {left} continues from here."
+                )
+            per_seed.setdefault(label, {})[seed] = metrics
+            # The same model with each threshold objective (chosen on validation).
+            for objective, values in objectives.items():
+                per_seed.setdefault(f"{label}, threshold by {objective}", {})[seed] = values
+            minutes = f"{seconds / 60:.1f} min on {device_name(device)}"
+            commands[f"{label}, seed {seed}"] = f"{command}  ({minutes})"
+        results[name] = pooled_result(per_seed, commands, settings)
+        write_results(work, results)
 
 
 if __name__ == "__main__":

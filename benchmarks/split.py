@@ -9,11 +9,9 @@ block's share and positive share, the pairs dropped, the highest identity to tra
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 
@@ -36,6 +34,7 @@ FILES = {
     "c3": ("yeast-du2017/c3/train.tsv", "yeast-du2017/sequences.fasta"),
 }
 NAMES = ("train", "valid", "test")
+IDENTITY, SEED = 0.4, 0  # the clusters' MMseqs2 identity and every draw's seed
 HEADER = ("method", *NAMES, "dropped", "highest identity to train", "split seconds")
 
 
@@ -83,32 +82,26 @@ def _highest(blocks: dict[str, list[Pair]], sequences: dict[str, str], threads: 
     )
 
 
-def _row(label: str, blocks: dict[str, list[Pair]], n: int, highest: float, seconds) -> dict:
-    counts = {
-        name: {"pairs": len(rows), "positive": sum(p.label == 1 for p in rows)}
-        for name, rows in blocks.items()
-    }
-    dropped = n - sum(len(rows) for rows in blocks.values())
-    row = {"method": label, "blocks": counts, "dropped": dropped, "highest": highest}
-    return row | {"seconds": seconds}
+def _row(label: str, blocks: dict[str, list[Pair]], n: int, highest: float, seconds) -> list:
+    """One method's cells: each block's share of the `n` input pairs (and its positive
+    share), the pairs dropped, the highest identity to train, the split's wall time."""
 
-
-def _cells(row: dict, n: int) -> list[str]:
-    def cell(name: str) -> str:
-        block = row["blocks"][name]
-        if not block["pairs"]:
+    def cell(rows: list[Pair]) -> str:
+        if not rows:
             return "-"
-        return f"{block['pairs'] / n:.1%} ({block['positive'] / block['pairs']:.1%} pos)"
+        return f"{len(rows) / n:.1%} ({sum(p.label == 1 for p in rows) / len(rows):.1%} pos)"
 
-    seconds = "" if row["seconds"] is None else f"{row['seconds']:.0f} s"
-    dropped = f"{row['dropped'] / n:.1%} ({row['dropped']:,})"
-    return [row["method"], *map(cell, NAMES), dropped, f"{row['highest']:.3f}", seconds]
+    dropped = n - sum(len(rows) for rows in blocks.values())
+    wall = "" if seconds is None else f"{seconds:.0f} s"
+    cells = [cell(blocks[name]) for name in NAMES]
+    return [label, *cells, f"{dropped / n:.1%} ({dropped:,})", f"{highest:.3f}", wall]
 
 
-def _one(pairs, sequences, links, fractions: str, args) -> list[dict]:
+def _one(pairs, sequences, links, fractions: str, args) -> list[list]:
+    """Every method's row at these fractions (valid,test)."""
     valid, test = (float(x) for x in fractions.split(","))
     started = time.perf_counter()
-    how = {"seed": args.seed, "threads": args.threads, "resample": args.resample_negatives}
+    how = {"seed": SEED, "threads": args.threads, "resample": args.resample_negatives}
     split = split_pairs(pairs, sequences, valid, test, clusters=links, **how)
     seconds = time.perf_counter() - started
     report, n = split.report, len(pairs)
@@ -121,7 +114,7 @@ def _one(pairs, sequences, links, fractions: str, args) -> list[dict]:
         others.insert(0, ("graph, plain cut", report.plain))
     others.append(("random draw, pairs", None))
     for label, other in others:
-        blocks = _blocks_again(pairs, groups, other, label, asked, args.seed)
+        blocks = _blocks_again(pairs, groups, other, label, asked, SEED)
         rows.append(_row(label, blocks, n, _highest(blocks, sequences, args.threads), None))
     return rows
 
@@ -145,42 +138,32 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["yeast", "bernett"], choices=list(FILES))
     parser.add_argument("--fractions", nargs="+", default=["0.1,0.1", "0.2,0.2"])
-    parser.add_argument("--identity", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resample_negatives", action="store_true")
-    parser.add_argument("--out", default=None, help="JSON of every row")
     args = parser.parse_args(argv)
     print(machine_line(torch.device("cpu")))
     print(
         f"mmseqs {clusters.mmseqs_version()}, kahip {library_version('kahip')}, "
         f"pymetis {library_version('pymetis')}; threads {args.threads}"
     )
-    results = []
     for name in args.datasets:
         pair_path, fasta = (SHARED / "data" / part for part in FILES[name])
         source = PairSource(pair_path, fasta, labeled=True, allow_contradictory_labels=True)
         pairs = list(source.pair_rows())
         sequences = sequences_of(pairs)
         started = time.perf_counter()
-        links = clusters.similarity_links(sequences, args.identity, threads=args.threads)
-        clustering = time.perf_counter() - started
+        links = clusters.similarity_links(sequences, IDENTITY, threads=args.threads)
         positive = sum(pair.label == 1 for pair in pairs) / len(pairs)
         print(
             f"{name}: {len(pairs):,} pairs ({positive:.1%} positive), {len(sequences):,} "
-            f"proteins; MMseqs2 all-against-all {clustering:.0f} s, {len(links):,} links at "
-            f"{args.identity}",
+            f"proteins; MMseqs2 all-against-all {time.perf_counter() - started:.0f} s, "
+            f"{len(links):,} links at {IDENTITY}",
             flush=True,
         )
         for fractions in args.fractions:
             rows = _one(pairs, sequences, links, fractions, args)
             print(f"{name} asked {fractions} (valid,test):")
-            cells = [_cells(row, len(pairs)) for row in rows]
-            print("\n".join(markdown_table(HEADER, cells)), flush=True)
-            results.append({"dataset": name, "fractions": fractions, "rows": rows})
-            results[-1]["clustering_seconds"] = clustering
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")
+            print("\n".join(markdown_table(HEADER, rows)), flush=True)
 
 
 if __name__ == "__main__":

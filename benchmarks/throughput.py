@@ -1,9 +1,16 @@
-"""Training-step throughput of SE-CAI: the trainer's own step on its token-budget batches
-("ours") against the naive baseline (`benchmarks.baseline`) on the same pairs, alternating
-within every repeat; with the trainer's --compile, ours on a compiled twin of the model too.
+"""Training steps of SE-CAI timed, and profiled: the trainer's own step on its batches
+("ours"; with a frozen encoder, cache-row batches over a stand-in cache kept on the device)
+against the naive baseline on the same pairs, alternating within every repeat; with the
+trainer's --compile, ours on a compiled twin of the model too. --profile_steps N then
+profiles N steps of ours and of the twin (`benchmarks.profiling`).
 
     python -m benchmarks.throughput
     python -m benchmarks.throughput --encoder_shape 650M --max_tokens 8192 16384 32768
+    python -m benchmarks.throughput --dry --no_baseline --profile_steps 2 --compile true
+
+The naive baseline: fixed-size random batches, A and B each padded to their own longest and
+encoded in two encoder calls (no dedup, no packing) with eager attention, then the model's
+own pair maths, through the trainer's step.
 """
 
 from __future__ import annotations
@@ -11,134 +18,96 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import functools
 import json
+import random
 import statistics
-import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
-from typing import NamedTuple
+from collections.abc import Iterator
+from dataclasses import asdict
 
 import torch
+from torch import nn
 
 from benchmarks import core
-from benchmarks.baseline import BaselineStep, baseline_batches, pairs_of, transformers_attention
-from benchmarks.flops import PEAK_TFLOPS, ModelShape, StepFlops, secai_step_flops
-from ppi_dist.data.sequences import ESM2_MAX_RESIDUES
+from benchmarks.flops import NO_BATCHES, PEAK_TFLOPS, ModelShape, batch_stats
+from benchmarks.profiling import profile_steps, report
+from benchmarks.tables import markdown_table
+from ppi_dist.data.pairs import Pair, PairSource, sequences_of
+from ppi_dist.data.sequences import ESM2_MAX_RESIDUES, esm2_tokenizer, tokenize
 from ppi_dist.models.compile import compile_model, compiled_graphs, default_backend
-from ppi_dist.models.packing import encoder_tokens
-from ppi_dist.models.secai import SECAI
+from ppi_dist.models.encoder import base_encoder
+from ppi_dist.models.secai import SECAI, residue_mask
 from ppi_dist.training.config import TrainConfig
 
 
-class BatchStats(NamedTuple):
-    """What one batch holds and costs."""
-
-    pairs: int
-    pair_tokens: int
-    encoded_real: int  # encoder tokens that are residues or special tokens
-    encoded_padded: int  # encoder tokens including padding
-    flops: StepFlops
-
-
-def batch_stats(batch: dict, shape: ModelShape) -> BatchStats:
-    """The stats of one of our batches (distinct sequences packed into rows) or of a baseline
-    batch (A and B each padded to its own longest, two encoder calls)."""
-    if "attention_mask" in batch:
-        mask = batch["attention_mask"]
-        lengths, width = mask.sum(dim=1), mask.shape[1]
-        rows, pairs = encoder_tokens(mask) // width, len(batch["index_a"])
-        pair_tokens = int(lengths[batch["index_a"]].sum() + lengths[batch["index_b"]].sum())
-        flops = secai_step_flops(shape, [[width] * rows], [(width, width)] * pairs)
-        return BatchStats(pairs, pair_tokens, int(lengths.sum()), rows * width, flops)
-    mask_a, mask_b = batch["attention_mask_a"], batch["attention_mask_b"]
-    pairs, width_a, width_b = mask_a.shape[0], mask_a.shape[1], mask_b.shape[1]
-    calls = [[width_a] * pairs, [width_b] * pairs]
-    flops = secai_step_flops(shape, calls, [(width_a, width_b)] * pairs)
-    real = int(mask_a.sum() + mask_b.sum())
-    return BatchStats(pairs, real, real, mask_a.numel() + mask_b.numel(), flops)
+def pairs_of(batches: list[dict]) -> list[Pair]:
+    """The pairs of our batches with the (cropped) sequences the data layer chose."""
+    letters = {i: token for token, i in esm2_tokenizer().get_vocab().items() if len(token) == 1}
+    pairs = []
+    for batch in batches:
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        sequences = []
+        for row, length in zip(ids, mask.sum(dim=1).tolist(), strict=True):
+            sequences.append("".join(letters[int(i)] for i in row[1 : length - 1]))
+        sides = zip(batch["index_a"].tolist(), batch["index_b"].tolist(), strict=True)
+        names = zip(batch["protein_a"], batch["protein_b"], strict=True)
+        for (a, b), (name_a, name_b), label in zip(sides, names, batch["labels"], strict=True):
+            pairs.append(Pair(name_a, name_b, sequences[a], sequences[b], float(label)))
+    return pairs
 
 
-@dataclass
-class Method:
-    """One way of running the step on the budget's pairs, and its timed repeats."""
-
-    name: str
-    step: Callable[[dict], object]
-    warm: list[dict]
-    measured: list[dict]
-    stats: list[BatchStats]
-    max_tokens: int | None = None
-    batch_size: int | None = None
-    attention: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
-    repeats: list[list[float]] = field(default_factory=list)
-    peak_bytes: int = 0
-
-    def warm_up(self, device: torch.device) -> float:
-        with self.attention():
-            return sum(core.time_steps(self.step, self.warm, device))
-
-    def time(self, memory: core.PeakMemory) -> None:
-        with self.attention():
-            memory.reset()
-            self.repeats.append(core.time_steps(self.step, self.measured, memory.device))
-            self.peak_bytes = max(self.peak_bytes, memory.peak_bytes())
-
-    def summary(self, memory_kind: str, peak_tflops: float | None) -> dict:
-        """Rates over the median repeat; MFU and HFU against `peak_tflops` when given."""
-        pairs = sum(s.pairs for s in self.stats)
-        pair_tokens = sum(s.pair_tokens for s in self.stats)
-        real = sum(s.encoded_real for s in self.stats)
-        padded = sum(s.encoded_padded for s in self.stats)
-        model = sum(s.flops.model for s in self.stats)
-        executed = sum(s.flops.executed for s in self.stats)
-        totals = [sum(seconds) for seconds in self.repeats]
-        seconds = statistics.median(totals)
-        peak = peak_tflops * 1e12 if peak_tflops else None
-        return {
-            "name": self.name,
-            "max_tokens": self.max_tokens,
-            "batch_size": self.batch_size,
-            "steps": len(self.stats),
-            "pairs": pairs,
-            "pairs_per_s": pairs / seconds,
-            "pair_tokens_per_s": pair_tokens / seconds,
-            "encoded_real_tokens_per_s": real / seconds,
-            "encoded_padded_tokens_per_s": padded / seconds,
-            "padded_over_real": padded / real,
-            "pair_tokens_over_encoded": pair_tokens / real,  # > 1: dedup saved encoder work
-            "median_step_s": statistics.median(s for r in self.repeats for s in r),
-            "model_gflop_per_pair": model / pairs / 1e9,
-            "model_tflops_per_s": model / seconds / 1e12,
-            "mfu": model / seconds / peak if peak else None,
-            "hfu": executed / seconds / peak if peak else None,
-            "peak_memory_gb": self.peak_bytes / 2**30,
-            "memory_kind": memory_kind,
-            "repeat_pairs_per_s": [pairs / t for t in totals],
-        }
+def baseline_batches(pairs: list[Pair], batch_size: int, seed: int | None) -> list[dict]:
+    """Fixed-size random batches, A and B tokenised and padded apart (`seed=None`: in order)."""
+    pairs = list(pairs)
+    if seed is not None:
+        random.Random(seed).shuffle(pairs)
+    batches = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        ids_a, mask_a = tokenize([p.sequence_a for p in chunk])
+        ids_b, mask_b = tokenize([p.sequence_b for p in chunk])
+        labels = torch.tensor([p.label for p in chunk], dtype=torch.float32)
+        names = ("input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b", "labels")
+        batch = dict(zip(names, (ids_a, mask_a, ids_b, mask_b, labels), strict=True))
+        batches.append(batch | {"weight": torch.ones(len(chunk))})
+    return batches
 
 
-def print_result(r: dict) -> None:
-    how = (
-        f"max_tokens {r['max_tokens']}"
-        if r["max_tokens"] is not None
-        else f"batch_size {r['batch_size']}"
-    )
-    mfu = f"  MFU {100 * r['mfu']:.1f}% (HFU {100 * r['hfu']:.1f}%)" if r["mfu"] is not None else ""
-    repeats = ", ".join(f"{x:.2f}" for x in r["repeat_pairs_per_s"])
-    print(
-        f"{r['name']:9s} [{how}] {r['pairs']} pairs in {r['steps']} steps: "
-        f"{r['pairs_per_s']:.2f} pairs/s (repeats: {repeats}), "
-        f"median step {r['median_step_s']:.2f} s\n"
-        f"          pair tokens {r['pair_tokens_per_s']:,.0f}/s, encoder real tokens "
-        f"{r['encoded_real_tokens_per_s']:,.0f}/s, encoder padded tokens "
-        f"{r['encoded_padded_tokens_per_s']:,.0f}/s\n"
-        f"          padded/real {r['padded_over_real']:.2f}, pair tokens/encoded real "
-        f"{r['pair_tokens_over_encoded']:.2f} (dedup), model FLOPs "
-        f"{r['model_gflop_per_pair']:.1f} GFLOP/pair, {1000 * r['model_tflops_per_s']:.1f} "
-        f"GFLOP/s{mfu}, peak memory {r['peak_memory_gb']:.2f} GiB ({r['memory_kind']})"
-    )
+@contextlib.contextmanager
+def transformers_attention(model: SECAI, implementation: str) -> Iterator[None]:
+    """ESM-2's attention switched in place to a transformers implementation, then back."""
+    base = base_encoder(model.encoder)
+    built = base.config._attn_implementation
+    base.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(built)
+
+
+class NaiveSECAI(nn.Module):
+    """`model` run the naive way on baseline batches: the A batch, then the B batch through
+    the encoder as padded (eager attention), then the model's pair maths, pair i being row i
+    of both sides."""
+
+    def __init__(self, model: SECAI):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        input_ids_a: torch.Tensor,
+        attention_mask_a: torch.Tensor,
+        input_ids_b: torch.Tensor,
+        attention_mask_b: torch.Tensor,
+        **_: object,
+    ) -> torch.Tensor:
+        encoder = self.model.encoder
+        with transformers_attention(self.model, "eager"):
+            a = encoder(input_ids=input_ids_a, attention_mask=attention_mask_a).last_hidden_state
+            b = encoder(input_ids=input_ids_b, attention_mask=attention_mask_b).last_hidden_state
+        rows = torch.arange(a.shape[0], device=a.device)
+        side_a, side_b = (a, residue_mask(attention_mask_a)), (b, residue_mask(attention_mask_b))
+        return self.model.pair_logits(side_a, side_b, rows, rows)
 
 
 def select_measured(batches: list[dict], num_pairs: int, warmup: int) -> tuple[list, list]:
@@ -163,121 +132,141 @@ def select_measured(batches: list[dict], num_pairs: int, warmup: int) -> tuple[l
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        epilog=core.TRAINER_FLAGS + "\nWith --compile, ours+compile is timed beside ours.",
-        formatter_class=argparse.RawTextHelpFormatter,
-        allow_abbrev=False,
-    )
+    parser = core.step_parser(__doc__)
     add = parser.add_argument
-    core.add_sample_flags(parser)
+    add("--dry", action="store_true", help="CPU, tiny shape, 60 residues, 2,048 tokens")
     add("--num_pairs", type=int, default=24, help="pairs timed per repeat (whole batches)")
     add("--max_tokens", type=int, nargs="+", default=[16384], help="several: a sweep")
     add("--baseline_batch_size", type=int, default=8)
     add("--no_baseline", dest="baseline", action="store_false")
-    add("--baseline_attn_implementation", default="eager")
     add("--warmup", type=int, default=1, help="untimed steps per method")
     add("--repeats", type=int, default=3)
     add("--peak_tflops", type=float, help="peak for MFU (default on CUDA: 989, dense bf16)")
-    core.add_run_flags(parser)
+    add("--profile_steps", type=int, default=0, help="profile this many steps of ours")
+    add("--top", type=int, default=20, help="rows of the profile's top table")
     args, flags = parser.parse_known_args(argv)
+    if args.dry:  # after the flags given: the dry run's shape and sizes win
+        args.device, args.fixed_length = "cpu", 60
+        args.max_tokens = [min(tokens, 2048) for tokens in args.max_tokens]
+        flags = [*flags, "--encoder_shape", "tiny", "--sort_buffer", "64"]
     device = torch.device(args.device)
     config = core.trainer_config(parser, flags, device)
     if args.peak_tflops is None and device.type == "cuda":
         args.peak_tflops = PEAK_TFLOPS
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return args, config
 
 
-def compiled_twin(model: SECAI) -> tuple[SECAI, list[str]]:
-    """A copy of `model` through `compile_model`, sharing its frozen weights (so peak memory
-    stays comparable with eager runs), and the names compiled."""
-    shared = {id(p): p for p in model.parameters() if not p.requires_grad}
-    twin = copy.deepcopy(model, memo=shared)
-    return twin, compile_model(twin)
-
-
-@dataclass
-class Steps:
-    model: SECAI
-    shape: ModelShape
-    ours: core.TrainerStep
-    compiled: core.TrainerStep | None  # ours on a compiled twin (--compile)
-    baseline: BaselineStep
-
-
-def make_steps(args: argparse.Namespace, config: TrainConfig, device: torch.device) -> Steps:
-    """Ours through the trainer's set-up and step; the baseline on the same model and AdamW."""
-    model = core.build_model(config, device)
-    shape = ModelShape.of(model.config, model.encoder.config)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    twin, names = compiled_twin(model) if config.model.compile else (None, [])
-    accelerator = core.benchmark_accelerator(config, device)
-    ours = core.trainer_step(model, config, accelerator)
-    compiled = core.trainer_step(twin, config, accelerator) if twin is not None else None
-    bf16 = core.mixed_precision(config, device) == "bf16"
-    baseline = BaselineStep(
-        model, ours.prepared.optimizer.optimizer, config.optimization, device, bf16
-    )
-    print(
-        f"model: encoder {core.encoder_label(config)} (d={shape.encoder.hidden}, "
-        f"{shape.encoder.layers} layers), {trainable:,} trainable of "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters; ours attention "
-        f"{model.config.encoder_attention}, baseline attention "
-        f"{args.baseline_attn_implementation}; bf16 {bf16}, activation checkpointing "
-        f"{model.config.activation_checkpointing}"
-    )
-    if compiled is not None:
+def make_steps(
+    model: SECAI, config: TrainConfig, device: torch.device, pairs: list[Pair]
+) -> dict[str, core.TrainerStep]:
+    """Ours through the trainer's set-up and step; with --compile, ours on a copy of `model`
+    through `compile_model`, sharing its frozen weights (so peak memory stays comparable)."""
+    steps = {"ours": core.TrainerStep(model, config, device, pairs)}
+    if config.model.compile:
+        frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+        twin = copy.deepcopy(model, memo=frozen)
+        names = compile_model(twin)
         shown = names if len(names) < 4 else [names[0], "...", *names[-2:]]
         print(
             f"ours+compile: {len(names)} modules compiled ({', '.join(shown)}), backend "
             f"{default_backend()}, dynamic shapes"
         )
-    return Steps(model, shape, ours, compiled, baseline)
+        steps["ours+compile"] = core.TrainerStep(twin, config, device, pairs)
+    return steps
 
 
-def methods_of(steps: Steps, batches: list[dict], args, max_tokens: int, first: bool) -> list:
-    """Ours (and ours+compile) on whole batches of one budget; the baseline, on the first
-    budget only (a sweep compares every budget with it), on the same pairs in its batches."""
-    warm, measured = select_measured(batches, args.num_pairs, args.warmup)
-    stats = [batch_stats(b, steps.shape) for b in measured]
-    methods = [Method("ours", steps.ours, warm, measured, stats, max_tokens)]
-    if steps.compiled is not None:
-        methods.append(Method("ours+compile", steps.compiled, warm, measured, stats, max_tokens))
-    if args.baseline and first:
-        seed = steps.ours.optimization.seed
+def summary(method: core.Timed, peak_tflops: float | None) -> dict:
+    """Rates over the median repeat; MFU and HFU against `peak_tflops` when given."""
+    total, seconds = sum(method.stats, NO_BATCHES), method.seconds
+    real, peak = total.encoded_real, peak_tflops * 1e12 if peak_tflops else None
+    return {
+        "name": method.name,
+        "pairs": total.pairs,
+        "pairs_per_s": total.pairs / seconds,
+        "pair_tokens_per_s": total.pair_tokens / seconds,
+        "padded_over_real": total.encoded_padded / real if real else None,
+        "pair_tokens_over_encoded": total.pair_tokens / real if real else None,  # > 1: dedup
+        "model_gflop_per_pair": total.flops.model / total.pairs / 1e9,
+        "model_tflops_per_s": total.flops.model / seconds / 1e12,
+        "mfu": total.flops.model / seconds / peak if peak else None,
+        "hfu": total.flops.executed / seconds / peak if peak else None,
+        "peak_memory_gb": method.peak_bytes / 2**30,
+        "repeat_pairs_per_s": [total.pairs / sum(r) for r in method.repeats],
+    }
+
+
+def table_row(r: dict) -> tuple[str, ...]:
+    repeats = ", ".join(f"{x:.2f}" for x in r["repeat_pairs_per_s"])
+    mfu = f"{100 * r['mfu']:.1f}% ({100 * r['hfu']:.1f}%)" if r["mfu"] is not None else "-"
+    ratios = (r["padded_over_real"], r["pair_tokens_over_encoded"])
+    return (
+        r["name"],
+        r["budget"],
+        r["attention"],
+        f"{r['pairs_per_s']:.2f} ({repeats})",
+        f"{r['pair_tokens_per_s']:,.0f}",
+        *(f"{x:.2f}" if x else "-" for x in ratios),
+        f"{r['model_gflop_per_pair']:.1f}",
+        f"{1000 * r['model_tflops_per_s']:.1f}",
+        mfu,
+        f"{r['peak_memory_gb']:.2f}",
+    )
+
+
+TABLE = ("method", "budget", "attention (encoder, cross)", "pairs/s (repeats)", "pair tok/s")
+TABLE += ("padded/real", "dedup", "GFLOP/pair", "achieved GFLOP/s", "MFU (HFU)", "peak GiB")
+
+
+def time_budget(
+    args: argparse.Namespace,
+    config: TrainConfig,
+    source: PairSource,
+    steps: dict[str, core.TrainerStep],
+    baseline: core.TrainerStep | None,
+) -> list[dict]:
+    """Ours (and ours+compile) on whole batches of `config`'s budget and, when given, the
+    `baseline` on the same pairs in its own batches: timed in turn, then ours profiled."""
+    device, max_tokens, ours = torch.device(args.device), config.data.max_tokens, steps["ours"]
+    warm, measured = select_measured(ours.batches(source), args.num_pairs, args.warmup)
+    cache = ours.prepare.cache  # a frozen encoder's: the stored lengths count its pair tokens
+    lengths = torch.as_tensor(cache.index.lengths) if cache is not None else None
+    shape = ModelShape.of(config.model.secai_config(), ours.model.encoder.config)
+    stats = [batch_stats(shape, batch, lengths) for batch in measured]
+    methods = [core.Timed(name, step, warm, measured, stats) for name, step in steps.items()]
+    if baseline is not None:
+        seed = config.optimization.seed
         naive = baseline_batches(pairs_of(measured), args.baseline_batch_size, seed)
-        eager = functools.partial(
-            transformers_attention, steps.model, args.baseline_attn_implementation
-        )
-        stats = [batch_stats(b, steps.shape) for b in naive]
-        warm = naive[: args.warmup]
-        size = args.baseline_batch_size
-        methods.append(Method("baseline", steps.baseline, warm, naive, stats, None, size, eager))
-    return methods
-
-
-def time_methods(methods: list[Method], args: argparse.Namespace, memory: core.PeakMemory) -> int:
-    """Warm every method up, then time them in turn per repeat; the graphs compiled by then."""
+        naive_stats = [batch_stats(shape, batch) for batch in naive]
+        methods.append(core.Timed("baseline", baseline, naive[: args.warmup], naive, naive_stats))
+    before = compiled_graphs()
+    core.warm_up(methods, device)
+    warmed = compiled_graphs()
+    print(
+        f"warm-up at max_tokens {max_tokens}, seconds: "
+        + ", ".join(f"{m.name} {m.warm_seconds:.1f}" for m in methods)
+        + f" ({warmed - before} graph(s) compiled)"
+    )
+    core.time_in_turn(methods, args.repeats, core.PeakMemory(device))
+    if compiled_graphs() > warmed:  # compilation inside the timed steps
+        print(f"WARNING: {compiled_graphs() - warmed} graph(s) compiled while timed")
+    results, built = [], ours.model.config
     for method in methods:
-        before = compiled_graphs()
-        seconds = method.warm_up(memory.device)
-        if method.name == "ours+compile":  # the compilation happens here
-            print(
-                f"ours+compile warm-up at max_tokens {method.max_tokens}: {len(method.warm)} "
-                f"step(s) in {seconds:.1f} s, {compiled_graphs() - before} graph(s) compiled"
-            )
-    graphs = compiled_graphs()
-    for repeat in range(args.repeats):
-        budget = methods[0].max_tokens
-        print(f"  repeat {repeat + 1}/{args.repeats} (max_tokens {budget})...", file=sys.stderr)
-        for method in methods:
-            method.time(memory)
-    return graphs
+        naive = method.name == "baseline"
+        budget = f"batch_size {args.baseline_batch_size}" if naive else f"max_tokens {max_tokens}"
+        attention = (
+            f"{'eager' if naive else built.encoder_attention}, {built.cross_attention_kernel}"
+        )
+        result = summary(method, args.peak_tflops)
+        result |= {"max_tokens": max_tokens, "budget": budget, "attention": attention}
+        if not naive and args.profile_steps:
+            result["profile"] = profile_steps(method.step, measured, args.profile_steps, device)
+        results.append(result)
+    return results
 
 
 def run(args: argparse.Namespace, config: TrainConfig) -> list[dict]:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print("\n".join(core.machine_report(device)))
     print("settings: " + json.dumps(vars(args)))
@@ -285,49 +274,56 @@ def run(args: argparse.Namespace, config: TrainConfig) -> list[dict]:
     print("model settings: " + json.dumps(secai))
     assumed = " (H100 SXM / H200 dense bf16 assumed)" if args.peak_tflops == PEAK_TFLOPS else ""
     print(f"peak for MFU: {args.peak_tflops or 'none'} TFLOP/s{assumed}")
-    pairs, sequences = core.sample_pairs(core.sample_from(args, config))
+    pairs = core.sampled(args, config)
+    sequences = sequences_of(pairs)
     lengths = [min(len(s), ESM2_MAX_RESIDUES) for s in sequences.values()]
     print(
-        f"sample: {len(pairs)} pairs from {args.pairs}, {len(sequences)} proteins, "
-        f"cropped length mean {statistics.mean(lengths):.0f}, "
-        f"median {statistics.median(lengths):.0f}, max {max(lengths)}"
+        f"sample: {len(pairs)} pairs from {args.pairs}, {len(sequences)} proteins, cropped "
+        f"length mean {statistics.mean(lengths):.0f}, median {statistics.median(lengths):.0f}, "
+        f"max {max(lengths)}"
     )
-    steps = make_steps(args, config, device)
-    built = steps.model.config
-    facts = {
-        "encoder": core.encoder_label(config),
-        "device": args.device,
-        "fixed_length": args.fixed_length,
-        "bf16": steps.baseline.bf16,
-        "activation_checkpointing": built.activation_checkpointing,
-        "attention": built.encoder_attention,
-        "cross_attention": built.cross_attention_kernel,
-    }
-    memory = core.PeakMemory(device)
-    results, baseline = [], None
-    with core.sample_source(pairs, config.model.secai.max_residues) as source:
+    model = core.build_model(config, device)
+    describe(model, config, device)
+    results, reference = [], None
+    with core.sample_source(pairs, config) as source:
+        steps = make_steps(model, config, device, pairs)
+        baseline = None
+        if args.baseline and not config.model.secai.freeze_encoder:  # it needs tokens
+            baseline = core.TrainerStep(NaiveSECAI(model), config, device)
         for index, max_tokens in enumerate(args.max_tokens):
-            batches = core.our_batches(source, max_tokens, config)
-            methods = methods_of(steps, batches, args, max_tokens, index == 0)
-            graphs = time_methods(methods, args, memory)
-            got = {m.name: m.summary(memory.kind, args.peak_tflops) for m in methods}
-            baseline = got.get("baseline", baseline)
-            for name in ("baseline", "ours", "ours+compile"):
-                if name in got:
-                    print_result(got[name])
-                    results.append(got[name])
-                    core.append_json_line(args.json_out, {**facts, **got[name]})
-            at = f"pairs/s at max_tokens {max_tokens}"
-            if "ours+compile" in got:
-                recompiled = compiled_graphs() - graphs  # compilation inside the timed steps
-                warning = f" ({recompiled} graph(s) compiled while timed)" if recompiled else ""
-                ratio = got["ours+compile"]["pairs_per_s"] / got["ours"]["pairs_per_s"]
-                print(f"RATIO compiled/eager {at}: {ratio:.2f}x{warning}")
-            if baseline is not None:
-                ratio = got["ours"]["pairs_per_s"] / baseline["pairs_per_s"]
-                later = " (baseline timed on the first budget's pairs)" if index else ""
-                print(f"RATIO ours/baseline {at}: {ratio:.2f}x{later}")
+            config.data.max_tokens = max_tokens  # the steps' batches follow it
+            got = time_budget(args, config, source, steps, baseline if index == 0 else None)
+            reference = print_budget(got, reference, args.top)
+            results += got
     return results
+
+
+def print_budget(got: list[dict], reference: dict | None, top: int) -> dict | None:
+    """One budget's table, profiles and ratios; the baseline to compare later budgets with."""
+    print("\n".join(markdown_table(TABLE, [table_row(r) for r in got])))
+    by_name = {r["name"]: r for r in got}
+    at = f"pairs/s at max_tokens {by_name['ours']['max_tokens']}"
+    if profiles := {r["name"]: r["profile"] for r in got if "profile" in r}:
+        report(profiles, top)
+    ours = by_name["ours"]["pairs_per_s"]
+    if "ours+compile" in by_name:
+        print(f"RATIO compiled/eager {at}: {by_name['ours+compile']['pairs_per_s'] / ours:.2f}x")
+    later = "" if "baseline" in by_name else " (baseline timed on the first budget's pairs)"
+    reference = by_name.get("baseline", reference)
+    if reference is not None:
+        print(f"RATIO ours/baseline {at}: {ours / reference['pairs_per_s']:.2f}x{later}")
+    return reference
+
+
+def describe(model: SECAI, config: TrainConfig, device: torch.device) -> None:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(
+        f"model: encoder {core.encoder_label(config)} (d={model.encoder.config.hidden_size}, "
+        f"{model.encoder.config.num_hidden_layers} layers), {trainable:,} trainable of "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters; bf16 "
+        f"{core.mixed_precision(config, device) == 'bf16'}, activation checkpointing "
+        f"{model.config.activation_checkpointing}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,14 +11,13 @@ bootstrap intervals), on all pairs and on those with a protein longer than the w
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.core import BERNETT, append_json_line, machine_line
+from benchmarks.core import BERNETT, machine_line
 from ppi_dist.data.pairs import PairSource, sequences_of
 from ppi_dist.evaluation.bootstrap import bootstrap_intervals
 from ppi_dist.evaluation.threshold import evaluate_at
@@ -30,7 +29,7 @@ from ppi_dist.models.windows import Windowing
 HIDDEN_8M = 320
 
 
-def cost(args: argparse.Namespace) -> dict:
+def cost(args: argparse.Namespace) -> None:
     """Residues a crop never shows, encoder tokens and cache size, crop against windows."""
     pairs = list(PairSource(args.pairs, args.fasta, labeled=False).pair_rows())
     lengths = np.array([len(s) for s in sequences_of(pairs).values()])
@@ -38,50 +37,39 @@ def cost(args: argparse.Namespace) -> dict:
         f"{len(pairs):,} pairs of {args.pairs}, {len(lengths):,} proteins, "
         f"{lengths.sum():,} residues (longest {lengths.max():,})"
     )
-    result = {"pairs": len(pairs), "proteins": len(lengths), "residues": int(lengths.sum())}
     for window in args.max_residues:
-        row = {}
-        for name, mode in (("crop", "crop"), ("windows", "all")):
+        tokens = {}
+        for mode in ("crop", "all"):
             windowing = Windowing(window, window // 4, mode)
             kept = sum(windowing.kept_length(n) for n in lengths)
-            tokens = sum(
+            if mode == "crop":
+                unseen = 1 - kept / lengths.sum()
+            tokens[mode] = sum(
                 windowing.encoded_residues(n) + 2 * len(windowing.windows(n)) for n in lengths
             )
-            row[name] = {
-                "residues_seen": kept,
-                "encoder_tokens": tokens,
-                "cache_mib_8m_fp16": kept * HIDDEN_8M * 2 / 2**20,
-            }
-        unseen = 1 - row["crop"]["residues_seen"] / lengths.sum()
+            print(
+                f"  {'windows' if mode == 'all' else mode:<8} encoder tokens "
+                f"{tokens[mode]:>12,}  cache (8M, fp16) {kept * HIDDEN_8M * 2 / 2**20:>9,.0f} MiB"
+            )
         longer = sum(max(len(p.sequence_a), len(p.sequence_b)) > window for p in pairs)
-        long_pairs = longer / len(pairs)
         print(
             f"window {window}: a crop leaves {100 * unseen:.1f}% of residues unseen; "
-            f"{100 * long_pairs:.1f}% of pairs hold a longer protein"
+            f"{100 * longer / len(pairs):.1f}% of pairs hold a longer protein; windows / crop: "
+            f"encoder tokens {tokens['all'] / tokens['crop']:.2f}x"
         )
-        for name, values in row.items():
-            print(
-                f"  {name:<8} encoder tokens {values['encoder_tokens']:>12,}  cache (8M, fp16) "
-                f"{values['cache_mib_8m_fp16']:>9,.0f} MiB"
-            )
-        tokens = row["windows"]["encoder_tokens"] / row["crop"]["encoder_tokens"]
-        print(f"  windows / crop: encoder tokens {tokens:.2f}x")
-        result[str(window)] = {**row, "unseen_by_crop": unseen, "long_pairs": long_pairs}
-    return result
 
 
-def quality(args: argparse.Namespace) -> dict:
+def quality(args: argparse.Namespace) -> None:
+    """One model's pairs scored through the centred crop and through every window."""
     model = load_model(args.model).eval()
     own = scoring_windowing(model)
     threshold = model.config.decision_threshold
-    source = PairSource(args.pairs, args.fasta, labeled=True)
-    pairs = list(source.pair_rows())
+    pairs = list(PairSource(args.pairs, args.fasta, labeled=True).pair_rows())
     long = np.array([max(len(p.sequence_a), len(p.sequence_b)) > own.max_residues for p in pairs])
     print(
         f"{args.model}: window {own.max_residues}, threshold {threshold:.4f}; {len(pairs):,} "
         f"pairs of {args.pairs}, {long.sum():,} with a protein over {own.max_residues}"
     )
-    result = {"model": args.model, "pairs": len(pairs), "long_pairs": int(long.sum())}
     for mode in ("crop", "all"):
         windowing = Windowing(own.max_residues, own.overlap, mode)
         started = time.perf_counter()
@@ -90,23 +78,16 @@ def quality(args: argparse.Namespace) -> dict:
             cache = covering_cache(Path(args.crop_cache), model, sequences_of(pairs), windowing)
             print(f"  crop: {'reading' if cache else 'not covered by'} {args.crop_cache}")
         scored = score_pairs(model, pairs, windowing=windowing, cache=cache)
-        seconds = time.perf_counter() - started
-        result[mode] = {"seconds": seconds}
+        print(f"  {mode}: {time.perf_counter() - started:.0f} s to encode and score")
         for subset, keep in (("all pairs", np.ones(len(pairs), bool)), ("long pairs", long)):
             scores, labels = scored.scores[keep], scored.labels[keep]
             metrics = evaluate_at(scores, labels, threshold, objective="mcc").summary()
-            intervals = bootstrap_intervals(scores, labels, threshold, n_resamples=args.bootstrap)
-            figures = {k: [metrics[k], *intervals[k]] for k in ("auroc", "aupr", "mcc")}
-            result[mode][subset] = figures
-            print(
-                f"  {mode:<5} {subset:<10} "
-                + "  ".join(
-                    f"{k.upper()} {v:.3f} [{lo:.3f}, {hi:.3f}]"
-                    for k, (v, lo, hi) in figures.items()
-                )
-                + (f"  ({seconds:.0f} s to encode and score)" if subset == "all pairs" else "")
+            intervals = bootstrap_intervals(scores, labels, threshold, n_resamples=1000)
+            figures = "  ".join(
+                f"{k.upper()} {metrics[k]:.3f} [{intervals[k][0]:.3f}, {intervals[k][1]:.3f}]"
+                for k in ("auroc", "aupr", "mcc")
             )
-    return result
+            print(f"  {mode:<5} {subset:<10} {figures}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,19 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fasta", default=str(BERNETT / "sequences.fasta"))
     parser.add_argument("--max_residues", type=int, nargs="+", default=[1022, 256])
     parser.add_argument("--model", help="quality: a trained model folder")
-    parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--crop_cache", help="quality: a cache of the crops (a frozen run's)")
-    parser.add_argument("--json_out", help="append the result as a JSON line here")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     print(machine_line(torch.device("cpu")))
     if args.what == "quality" and args.model is None:
         parser.error("quality needs --model")
-    result = cost(args) if args.what == "cost" else quality(args)
-    append_json_line(
-        args.json_out, json.loads(json.dumps({"what": args.what, **result}, default=float))
-    )
-    print(json.dumps(result, default=float))
+    cost(args) if args.what == "cost" else quality(args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ trainer must weight the loss (and metrics) by `batch["weight"]`. We don't split 
 with `datasets.distributed.split_dataset_by_node`: its shards hold the same number of pairs,
 but batches formed by a token budget would then differ in number between ranks, and the
 ranks would have to talk to agree on a step count. Every rank reads the whole pair file
-(example-level `split_dataset_by_node` does too); BENCHMARKS.md has what a pass costs.
+(example-level `split_dataset_by_node` does too); docs/benchmarks-history.md has what a pass
+costs (data loading).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def buffer_shuffle(pairs: Iterable, buffer_size: int, rng: random.Random) -> Ite
     """Approximate shuffle with a bounded buffer (the algorithm of `datasets`' shuffle).
 
     Ours because `IterableDataset.shuffle` is much slower per pass over a large pair file
-    (BENCHMARKS.md, the data loader).
+    (docs/benchmarks-history.md, data loading).
     """
     buffer: list = []
     for pair in pairs:

@@ -113,7 +113,7 @@ def setup(config: TrainConfig, accelerator: Accelerator, split: dict | None = No
     splits = {key: list(sources[key].pair_rows()) for key in ("valid", "test") if key in sources}
     model = _setup_model(config, accelerator)
     every_split = [sources["train"].pair_rows(), *splits.values()]
-    cache, trunk = _setup_encoder_states(config, model, every_split, accelerator)
+    cache, trunk = setup_encoder_states(config, model, every_split, accelerator)
     batches = training_batches(
         sources["train"],
         config,
@@ -170,7 +170,7 @@ def _setup_model(config: TrainConfig, accelerator: Accelerator) -> SECAI:
     return model
 
 
-def _setup_encoder_states(
+def setup_encoder_states(
     config: TrainConfig,
     model: SECAI,
     every_split: list[Iterable[Pair]],

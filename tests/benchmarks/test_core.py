@@ -12,7 +12,6 @@ import torch
 from benchmarks.core import (
     ENCODER_8M,
     PeakMemory,
-    Sample,
     benchmark_config,
     encoder_label,
     machine_line,
@@ -34,6 +33,7 @@ def test_the_trainers_flags_with_the_benchmarks_defaults():
     config = benchmark_config([], CPU)
     secai = config.model.secai_config()
     assert secai.encoder == str(ENCODER_8M) and secai.encoder_config is None
+    assert config.data.data_workers == 0  # the batches are listed in the process
     assert (secai.lora_r, secai.lora_alpha) == (8, 16)
     assert (secai.cross_attention_heads, secai.head_hidden) == (8, 512)
     assert not secai.activation_checkpointing and secai.encoder_attention == "sdpa"
@@ -74,24 +74,23 @@ def test_wrong_or_unsupported_trainer_flags_are_refused():
 
 def test_sample_is_seeded_pairs_the_data_layer_reads_back(tmp_path):
     pair_path, fasta_path = write_pair_files(tmp_path, random_pairs(40, seed=3, proteins=12))
-    sample = Sample(pair_path, fasta_path, count=10, seed=1)
-    pairs, sequences = sample_pairs(sample)
+    pairs, sequences = sample_pairs(pair_path, fasta_path, count=10, seed=1)
     assert len(pairs) == 10 and all(isinstance(p, Pair) for p in pairs)
-    assert (pairs, sequences) == sample_pairs(sample)
+    assert (pairs, sequences) == sample_pairs(pair_path, fasta_path, count=10, seed=1)
     assert {p.protein_a for p in pairs} | {p.protein_b for p in pairs} == set(sequences)
     assert all(p.sequence_a == sequences[p.protein_a] for p in pairs)
-    fixed, fixed_sequences = sample_pairs(Sample(pair_path, fasta_path, 10, 1, fixed_length=7))
+    fixed, fixed_sequences = sample_pairs(pair_path, fasta_path, 10, 1, fixed_length=7)
     assert [p[:2] for p in fixed] == [p[:2] for p in pairs]  # the same pairs, other residues
     assert {len(s) for s in fixed_sequences.values()} == {7}
     # Without the pair file, random proteins, each in about 3 pairs.
-    synthetic, synthetic_sequences = sample_pairs(
-        Sample(tmp_path / "none.tsv", count=30, fixed_length=5)
-    )
+    synthetic, synthetic_sequences = sample_pairs(tmp_path / "none.tsv", None, 30, 0, 5)
     assert len(synthetic) == 30 and len(synthetic_sequences) <= 20
     assert {p.label for p in synthetic} <= {0.0, 1.0}
-    with sample_source(pairs, max_residues=64) as source:
+    config = benchmark_config(["--max_residues", "64"], CPU)
+    with sample_source(pairs, config) as source:
         assert isinstance(source, PairSource) and source.report.rows == 10
-        assert list(source.pair_rows()) == pairs
+        assert list(source.pair_rows()) == pairs and source.max_residues == 64
+        assert Path(config.run.output_dir) == Path(source.files[0]).parent  # the caches' folder
     assert not Path(source.files[0]).exists()  # the temporary files are gone
 
 

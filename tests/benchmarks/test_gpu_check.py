@@ -1,11 +1,11 @@
 """gpu_check.sh --dry: every stage runs on the CPU (tiny shape, a few steps) and ends in the
-results table, each check OK, in the order of the stage's plan. Minutes each; they launch
+results: the status table, each check OK, in the order of the stage's plan, then each row's
+tables. Minutes each; they launch
 the benchmarks and the trainer as processes on ../shared's data. The plans themselves (every
 stage's rows fit its budget) are checked in a second, with no data."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import subprocess
@@ -21,9 +21,9 @@ def cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]]]:
+def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]], dict]:
     """`gpu_check.sh --dry` with these environment settings: (its output, the cells of the
-    final results table's rows)."""
+    final status table's rows, and per row the cells of its tables' lines)."""
     env = {**os.environ, "WORK": str(work), "PYTHON": sys.executable, **env}
     done = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--dry"],
@@ -35,10 +35,24 @@ def gpu_check_dry(work: Path, **env: str) -> tuple[str, list[list[str]]]:
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    after = output.split("=== results", 1)[1].splitlines()
-    start = next(i for i, line in enumerate(after) if line.startswith("| "))
-    table = itertools.takewhile(lambda line: line.startswith("| "), after[start:])
-    return output, [cells(line) for line in table][2:]  # no header; what follows is not it
+    status, tables, name = [], {}, None
+    for line in output.split("=== results", 1)[1].splitlines():
+        if line == "commands:":
+            break
+        if re.fullmatch(r"\w+:", line):
+            name = line[:-1]
+            tables[name] = []
+        elif line.startswith("| "):
+            (status if name is None else tables[name]).append(cells(line))
+    return output, status[2:], tables  # no header
+
+
+def method_rows(table: list[list[str]], first: str = "method") -> dict[str, list[str]]:
+    """The rows of the step timer's tables whose header starts with `first` ("method": its
+    timings, "profiled": its profiles), by method (the last row of a method)."""
+    width = len(next(row for row in table if row[0] == first))
+    methods = ("ours", "ours+compile", "baseline")
+    return {row[0]: row for row in table if len(row) == width and row[0] in methods}
 
 
 PLANS = {  # each stage's rows, most important first
@@ -101,60 +115,59 @@ def test_every_stage_plan_fits_its_budget_with_margin(stage):
 @pytest.mark.real_data
 @pytest.mark.parametrize("stage", ["tests", "speed", "sweep"])
 def test_gpu_check_dry_prints_a_results_table(tmp_path, stage):
-    output, rows = gpu_check_dry(tmp_path, STAGE=stage)
+    output, rows, tables = gpu_check_dry(tmp_path, STAGE=stage)
     # Every planned row ran, in the plan's order, and printed its command first.
-    statuses = [(r[0], r[1]) for r in rows if " " not in r[0]]  # the checks' own rows
-    assert [name for name, _ in statuses] == PLANS[stage], rows
+    assert [r[0] for r in rows] == PLANS[stage], rows
     for name in PLANS[stage]:
         assert re.search(rf"=== {name} \(limit \d+s\): \S", output), name
         assert f"  {name}: " in output.split("commands:", 1)[1], name  # listed under the table
     # Every check must work; FAIL = a broken interface (see the logs).
-    failed = {name: s for name, s in statuses if s != "OK"}
+    failed = {r[0]: r[1] for r in rows if r[1] != "OK"}
     assert not failed, f"{failed}; logs in {tmp_path}\n{output[-3000:]}"
     # The table is rewritten after every row: what is on disk is the final table.
     assert (tmp_path / "results.md").read_text().strip() in output
-    throughput = [r for r in rows if r[0].startswith("throughput ")]
-    for row in throughput:
-        assert row[1] == "OK" and float(row[2]) > 0 and float(row[6]) > 0, row
-    # Profiles (the dry run profiles the tiny shape whatever the encoder): one row each, with
-    # the step's split, category shares and operators per step, and a top-5 list under it.
-    profiles = [r for r in rows if r[0].startswith("profile tiny")]
-    expected = {
-        "tests": ["profile tiny lora", "profile tiny frozen"],
-        "speed": ["profile tiny lora", "profile tiny frozen", "profile tiny lora"],
-        "sweep": ["profile tiny lora compiled"],
-    }[stage]
-    assert [r[0] for r in profiles] == expected, rows
-    for row in profiles:
-        assert row[1] == "OK" and float(row[2]) > 0, row
-        assert re.search(r"CPU run; [a-z /]+ \d+%, ", row[-1]), row  # the largest shares
-        assert re.search(r"step [\d.]+ s; profiled: host [\d.]+ \+ sync wait", row[-1]), row
-        assert re.search(r"ops/step forward \d+, backward \d+, optimizer \d+", row[-1]), row
-    assert output.count("top 5 by CPU time per step:") == len(expected)
-    for name in (n for n in PLANS[stage] if n.startswith("profile_")):  # full tables in $WORK
-        log = (tmp_path / f"{name}.log").read_text()
-        assert "top 20 by self CPU time, per step:" in log and "| name " in log, log[-2000:]
+    # The step timer's rows: its table, each method's pairs/s and peak memory measured.
+    timed = [n for n in PLANS[stage] if n.split("_")[0] in ("attention", "cross", "throughput")]
+    for name in timed + [n for n in PLANS[stage] if n.startswith("profile_")]:
+        methods = method_rows(tables[name])
+        assert "ours" in methods, (name, tables[name])
+        for row in methods.values():
+            assert float(row[3].split()[0]) > 0 and float(row[-1]) > 0, (name, row)
+    # Profiles (the dry run profiles the tiny shape whatever the encoder): per method, its
+    # operators per phase, the host's split, the largest category shares, and its top table.
+    for name in (n for n in PLANS[stage] if n.startswith("profile_")):
+        profiled = method_rows(tables[name], "profiled")
+        names = ["ours", "ours+compile"] if name.endswith("_compiled") else ["ours"]
+        assert list(profiled) == names, (name, tables[name])
+        for row in profiled.values():
+            assert re.fullmatch(r"\d+ \(\d+ / \d+ / \d+\)", row[1]), row  # total (phases)
+            assert re.fullmatch(r"[\d.]+ \+ [\d.]+ \+ [\d.]+", row[4]), row  # host split
+            assert row[5] == "CPU run" and re.match(r"[a-z /]+ \d+%, ", row[-1]), row
+        top = [row for row in tables[name] if row[:2] == ["name", "calls"]]
+        assert len(top) == len(names), (name, tables[name])  # the top 20, in full
     if stage == "speed":
-        # Each attention kernel's throughput row names it (on the CPU all run as SDPA:
+        # Each attention kernel's row names it (on the CPU all run as SDPA:
         # ppi_dist.models.attention and .cross_attention fall back off CUDA).
         for kernel in ("sdpa", "varlen", "cudnn", "flex"):
-            assert any(f"{kernel} attention" in r[-1] for r in throughput), (kernel, throughput)
-        assert any("varlen cross-attention" in r[-1] for r in throughput), throughput
-        assert {"throughput ours", "throughput baseline"} <= {r[0] for r in throughput}
+            assert method_rows(tables[f"attention_{kernel}"])["ours"][2] == f"{kernel}, sdpa"
+        assert method_rows(tables["attention_sdpa"])["baseline"][2] == "eager, sdpa"
+        assert method_rows(tables["cross_attention_varlen"])["ours"][2] == "varlen, varlen"
+        lora_layers = output.split("\nlora_layers_650m:\n", 1)[1]
+        assert "trunk cache:" in lora_layers and "| frozen, embedding cache " in lora_layers
     if stage == "sweep":
-        assert "throughput ours+compile" in {r[0] for r in throughput}, throughput
+        assert "ours+compile" in method_rows(tables["throughput_compile"])
     if stage == "tests":
         # Without CUDA the GPU tests are collected and skipped, and the row says so.
-        gpu_row = next(r for r in rows if r[0] == "gpu_tests")
-        assert "skipped" in gpu_row[-1], gpu_row
-        trainer = [r for r in rows if r[0].startswith("trainer 8M")]
-        assert len(trainer) == 2 and all(float(r[2]) > 0 for r in trainer), trainer
+        assert "skipped" in rows[0][-1], rows[0]
+        for name in ("trainer_8m_lora", "trainer_8m_frozen"):
+            (trainer,) = [row for row in tables[name] if row[0].startswith("8M ")]
+            assert float(trainer[1]) > 0, trainer
 
 
 @pytest.mark.multiprocess
 @pytest.mark.real_data
 def test_gpu_check_dry_results_stage_runs_both_datasets(tmp_path):
-    output, rows = gpu_check_dry(tmp_path, STAGE="results", SEED="4", SEEDS="1")
+    output, rows, _ = gpu_check_dry(tmp_path, STAGE="results", SEED="4", SEEDS="1")
     statuses = {r[0]: r[1] for r in rows}
     assert statuses == {"yeast_random_frozen_8m": "OK", "bernett_frozen_8m": "OK"}, output
     for name in ("real_yeast", "real_bernett"):  # SEED and SEEDS reached real_data.py

@@ -76,22 +76,19 @@ def test_real_data_dry_run_with_seeds_and_a_protein_disjoint_validation(tmp_path
 @pytest.mark.multiprocess
 @pytest.mark.real_data
 def test_real_data_pools_seeds_across_calls_and_refuses_unlike_settings(tmp_path):
-    """A call into the same work dir adds its seeds to the earlier ones; --merge pools another
-    dir's; a call with other sizes is refused and leaves the earlier results as they were."""
-    first, other, pooled = tmp_path / "first", tmp_path / "other", tmp_path / "pooled"
+    """A call into the same work dir adds its seeds to the earlier ones; a call with other
+    sizes is refused and leaves the earlier results as they were."""
+    first = tmp_path / "first"
     outputs = []
-    for work, seed in ((first, "0"), (first, "1"), (other, "2")):
+    for work, seed in ((first, "0"), (first, "1"), (first, "2")):
         # The split is the subject of the test above; this one pools: the quick split.
         done = real_data_dry(work, "--seed", seed, *QUICK_SPLIT)
         assert done.returncode == 0, done.stdout + done.stderr
         outputs.append(done.stdout)
     assert "pooling" not in outputs[0] and "pooling with earlier seeds [0]" in outputs[1]
-    assert "(2 seeds: [0, 1])" in (first / "results.md").read_text()
-    merge = ("--merge", str(first / "results.json"), str(other / "results.json"))
-    done = real_data_dry(pooled, "--seed", "1", *merge, *QUICK_SPLIT)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "(3 seeds: [0, 1, 2])" in done.stdout
-    predictors = json.loads((pooled / "results.json").read_text())["yeast-c3"]["predictors"]
+    assert "(3 seeds: [0, 1, 2])" in outputs[2] and "earlier seeds [0, 1]" in outputs[2]
+    assert "(3 seeds: [0, 1, 2])" in (first / "results.md").read_text()
+    predictors = json.loads((first / "results.json").read_text())["yeast-c3"]["predictors"]
     assert predictors["degree baseline"]["seeds"] == [0, 1, 2]
     assert predictors["degree baseline"]["mean_sd"]["auroc"]["n"] == 3
     before = (first / "results.json").read_text()
@@ -150,10 +147,10 @@ def test_real_data_continues_a_stopped_seed_and_replaces_a_finished_one(tmp_path
 
 
 def test_real_data_pooled_baseline_differs_from_secai_only_by_the_interaction(tmp_path):
-    """--pooled_baseline's run is SE-CAI's frozen run with --interaction pooled: the same data,
+    """The pooled variant's run is SE-CAI's frozen run with --interaction pooled: the same data,
     encoder, cache, head, learning rates and seed, in its own folder."""
     paths = {split: tmp_path / f"{split}.tsv" for split in ("train", "valid", "test")}
-    args = SimpleNamespace(max_residues=64, windows="crop", max_tokens=4096, epochs=1, lora_steps=0)
+    args = SimpleNamespace(max_residues=64, windows="crop", max_tokens=4096, epochs=1)
     fasta = tmp_path / "yeast" / "sequences.fasta"
     runs = {
         variant: TrainerRun("yeast-c3", paths, fasta, tmp_path, variant, 3)
@@ -245,7 +242,7 @@ def test_real_data_lora_variants_train_for_the_epochs_and_share_one_trunk_cache(
     the same trunk cache (the layers below LoRA do not depend on the seed)."""
     paths = {split: tmp_path / f"{split}.tsv" for split in ("train", "valid", "test")}
     args = SimpleNamespace(
-        max_residues=256, windows="all", max_tokens=32768, epochs=2, lora_steps=0, lora_layers=2
+        max_residues=256, windows="all", max_tokens=32768, epochs=2, lora_layers=2
     )
     fasta = tmp_path / "yeast" / "sequences.fasta"
 

@@ -1,19 +1,15 @@
-"""profile_step.py: the categories, the step summary from profiler events, and dry runs of the
-LoRA and frozen steps (CPU, tiny shape)."""
+"""profiling.py: the categories, and the step summary from profiler events (the profiles of
+real steps: test_throughput.py)."""
 
 from __future__ import annotations
 
-import json
-import re
 from types import SimpleNamespace
 
 import pytest
 from torch.autograd import DeviceType
 
-from benchmarks import profile_step
-from benchmarks.core import write_pair_files
-from benchmarks.profile_step import Event, category, merged_length, ops_per_phase, summarise
-from tests.helpers import random_pairs
+from benchmarks import profiling
+from benchmarks.profiling import Event, category, merged_length, ops_per_phase, summarise
 
 
 def test_profile_categories_of_gpu_kernels_and_cpu_ops():
@@ -81,56 +77,10 @@ def test_profile_events_leave_out_our_ranges_on_the_gpu_timeline():
             event("nvjet_gemm", DeviceType.CUDA, 3, 5),
         ]
     )
-    assert profile_step.events_of(profiled) == [
+    assert profiling.events_of(profiled) == [
         Event("train_step", False, 0, 10, 4),
         Event("nvjet_gemm", True, 3, 5, 2),
     ]
-
-
-@pytest.mark.parametrize("mode", [[], ["--freeze_encoder", "true"]], ids=["lora", "frozen"])
-def test_profile_step_dry_run(tmp_path, capsys, mode):
-    trace, out = tmp_path / "trace.json", tmp_path / "profile.jsonl"
-    pair_path, _ = write_pair_files(tmp_path, random_pairs(128, seed=5, proteins=80))
-    args, config = profile_step.parse_args(
-        [
-            "--dry",
-            "--warmup",
-            "1",
-            "--timed_steps",
-            "1",
-            "--steps",
-            "2",
-            "--top",
-            "5",
-            "--trace",
-            str(trace),
-            "--json_out",
-            str(out),
-            "--pairs",
-            str(pair_path),
-            "--encoder_shape",
-            "650M",  # --dry's tiny shape wins
-            *mode,
-        ]
-    )
-    assert config.model.encoder_shape == "tiny" and config.data.sort_buffer == 64
-    assert config.data.max_tokens == 2048 and args.device == "cpu"
-    summary = profile_step.run(args, config)
-    printed = capsys.readouterr().out
-    assert summary.mode == ("frozen" if mode else "lora") and summary.pairs_per_s > 0
-    assert summary.device_busy_s is None and summary.shares
-    assert sum(summary.shares.values()) == pytest.approx(1.0)
-    assert "torch" in printed and "top 5 by self CPU time" in printed
-    table = [line for line in printed.splitlines() if line.startswith("| ")]
-    assert table[0].split("|")[1].strip() == "name" and len(table) == 2 + 5
-    assert re.search(rf"^PROFILE encoder=tiny mode={summary.mode} .*matmul=", printed, re.M)
-    ops = summary.ops_per_step
-    assert list(ops) == ["forward", "backward", "optimizer"] and all(n > 0 for n in ops.values())
-    assert "operators dispatched per step: forward " in printed
-    assert summary.prepare_s > 0 and "prepare_batch" in printed
-    assert re.search(r"^PROFILE .* ops=\d+ ops_forward=\d+ ops_backward=\d+", printed, re.M)
-    assert json.loads(trace.read_text())["traceEvents"]
-    assert json.loads(out.read_text())["mode"] == summary.mode
 
 
 def test_operators_per_step_are_counted_by_phase_once_per_dispatch():
