@@ -166,7 +166,7 @@ def _clipping_groups(
 ) -> list[list[torch.nn.Parameter]]:
     """The parameters clipped together: SE-CAI's, and the first pass's on their own, so its
     gradients (larger than SE-CAI's early on) never shrink SE-CAI's steps."""
-    first_pass = accelerator.unwrap_model(model).first_pass
+    first_pass = getattr(accelerator.unwrap_model(model), "first_pass", None)
     if first_pass is None:
         return [list(model.parameters())]
     own = {id(p) for p in first_pass.parameters()}
@@ -185,7 +185,8 @@ def _losses(
     SE-CAI's probabilities) is added at `first_pass_loss_weight`."""
     gamma, alpha = optimization.focal_gamma, optimization.focal_alpha
     labels, weight = batch["labels"], batch["weight"]
-    with_first_pass = accelerator.unwrap_model(model).first_pass is not None
+    # (a benchmark's stand-in model may have no first pass at all)
+    with_first_pass = getattr(accelerator.unwrap_model(model), "first_pass", None) is not None
     output = model(**batch, with_first_pass=with_first_pass)
     logits = tuple(output) if with_first_pass else (output,)
     loss = focal_loss(logits[0], labels, gamma, alpha, weight=weight)
