@@ -344,9 +344,9 @@ def predict(
         inputs = [files.pairs, files.fasta, files.fasta_b]
         signature = run_signature(model, inputs, options, ranks.world_size)
         cache = _encoded(model, plan, sequences, windowing, options, run, parts)
-        screen = (
-            None if options.screen is None else FirstPassScreen(model, cache, plan, options.screen)
-        )
+        screen = None
+        if options.screen is not None:
+            screen = FirstPassScreen(model, cache, plan, options.screen, progress=run.progress)
         complete = run_rank(model, cache, plan, out, options, signature, run, screen)
         summary = {
             "output": str(out),

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ppi_dist.data.pairs import Pair
 from ppi_dist.errors import UserError
@@ -54,6 +55,7 @@ class FirstPassScreen:
         cache: EmbeddingCache,
         plan: AllPairsPlan | PairFilePlan,
         fraction: float,
+        progress: bool = False,
     ) -> None:
         check_first_pass(model)
         self.model, self.plan, self.fraction = model, plan, fraction
@@ -63,7 +65,11 @@ class FirstPassScreen:
         model.eval()
         self.vectors = protein_vectors(model, cache, proteins)
         self.keep = min(math.ceil(fraction * plan.total_pairs), plan.total_pairs)
-        self.cut = self._cut()
+        with tqdm(
+            total=plan.total_pairs, unit="pair", unit_scale=True, disable=not progress
+        ) as bar:
+            bar.set_description("first pass (screen)")
+            self.cut = self._cut(bar)
         model.train(was_training)
 
     @torch.no_grad()
@@ -105,7 +111,7 @@ class FirstPassScreen:
             for chunk, pairs in self.plan.chunks(lambda chunk: True):
                 yield self.logits(chunk, pairs)
 
-    def _cut(self) -> float:
+    def _cut(self, bar: tqdm) -> float:
         """The `keep`-th highest first-pass logit of the plan (-inf: keep every pair), with
         at most about 2 x `keep` scores held at once."""
         if self.keep >= self.plan.total_pairs:
@@ -114,6 +120,7 @@ class FirstPassScreen:
         pending: list[np.ndarray] = []
         held = 0
         for scores in self._chunk_scores():
+            bar.update(len(scores))
             pending.append(scores)
             held += len(scores)
             if held >= 2 * self.keep + 65536:
