@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from ppi_dist.data.pairs import Pair
 
 OUTPUT_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+SCREEN_FIELDS = ("stage", "first_pass")  # a screen's: what scored the row, the first pass's score
 FIELDS = (
     "protein_a",
     "protein_b",
@@ -35,14 +36,13 @@ FIELDS = (
     "raw_score",
     "predicted",
     "label",
-    "stage",
-    "first_pass",
+    *SCREEN_FIELDS,
 )
-STAGES = ("cross_attention", "first_pass")  # what scored a row of a screen
+STAGES = ("cross_attention", "first_pass")  # the values of `stage`
 
 
 def _float_or_none(text: str) -> float | None:
-    return float(text) if text else None  # empty: a pair the screen kept from cross-attention
+    return float(text) if text else None  # empty: a pair the screen did not send on
 
 
 _TYPES = {
@@ -84,7 +84,7 @@ def output_columns(calibrated: bool, has_labels: bool, screened: bool = False) -
     columns += ["raw_score"] if calibrated else []
     columns += ["predicted"]
     columns += ["label"] if has_labels else []
-    return columns + (["stage", "first_pass"] if screened else [])
+    return columns + (list(SCREEN_FIELDS) if screened else [])
 
 
 def chunk_lines(

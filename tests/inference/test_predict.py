@@ -60,14 +60,18 @@ def _one_by_one(model, sequences: dict[str, str], a: str, b: str) -> float:
     return float(model.predict_proba(batch)[0])
 
 
-@pytest.fixture(scope="module")
-def model():
+def spread_model() -> torch.nn.Module:
+    """A tiny model whose head has random BatchNorm statistics, so probabilities spread out."""
     torch.manual_seed(0)
     model = tiny_model()
-    # A non-trivial head: random BatchNorm statistics so probabilities spread out.
     model.head.norm.running_mean.normal_()
     model.head.norm.running_var.uniform_(0.5, 2.0)
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return spread_model()
 
 
 def test_all_vs_all_equals_pair_by_pair_and_names_each_pair_once(model, tmp_path):

@@ -19,18 +19,15 @@ from ppi_dist.inference.predict import PredictFiles, PredictOptions, PredictRun,
 from ppi_dist.inference.prediction_file import FIELDS
 from ppi_dist.models.saving import from_pretrained, save_pretrained
 from tests.helpers import PROCESS_LIMIT_S, REPO, tiny_model, wait_until
-from tests.inference.test_predict import _proteins, _read_tsv, _write_fasta
+from tests.inference.test_predict import _proteins, _read_tsv, _write_fasta, spread_model
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    model = tiny_model()
-    model.head.norm.running_mean.normal_()
-    model.head.norm.running_var.uniform_(0.5, 2.0)
-    for parameter in model.first_pass.parameters():  # spread the first pass's scores
+    model = spread_model()
+    for parameter in model.first_pass.parameters():  # spread the first pass's scores too
         parameter.data.normal_(0, 0.05)
-    return model.eval()
+    return model
 
 
 @pytest.fixture
