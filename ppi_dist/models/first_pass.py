@@ -31,7 +31,7 @@ class FirstPass(nn.Module):
         self.fc1 = nn.Linear(pooled_dim, width)
         self.fc2 = nn.Linear(width, width + 1)  # u and the propensity c
         self.weight = nn.Parameter(torch.full((width,), width**-0.5))
-        self.bias = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.zeros(1))  # not 0-d: DeepSpeed flattens parameters
 
     def vectors(self, pooled: torch.Tensor) -> torch.Tensor:
         """(U, 2d) pooled states -> (U, k + 1): u, then c in the last column."""

@@ -162,8 +162,12 @@ def check_gathered_threshold(output_dir: Path) -> None:
     data = output_dir / "synthetic_data"
     source = PairSource(data / "valid.tsv", data / "sequences.fasta", labeled=True)
     scored = score_pairs(model, list(source.pair_rows()))
-    single = search_threshold(scored.scores, scored.labels)
-    gathered = json.loads((output_dir / "metrics.json").read_text())["validation"]
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    # The run's own objective: the default (mcc) and `search_threshold`'s (weighted) can differ.
+    single = search_threshold(
+        scored.scores, scored.labels, objective=metrics["threshold_objective"]
+    )
+    gathered = metrics["validation"]
     assert gathered["n"] == single.n == 48  # every pair once: no padding duplicates
     assert gathered["threshold"] == single.threshold
     assert gathered["score"] == pytest.approx(single.score, abs=1e-9)

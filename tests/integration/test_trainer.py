@@ -34,12 +34,13 @@ pytestmark = pytest.mark.multiprocess
 NAN_AT_STEP_3 = """
 import sys, torch
 import ppi_dist.training.step as step
-real_loss, calls = step.focal_loss, [0]
+real_losses, calls = step._losses, [0]
 def poisoned(*args, **kwargs):
     calls[0] += 1
-    loss = real_loss(*args, **kwargs)
-    return loss * float("nan") if calls[0] == 3 else loss
-step.focal_loss = poisoned
+    logits, loss, total = real_losses(*args, **kwargs)
+    nan = float("nan") if calls[0] == 3 else 1.0
+    return logits, loss * nan, total * nan
+step._losses = poisoned
 from ppi_dist.cli.train import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -94,7 +95,9 @@ def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
     assert not [n for n, _ in model.named_parameters() if "lora_" in n]
     assert not (out / "model" / "adapter").exists()
     trained = trainables(out, 3)
-    assert trained and all(n.startswith(("cross_attention.", "head.")) for n in trained)
+    assert trained and all(
+        n.startswith(("cross_attention.", "head.", "first_pass.")) for n in trained
+    )
     # The test scores read from the cache equal `predict`'s fresh encoding to the 6 printed
     # decimals, and `evaluate --cache_dir` reads the run's cache (never rewriting it) to the
     # trainer's test metrics exactly.
