@@ -107,9 +107,8 @@ def evaluate(
         "_result": result,
     }
     report["calibration"], report["_calibrated"] = _calibration(model, scored, options.n_resamples)
-    if scored.first_pass is not None:  # what `predict --screen` ranks by
-        auroc, aupr = auroc_aupr(scored.first_pass, scored.labels)
-        report["first_pass"] = {"auroc": auroc, "aupr": aupr}
+    if ranking := first_pass_ranking(scored):
+        report["first_pass"] = ranking
     if options.train is not None:
         report["by_class"] = _by_class(scored, options.train, threshold, objective)
     if valid is not None:
@@ -123,6 +122,15 @@ def evaluate(
         }
         report["_comparison"] = comparison
     return report
+
+
+def first_pass_ranking(scored: ScoredPairs) -> dict[str, float] | None:
+    """The first pass's AUROC and AUPR on labelled pairs: what `predict --screen` ranks by,
+    beside SE-CAI's own (None without a first pass or labels)."""
+    if scored.first_pass is None or scored.labels is None:
+        return None
+    auroc, aupr = auroc_aupr(scored.first_pass, scored.labels)
+    return {"auroc": auroc, "aupr": aupr}
 
 
 def _calibration(model, scored: ScoredPairs, n_resamples: int) -> tuple[dict, np.ndarray | None]:

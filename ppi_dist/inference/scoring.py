@@ -247,12 +247,22 @@ def first_pass_cached(
     proteins = list(dict.fromkeys(p for pair in pairs for p in (pair.protein_a, pair.protein_b)))
     vectors = protein_vectors(model, cache, proteins)
     row = {protein: k for k, protein in enumerate(proteins)}
+    logits = first_pass_pair_logits(model, vectors, row, pairs)
+    model.train(was_training)
+    return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
+
+
+def first_pass_pair_logits(
+    model: torch.nn.Module, vectors: torch.Tensor, row: Mapping[str, int], pairs: Sequence[Pair]
+) -> torch.Tensor:
+    """The first pass's logits of `pairs`, pair by pair, from their proteins' `vectors`
+    (`protein_vectors`; protein -> its row in `row`): (P,) on the vectors' device."""
     device = vectors.device
     index_a = torch.tensor([row[pair.protein_a] for pair in pairs], device=device)
     index_b = torch.tensor([row[pair.protein_b] for pair in pairs], device=device)
-    logits = model.first_pass.pair_logits(vectors[index_a], vectors[index_b])
-    model.train(was_training)
-    return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
+    return model.first_pass.pair_logits(
+        vectors.index_select(0, index_a), vectors.index_select(0, index_b)
+    )
 
 
 def _chunk_items(

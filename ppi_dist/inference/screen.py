@@ -27,7 +27,7 @@ from ppi_dist.data.pairs import Pair
 from ppi_dist.errors import UserError
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.inference.plans import AllPairsPlan, PairFilePlan
-from ppi_dist.inference.scoring import protein_vectors
+from ppi_dist.inference.scoring import first_pass_pair_logits, protein_vectors
 
 
 def check_first_pass(model: torch.nn.Module) -> None:
@@ -75,17 +75,11 @@ class FirstPassScreen:
     @torch.no_grad()
     def logits(self, chunk: int, pairs: Sequence[Pair]) -> np.ndarray:
         """First-pass logits of the chunk's pairs, in their order: float32 (P,)."""
-        first_pass = self.model.first_pass
         if isinstance(self.plan, AllPairsPlan):
-            i, j = self.plan.chunk_tiles[chunk]
-            tile = first_pass.tile_logits(
-                self._rows(self.plan.tiles_a[i]), self._rows(self.plan.tiles_b[j])
-            )
-            scores = tile.float().cpu().numpy()[self.plan.chunk_mask(chunk)]
+            scores = self._tile_logits(chunk)
         else:
-            vectors_a = self._rows([pair.protein_a for pair in pairs])
-            vectors_b = self._rows([pair.protein_b for pair in pairs])
-            scores = first_pass.pair_logits(vectors_a, vectors_b).float().cpu().numpy()
+            logits = first_pass_pair_logits(self.model, self.vectors, self.row, pairs)
+            scores = logits.float().cpu().numpy()
         if len(scores) != len(pairs):
             raise RuntimeError(
                 f"chunk {chunk}: {len(scores)} first-pass scores, {len(pairs)} pairs"
@@ -99,6 +93,16 @@ class FirstPassScreen:
     def describe(self) -> dict:
         return {"fraction": self.fraction, "first_pass_cut": self.cut, "kept_pairs": self.keep}
 
+    @torch.no_grad()
+    def _tile_logits(self, chunk: int) -> np.ndarray:
+        """An all-vs-all chunk's first-pass logits, its tiles as one matrix product, in the
+        order `pairs_of` lists the chunk's pairs."""
+        i, j = self.plan.chunk_tiles[chunk]
+        tile = self.model.first_pass.tile_logits(
+            self._rows(self.plan.tiles_a[i]), self._rows(self.plan.tiles_b[j])
+        )
+        return tile.float().cpu().numpy()[self.plan.chunk_mask(chunk)]
+
     def _rows(self, proteins: Sequence[str]) -> torch.Tensor:
         index = torch.tensor([self.row[p] for p in proteins], device=self.vectors.device)
         return self.vectors.index_select(0, index)
@@ -106,7 +110,7 @@ class FirstPassScreen:
     def _chunk_scores(self) -> Iterator[np.ndarray]:
         if isinstance(self.plan, AllPairsPlan):  # the tiles alone: no pair records needed
             for chunk in range(self.plan.num_chunks):
-                yield self.logits(chunk, range(int(self.plan.chunk_mask(chunk).sum())))
+                yield self._tile_logits(chunk)
         else:
             for chunk, pairs in self.plan.chunks(lambda chunk: True):
                 yield self.logits(chunk, pairs)

@@ -109,8 +109,7 @@ def resume(run: Run) -> None:
     settings, accelerator = run.config.run, run.accelerator
     if not settings.resume_from:
         return
-    latest = settings.resume_from == "latest"
-    directory = ckpt.latest_checkpoint(run.checkpoints) if latest else Path(settings.resume_from)
+    directory = _resume_directory(run.config)
     if directory is None:
         accelerator.print(f"resume: no checkpoint under {run.checkpoints}; starting fresh")
         return
@@ -123,14 +122,20 @@ def resume(run: Run) -> None:
     accelerator.print(f"resumed from {directory} at step {run.step}{overridden}")
 
 
+def _resume_directory(config: TrainConfig) -> Path | None:
+    """The checkpoint `--resume_from` names ("latest": the newest completed one of this
+    run's folder; None when there is none yet or nothing is resumed)."""
+    resume_from = config.run.resume_from
+    if not resume_from:
+        return None
+    if resume_from == "latest":
+        return ckpt.latest_checkpoint(Path(config.run.output_dir) / "checkpoints")
+    return Path(resume_from)
+
+
 def _as_the_checkpoint_was(config: TrainConfig, accelerator: Accelerator) -> None:
     """A checkpoint saved before models had a first pass resumes without one."""
-    settings = config.run
-    if not settings.resume_from:
-        return
-    latest = settings.resume_from == "latest"
-    root = Path(settings.output_dir) / "checkpoints"
-    directory = ckpt.latest_checkpoint(root) if latest else Path(settings.resume_from)
+    directory = _resume_directory(config)
     if directory is not None and ckpt.saved_before_first_pass(directory):
         config.model.secai.first_pass_width = None
         accelerator.print(f"{directory} was saved without a first pass: resuming without one")

@@ -19,7 +19,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from ppi_dist.data.pairs import PairSource
-from ppi_dist.evaluation.metrics import auroc_aupr
+from ppi_dist.evaluation.evaluate import first_pass_ranking
 from ppi_dist.evaluation.plots import plot_evaluation
 from ppi_dist.evaluation.threshold import ThresholdResult
 from ppi_dist.hub.card import ModelCard
@@ -45,14 +45,9 @@ class FinalResults:
 
 
 def first_pass_metrics(predictions: dict[str, ScoredPairs]) -> dict[str, dict[str, float]]:
-    """Split -> the first pass's AUROC and AUPR on its labelled pairs (empty without one):
-    what a screen ranks by, beside SE-CAI's own."""
-    metrics = {}
-    for split, scored in predictions.items():
-        if scored.first_pass is not None and scored.labels is not None:
-            auroc, aupr = auroc_aupr(scored.first_pass, scored.labels)
-            metrics[split] = {"auroc": auroc, "aupr": aupr}
-    return metrics
+    """Split -> the first pass's AUROC and AUPR (`first_pass_ranking`; empty without one)."""
+    rankings = {split: first_pass_ranking(scored) for split, scored in predictions.items()}
+    return {split: ranking for split, ranking in rankings.items() if ranking}
 
 
 def save_and_reload(model: SECAI, folder: Path, accelerator: Accelerator) -> SECAI:

@@ -132,7 +132,9 @@ def train_step(
     host synchronisation.
     """
     with accelerator.accumulate(model):
-        logits, loss, total = _losses(model, batch, accelerator, optimization)
+        # (a benchmark's stand-in model may have no first pass at all)
+        first_pass = getattr(accelerator.unwrap_model(model), "first_pass", None)
+        logits, loss, total = _losses(model, batch, first_pass is not None, optimization)
         pairs = batch["weight"].sum()
         flags = torch.stack(
             [
@@ -154,7 +156,7 @@ def train_step(
             return StepResult(0.0, 0.0, stopping > 0, skipped=True)
         accelerator.backward(total)
         if accelerator.sync_gradients and accelerator.distributed_type != DistributedType.DEEPSPEED:
-            for parameters in _clipping_groups(model, accelerator):
+            for parameters in _clipping_groups(model, first_pass):
                 accelerator.clip_grad_norm_(parameters, optimization.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad()
@@ -162,11 +164,10 @@ def train_step(
 
 
 def _clipping_groups(
-    model: torch.nn.Module, accelerator: Accelerator
+    model: torch.nn.Module, first_pass: torch.nn.Module | None
 ) -> list[list[torch.nn.Parameter]]:
     """The parameters clipped together: SE-CAI's, and the first pass's on their own, so its
     gradients (larger than SE-CAI's early on) never shrink SE-CAI's steps."""
-    first_pass = getattr(accelerator.unwrap_model(model), "first_pass", None)
     if first_pass is None:
         return [list(model.parameters())]
     own = {id(p) for p in first_pass.parameters()}
@@ -177,7 +178,7 @@ def _clipping_groups(
 
 
 def _losses(
-    model: torch.nn.Module, batch: dict, accelerator: Accelerator, optimization: OptimizationConfig
+    model: torch.nn.Module, batch: dict, with_first_pass: bool, optimization: OptimizationConfig
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
     """The batch's logits (SE-CAI's, and the first pass's when the model has one), SE-CAI's
     focal loss (the one logged), and the loss to minimise: with a first pass, its own loss on
@@ -185,8 +186,6 @@ def _losses(
     SE-CAI's probabilities) is added at `first_pass_loss_weight`."""
     gamma, alpha = optimization.focal_gamma, optimization.focal_alpha
     labels, weight = batch["labels"], batch["weight"]
-    # (a benchmark's stand-in model may have no first pass at all)
-    with_first_pass = getattr(accelerator.unwrap_model(model), "first_pass", None) is not None
     output = model(**batch, with_first_pass=with_first_pass)
     logits = tuple(output) if with_first_pass else (output,)
     loss = focal_loss(logits[0], labels, gamma, alpha, weight=weight)

@@ -47,7 +47,6 @@ def test_the_first_pass_learns_the_labels_and_se_cais_ranking_without_moving_se_
     distillation term towards SE-CAI's probabilities; neither reaches SE-CAI's LoRA,
     cross-attention or head (the first pass reads the states detached, and the teacher is
     held fixed), so SE-CAI trains as it would without a first pass."""
-    from accelerate import Accelerator
 
     from ppi_dist.training.step import _losses
 
@@ -60,7 +59,7 @@ def test_the_first_pass_learns_the_labels_and_se_cais_ranking_without_moving_se_
         optimization = OptimizationConfig(
             first_pass_loss_weight=0.5, first_pass_distillation=distillation
         )
-        (se_cai, first), _, total = _losses(model, batch, Accelerator(cpu=True), optimization)
+        (se_cai, first), _, total = _losses(model, batch, True, optimization)
         total.backward()
         totals[distillation] = total.detach()
         grads[distillation] = {
