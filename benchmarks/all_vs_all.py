@@ -33,7 +33,6 @@ from benchmarks.core import (
     machine_line,
     trainer_config,
 )
-from benchmarks.flops import PEAK_TFLOPS, EncoderShape, layers_forward
 from benchmarks.tables import markdown_table
 from ppi_dist.data.batching import batch_to_device
 from ppi_dist.data.fasta import read_fasta, write_fasta
@@ -45,6 +44,7 @@ from ppi_dist.inference.plans import AllPairsPlan
 from ppi_dist.inference.predict import PredictFiles, PredictOptions, PredictRun, predict
 from ppi_dist.inference.screen import FirstPassScreen
 from ppi_dist.models.windows import Windowing
+from ppi_dist.training.flops import PEAK_TFLOPS, EncoderShape, layers_forward
 
 SCREENS = (0.01, 0.05, 0.1, 0.2)
 TOPS = (0.01, 0.05)  # the full model's best pairs whose recall is measured

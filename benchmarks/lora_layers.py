@@ -26,12 +26,12 @@ import argparse
 import torch
 
 from benchmarks import core
-from benchmarks.flops import ModelShape, secai_step_flops, trunk_build_flops
 from benchmarks.tables import markdown_table
 from ppi_dist.data.batching import CacheRowBatches
 from ppi_dist.data.pairs import Pair, PairSource
 from ppi_dist.models.secai import SECAI
 from ppi_dist.training.config import TrainConfig
+from ppi_dist.training.flops import ModelShape, secai_step_flops, trunk_build_flops
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:

@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from benchmarks import core
-from benchmarks.flops import NO_BATCHES, PEAK_TFLOPS, ModelShape, batch_stats
 from benchmarks.profiling import profile_steps, report
 from benchmarks.tables import markdown_table
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
@@ -37,6 +36,7 @@ from ppi_dist.models.compile import compile_model, compiled_graphs, default_back
 from ppi_dist.models.encoder import base_encoder
 from ppi_dist.models.secai import SECAI, residue_mask
 from ppi_dist.training.config import TrainConfig
+from ppi_dist.training.flops import NO_BATCHES, PEAK_TFLOPS, ModelShape, batch_stats
 
 
 def pairs_of(batches: list[dict]) -> list[Pair]:

@@ -299,6 +299,9 @@ class RunConfig:
     """"tensorboard", "wandb", "all" or "none"."""
     log_every: int = 10
     """Optimiser steps between log lines."""
+    peak_tflops: float | None = None
+    """One device's peak TFLOP/s (989: an H100 or H200 in dense bf16): the log's `train/mfu`,
+    model FLOPs (`training.flops`) per second over it; None: model TFLOP/s alone."""
     push_to_hub: str | None = None
     """Hub repository id the model folder is pushed to at the end."""
     hub_private: bool = True

@@ -198,7 +198,7 @@ def train_epoch(run: Run) -> bool:
             if accelerator.is_main_process:
                 run.progress.write(f"step {run.step + 1}: non-finite loss, step skipped")
             continue
-        run.window.add(result)
+        run.window.add(result, run.batch_flops(batch))
         if not accelerator.sync_gradients:  # accumulating: no optimiser step yet
             continue
         run.scheduler.step()
@@ -224,9 +224,9 @@ def due_evaluation(run: Run) -> bool:
 
 
 def log_window(run: Run) -> None:
-    """The window's loss, pairs/s and head learning rate to the trackers, train_log.jsonl
-    and the progress bar; a new window opens."""
-    logs = run.window.logs(run.scheduler.get_last_lr()[-1])
+    """The window's loss, pairs/s, model TFLOP/s (and MFU) and head learning rate to the
+    trackers, train_log.jsonl and the progress bar; a new window opens."""
+    logs = run.window.logs(run.scheduler.get_last_lr()[-1], run.config.run.peak_tflops)
     run.accelerator.log(logs, step=run.step)
     if run.accelerator.is_main_process:  # plain-text log beside the trackers
         with open(run.output_dir / "train_log.jsonl", "a") as handle:

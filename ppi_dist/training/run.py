@@ -30,6 +30,7 @@ from ppi_dist.models.secai import SECAI
 from ppi_dist.training.checkpoint import Best
 from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.distributed import StopSignals, compute_precision
+from ppi_dist.training.flops import ModelShape, batch_stats
 from ppi_dist.training.frozen import open_training_cache
 from ppi_dist.training.sources import make_sources, training_batches
 from ppi_dist.training.step import BatchPreparation, StepResult, prepare_training
@@ -38,22 +39,31 @@ from ppi_dist.training.trunk import open_trunk_cache
 
 @dataclass
 class LogWindow:
-    """The steps since the last log line: their loss (x pairs), pairs, and when they began."""
+    """The steps since the last log line: their loss (x pairs), pairs, model FLOPs (this
+    rank's, by `training.flops`), and when they began."""
 
     loss: float = 0.0
     pairs: float = 0.0
+    model_flops: float = 0.0
     start: float = field(default_factory=time.perf_counter)
 
-    def add(self, result: StepResult) -> None:
+    def add(self, result: StepResult, model_flops: float) -> None:
         self.loss += result.loss_sum
         self.pairs += result.pairs
+        self.model_flops += model_flops
 
-    def logs(self, lr_head: float) -> dict[str, float]:
-        return {
+    def logs(self, lr_head: float, peak_tflops: float | None) -> dict[str, float]:
+        seconds = time.perf_counter() - self.start
+        tflops = self.model_flops / seconds / 1e12
+        logs = {
             "train/loss": self.loss / max(self.pairs, 1),
-            "train/pairs_per_s": self.pairs / (time.perf_counter() - self.start),
+            "train/pairs_per_s": self.pairs / seconds,
+            "train/model_tflops_per_s": tflops,
             "train/lr_head": lr_head,
         }
+        if peak_tflops:
+            logs["train/mfu"] = tflops / peak_tflops
+        return logs
 
 
 @dataclass
@@ -76,6 +86,7 @@ class Run:
     step: int = 0
     epoch: int = 0
     evaluated_step: int = 0
+    flop_shape: ModelShape | None = None  # what `batch_flops` counts
     window: LogWindow = field(default_factory=LogWindow)
     progress: tqdm | None = None
     stop: StopSignals | None = None  # from the first step on: SIGTERM/SIGINT checkpoint
@@ -97,6 +108,11 @@ class Run:
     def cache(self) -> EmbeddingCache | None:
         """Frozen encoder: the embedding cache of every protein of every split."""
         return self.prepare.cache
+
+    def batch_flops(self, batch: dict) -> float:
+        """Model FLOPs (forward + backward) of training on a loader's batch."""
+        lengths = torch.as_tensor(self.cache.index.lengths) if self.cache is not None else None
+        return batch_stats(self.flop_shape, batch, lengths).flops.model
 
     def due(self, every: int | None) -> bool:
         """At a multiple of `every` steps (None: of an epoch's), or at the last step."""
@@ -147,6 +163,7 @@ def setup(config: TrainConfig, accelerator: Accelerator, split: dict | None = No
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         best=Best(config.evaluation.best_metric),
+        flop_shape=ModelShape.of(unwrapped.config, unwrapped.encoder.config),
     )
 
 

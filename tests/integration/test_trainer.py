@@ -87,8 +87,12 @@ def test_nonfinite_loss(tmp_path, mode):
 def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
     out = tmp_path / "frozen"
     args = [*TINY, "--freeze_encoder", "true", "--max_steps", "3", "--output_dir", str(out)]
-    result = launch(args)
+    result = launch([*args, "--log_every", "1", "--peak_tflops", "0.5"])
     assert "embedding cache:" in result.stdout
+    # Each log line: the cache-row batches' model FLOPs per second, and that over the peak.
+    logs = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(logs) == 3 and all(log["train/model_tflops_per_s"] > 0 for log in logs)
+    assert all(log["train/mfu"] == log["train/model_tflops_per_s"] / 0.5 for log in logs)
     assert (out / "embedding_cache").is_dir()
     assert "final scoring: the training cache" in result.stdout  # not encoded again
     model = from_pretrained(out / "model")
