@@ -25,14 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.core import (
-    DEFAULT_FASTA,
-    PeakMemory,
-    build_model,
-    default_device,
-    machine_line,
-    trainer_config,
-)
+from benchmarks.core import DEFAULT_FASTA, build_model, trainer_config
 from benchmarks.tables import markdown_table
 from ppi_dist.data.batching import batch_to_device
 from ppi_dist.data.fasta import read_fasta, write_fasta
@@ -45,6 +38,7 @@ from ppi_dist.inference.predict import PredictFiles, PredictOptions, PredictRun,
 from ppi_dist.inference.screen import FirstPassScreen
 from ppi_dist.models.windows import Windowing
 from ppi_dist.training.flops import PEAK_TFLOPS, EncoderShape, layers_forward
+from ppi_dist.training.machine import PeakMemory, default_device, machine_line
 
 SCREENS = (0.01, 0.05, 0.1, 0.2)
 TOPS = (0.01, 0.05)  # the full model's best pairs whose recall is measured

@@ -1,6 +1,6 @@
-"""What the benchmarks share: the machine report, peak memory, the trainer's configuration,
-model and step from its own flags, the sampled pairs and their batches, and steps timed in
-turn on the same pairs.
+"""What the benchmarks share: the trainer's configuration, model and step from its own
+flags, the sampled pairs and their batches, and steps timed in turn on the same pairs (the
+machine report and peak memory are the package's, `ppi_dist.training.machine`).
 
 A benchmark runs from the repository root as `python -m benchmarks.NAME`; its own flags come
 first, every other flag is the trainer's (`ppi_dist.training.recipes.load_config`).
@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import random
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -33,6 +30,7 @@ from ppi_dist.models.secai import SECAI
 from ppi_dist.models.shapes import SHAPES
 from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.distributed import resolve_mixed_precision
+from ppi_dist.training.machine import PeakMemory, default_device
 from ppi_dist.training.recipes import load_config
 from ppi_dist.training.run import setup_encoder_states
 from ppi_dist.training.sources import training_batches
@@ -48,81 +46,6 @@ TRAINER_FLAGS = """\
 Every other flag is the trainer's (python ppi_dist/train.py --help): --encoder or
 --encoder_shape tiny|8M|...|650M, --freeze_encoder, --encoder_attention, --compile,
 --max_tokens, --sort_buffer (also the number of pairs sampled), --seed, ..."""
-LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "deepspeed")
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_name()} CPU, {torch.get_num_threads()} threads"
-
-
-def library_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:  # a bare GPU image may lack datasets
-        return "not installed"
-
-
-def machine_report(device: torch.device) -> list[str]:
-    """The machine, its load and the library versions, to print before figures."""
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    versions = ", ".join(f"{name} {library_version(name)}" for name in LIBRARIES)
-    gpu = "GPU: none (CPU run)"
-    if device.type == "cuda":
-        gpu = f"GPU: {device_name(device)} (CUDA {torch.version.cuda})"
-    return [
-        f"machine: {cpu_name()}, {os.cpu_count()} CPU cores, torch threads "
-        f"{torch.get_num_threads()}, load average {load} (other processes share it)",
-        f"python {platform.python_version()}, {versions}",
-        gpu,
-    ]
-
-
-def machine_line(device: torch.device) -> str:
-    return "; ".join(machine_report(device))
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class PeakMemory:
-    """The CUDA allocator's peak, or on the CPU the process's peak RSS (VmHWM, which writing
-    5 to /proc/self/clear_refs resets, so each measurement's peak is its own)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.kind = "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS"
-
-    def reset(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return
-        with contextlib.suppress(OSError):
-            Path("/proc/self/clear_refs").write_text("5")
-
-    def peak_bytes(self) -> int:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device)
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        import resource  # not Linux: the whole process's peak, not resettable
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.peak_bytes() / 2**30:.2f} GiB"
 
 
 def time_steps(

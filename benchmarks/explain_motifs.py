@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.core import REPO, machine_line
+from benchmarks.core import REPO
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.data.synthetic import planted_motif
 from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.explain import HOTSPOT_SCORES, explain_pair
 from ppi_dist.inference.scoring import encode_proteins
 from ppi_dist.models.secai import SECAI
+from ppi_dist.training.machine import machine_line
 
 DEFAULT_RUN = REPO / "outputs" / "synthetic_tiny"
 MOTIF_LENGTH = 4  # the synthetic task's

@@ -36,7 +36,7 @@ def trainer_row(name: str, out: str) -> None:
 def versions() -> None:
     import torch
 
-    from benchmarks.core import default_device, machine_report
+    from ppi_dist.training.machine import default_device, machine_report
 
     print("\n".join(machine_report(torch.device(default_device()))))
 

@@ -32,6 +32,7 @@ from ppi_dist.data.pairs import Pair, PairSource
 from ppi_dist.models.secai import SECAI
 from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.flops import ModelShape, secai_step_flops, trunk_build_flops
+from ppi_dist.training.machine import PeakMemory, machine_report
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
@@ -116,12 +117,12 @@ def pairs_of(batch: dict) -> list[Pair]:
 
 def run(args: argparse.Namespace, config: TrainConfig) -> None:
     device = torch.device(args.device)
-    print("\n".join(core.machine_report(device)))
+    print("\n".join(machine_report(device)))
     pairs, secai = core.sampled(args, config), config.model.secai
     with core.sample_source(pairs, config) as source:
         variants = build_variants(args, config, source, pairs)
         core.warm_up(variants, device)
-        core.time_in_turn(variants, args.repeats, core.PeakMemory(device))
+        core.time_in_turn(variants, args.repeats, PeakMemory(device))
         proteins = len(source.sequences)
     timed_pairs = sum(len(b["index_a"]) for b in variants[0].measured)
     print(

@@ -23,16 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from benchmarks.core import (
-    ENCODER_8M,
-    REPO,
-    SHARED,
-    benchmark_config,
-    build_model,
-    default_device,
-    device_name,
-    machine_line,
-)
+from benchmarks.core import ENCODER_8M, REPO, SHARED, benchmark_config, build_model
 from benchmarks.tables import METRICS, metrics_section
 from ppi_dist.data.clusters import similarity_links
 from ppi_dist.data.fasta import read_fasta
@@ -43,6 +34,7 @@ from ppi_dist.evaluation.threshold import evaluate_at, search_threshold
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.models.windows import WINDOW_MODES, Windowing
 from ppi_dist.training.checkpoint import latest_checkpoint
+from ppi_dist.training.machine import default_device, device_name, machine_line
 from ppi_dist.training.rundir import run_contents
 
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import torch
 
-from benchmarks.core import SHARED, library_version, machine_line
+from benchmarks.core import SHARED
 from benchmarks.tables import markdown_table
 from ppi_dist.data import clusters
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
@@ -27,6 +27,7 @@ from ppi_dist.data.split import (
     protein_groups,
     split_pairs,
 )
+from ppi_dist.training.machine import library_version, machine_line
 
 FILES = {
     "yeast": ("yeast-du2017/all_pairs.tsv", "yeast-du2017/sequences.fasta"),

@@ -37,6 +37,7 @@ from ppi_dist.models.encoder import base_encoder
 from ppi_dist.models.secai import SECAI, residue_mask
 from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.flops import NO_BATCHES, PEAK_TFLOPS, ModelShape, batch_stats
+from ppi_dist.training.machine import PeakMemory, machine_report
 
 
 def pairs_of(batches: list[dict]) -> list[Pair]:
@@ -248,7 +249,7 @@ def time_budget(
         + ", ".join(f"{m.name} {m.warm_seconds:.1f}" for m in methods)
         + f" ({warmed - before} graph(s) compiled)"
     )
-    core.time_in_turn(methods, args.repeats, core.PeakMemory(device))
+    core.time_in_turn(methods, args.repeats, PeakMemory(device))
     if compiled_graphs() > warmed:  # compilation inside the timed steps
         print(f"WARNING: {compiled_graphs() - warmed} graph(s) compiled while timed")
     results, built = [], ours.model.config
@@ -268,7 +269,7 @@ def time_budget(
 
 def run(args: argparse.Namespace, config: TrainConfig) -> list[dict]:
     device = torch.device(args.device)
-    print("\n".join(core.machine_report(device)))
+    print("\n".join(machine_report(device)))
     print("settings: " + json.dumps(vars(args)))
     secai = asdict(config.model.secai_config()) | {"encoder_config": config.model.encoder_shape}
     print("model settings: " + json.dumps(secai))

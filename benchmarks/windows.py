@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.core import BERNETT, machine_line
+from benchmarks.core import BERNETT
 from ppi_dist.data.pairs import PairSource, sequences_of
 from ppi_dist.evaluation.bootstrap import bootstrap_intervals
 from ppi_dist.evaluation.threshold import evaluate_at
@@ -25,6 +25,7 @@ from ppi_dist.hub.loading import load_model
 from ppi_dist.inference.cache import covering_cache
 from ppi_dist.inference.scoring import score_pairs, scoring_windowing
 from ppi_dist.models.windows import Windowing
+from ppi_dist.training.machine import machine_line
 
 HIDDEN_8M = 320
 

@@ -157,6 +157,7 @@ def start_logging(run: Run) -> None:
         mininterval=0.1 if sys.stderr.isatty() else 10.0,
     )
     run.window = LogWindow()
+    run.memory.reset()  # the log's peaks are the steps', not the set-up's
 
 
 # ---- train ------------------------------------------------------------------------------
@@ -224,9 +225,11 @@ def due_evaluation(run: Run) -> bool:
 
 
 def log_window(run: Run) -> None:
-    """The window's loss, pairs/s, model TFLOP/s (and MFU) and head learning rate to the
-    trackers, train_log.jsonl and the progress bar; a new window opens."""
+    """The window's loss, pairs/s, model TFLOP/s (and MFU), peak memory and head learning
+    rate to the trackers, train_log.jsonl and the progress bar; a new window opens."""
     logs = run.window.logs(run.scheduler.get_last_lr()[-1], run.config.run.peak_tflops)
+    logs["train/peak_memory_gib"] = run.memory.peak_bytes() / 2**30
+    run.memory.reset()
     run.accelerator.log(logs, step=run.step)
     if run.accelerator.is_main_process:  # plain-text log beside the trackers
         with open(run.output_dir / "train_log.jsonl", "a") as handle:

@@ -32,6 +32,7 @@ from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.distributed import StopSignals, compute_precision
 from ppi_dist.training.flops import ModelShape, batch_stats
 from ppi_dist.training.frozen import open_training_cache
+from ppi_dist.training.machine import PeakMemory, machine_report
 from ppi_dist.training.sources import make_sources, training_batches
 from ppi_dist.training.step import BatchPreparation, StepResult, prepare_training
 from ppi_dist.training.trunk import open_trunk_cache
@@ -87,6 +88,7 @@ class Run:
     epoch: int = 0
     evaluated_step: int = 0
     flop_shape: ModelShape | None = None  # what `batch_flops` counts
+    memory: PeakMemory | None = None  # this rank's peak since the last log line
     window: LogWindow = field(default_factory=LogWindow)
     progress: tqdm | None = None
     stop: StopSignals | None = None  # from the first step on: SIGTERM/SIGINT checkpoint
@@ -164,6 +166,7 @@ def setup(config: TrainConfig, accelerator: Accelerator, split: dict | None = No
         total_steps=total_steps,
         best=Best(config.evaluation.best_metric),
         flop_shape=ModelShape.of(unwrapped.config, unwrapped.encoder.config),
+        memory=PeakMemory(accelerator.device),
     )
 
 
@@ -172,6 +175,7 @@ def _print_settings(config: TrainConfig, accelerator: Accelerator) -> None:
         f"ppi_dist: {accelerator.num_processes} process(es), "
         f"{accelerator.distributed_type.value}, {compute_precision(accelerator)} precision"
     )
+    accelerator.print("\n".join(machine_report(accelerator.device)))
     accelerator.print("config: " + json.dumps(config.to_dict(), default=str))
     secai = config.model.secai
     accelerator.print(

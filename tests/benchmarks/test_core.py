@@ -3,7 +3,6 @@ the sampled pairs as the data layer reads them, timing, memory and the machine r
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,8 @@ import torch
 
 from benchmarks.core import (
     ENCODER_8M,
-    PeakMemory,
     benchmark_config,
     encoder_label,
-    machine_line,
-    machine_report,
     mixed_precision,
     sample_pairs,
     sample_source,
@@ -94,22 +90,7 @@ def test_sample_is_seeded_pairs_the_data_layer_reads_back(tmp_path):
     assert not Path(source.files[0]).exists()  # the temporary files are gone
 
 
-def test_time_steps_times_each_batch_and_peak_memory_is_read():
+def test_time_steps_times_each_batch():
     seen = []
     seconds = time_steps(seen.append, [{"a": 1}, {"a": 2}], CPU)
     assert seen == [{"a": 1}, {"a": 2}] and len(seconds) == 2 and min(seconds) >= 0
-    memory = PeakMemory(CPU)
-    memory.reset()
-    assert memory.peak_bytes() > 0 and memory.describe().startswith("peak RSS ")
-
-
-def test_machine_report_names_the_machine_and_the_libraries(monkeypatch):
-    # The load average moves between two calls on a busy machine: pin it.
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 0.5, 0.0))
-    lines = machine_report(CPU)
-    assert "load average 1.5 0.5 0.0" in lines[0]
-    assert lines[0].startswith("machine: ") and "CPU cores" in lines[0]
-    for library in ("python", "torch", "transformers", "peft", "accelerate", "datasets"):
-        assert f"{library} " in lines[1]
-    assert lines[2] == "GPU: none (CPU run)"
-    assert machine_line(CPU) == "; ".join(lines)
