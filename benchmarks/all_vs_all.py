@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from benchmarks.core import DEFAULT_FASTA, build_model, trainer_config
-from benchmarks.tables import markdown_table
 from ppi_dist.data.batching import batch_to_device
 from ppi_dist.data.fasta import read_fasta, write_fasta
 from ppi_dist.data.sequences import tokenize
@@ -37,6 +36,7 @@ from ppi_dist.inference.plans import AllPairsPlan
 from ppi_dist.inference.predict import PredictFiles, PredictOptions, PredictRun, predict
 from ppi_dist.inference.screen import FirstPassScreen
 from ppi_dist.models.windows import Windowing
+from ppi_dist.tables import markdown_table
 from ppi_dist.training.flops import PEAK_TFLOPS, EncoderShape, layers_forward
 from ppi_dist.training.machine import PeakMemory, default_device, machine_line
 

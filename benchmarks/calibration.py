@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.tables import markdown_table
 from ppi_dist.evaluation.calibration import calibration_intervals, fit_shipped_calibration
+from ppi_dist.tables import markdown_table
 
 
 def scores_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks.tables import markdown_table
+from ppi_dist.tables import markdown_table
 
 
 def trainer_row(name: str, out: str) -> None:

@@ -26,10 +26,10 @@ import argparse
 import torch
 
 from benchmarks import core
-from benchmarks.tables import markdown_table
 from ppi_dist.data.batching import CacheRowBatches
 from ppi_dist.data.pairs import Pair, PairSource
 from ppi_dist.models.secai import SECAI
+from ppi_dist.tables import markdown_table
 from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.flops import ModelShape, secai_step_flops, trunk_build_flops
 from ppi_dist.training.machine import PeakMemory, machine_report

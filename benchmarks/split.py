@@ -16,7 +16,6 @@ from collections import defaultdict
 import torch
 
 from benchmarks.core import SHARED
-from benchmarks.tables import markdown_table
 from ppi_dist.data import clusters
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.data.split import (
@@ -27,6 +26,7 @@ from ppi_dist.data.split import (
     protein_groups,
     split_pairs,
 )
+from ppi_dist.tables import markdown_table
 from ppi_dist.training.machine import library_version, machine_line
 
 FILES = {

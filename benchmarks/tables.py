@@ -1,29 +1,13 @@
-"""The one writer of the benchmarks' markdown tables (light: gpu_check.sh's report calls it per
-row): any table, and real_data.py's tables of metrics over seeds."""
+"""real_data.py's tables of metrics over seeds (light: gpu_check.sh's report calls it per row;
+every table is `ppi_dist.tables.markdown_table`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from ppi_dist.tables import markdown_table
 
 METRICS = ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc", "aupr")
 METRICS_HEADER = ("predictor", "accuracy", "precision", "recall", "F1", "weighted", "MCC")
 METRICS_HEADER += ("AUROC", "AUPR", "threshold")
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    """The lines of a Markdown table, columns padded to their widest cell."""
-    cells = [tuple(str(c) for c in row) for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-        for row in cells
-    ]
-    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
-    return lines
-
-
-def shorten(name: str, width: int = 90) -> str:
-    return name if len(name) <= width else name[: width - 3] + "..."
 
 
 def metrics_row(label: str, record: dict) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 ("ours"; with a frozen encoder, cache-row batches over a stand-in cache kept on the device)
 against the naive baseline on the same pairs, alternating within every repeat; with the
 trainer's --compile, ours on a compiled twin of the model too. --profile_steps N then
-profiles N steps of ours and of the twin (`benchmarks.profiling`).
+profiles N steps of ours and of the twin (`ppi_dist.training.profiling`).
 
     python -m benchmarks.throughput
     python -m benchmarks.throughput --encoder_shape 650M --max_tokens 8192 16384 32768
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import itertools
 import json
 import random
 import statistics
@@ -28,16 +29,16 @@ import torch
 from torch import nn
 
 from benchmarks import core
-from benchmarks.profiling import profile_steps, report
-from benchmarks.tables import markdown_table
 from ppi_dist.data.pairs import Pair, PairSource, sequences_of
 from ppi_dist.data.sequences import ESM2_MAX_RESIDUES, esm2_tokenizer, tokenize
 from ppi_dist.models.compile import compile_model, compiled_graphs, default_backend
 from ppi_dist.models.encoder import base_encoder
 from ppi_dist.models.secai import SECAI, residue_mask
+from ppi_dist.tables import markdown_table
 from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.flops import NO_BATCHES, PEAK_TFLOPS, ModelShape, batch_stats
 from ppi_dist.training.machine import PeakMemory, machine_report
+from ppi_dist.training.profiling import StepProfiler, report
 
 
 def pairs_of(batches: list[dict]) -> list[Pair]:
@@ -130,6 +131,15 @@ def select_measured(batches: list[dict], num_pairs: int, warmup: int) -> tuple[l
         pairs = sum(len(b["index_a"]) for b in batches)
         raise ValueError(f"the sample holds only {pairs} pairs; raise --sort_buffer")
     return measured[:warmup], measured
+
+
+def profile(step: core.TrainerStep, batches: list[dict], steps: int, device: torch.device) -> dict:
+    """The summary of `steps` profiled steps of `step` on `batches` (cycled), after one."""
+    profiler = StepProfiler(steps, device)
+    for batch in itertools.islice(itertools.cycle(batches), steps + 1):
+        with profiler.step():
+            step(batch)
+    return profiler.summary
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
@@ -262,7 +272,7 @@ def time_budget(
         result = summary(method, args.peak_tflops)
         result |= {"max_tokens": max_tokens, "budget": budget, "attention": attention}
         if not naive and args.profile_steps:
-            result["profile"] = profile_steps(method.step, measured, args.profile_steps, device)
+            result["profile"] = profile(method.step, measured, args.profile_steps, device)
         results.append(result)
     return results
 
@@ -305,7 +315,7 @@ def print_budget(got: list[dict], reference: dict | None, top: int) -> dict | No
     by_name = {r["name"]: r for r in got}
     at = f"pairs/s at max_tokens {by_name['ours']['max_tokens']}"
     if profiles := {r["name"]: r["profile"] for r in got if "profile" in r}:
-        report(profiles, top)
+        print("\n".join(report(profiles, top)))
     ours = by_name["ours"]["pairs_per_s"]
     if "ours+compile" in by_name:
         print(f"RATIO compiled/eager {at}: {by_name['ours+compile']['pairs_per_s'] / ours:.2f}x")

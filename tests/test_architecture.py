@@ -16,7 +16,7 @@ from tests.helpers import REPO
 PACKAGE = REPO / "ppi_dist"
 LAYERS = [
     {"ppi_dist.errors"},
-    {"ppi_dist.checks", "ppi_dist.files"},
+    {"ppi_dist.checks", "ppi_dist.files", "ppi_dist.tables"},
     {"ppi_dist.models"},
     {"ppi_dist.data"},
     {"ppi_dist.inference"},
@@ -144,7 +144,7 @@ def test_entry_points_only_start_a_command():
         assert imported and all(m.startswith("ppi_dist.cli.") for m in imported), (name, imported)
     known = {name.removeprefix("ppi_dist.") for name in modules() if name.count(".") == 1}
     top_level = {name for name in known if (PACKAGE / f"{name}.py").is_file()}
-    assert top_level == ENTRY_POINTS | {"errors", "checks", "files"}
+    assert top_level == ENTRY_POINTS | {"errors", "checks", "files", "tables"}
 
 
 def test_late_imports_are_only_the_heavy_optional_ones():

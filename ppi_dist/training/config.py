@@ -299,6 +299,9 @@ class RunConfig:
     """"tensorboard", "wandb", "all" or "none"."""
     log_every: int = 10
     """Optimiser steps between log lines."""
+    profile_steps: int = 0
+    """Steps profiled after the first (`torch.profiler`, main process): operators per phase,
+    host and device time, the top operators, printed and written to profile.md; 0: none."""
     peak_tflops: float | None = None
     """One device's peak TFLOP/s (989: an H100 or H200 in dense bf16): the log's `train/mfu`,
     model FLOPs (`training.flops`) per second over it; None: model TFLOP/s alone."""

@@ -64,9 +64,10 @@ from ppi_dist.training.outputs import (
     save_and_reload,
     save_run_outputs,
 )
+from ppi_dist.training.profiling import StepProfiler, report
 from ppi_dist.training.run import LogWindow, Run, setup
 from ppi_dist.training.sources import split_key
-from ppi_dist.training.step import train_step
+from ppi_dist.training.step import StepResult, train_step
 from ppi_dist.training.validation import choose_threshold, score_split
 
 
@@ -158,6 +159,8 @@ def start_logging(run: Run) -> None:
     )
     run.window = LogWindow()
     run.memory.reset()  # the log's peaks are the steps', not the set-up's
+    main = run.accelerator.is_main_process
+    run.profiler = StepProfiler(run.config.run.profile_steps if main else 0, run.accelerator.device)
 
 
 # ---- train ------------------------------------------------------------------------------
@@ -175,6 +178,9 @@ def train_steps(run: Run) -> None:
         if not train_epoch(run):  # the last step was taken in this epoch
             break
         run.epoch += 1
+    if run.profiler.active:
+        run.profiler.close()
+        run.progress.write(f"profile: the run ended before {run.profiler.steps + 1} steps")
     run.progress.close()
     average_batchnorm_statistics(run.unwrapped, accelerator)
     digest = ckpt.check_ranks_agree(run.unwrapped, accelerator)
@@ -187,14 +193,12 @@ def train_epoch(run: Run) -> bool:
     """This rank's batches of the epoch from where the data stands: one `train_step` each,
     an optimiser step per `gradient_accumulation_steps` of them. False once the run's last
     step is taken (the epoch is then left unfinished)."""
-    accelerator, optimization = run.accelerator, run.config.optimization
+    accelerator = run.accelerator
     for batch in run.batches:
-        try:
-            result = train_step(
-                run.model, run.prepare(batch), run.optimizer, accelerator, optimization, run.stop()
-            )
-        except NonFiniteLossError as error:
-            raise NonFiniteLossError(f"step {run.step + 1} (epoch {run.epoch}): {error}") from None
+        with run.profiler.step():  # nothing unless --profile_steps
+            result = take_step(run, batch)
+        if run.profiler.summary is not None:
+            report_profile(run)
         if result.skipped:
             if accelerator.is_main_process:
                 run.progress.write(f"step {run.step + 1}: non-finite loss, step skipped")
@@ -218,6 +222,24 @@ def train_epoch(run: Run) -> bool:
         if run.step >= run.total_steps:
             return False
     return True
+
+
+def take_step(run: Run, batch: dict) -> StepResult:
+    """`train_step` on a loader's batch; a non-finite loss's error names the step."""
+    accelerator, optimization = run.accelerator, run.config.optimization
+    try:
+        prepared = run.prepare(batch)
+        return train_step(run.model, prepared, run.optimizer, accelerator, optimization, run.stop())
+    except NonFiniteLossError as error:
+        raise NonFiniteLossError(f"step {run.step + 1} (epoch {run.epoch}): {error}") from None
+
+
+def report_profile(run: Run) -> None:
+    """The profiled steps' summary, printed and written to profile.md; profiling ends."""
+    lines = report({"train step": run.profiler.summary}, top=20)
+    (run.output_dir / "profile.md").write_text("\n".join(lines) + "\n")
+    run.progress.write("\n".join([*lines, f"profile: {run.output_dir / 'profile.md'}"]))
+    run.profiler = StepProfiler(0, run.accelerator.device)
 
 
 def due_evaluation(run: Run) -> bool:

@@ -33,6 +33,7 @@ from ppi_dist.training.distributed import StopSignals, compute_precision
 from ppi_dist.training.flops import ModelShape, batch_stats
 from ppi_dist.training.frozen import open_training_cache
 from ppi_dist.training.machine import PeakMemory, machine_report
+from ppi_dist.training.profiling import StepProfiler
 from ppi_dist.training.sources import make_sources, training_batches
 from ppi_dist.training.step import BatchPreparation, StepResult, prepare_training
 from ppi_dist.training.trunk import open_trunk_cache
@@ -89,6 +90,7 @@ class Run:
     evaluated_step: int = 0
     flop_shape: ModelShape | None = None  # what `batch_flops` counts
     memory: PeakMemory | None = None  # this rank's peak since the last log line
+    profiler: StepProfiler | None = None  # --profile_steps: from the first step on
     window: LogWindow = field(default_factory=LogWindow)
     progress: tqdm | None = None
     stop: StopSignals | None = None  # from the first step on: SIGTERM/SIGINT checkpoint

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch.optim.lr_scheduler import LRScheduler
+from torch.profiler import record_function
 from transformers import get_scheduler
 
 from ppi_dist.data.batching import batch_to_device, swap_sides
@@ -27,6 +28,9 @@ from ppi_dist.training.config import OptimizationConfig
 from ppi_dist.training.frozen import with_cached_states
 from ppi_dist.training.loss import focal_loss
 from ppi_dist.training.trunk import with_trunk_states
+
+# The ranges a profile (`training.profiling`) splits a step's time by; free when none runs.
+PREPARE_RANGE, TRAIN_STEP_RANGE = "prepare_batch", "train_step"
 
 
 def make_optimizer(model: SECAI, optimization: OptimizationConfig) -> torch.optim.AdamW:
@@ -98,6 +102,7 @@ class BatchPreparation:
     trunk: TrunkCache | None = None
     swap: torch.Generator | None = None
 
+    @record_function(PREPARE_RANGE)
     def __call__(self, batch: dict) -> dict:
         if self.cache is not None:  # cache rows -> states gathered on the device
             batch = with_cached_states(batch, self.cache, self.device)
@@ -117,6 +122,7 @@ class StepResult(NamedTuple):
     skipped: bool  # non-finite loss under `nonfinite_loss: skip`: no update was made
 
 
+@record_function(TRAIN_STEP_RANGE)
 def train_step(
     model: torch.nn.Module,
     batch: dict,

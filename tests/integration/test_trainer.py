@@ -87,8 +87,13 @@ def test_nonfinite_loss(tmp_path, mode):
 def test_frozen_encoder_trains_head_only_from_the_embedding_cache(tmp_path):
     out = tmp_path / "frozen"
     args = [*TINY, "--freeze_encoder", "true", "--max_steps", "3", "--output_dir", str(out)]
-    result = launch([*args, "--log_every", "1", "--peak_tflops", "0.5"])
+    result = launch([*args, "--log_every", "1", "--peak_tflops", "0.5", "--profile_steps", "1"])
     assert "embedding cache:" in result.stdout
+    # The second step profiled (after one warm-up step): its operators per phase, printed and
+    # kept in profile.md.
+    profile = (out / "profile.md").read_text()
+    assert "| train step | " in profile and "train step, 1 profiled steps: top 20" in profile
+    assert profile.splitlines()[0] in result.stdout + result.stderr
     # Each log line: the cache-row batches' model FLOPs per second, and that over the peak.
     logs = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(logs) == 3 and all(log["train/model_tflops_per_s"] > 0 for log in logs)

@@ -1,5 +1,5 @@
-"""profiling.py: the categories, and the step summary from profiler events (the profiles of
-real steps: test_throughput.py)."""
+"""training/profiling.py: the categories, and the step summary from profiler events (the
+profiles of real steps: tests/benchmarks/test_throughput.py and the trainer's)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from torch.autograd import DeviceType
 
-from benchmarks import profiling
-from benchmarks.profiling import Event, category, merged_length, ops_per_phase, summarise
+from ppi_dist.training import profiling
+from ppi_dist.training.profiling import Event, category, merged_length, ops_per_phase, summarise
 
 
 def test_profile_categories_of_gpu_kernels_and_cpu_ops():

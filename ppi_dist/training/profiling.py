@@ -1,25 +1,26 @@
-"""Where a training step's time goes: `torch.profiler` over the trainer's step
-(`core.TrainerStep`), each step in our ranges (the batch's preparation, `train_step`, then
-the wait for the device), read back as operators dispatched per phase, host and device
-time, synchronisations, category shares and the top operators or kernels
-(`python -m benchmarks.throughput --profile_steps N`)."""
+"""Where a training step's time goes: `torch.profiler` over steps, each in our ranges (the
+batch's preparation, `train_step`, then the wait for the device), read back as operators
+dispatched per phase, host and device time, synchronisations, category shares and the top
+operators or kernels. The trainer's `--profile_steps N` profiles N of its steps after one
+warm-up step (`StepProfiler`); `benchmarks/throughput.py` profiles the steps it times.
+"""
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import profiler
 from torch.autograd import DeviceType
 
-from benchmarks.core import TrainerStep
-from benchmarks.tables import markdown_table, shorten
+from ppi_dist.tables import markdown_table, shorten
+from ppi_dist.training.step import PREPARE_RANGE, TRAIN_STEP_RANGE
 
-STEP_RANGE, TRAIN_STEP_RANGE, PREPARE_RANGE = "profile_step", "train_step", "prepare_batch"
+STEP_RANGE = "profile_step"  # a whole step and the wait for the device after it
 PHASES = ("forward", "backward", "optimizer")
 # Host calls that wait for the device, and scalar reads (a sync when the tensor is on a GPU).
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
@@ -174,29 +175,55 @@ def summarise(events: list[Event], steps: int, on_cuda: bool) -> dict:
     }
 
 
-def profile_steps(step: TrainerStep, batches: list[dict], steps: int, device: torch.device) -> dict:
-    """`summarise` of `steps` steps of `step` (a `core.TrainerStep`) on `batches`, cycled,
-    after one profiler warm-up step, each step in our ranges until the device is idle."""
-    on_cuda = device.type == "cuda"
-    activities = [profiler.ProfilerActivity.CPU]
-    activities += [profiler.ProfilerActivity.CUDA] * on_cuda
-    plan = profiler.schedule(wait=0, warmup=1, active=steps, repeat=1)
-    with profiler.profile(activities=activities, schedule=plan) as prof:
-        for batch in itertools.islice(itertools.cycle(batches), steps + 1):
-            with profiler.record_function(STEP_RANGE):
-                with profiler.record_function(PREPARE_RANGE):
-                    prepared = step.prepare(batch)
-                with profiler.record_function(TRAIN_STEP_RANGE):
-                    step.train(prepared)
-                if on_cuda:
-                    torch.cuda.synchronize(device)
-            prof.step()
-    return summarise(events_of(prof), steps, on_cuda)
+class StepProfiler:
+    """`torch.profiler` over `steps` steps after one warm-up step, each a `step()` block
+    (whose `prepare_batch` and `train_step` ranges `training.step` opens) ended by the wait
+    for the device. `summary` (`summarise`) once they are taken; with `steps` 0 nothing is
+    profiled and `step()` costs nothing."""
+
+    def __init__(self, steps: int, device: torch.device):
+        self.steps, self.device = steps, device
+        self.summary: dict | None = None
+        self._profile: profiler.profile | None = None
+        self._taken = 0
+        if steps > 0:
+            activities = [profiler.ProfilerActivity.CPU]
+            activities += [profiler.ProfilerActivity.CUDA] * (device.type == "cuda")
+            plan = profiler.schedule(wait=0, warmup=1, active=steps, repeat=1)
+            self._profile = profiler.profile(activities=activities, schedule=plan)
+            self._profile.start()
+
+    @property
+    def active(self) -> bool:
+        return self._profile is not None
+
+    def close(self) -> None:
+        """Stop before the steps were all taken (a run shorter than them): no summary."""
+        if self._profile is not None:
+            self._profile.stop()
+            self._profile = None
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        if self._profile is None:
+            yield
+            return
+        with profiler.record_function(STEP_RANGE):
+            yield
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        self._profile.step()
+        self._taken += 1
+        if self._taken > self.steps:  # the warm-up step, then the profiled ones
+            self._profile.stop()
+            on_cuda = self.device.type == "cuda"
+            self.summary = summarise(events_of(self._profile), self.steps, on_cuda)
+            self._profile = None
 
 
-def report(profiles: dict[str, dict], top: int) -> None:
-    """Each method's profile as a row (operators, the host's split of the wall time, device
-    busy, syncs, the largest category shares), then its top table."""
+def report(profiles: dict[str, dict], top: int) -> list[str]:
+    """Each profile as a row (operators, the host's split of the wall time, device busy,
+    syncs, the largest category shares), then its top table: the lines to print."""
     rows = []
     for name, s in profiles.items():
         ops, busy = s["ops_per_step"], s["device_busy_s"]
@@ -216,12 +243,13 @@ def report(profiles: dict[str, dict], top: int) -> None:
     header = ("profiled", "operators per step (forward / backward / optimizer)", "kernels")
     header += ("wall s", "host + sync wait + drain s", "device busy", "prepare_batch ms")
     header += ("syncs and scalar reads", "largest shares")
-    print("\n".join(markdown_table(header, rows)))
+    lines = markdown_table(header, rows)
     for name, s in profiles.items():
         what = "self CPU time" if s["device_busy_s"] is None else "self device time"
-        print(f"{name}, {s['steps']} profiled steps: top {top} by {what}, per step:")
+        lines.append(f"{name}, {s['steps']} profiled steps: top {top} by {what}, per step:")
         top_rows = [
             (shorten(op), f"{calls:g}", f"{ms:.3f}", f"{100 * share:.1f}%", kind)
             for op, calls, ms, share, kind in s["top"][:top]
         ]
-        print("\n".join(markdown_table(("name", "calls", "ms", "share", "category"), top_rows)))
+        lines += markdown_table(("name", "calls", "ms", "share", "category"), top_rows)
+    return lines
