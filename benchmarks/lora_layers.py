@@ -16,7 +16,7 @@ variant, each through the trainer's own set-up and step (`benchmarks.core.Traine
   same pairs as cache-row batches with the trainer's crops.
 
 The variants alternate within every repeat (drift hits all); medians over repeats are
-reported as pairs/s, beside the FLOP model's step FLOPs (`benchmarks.flops`).
+reported as pairs/s, beside the FLOP model's step FLOPs (`ppi_dist.training.flops`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def model_of(
 
 
 def step_flops(config: TrainConfig, model: SECAI, batches: list[dict], encoder: str) -> float:
-    """Model FLOPs of training on the batches (`benchmarks.flops`), the encoder run as
+    """Model FLOPs of training on the batches (`ppi_dist.training.flops`), the encoder run as
     `encoder` says: "trunk" (the top LoRA layers only), "whole" (every layer forward, the
     backward down to the first LoRA layer) or "none" (cached last-layer states)."""
     shape = ModelShape.of(config.model.secai_config(), model.encoder.config)

@@ -2,7 +2,8 @@
 
     ppi-dist train --config recipes/synthetic_tiny.yaml     # = accelerate launch ppi_dist/train.py
     ppi-dist predict --model DIR --fasta proteome.fasta --out scores.tsv
-    ppi-dist evaluate | explain | report | split | audit | push | synthetic | parameters ...
+    ppi-dist evaluate | explain | report | split | audit | push | synthetic | parameters |
+        estimate ...
 
 Each command is a thin flag layer over the library (`ppi_dist.cli.<command>`), and `ppi-dist
 COMMAND --help` lists its flags. The older spellings (`python -m ppi_dist.predict`, the
@@ -26,6 +27,7 @@ COMMANDS = {
     "push": "upload a model folder to the Hugging Face Hub",
     "synthetic": "write the embedded synthetic task",
     "parameters": "SE-CAI's trainable parameters for an ESM-2 shape",
+    "estimate": "an epoch's FLOPs and GPU-hours for a pair file, a shape and a budget",
 }
 
 

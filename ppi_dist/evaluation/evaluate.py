@@ -34,6 +34,7 @@ from ppi_dist.evaluation.bootstrap import bootstrap_intervals
 from ppi_dist.evaluation.calibration import calibration_intervals
 from ppi_dist.evaluation.metrics import auroc_aupr, trivial_predictors
 from ppi_dist.evaluation.plots import plot_evaluation, plot_reliability
+from ppi_dist.evaluation.screening import screen_ranking
 from ppi_dist.evaluation.threshold import compare_objectives, describe_objectives, evaluate_at
 from ppi_dist.inference.cache import EmbeddingCache, covering_cache
 from ppi_dist.inference.scoring import (
@@ -124,13 +125,15 @@ def evaluate(
     return report
 
 
-def first_pass_ranking(scored: ScoredPairs) -> dict[str, float] | None:
-    """The first pass's AUROC and AUPR on labelled pairs: what `predict --screen` ranks by,
-    beside SE-CAI's own (None without a first pass or labels)."""
+def first_pass_ranking(scored: ScoredPairs) -> dict | None:
+    """The first pass's AUROC and AUPR on labelled pairs, what `predict --screen` ranks by,
+    and what each screen share would keep (`screening.screen_ranking`); None without a
+    first pass or labels."""
     if scored.first_pass is None or scored.labels is None:
         return None
     auroc, aupr = auroc_aupr(scored.first_pass, scored.labels)
-    return {"auroc": auroc, "aupr": aupr}
+    screens = screen_ranking(scored.scores, scored.first_pass, scored.labels)
+    return {"auroc": auroc, "aupr": aupr, "screens": screens}
 
 
 def _calibration(model, scored: ScoredPairs, n_resamples: int) -> tuple[dict, np.ndarray | None]:
@@ -233,11 +236,7 @@ def describe(report: dict) -> str:
         f"AUPR: {result.aupr:.3f}  MCC: {result.mcc:.3f}",
         "95% bootstrap intervals (pairs resampled): "
         + ", ".join(f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in report["intervals_95"].items()),
-        *(
-            [f"first pass (screen): AUROC {fp['auroc']:.3f}  AUPR {fp['aupr']:.3f}"]
-            if (fp := report.get("first_pass"))
-            else []
-        ),
+        *screen_lines(report.get("first_pass")),
         "trivial predictors: "
         + "; ".join(
             f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items())
@@ -299,3 +298,16 @@ def write_outputs(report: dict, out_dir: Path) -> list[Path]:
         *plots,
         plot_reliability(scored.scores, calibrated, scored.labels, reliability_path, title),
     ]
+
+
+def screen_lines(first_pass: dict | None) -> list[str]:
+    """The first pass's ranking, then what each `predict --screen` share would keep."""
+    if first_pass is None:
+        return []
+    lines = [f"first pass (screen): AUROC {first_pass['auroc']:.3f}  AUPR {first_pass['aupr']:.3f}"]
+    for share, kept in first_pass["screens"].items():
+        lines.append(
+            f"  --screen {share}: two-stage AUROC {kept['auroc']:.4f}  AUPR {kept['aupr']:.4f}; "
+            f"keeps {kept['top_1']:.3f} of SE-CAI's top 1%, {kept['top_5']:.3f} of its top 5%"
+        )
+    return lines

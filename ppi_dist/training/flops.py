@@ -1,6 +1,7 @@
 """The FLOP model of one SE-CAI training step: matmuls only, 2 FLOPs a multiply-add, the
 formulas of BENCHMARKS.md's FLOP model table. The trainer logs its model FLOPs per second
-(and MFU against `peak_tflops`); `benchmarks/` times steps and projects epochs with it.
+(and MFU against `peak_tflops`), `ppi-dist estimate` projects an epoch's (`count_epoch`), and
+`benchmarks/` times steps with it.
 
     shape = ModelShape.of(model.config, model.encoder.config)
     batch_stats(shape, batch).flops.model    # forward + backward of one training batch
@@ -13,8 +14,12 @@ from dataclasses import astuple, dataclass, fields
 
 import torch
 
+from ppi_dist.data.batching import TokenBatches
+from ppi_dist.data.pairs import PairSource
+from ppi_dist.data.planner import BatchOptions
 from ppi_dist.models.config import SECAIConfig
 from ppi_dist.models.packing import encoder_tokens
+from ppi_dist.models.windows import Windowing
 
 PEAK_TFLOPS = 989.0  # dense bf16 of an H100 SXM; the H200 has the same compute
 
@@ -189,3 +194,28 @@ def batch_stats(
     flops = secai_step_flops(model, calls, [(width_a, width_b)] * pairs)
     real = int(mask_a.sum() + mask_b.sum())
     return BatchStats(pairs, real, real, mask_a.numel() + mask_b.numel(), flops)
+
+
+def count_epoch(
+    model: ModelShape, source: PairSource, max_tokens: int | None, windowing: Windowing
+) -> BatchStats:
+    """An epoch as the data layer batches it at `max_tokens`, each sequence read as
+    `windowing` reads it in training; None: every pair's two sequences at their own cropped
+    length (no dedup, no padding), one step per pair."""
+    count = NO_BATCHES
+    if max_tokens is None:
+        for pair in source.pair_rows():
+            a, b = (windowing.kept_length(len(s)) + 2 for s in (pair.sequence_a, pair.sequence_b))
+            flops = secai_step_flops(model, [[a, b]], [(a, b)])
+            count = count + BatchStats(1, a + b, a + b, a + b, flops)
+        return count
+    for batch in TokenBatches(source, BatchOptions(max_tokens=max_tokens), windowing=windowing):
+        count = count + batch_stats(model, batch)
+    return count
+
+
+def format_flops(value: float) -> str:
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} FLOP"

@@ -233,6 +233,9 @@ def test_predict_reproduces_the_trainers_test_scores(tmp_path):
     assert set(trained["first_pass"]) == {"validation", "test"}
     assert report["first_pass"] == trained["first_pass"]["test"]  # `evaluate` reports it too
     assert all(0 <= split["auroc"] <= 1 for split in trained["first_pass"].values())
+    screens = trained["first_pass"]["test"]["screens"]  # what each --screen share would keep
+    assert list(screens) == ["0.01", "0.05", "0.1", "0.2"]
+    assert all(0 <= kept["top_1"] <= 1 and 0 <= kept["auroc"] <= 1 for kept in screens.values())
     screened = tmp_path / "screened.tsv"
     model = load_model(out / "model")
     files = PredictFiles(screened, pairs=data / "test.tsv", fasta=data / "sequences.fasta")
