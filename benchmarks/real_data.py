@@ -1,8 +1,9 @@
 """SE-CAI (frozen 8M by default; --variants) on real PPI splits beside the node-degree
 baseline and "all positive", every threshold chosen on validation; a yeast split's
-validation is a similarity-disjoint hold-out of 10% of its training file. --seeds N pools N
-seeds (mean ± sd) with earlier ones of the same settings in --work_dir's results.json; a seed
-stopped before its metrics continues from its checkpoint. BENCHMARKS.md, Real data.
+validation is a similarity-disjoint hold-out of 10% of its training file. Every seed's split
+files and trainer runs stay in --work_dir, whose results.md pools all its seeds (mean ± sd):
+the same command again reads the runs that finished and continues one stopped at a
+checkpoint; more --seeds add to them. BENCHMARKS.md, Real data.
 
     python -m benchmarks.real_data --datasets yeast-c3 --train_pairs 2000
 """
@@ -24,7 +25,6 @@ import numpy as np
 import torch
 
 from benchmarks.core import ENCODER_8M, REPO, SHARED, benchmark_config, build_model
-from benchmarks.tables import METRICS, metrics_section
 from ppi_dist.data.clusters import similarity_links
 from ppi_dist.data.fasta import read_fasta
 from ppi_dist.data.pairs import Pair, write_pairs
@@ -33,9 +33,14 @@ from ppi_dist.evaluation.audit import degree_baseline_scores, read_pairs
 from ppi_dist.evaluation.threshold import evaluate_at, search_threshold
 from ppi_dist.inference.cache import EmbeddingCache
 from ppi_dist.models.windows import WINDOW_MODES, Windowing
+from ppi_dist.tables import markdown_table
 from ppi_dist.training.checkpoint import latest_checkpoint
 from ppi_dist.training.machine import default_device, device_name, machine_line
 from ppi_dist.training.rundir import run_contents
+
+METRICS = ("accuracy", "precision", "recall", "f1", "score", "mcc", "auroc", "aupr")
+METRICS_HEADER = ("predictor", "accuracy", "precision", "recall", "F1", "weighted", "MCC")
+METRICS_HEADER += ("AUROC", "AUPR", "threshold")
 
 
 class Dataset(NamedTuple):
@@ -73,10 +78,15 @@ def fasta_of(name: str) -> Path:
 SIMILARITY_LINKS: dict[str, list[tuple[str, str]]] = {}
 
 
+def split_paths(name: str, work: Path, seed: int) -> dict[str, Path]:
+    return {split: work / f"{name}_seed{seed}_{split}.tsv" for split in ("train", "valid", "test")}
+
+
 def make_splits(name: str, work: Path, args, seed: int) -> dict[str, Path]:
-    """A seed's pair files in `work`, written (or with --reuse_splits read back)."""
-    paths = {split: work / f"{name}_seed{seed}_{split}.tsv" for split in ("train", "valid", "test")}
-    reuse = args.reuse_splits and all(path.is_file() for path in paths.values())
+    """A seed's pair files in `work`: written, or read back when an earlier call wrote them
+    (`settings.json` holds the work dir to one set of sizes)."""
+    paths = split_paths(name, work, seed)
+    reuse = all(path.is_file() for path in paths.values())
     if reuse:
         splits = {split: read_pairs(path) for split, path in paths.items()}
     else:
@@ -225,29 +235,24 @@ def trainer_command(run: TrainerRun, args: argparse.Namespace) -> list[str]:
     return command + continue_or_replace(out)
 
 
-def run_secai(run: TrainerRun, args: argparse.Namespace) -> tuple[dict, dict, str, float]:
-    """(test metrics, test metrics at each threshold objective's choice, command, seconds)."""
+def run_secai(run: TrainerRun, args: argparse.Namespace) -> None:
+    """The trainer's run of `run`, unless it finished in an earlier call (its metrics.json)."""
+    if (run.out / "metrics.json").is_file():
+        print(f"{run.out}: finished earlier, read as it is")
+        return
     command = trainer_command(run, args)
     shown = " ".join(c if c != sys.executable else "python" for c in command)
     print(f"$ {shown}", flush=True)
     started = time.perf_counter()
-    metrics = run_trainer(command, run.out)
-    seconds = time.perf_counter() - started
-    objectives = {
-        k: v["test"] | {"threshold": v["threshold"]}
-        for k, v in metrics.get("objectives", {}).items()
-    }
-    return metrics["test"], objectives, shown, seconds
+    run_trainer(command, run.out)
+    device = device_name(torch.device(default_device()))
+    print(f"{run.out}: {(time.perf_counter() - started) / 60:.1f} min on {device}")
 
 
-class TrainerStopped(Exception):
-    """train.py stopped on request (SIGTERM/SIGINT) before its final metrics."""
-
-
-def run_trainer(command: list[str], out: Path) -> dict:
-    """Run train.py to its end; its metrics.json. Ctrl-C reaches the trainer too, which
-    saves a checkpoint: wait for it (subprocess.run would kill it mid-save); a handler, not
-    KeyboardInterrupt, so an interrupt while Popen starts it is not raised through Popen."""
+def run_trainer(command: list[str], out: Path) -> None:
+    """Run train.py to its end. Ctrl-C reaches the trainer too, which saves a checkpoint:
+    wait for it (subprocess.run would kill it mid-save); a handler, not KeyboardInterrupt, so
+    an interrupt while Popen starts it is not raised through Popen."""
 
     def note_interrupt(signum, frame) -> None:
         print("interrupted: waiting for train.py to save its checkpoint", flush=True)
@@ -260,58 +265,47 @@ def run_trainer(command: list[str], out: Path) -> dict:
         signal.signal(signal.SIGINT, previous)
     if returncode != 0:
         raise SystemExit(f"{out}: train.py exited with status {returncode} (its output is above)")
-    metrics = out / "metrics.json"
-    if not metrics.is_file():  # continue_or_replace resumes only folders without metrics
-        raise TrainerStopped(f"{out}: stopped before its final metrics, with its checkpoint")
-    return json.loads(metrics.read_text())
+    if not (out / "metrics.json").is_file():  # stopped on request, with its checkpoint
+        raise SystemExit(
+            f"{out}: stopped before its final metrics, with its checkpoint; the same command "
+            "continues from it"
+        )
 
 
 def continue_or_replace(out: Path) -> list[str]:
     """A run folder cut short (a checkpoint, no metrics) continues from its checkpoint; one
-    finished, or stopped before its first checkpoint, is replaced."""
+    stopped before its first checkpoint is replaced."""
     if not run_contents(out):
         return []
-    if not (out / "metrics.json").is_file() and latest_checkpoint(out / "checkpoints"):
+    if latest_checkpoint(out / "checkpoints"):
         return ["--resume_from", "latest"]
     return ["--overwrite", "true"]
 
 
-# The arguments that define a configuration: seeds are pooled only across equal values.
+# The arguments that define a configuration: a work dir holds one per dataset.
 POOLED_SETTINGS = "train_pairs valid_pairs test_pairs max_residues windows max_tokens epochs"
 POOLED_SETTINGS += " lora_layers split_method"
 
 
-def run_settings(args: argparse.Namespace) -> dict:
-    return {key: getattr(args, key) for key in POOLED_SETTINGS.split()}
-
-
-def read_earlier(path: Path, datasets: list[str], settings: dict) -> dict[str, dict]:
-    """Per dataset in `path` (a results.json): {"settings", "predictors": {label: {seed:
-    metrics}}, "commands"}; a dataset run now pools only with runs of `settings`."""
-    earlier = {}
-    for name, result in (json.loads(path.read_text()) if path.is_file() else {}).items():
-        found = result.get("settings", {})  # none: refused below
+def check_settings(work: Path, args: argparse.Namespace) -> None:
+    """Refuse a work dir whose runs of these datasets were made with other settings (seeds
+    pool only with like runs); record these settings for later calls."""
+    path = work / "settings.json"
+    settings = {key: getattr(args, key) for key in POOLED_SETTINGS.split()}
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    for name in args.datasets:
+        found = recorded.setdefault(name, settings)
         differ = [
-            f"{key} {found.get(key)!r} there, {value!r} here"
-            for key, value in settings.items()
-            if name in datasets and found.get(key) != value
+            f"{k} {found.get(k)!r} there, {v!r} here"
+            for k, v in settings.items()
+            if found.get(k) != v
         ]
         if differ:
             raise SystemExit(
-                f"{path}: {name}: its runs were made with other settings ("
-                + "; ".join(differ)
-                + "); seeds are pooled only with like runs: pass another --work_dir"
+                f"{path}: {name}: its runs were made with other settings ({'; '.join(differ)}); "
+                "seeds are pooled only with like runs: pass another --work_dir"
             )
-        predictors = {
-            label: dict(zip(record["seeds"], record["runs"], strict=True))
-            for label, record in result["predictors"].items()
-        }
-        earlier[name] = {
-            "settings": found,
-            "predictors": predictors,
-            "commands": result["commands"],
-        }
-    return earlier
+    path.write_text(json.dumps(recorded, indent=2) + "\n")
 
 
 def mean_sd(runs: list[dict]) -> dict[str, dict[str, float]]:
@@ -324,24 +318,58 @@ def mean_sd(runs: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def pooled_result(predictors: dict[str, dict[int, dict]], commands: dict, settings: dict) -> dict:
-    records = {}
-    for label, by_seed in predictors.items():
-        seeds = sorted(by_seed)
-        runs = [by_seed[seed] for seed in seeds]
-        records[label] = {"seeds": seeds, "runs": runs, "mean_sd": mean_sd(runs)}
-    return {"settings": settings, "predictors": records, "commands": commands}
+def collect(name: str, work: Path) -> dict:
+    """Every seed of `name` in `work`: the baselines on its split files and each finished
+    trainer run's test metrics (and at each threshold objective's choice), pooled."""
+    per_seed: dict[str, dict[int, dict]] = {}
+    found = work.glob(f"{name}_seed*_train.tsv")
+    for seed in sorted(int(path.name.split("_seed")[1].split("_")[0]) for path in found):
+        paths = split_paths(name, work, seed)
+        per_seed.setdefault("degree baseline", {})[seed] = degree_baseline(paths)
+        per_seed.setdefault("all positive", {})[seed] = all_positive(paths)
+        for variant, label in VARIANTS.items():
+            metrics = work / f"{name}_{variant}_seed{seed}" / "metrics.json"
+            if not metrics.is_file():
+                continue
+            finished = json.loads(metrics.read_text())
+            per_seed.setdefault(label, {})[seed] = finished["test"]
+            for objective, chosen in finished.get("objectives", {}).items():
+                record = chosen["test"] | {"threshold": chosen["threshold"]}
+                per_seed.setdefault(f"{label}, threshold by {objective}", {})[seed] = record
+    predictors = {}
+    for label, by_seed in per_seed.items():
+        runs = [by_seed[seed] for seed in sorted(by_seed)]
+        predictors[label] = {"seeds": sorted(by_seed), "runs": runs, "mean_sd": mean_sd(runs)}
+    return predictors
 
 
-def write_results(work: Path, results: dict) -> None:
-    """results.md and results.json in `work`."""
-    text = "\n\n".join(section(name, result) for name, result in results.items())
+def write_results(work: Path) -> None:
+    """results.md and results.json in `work`: every dataset run there."""
+    names = json.loads((work / "settings.json").read_text())
+    results = {name: {"predictors": collect(name, work)} for name in names}
+    text = "\n\n".join(metrics_section(name, results[name]["predictors"]) for name in names)
     (work / "results.md").write_text(text + "\n")
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
-def section(name: str, result: dict) -> str:
-    return metrics_section(name, result, DATASETS[name].published)
+def metrics_section(name: str, predictors: dict) -> str:
+    """One dataset's table of every predictor over its seeds (mean ± sd), and the published
+    figures; a predictor with fewer seeds than the section says which it has."""
+    seeds = sorted({seed for record in predictors.values() for seed in record["seeds"]})
+    rows = []
+    for label, record in predictors.items():
+        shown = label if record["seeds"] == seeds else f"{label} (seeds {record['seeds']})"
+        if len(record["runs"]) == 1:
+            run = record["runs"][0]
+            rows.append((shown, *(f"{run[k]:.3f}" for k in METRICS), f"{run['threshold']:.3g}"))
+            continue
+        stats = record["mean_sd"]
+        cells = [f"{stats[k]['mean']:.3f} ± {stats[k]['sd']:.3f}" for k in METRICS]
+        threshold = f"{stats['threshold']['mean']:.3g} ± {stats['threshold']['sd']:.2g}"
+        rows.append((shown, *cells, threshold))
+    lines = [f"### {name} ({len(seeds)} seed{'s' * (len(seeds) > 1)}: {seeds})", ""]
+    lines += markdown_table(METRICS_HEADER, rows)
+    return "\n".join([*lines, "", f"Published: {DATASETS[name].published}."])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -358,7 +386,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--epochs", type=int, default=2)
     add("--variants", nargs="+", choices=list(VARIANTS), default=["frozen"], help="runs per seed")
     add("--lora_layers", type=int, default=2, help="the lora_top variant's LoRA layers")
-    add("--reuse_splits", action="store_true", help="a seed's split files from --work_dir")
     add("--seed", type=int, default=0)
     add("--seeds", type=int, default=1, help="runs per configuration: seed, seed+1, ...")
     add("--split_method", choices=("graph", "random"), default="graph")
@@ -370,61 +397,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    settings = run_settings(args)
-    earlier = read_earlier(work / "results.json", args.datasets, settings)
+    check_settings(work, args)
     print(f"{machine_line(torch.device(default_device()))}; settings {vars(args)}")
-    # Datasets not run now stay in results.json as they were.
-    results = {
-        name: pooled_result(e["predictors"], e["commands"], e["settings"])
-        for name, e in earlier.items()
-        if name not in args.datasets
-    }
     for name in args.datasets:
-        run_dataset(name, args, work, earlier.get(name), results)
-        print(section(name, results[name]), flush=True)
+        fasta = fasta_of(name)
+        if name.startswith("yeast") and not args.dry:
+            build_whole_cache(fasta, work, args)
+        for seed in range(args.seed, args.seed + args.seeds):
+            paths = make_splits(name, work, args, seed)
+            for variant in [] if args.dry else args.variants:
+                run_secai(TrainerRun(name, paths, fasta, work, variant, seed), args)
+            write_results(work)  # after every seed: a call cut short keeps what it finished
+        print(metrics_section(name, collect(name, work)), flush=True)
     print(f"written: {work / 'results.md'}")
-
-
-def run_dataset(
-    name: str, args: argparse.Namespace, work: Path, before: dict | None, results: dict
-) -> None:
-    """Every seed of `name`: the baselines and each variant's trainer run, pooled with the
-    seeds `before` and written to `results` after every seed (a run cut short keeps what it
-    finished)."""
-    fasta, settings = fasta_of(name), run_settings(args)
-    if name.startswith("yeast") and not args.dry:
-        build_whole_cache(fasta, work, args)
-    per_seed = dict((before or {}).get("predictors", {}))
-    commands = dict((before or {}).get("commands", {}))
-    if per_seed:
-        seeds = sorted({seed for runs in per_seed.values() for seed in runs})
-        print(f"{name}: pooling with earlier seeds {seeds} (a seed run again replaces its run)")
-    device = torch.device(default_device())
-    for seed in range(args.seed, args.seed + args.seeds):
-        paths = make_splits(name, work, args, seed)
-        per_seed.setdefault("degree baseline", {})[seed] = degree_baseline(paths)
-        per_seed.setdefault("all positive", {})[seed] = all_positive(paths)
-        for variant in [] if args.dry else args.variants:
-            label = VARIANTS[variant]
-            try:
-                run = TrainerRun(name, paths, fasta, work, variant, seed)
-                metrics, objectives, command, seconds = run_secai(run, args)
-            except TrainerStopped as stopped:
-                results[name] = pooled_result(per_seed, commands, settings)
-                write_results(work, results)
-                left = args.seed + args.seeds - seed
-                sys.exit(
-                    f"{stopped}. {work / 'results.json'} keeps the runs finished before it; "
-                    f"the same command with --seed {seed} --seeds {left} continues from here."
-                )
-            per_seed.setdefault(label, {})[seed] = metrics
-            # The same model with each threshold objective (chosen on validation).
-            for objective, values in objectives.items():
-                per_seed.setdefault(f"{label}, threshold by {objective}", {})[seed] = values
-            minutes = f"{seconds / 60:.1f} min on {device_name(device)}"
-            commands[f"{label}, seed {seed}"] = f"{command}  ({minutes})"
-        results[name] = pooled_result(per_seed, commands, settings)
-        write_results(work, results)
 
 
 if __name__ == "__main__":

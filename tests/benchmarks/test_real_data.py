@@ -1,6 +1,6 @@
 """real_data.py: dry runs (baselines only) with seeds and a protein-disjoint validation set,
-pooling seeds across calls, the trainer's flags for each run, and its handling of a trainer
-that is stopped, finishes or fails."""
+pooling seeds across calls, the trainer's flags for each run, runs read or continued, and its
+handling of a trainer that is stopped, finishes or fails."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from benchmarks import real_data
 from benchmarks.real_data import TrainerRun, continue_or_replace, trainer_command
 from ppi_dist.errors import RunFolderError
 from ppi_dist.training.checkpoint import COMPLETE, step_dir
@@ -85,8 +86,8 @@ def test_real_data_pools_seeds_across_calls_and_refuses_unlike_settings(tmp_path
         done = real_data_dry(work, "--seed", seed, *QUICK_SPLIT)
         assert done.returncode == 0, done.stdout + done.stderr
         outputs.append(done.stdout)
-    assert "pooling" not in outputs[0] and "pooling with earlier seeds [0]" in outputs[1]
-    assert "(3 seeds: [0, 1, 2])" in outputs[2] and "earlier seeds [0, 1]" in outputs[2]
+    assert "(1 seed: [0])" in outputs[0] and "(2 seeds: [0, 1])" in outputs[1]
+    assert "(3 seeds: [0, 1, 2])" in outputs[2]
     assert "(3 seeds: [0, 1, 2])" in (first / "results.md").read_text()
     predictors = json.loads((first / "results.json").read_text())["yeast-c3"]["predictors"]
     assert predictors["degree baseline"]["seeds"] == [0, 1, 2]
@@ -94,15 +95,16 @@ def test_real_data_pools_seeds_across_calls_and_refuses_unlike_settings(tmp_path
     before = (first / "results.json").read_text()
     done = real_data_dry(first, "--seed", "5", "--train_pairs", "200", *QUICK_SPLIT)
     assert done.returncode != 0
-    assert str(first / "results.json") in done.stderr and "train_pairs 300 there" in done.stderr
+    assert str(first / "settings.json") in done.stderr and "train_pairs 300 there" in done.stderr
     assert (first / "results.json").read_text() == before
 
 
-def test_real_data_continues_a_stopped_seed_and_replaces_a_finished_one(tmp_path):
-    """A seed's run folder from an earlier call is refused by the trainer as it stands;
-    real_data passes the flag that the folder's state calls for, and the trainer accepts it."""
+def test_real_data_reads_a_finished_run_and_continues_a_stopped_one(tmp_path, monkeypatch):
+    """A seed's run folder from an earlier call: a finished one is read as it is, not run
+    again; otherwise the trainer refuses the folder as it stands, and real_data passes the
+    flag that the folder's state calls for, which the trainer accepts."""
 
-    def folder(name: str, *, log=False, checkpoint=None, finished=False) -> Path:
+    def folder(name: str, *, log=False, checkpoint=None) -> Path:
         out = tmp_path / name
         out.mkdir()
         if log:
@@ -112,8 +114,6 @@ def test_real_data_continues_a_stopped_seed_and_replaces_a_finished_one(tmp_path
             step.mkdir(parents=True)
             if checkpoint == "complete":
                 (step / COMPLETE).touch()
-        if finished:
-            (out / "metrics.json").write_text("{}")
         return out
 
     cases = {
@@ -121,10 +121,6 @@ def test_real_data_continues_a_stopped_seed_and_replaces_a_finished_one(tmp_path
         "stopped": (
             folder("stopped", log=True, checkpoint="complete"),
             ["--resume_from", "latest"],
-        ),
-        "finished": (
-            folder("finished", log=True, checkpoint="complete", finished=True),
-            ["--overwrite", "true"],
         ),
         "before first checkpoint": (folder("early", log=True), ["--overwrite", "true"]),
         "interrupted save": (
@@ -142,8 +138,13 @@ def test_real_data_continues_a_stopped_seed_and_replaces_a_finished_one(tmp_path
             out, resuming="--resume_from" in flags, overwrite="--overwrite" in flags
         )
         lock.release()
-    assert not (tmp_path / "finished" / "metrics.json").exists()  # replaced, not kept
     assert (tmp_path / "stopped" / "checkpoints").is_dir()  # continued, not cleared
+    run = TrainerRun("yeast-c3", {}, tmp_path / "x.fasta", tmp_path, "frozen", 0)
+    run.out.mkdir()
+    (run.out / "metrics.json").write_text("{}")
+    monkeypatch.setattr(real_data, "run_trainer", lambda *_: pytest.fail("ran again"))
+    real_data.run_secai(run, SimpleNamespace())
+    assert (run.out / "metrics.json").read_text() == "{}"
 
 
 def test_real_data_pooled_baseline_differs_from_secai_only_by_the_interaction(tmp_path):
@@ -194,11 +195,12 @@ time.sleep(1.0)
 RUN_FAKE = """
 import sys
 from pathlib import Path
-from benchmarks.real_data import TrainerStopped, run_trainer
+from benchmarks.real_data import run_trainer
 out = Path(sys.argv[1])
 try:
-    print("metrics", run_trainer([sys.executable, "-c", sys.argv[2], str(out), sys.argv[3]], out))
-except TrainerStopped as stopped:
+    run_trainer([sys.executable, "-c", sys.argv[2], str(out), sys.argv[3]], out)
+    print("metrics", (out / "metrics.json").read_text())
+except SystemExit as stopped:
     print("stopped:", stopped)
     sys.exit(3)
 """
@@ -231,10 +233,11 @@ def test_real_data_lets_an_interrupted_trainer_save_its_checkpoint(tmp_path):
     assert (tmp_path / "stopped" / "checkpoint").exists()
     assert "waiting for train.py to save its checkpoint" in output
     assert "stopped before its final metrics" in output
+    assert "the same command continues from it" in output
     code, output = run_fake_trainer(tmp_path / "finished", "finish")
-    assert code == 0 and "metrics {'test': {'auroc': 0.7}}" in output, output
+    assert code == 0 and 'metrics {"test": {"auroc": 0.7}}' in output, output
     code, output = run_fake_trainer(tmp_path / "failed", "fail")
-    assert code == 1 and "train.py exited with status 2" in output, output
+    assert code == 3 and "train.py exited with status 2" in output, output
 
 
 def test_real_data_lora_variants_train_for_the_epochs_and_share_one_trunk_cache(tmp_path):
