@@ -27,7 +27,6 @@ from ppi_dist.data.sequences import random_residues
 from ppi_dist.errors import ConfigError
 from ppi_dist.evaluation.audit import read_pairs
 from ppi_dist.models.secai import SECAI
-from ppi_dist.models.shapes import SHAPES
 from ppi_dist.training.config import TrainConfig
 from ppi_dist.training.distributed import resolve_mixed_precision
 from ppi_dist.training.machine import PeakMemory, default_device
@@ -120,12 +119,6 @@ def benchmark_config(flags: list[str], device: torch.device, **defaults: object)
         "activation_checkpointing": device.type == "cuda" and not secai.freeze_encoder,
     }
     config = load_config([*_as_flags({**follow, **chosen}), *flags])
-    encoder = str(config.model.secai.encoder)
-    if encoder.removesuffix("-shape") in SHAPES and not Path(encoder).exists():
-        raise ConfigError(
-            f"--encoder {encoder}: --encoder takes a path or Hub name; random weights of a "
-            f"shape are --encoder_shape {encoder.removesuffix('-shape')}"
-        )
     if config.optimization.mixed_precision == "fp16":
         raise ConfigError("the benchmarks run bf16 or fp32 (no loss scaling): not fp16")
     return config

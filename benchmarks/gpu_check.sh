@@ -133,7 +133,7 @@ run_check() {
 
 echo "=== versions ($STAGE$([[ "$DRY" == 1 ]] && echo ", dry"))"
 date -u
-"$PYTHON" -m benchmarks.gpu_report versions
+"$PYTHON" -m ppi_dist.training.machine
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if [[ "$DRY" != 1 ]] && ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
   echo "no CUDA GPU visible to torch; use --dry on a CPU machine" >&2
@@ -245,15 +245,15 @@ if [[ "$STAGE" == tests ]]; then
   head -n $((SUBSET_TRAIN + 1)) "$DATA/train.tsv" >"$WORK/train_subset.tsv"
   head -n $((SUBSET_EVAL + 1)) "$DATA/valid.tsv" >"$WORK/valid_subset.tsv"
 fi
-# STAGE=results: real_data.py writes its tables after every seed; a later call with SEED past
-# them pools its seeds with those in $WORK/real_*/results.json.
+# STAGE=results: real_data.py keeps every run in $WORK/real_*; the same call again continues
+# where one stopped, and SEED past them adds seeds to its tables.
 for name in "${PLAN[@]}"; do
   command_of "$name"
   run_check "$name" "${CMD[@]}"
   case "$name" in
-    trainer_8m_lora) "$PYTHON" -m benchmarks.gpu_report trainer_row \
+    trainer_8m_lora) "$PYTHON" -m benchmarks.gpu_report \
       "8M LoRA, max_tokens $LORA_TOKENS" "$WORK/lora8m" >>"$WORK/$name.log"; write_table ;;
-    trainer_8m_frozen) "$PYTHON" -m benchmarks.gpu_report trainer_row \
+    trainer_8m_frozen) "$PYTHON" -m benchmarks.gpu_report \
       "8M frozen (cache), max_tokens $FROZEN_TOKENS" "$WORK/frozen8m" >>"$WORK/$name.log"
       write_table ;;
     yeast_random_frozen_8m) cat "$WORK/real_yeast/results.md" 2>/dev/null ;;

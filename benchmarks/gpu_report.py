@@ -1,8 +1,7 @@
-"""What gpu_check.sh prints of its rows that their commands do not (light: no torch but for
-`versions`).
+"""A trainer row of gpu_check.sh: its median pairs/s and test metrics as a one-row table
+(light: no torch).
 
-python -m benchmarks.gpu_report trainer_row NAME OUTPUT_DIR
-python -m benchmarks.gpu_report versions
+python -m benchmarks.gpu_report NAME OUTPUT_DIR
 """
 
 from __future__ import annotations
@@ -33,14 +32,5 @@ def trainer_row(name: str, out: str) -> None:
     print("\n".join(markdown_table(header, [(name, rate, len(rates), shown)])))
 
 
-def versions() -> None:
-    import torch
-
-    from ppi_dist.training.machine import default_device, machine_report
-
-    print("\n".join(machine_report(torch.device(default_device()))))
-
-
 if __name__ == "__main__":
-    command, *arguments = sys.argv[1:]
-    {"trainer_row": trainer_row, "versions": versions}[command](*arguments)
+    trainer_row(*sys.argv[1:])

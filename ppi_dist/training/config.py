@@ -25,6 +25,7 @@ import textwrap
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ppi_dist.checks import (
@@ -155,6 +156,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.encoder_shape is not None:
             check_choice("encoder_shape", self.encoder_shape, SHAPES)
+        shape = str(self.secai.encoder).removesuffix("-shape")
+        if shape in SHAPES and not Path(str(self.secai.encoder)).exists():
+            raise ConfigError(
+                f"--encoder {self.secai.encoder}: --encoder takes a path or Hub name; random "
+                f"weights of a shape are --encoder_shape {shape}"
+            )
 
     def secai_config(self) -> SECAIConfig:
         """The model to build: `secai`, with random weights of `encoder_shape` when it is set

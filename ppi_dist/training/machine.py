@@ -1,6 +1,7 @@
 """Where a run ran and what it held: the machine and library versions (printed when a run
-starts and kept in its metrics.json, printed before every benchmark's figures), and the peak
-memory (the trainer's log per window; the benchmarks' per method)."""
+starts and kept in its metrics.json, printed before every benchmark's figures, and by
+`python -m ppi_dist.training.machine` for a bug report), and the peak memory (the trainer's
+log per window; the benchmarks' per method)."""
 
 from __future__ import annotations
 
@@ -85,3 +86,7 @@ class PeakMemory:
 
     def describe(self) -> str:
         return f"{self.kind} {self.peak_bytes() / 2**30:.2f} GiB"
+
+
+if __name__ == "__main__":
+    print("\n".join(machine_report(torch.device(default_device()))))

@@ -161,6 +161,9 @@ def test_a_random_weight_shape_replaces_the_encoder_name():
     )
     with pytest.raises(ConfigError, match="encoder_shape must be one of"):
         load_config(["--encoder_shape", "huge"])
+    # A shape's name given as --encoder says which flag builds random weights of it.
+    with pytest.raises(ConfigError, match=r"random weights of a shape are --encoder_shape 8M$"):
+        load_config(["--encoder", "8M"])
 
 
 @pytest.mark.parametrize(
