@@ -65,8 +65,13 @@ class Screening:
         self.encode_s = time.perf_counter() - start
         self.pairs = len(sequences) * (len(sequences) - 1) // 2
         self.runs = 0  # each run writes its own file
-        read = model.config.windowing("scoring")
-        self.length = float(np.mean([read.kept_length(len(s)) for s in sequences.values()]))
+        lengths = [windowing.kept_length(len(s)) for s in sequences.values()]
+        self.length = float(np.mean(lengths))
+        print(
+            f"{len(sequences)} proteins, read lengths mean {self.length:.0f}, max {max(lengths)}; "
+            f"{self.pairs:,} unordered pairs, encoded in {self.encode_s:.0f} s",
+            flush=True,
+        )
 
     def run(self, screen: float | None) -> tuple[float, dict]:
         self.runs += 1
@@ -176,17 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         model = load_model(args.model).to(device).eval()
     else:
         model = build_model(trainer_config(parser, flags, device), device).eval()
-    everything = read_fasta(args.fasta)
-    for n in args.proteins:
-        lengths = [
-            model.config.windowing("scoring").kept_length(len(everything[p]))
-            for p in list(everything)[:n]
-        ]
-        print(
-            f"{len(lengths)} proteins (first of {Path(args.fasta).name}), read lengths mean "
-            f"{sum(lengths) / len(lengths):.0f}, max {max(lengths)}; "
-            f"{len(lengths) * (len(lengths) - 1) // 2:,} unordered pairs"
-        )
+    everything = read_fasta(args.fasta)  # its first --proteins N, in file order
     print("\n".join(screen_tables(model, everything, args)))
     print(
         f"cross-attention heads {model.config.cross_attention_heads}, "

@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check of SE-CAI on one H100/H200, in four stages (BENCHMARKS.md, GPU check). Each
-# stage's rows, with their GPU limits in seconds, add up with the set-up to under its budget,
-# so a stage fits one call of a 10-minute device lease; the plan is printed first, and a stage
-# whose plan does not fit refuses to start. Each row's command is printed before it runs, and
-# $WORK/results.md is rewritten after every row, so a stage cut short keeps what it measured.
+# The GPU check of SE-CAI on one H100/H200 in four stages, each a plan of rows whose GPU limits
+# fit one call of a 10-minute device lease (BENCHMARKS.md, GPU check); $WORK/results.md is
+# rewritten after every row, so a stage cut short keeps what it measured.
 #
 #   [STAGE=tests|speed|sweep|results] bash benchmarks/gpu_check.sh [--dry]
 #

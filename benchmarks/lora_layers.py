@@ -1,22 +1,11 @@
-"""Training speed of LoRA on every encoder layer against LoRA on the top layers (with and
-without the trunk cache) and a frozen encoder, on the same batches, in one process.
+"""Training speed of LoRA on every encoder layer, LoRA on the top layers (over the whole
+encoder, and over the trunk cache) and a frozen encoder (over the embedding cache), each
+through the trainer's own set-up and step on one list of the trainer's trunk-cache batches
+(the frozen step on the same pairs as cache rows), alternating within every repeat; medians
+as pairs/s, beside the FLOP model's ratio (`ppi_dist.training.flops`).
 
     python -m benchmarks.lora_layers                      # 8M, crop 256, last 2 of 6 layers
     python -m benchmarks.lora_layers --encoder_shape 650M --lora_layers 8 --max_residues 1022
-
-Pairs are drawn (seeded) from a real pair file with their real lengths; one list of training
-batches (the trainer's over the trunk cache: the crops are the cache's windows) serves every
-variant, each through the trainer's own set-up and step (`benchmarks.core.TrainerStep`):
-
-* all layers: LoRA on every layer, the whole encoder every step (the trunk rows unread);
-* last N, whole encoder: LoRA on the last N layers, the whole encoder every step;
-* last N, trunk cache: the same model, the layers below read from the trunk cache (built
-  first; the trainer's set-up prints its wall time);
-* frozen: no LoRA, last-layer states from the embedding cache (built first, likewise), the
-  same pairs as cache-row batches with the trainer's crops.
-
-The variants alternate within every repeat (drift hits all); medians over repeats are
-reported as pairs/s, beside the FLOP model's step FLOPs (`ppi_dist.training.flops`).
 """
 
 from __future__ import annotations

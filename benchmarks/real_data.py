@@ -133,21 +133,17 @@ def new_splits(name: str, args, seed: int) -> dict[str, list[Pair]]:
     return {"train": train[: args.train_pairs], "valid": valid[: args.valid_pairs], "test": test}
 
 
-def labels_of(pairs: list[Pair]) -> list[float]:
-    return [pair.label for pair in pairs]
-
-
 def degree_baseline(paths: dict[str, Path]) -> dict:
     train = read_pairs(paths["train"])
     valid, test = read_pairs(paths["valid"]), read_pairs(paths["test"])
     valid_scores = np.array(degree_baseline_scores(train, valid), dtype=float)
     test_scores = np.array(degree_baseline_scores(train, test), dtype=float)
-    chosen = search_threshold(valid_scores, labels_of(valid), grid="distinct")
-    return evaluate_at(test_scores, labels_of(test), chosen.threshold).summary()
+    chosen = search_threshold(valid_scores, [p.label for p in valid], grid="distinct")
+    return evaluate_at(test_scores, [p.label for p in test], chosen.threshold).summary()
 
 
 def all_positive(paths: dict[str, Path]) -> dict:
-    labels = labels_of(read_pairs(paths["test"]))
+    labels = [pair.label for pair in read_pairs(paths["test"])]
     return evaluate_at(np.ones(len(labels)), labels, 0.5).summary()
 
 

@@ -1,16 +1,13 @@
-"""Training steps of SE-CAI timed, and profiled: the trainer's own step on its batches
-("ours"; with a frozen encoder, cache-row batches over a stand-in cache kept on the device)
-against the naive baseline on the same pairs, alternating within every repeat; with the
-trainer's --compile, ours on a compiled twin of the model too. --profile_steps N then
-profiles N steps of ours and of the twin (`ppi_dist.training.profiling`).
+"""Training steps of SE-CAI timed, and profiled: the trainer's own set-up and step on its
+batches ("ours"; a frozen encoder reads the embedding cache built for the sample) against
+the naive baseline on the same pairs (fixed-size random batches, A and B padded apart and
+encoded in two calls with eager attention, then the model's pair maths, through the same
+step), alternating within every repeat; with --compile, ours on a compiled twin too.
+--profile_steps N then profiles N steps of each (`ppi_dist.training.profiling`).
 
     python -m benchmarks.throughput
     python -m benchmarks.throughput --encoder_shape 650M --max_tokens 8192 16384 32768
     python -m benchmarks.throughput --dry --no_baseline --profile_steps 2 --compile true
-
-The naive baseline: fixed-size random batches, A and B each padded to their own longest and
-encoded in two encoder calls (no dedup, no packing) with eager attention, then the model's
-own pair maths, through the trainer's step.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def test_all_vs_all_small_run(tmp_path, capsys):
     all_vs_all.main(["--fasta", str(_fasta(tmp_path)), "--proteins", "5", *TINY])
     printed = capsys.readouterr().out
     assert printed.startswith("machine: ") and "transformers" in printed
-    assert "5 proteins (first of proteins.fasta)" in printed and "10 unordered pairs" in printed
+    assert "5 proteins, read lengths mean" in printed and "10 unordered pairs" in printed
     assert re.search(r"^\| 5 +\| 10 +\| full +\| \d+ \+ \d+ +\| 10 ", printed, re.M)
     assert "cross-attention heads 4" in printed and "peak RSS " in printed
 
