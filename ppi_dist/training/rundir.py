@@ -39,6 +39,7 @@ RUN_OUTPUTS = (
     "synthetic_data",
     "split",
     "predictions_*.tsv",
+    "profile.md",
 )
 # Settings that may change between a run and its resumption without changing what trains.
 # The run's length may change on resume (extend a run, or stop it sooner): the schedule is
@@ -55,6 +56,8 @@ RESUME_FREE = frozenset(
         "debug",
         "report_to",
         "log_every",
+        "profile_steps",
+        "peak_tflops",
         "plots",
         "push_to_hub",
         "hub_private",
