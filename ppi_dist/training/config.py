@@ -311,7 +311,7 @@ class RunConfig:
     host and device time, the top operators, printed and written to profile.md; 0: none."""
     peak_tflops: float | None = None
     """One device's peak TFLOP/s (989: an H100 or H200 in dense bf16): the log's `train/mfu`,
-    model FLOPs (`training.flops`) per second over it; None: model TFLOP/s alone."""
+    the main rank's model FLOPs (`training.flops`) per second over it; None: no MFU."""
     push_to_hub: str | None = None
     """Hub repository id the model folder is pushed to at the end."""
     hub_private: bool = True
