@@ -1,7 +1,7 @@
-"""Where a run ran and what it held: the machine and library versions (printed when a run
-starts and kept in its metrics.json, printed before every benchmark's figures, and by
-`python -m ppi_dist.training.machine` for a bug report), and the peak memory (the trainer's
-log per window; the benchmarks' per method)."""
+"""Where a run ran and what it held: the machine and library versions (printed as a run
+starts, kept without the load in its metrics.json, printed before every benchmark's figures
+and by `python -m ppi_dist.training.machine` for a bug report), and the peak memory (the
+trainer's log per window; the benchmarks' per method)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,18 @@ def machine_report(device: torch.device) -> list[str]:
         f"python {platform.python_version()}, {versions}",
         gpu,
     ]
+
+
+def environment(device: torch.device) -> dict:
+    """Where a run ran, as its metrics.json keeps it: the machine and the library versions
+    (not the load, which moves: two runs on one machine record the same)."""
+    return {
+        "machine": cpu_name(),
+        "cpu_cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "python": platform.python_version(),
+        "libraries": {name: library_version(name) for name in LIBRARIES},
+    }
 
 
 def machine_line(device: torch.device) -> str:

@@ -29,7 +29,7 @@ from ppi_dist.models.calibration import calibrated
 from ppi_dist.models.saving import from_pretrained, save_pretrained
 from ppi_dist.models.secai import SECAI
 from ppi_dist.training.config import TrainConfig
-from ppi_dist.training.machine import machine_report
+from ppi_dist.training.machine import environment
 
 
 @dataclass
@@ -80,7 +80,7 @@ def save_run_outputs(
             images += plot_evaluation(scored.scores, scored.labels, result, plots, split)
     metrics = {split: result.summary() for split, result in final.results.items()}
     extra: dict = {"threshold_objective": chosen.objective}
-    extra["machine"] = machine_report(next(model.parameters()).device)
+    extra["environment"] = environment(next(model.parameters()).device)
     if first_pass := first_pass_metrics(final.predictions):
         extra["first_pass"] = first_pass
     if final.comparison:

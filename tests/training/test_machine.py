@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from ppi_dist.training.machine import PeakMemory, machine_line, machine_report
+from ppi_dist.training.machine import PeakMemory, environment, machine_line, machine_report
 
 CPU = torch.device("cpu")
 
@@ -27,3 +27,12 @@ def test_machine_report_names_the_machine_and_the_libraries(monkeypatch):
         assert f"{library} " in lines[1]
     assert lines[2] == "GPU: none (CPU run)"
     assert machine_line(CPU) == "; ".join(lines)
+
+
+def test_the_environment_a_run_keeps_holds_no_load():
+    """metrics.json's record: the same on one machine whatever else runs (a resumed run's
+    metrics equal an uninterrupted one's)."""
+    recorded = environment(CPU)
+    assert recorded["gpu"] is None and recorded["cpu_cores"] == os.cpu_count()
+    assert recorded["libraries"]["torch"] == torch.__version__
+    assert "load" not in str(recorded)
