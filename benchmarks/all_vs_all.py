@@ -38,14 +38,13 @@ PROTEOMES = {"yeast": 6_000, "human": 20_000}
 H200_MFU = 0.35  # the FLOP model's assumption (ppi_dist/training/flops.py), not a measurement
 
 
-def _read_scores(path: Path) -> dict[tuple[str, str], tuple[float, float, bool]]:
-    """(a, b) -> (probability or NaN, first-pass probability or NaN, scored by cross-attention)."""
+def _read_scores(path: Path) -> dict[tuple[str, str], tuple[float, bool]]:
+    """(a, b) -> (probability or NaN, scored by cross-attention)."""
     with open(path) as handle:
         rows = csv.DictReader(handle, delimiter="\t")
         return {
             (r["protein_a"], r["protein_b"]): (
                 float(r["probability"] or "nan"),
-                float(r.get("first_pass") or "nan"),
                 r.get("stage", "cross_attention") == "cross_attention",
             )
             for r in rows
@@ -122,7 +121,7 @@ def screen_tables(
             for share in args.screens:
                 wall, screened = screening.run(share)
                 kept = np.array(
-                    [screened[pair][2] for pair in (scores if full is not None else screened)]
+                    [screened[pair][1] for pair in (scores if full is not None else screened)]
                 )
                 recall = "-" if full is None else ", ".join(f"{r:.3f}" for r in recalls(full, kept))
                 table.append([n, f"{pairs:,}", f"screen {share:g}", f"{encode_s:.0f} + {wall:.0f}"])

@@ -24,7 +24,8 @@ def top_mask(scores: np.ndarray, share: float) -> np.ndarray:
 
 def recalls(full: np.ndarray, kept: np.ndarray) -> list[float]:
     """Of SE-CAI's top 1% and 5% pairs (by `full`), the shares in `kept`."""
-    return [float((kept & top_mask(full, top)).sum() / top_mask(full, top).sum()) for top in TOPS]
+    tops = [top_mask(full, top) for top in TOPS]
+    return [float((kept & best).sum() / best.sum()) for best in tops]
 
 
 def screen_ranking(

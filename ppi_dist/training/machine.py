@@ -37,21 +37,6 @@ def library_version(name: str) -> str:
         return "not installed"
 
 
-def machine_report(device: torch.device) -> list[str]:
-    """The machine, its load and the library versions, to print before figures."""
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    versions = ", ".join(f"{name} {library_version(name)}" for name in LIBRARIES)
-    gpu = "GPU: none (CPU run)"
-    if device.type == "cuda":
-        gpu = f"GPU: {device_name(device)} (CUDA {torch.version.cuda})"
-    return [
-        f"machine: {cpu_name()}, {os.cpu_count()} CPU cores, torch threads "
-        f"{torch.get_num_threads()}, load average {load} (other processes share it)",
-        f"python {platform.python_version()}, {versions}",
-        gpu,
-    ]
-
-
 def environment(device: torch.device) -> dict:
     """Where a run ran, as its metrics.json keeps it: the machine and the library versions
     (not the load, which moves: two runs on one machine record the same)."""
@@ -62,6 +47,22 @@ def environment(device: torch.device) -> dict:
         "python": platform.python_version(),
         "libraries": {name: library_version(name) for name in LIBRARIES},
     }
+
+
+def machine_report(device: torch.device) -> list[str]:
+    """`environment` with the load and torch's threads, as lines to print before figures."""
+    where = environment(device)
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    versions = ", ".join(f"{name} {v}" for name, v in where["libraries"].items())
+    gpu = "GPU: none (CPU run)"
+    if where["gpu"] is not None:
+        gpu = f"GPU: {where['gpu']} (CUDA {torch.version.cuda})"
+    return [
+        f"machine: {where['machine']}, {where['cpu_cores']} CPU cores, torch threads "
+        f"{torch.get_num_threads()}, load average {load} (other processes share it)",
+        f"python {where['python']}, {versions}",
+        gpu,
+    ]
 
 
 def machine_line(device: torch.device) -> str:

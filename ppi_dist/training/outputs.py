@@ -4,8 +4,8 @@ output_dir/
   predictions_validation.tsv, predictions_test.tsv   every pair: probability, raw score, decision
                                                       (and the first pass's probability)
   plots/validation/, plots/test/                      PR, ROC and threshold plots
-  metrics.json                                        each split, every objective, and the
-                                                      first pass's AUROC and AUPR
+  metrics.json                                        each split, every objective, the first
+                                                      pass's ranking and what each screen keeps
   model/                                              the model folder (`hub.folder`)
 """
 
@@ -46,7 +46,8 @@ class FinalResults:
 
 
 def first_pass_metrics(predictions: dict[str, ScoredPairs]) -> dict[str, dict[str, float]]:
-    """Split -> the first pass's AUROC and AUPR (`first_pass_ranking`; empty without one)."""
+    """Split -> the first pass's AUROC, AUPR and screens (`first_pass_ranking`; empty
+    without a first pass)."""
     rankings = {split: first_pass_ranking(scored) for split, scored in predictions.items()}
     return {split: ranking for split, ranking in rankings.items() if ranking}
 

@@ -182,13 +182,13 @@ class StepProfiler:
     profiled and `step()` costs nothing."""
 
     def __init__(self, steps: int, device: torch.device):
-        self.steps, self.device = steps, device
+        self.steps, self.device, self.on_cuda = steps, device, device.type == "cuda"
         self.summary: dict | None = None
         self._profile: profiler.profile | None = None
         self._taken = 0
         if steps > 0:
             activities = [profiler.ProfilerActivity.CPU]
-            activities += [profiler.ProfilerActivity.CUDA] * (device.type == "cuda")
+            activities += [profiler.ProfilerActivity.CUDA] * self.on_cuda
             plan = profiler.schedule(wait=0, warmup=1, active=steps, repeat=1)
             self._profile = profiler.profile(activities=activities, schedule=plan)
             self._profile.start()
@@ -210,15 +210,14 @@ class StepProfiler:
             return
         with profiler.record_function(STEP_RANGE):
             yield
-            if self.device.type == "cuda":
+            if self.on_cuda:
                 torch.cuda.synchronize(self.device)
         self._profile.step()
         self._taken += 1
         if self._taken > self.steps:  # the warm-up step, then the profiled ones
-            self._profile.stop()
-            on_cuda = self.device.type == "cuda"
-            self.summary = summarise(events_of(self._profile), self.steps, on_cuda)
-            self._profile = None
+            profiled = self._profile
+            self.close()
+            self.summary = summarise(events_of(profiled), self.steps, self.on_cuda)
 
 
 def report(profiles: dict[str, dict], top: int) -> list[str]:
